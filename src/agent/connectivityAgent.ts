@@ -1,0 +1,287 @@
+/**
+ * The connectivity half of the agent (flanneld's job), wired the one-way DESIGN way:
+ * lease watch -> peers -> (debounced) pure route/rule computation -> dataplane
+ * reconcilers. Start-up, every change and the periodic resync all take the same path,
+ * and shutdown leaves the dataplane in place so that a restart loses no traffic.
+ */
+import { hostname } from "node:os";
+import type { Server } from "node:http";
+import type { Etcd3, Watcher } from "etcd3";
+import type { Logger } from "pino";
+import type { AgentConfig } from "../config/agentConfig.js";
+import { type NetworkConfig, vxlanPort } from "../config/networkConfig.js";
+import { connectEtcd } from "../datastore/etcdClient.js";
+import { EtcdSubnetRegistry, type LeaseEvent } from "../datastore/etcdSubnetRegistry.js";
+import { type IptablesDriver } from "../dataplane/iptables.js";
+import { Netlink } from "../dataplane/netlink.js";
+import { reconcileRouting } from "../dataplane/routeReconciler.js";
+import { ensureSysctl } from "../dataplane/sysctl.js";
+import { type Underlay, chooseUnderlay } from "../dataplane/underlay.js";
+import { ensureVxlanDevice, randomVtepMac } from "../dataplane/vxlanDevice.js";
+import { LeaseKeeper } from "../ipam/leaseKeeper.js";
+import { type IpAddr, formatCidr, formatIp, ipEquals, parseIp } from "../model/ip.js";
+import type { Lease, LeaseAttrs } from "../model/lease.js";
+import { computeRouting, podMtu, vxlanDeviceName } from "../routing/backends.js";
+import { startHealthServer } from "./health.js";
+import { leaseToPeer, vtepMacOf } from "./peers.js";
+import { HostRules } from "./hostRules.js";
+import { readSubnetEnv, renderDockerOpts, renderSubnetEnv, writeFileAtomic, type SubnetEnv } from "./subnetEnv.js";
+
+export class ConnectivityAgent {
+  private etcd: Etcd3 | undefined;
+  private registry: EtcdSubnetRegistry | undefined;
+  private nl: Netlink | undefined;
+  private keeper: LeaseKeeper | undefined;
+  private watcher: Watcher | undefined;
+  private health: Server | undefined;
+  private network: NetworkConfig | undefined;
+  private underlay: Underlay | undefined;
+  private publicIP: IpAddr | undefined;
+  private publicIPv6: IpAddr | undefined;
+  private vtepMac: string | undefined;
+  private readonly peers = new Map<string, Lease>();
+  private hostRules: HostRules | undefined;
+  private timers: NodeJS.Timeout[] = [];
+  private pending: NodeJS.Timeout | undefined;
+  private running: Promise<void> = Promise.resolve();
+  private subnetEnvWritten = false;
+  private rulesInPlace = false;
+  private lastLoop = Date.now();
+  private stopping = false;
+
+  constructor(
+    private readonly cfg: AgentConfig,
+    private readonly log: Logger,
+  ) {}
+
+  async start(): Promise<void> {
+    const { cfg, log } = this;
+    if (cfg["kube-subnet-mgr"]) {
+      throw new Error("--kube-subnet-mgr: the Kubernetes datastore is not part of this build yet; use the etcd datastore (--etcd-endpoints)");
+    }
+    if (cfg["healthz-port"] > 0) {
+      this.health = await startHealthServer(cfg["healthz-ip"], cfg["healthz-port"], {
+        live: () => Date.now() - this.lastLoop < Math.max(60_000, 3 * cfg["route-resync"]),
+        ready: () => {
+          const reasons: string[] = [];
+          if (!this.rulesInPlace) reasons.push("iptables rules not yet in place");
+          if (!this.subnetEnvWritten) reasons.push("subnet.env not yet written");
+          return { ready: reasons.length === 0, reasons };
+        },
+      });
+      log.info({ address: `${cfg["healthz-ip"]}:${cfg["healthz-port"]}` }, "health server listening");
+    }
+
+    if (await ensureSysctl("net/ipv4/ip_forward", "1")) log.info("IPv4 forwarding was off; turned it on (net.ipv4.ip_forward=1)");
+    else log.info("IPv4 forwarding is on");
+
+    this.etcd = connectEtcd({ endpoints: cfg["etcd-endpoints"], keyFile: cfg["etcd-keyfile"], certFile: cfg["etcd-certfile"], caFile: cfg["etcd-cafile"], username: cfg["etcd-username"], password: cfg["etcd-password"] });
+    this.registry = new EtcdSubnetRegistry(this.etcd, cfg["etcd-prefix"], log);
+    this.network = await this.waitForNetworkConfig();
+    const network = this.network;
+    if (network.enableIPv6 && (await ensureSysctl("net/ipv6/conf/all/forwarding", "1"))) log.info("IPv6 forwarding was off; turned it on");
+
+    this.nl = new Netlink();
+    this.underlay = await chooseUnderlay(this.nl, { iface: cfg.iface, ifaceRegex: cfg["iface-regex"], ifaceCanReach: cfg["iface-can-reach"] });
+    this.publicIP = cfg["public-ip"] ? parseIp(cfg["public-ip"]) : this.underlay.ipv4;
+    this.publicIPv6 = cfg["public-ipv6"] ? parseIp(cfg["public-ipv6"]) : this.underlay.ipv6;
+    if (network.enableIPv4 && !this.publicIP) throw new Error(`interface ${this.underlay.name} has no IPv4 address; set --public-ip or --iface`);
+    if (network.enableIPv6 && !this.publicIPv6) throw new Error(`interface ${this.underlay.name} has no IPv6 address; set --public-ipv6 or --iface`);
+    log.info({ iface: this.underlay.name, publicIP: this.publicIP && formatIp(this.publicIP), publicIPv6: this.publicIPv6 && formatIp(this.publicIPv6), mtu: this.underlay.mtu, backend: network.backend.type }, "using inter-node interface");
+
+    this.vtepMac = await this.chooseVtepMac();
+    const previous = await readSubnetEnv(cfg["subnet-file"]);
+    this.keeper = new LeaseKeeper({
+      registry: this.registry,
+      config: network,
+      publicIP: this.publicIP,
+      publicIPv6: this.publicIPv6,
+      attrsFor: () => this.leaseAttrs(),
+      previous: previous ? { subnet: previous.subnet, subnet6: previous.ipv6Subnet } : undefined,
+      ttlMs: cfg["subnet-lease-ttl"],
+      renewMarginMs: cfg["subnet-lease-renew-margin"],
+      log,
+    });
+    this.keeper.on("changed", (lease, old) => {
+      log.warn({ from: old?.subnet && formatCidr(old.subnet), to: lease.subnet && formatCidr(lease.subnet) }, "subnet lease changed; reprogramming");
+      this.schedule(0);
+    });
+    await this.keeper.acquire();
+
+    this.hostRules = await HostRules.create(cfg, log);
+    await this.startWatch();
+    await this.reconcile();
+    this.timers.push(setInterval(() => this.schedule(0), cfg["route-resync"]));
+    this.timers.push(setInterval(() => void this.resyncRules(), cfg["iptables-resync"]));
+  }
+
+  private async waitForNetworkConfig(): Promise<NetworkConfig> {
+    let delay = 500;
+    for (;;) {
+      try {
+        const network = await (this.registry as EtcdSubnetRegistry).getNetworkConfig();
+        this.log.info({ ipv4: network.ipv4 && formatCidr(network.ipv4.network), ipv6: network.ipv6 && formatCidr(network.ipv6.network), backend: network.backend }, "network config loaded");
+        return network;
+      } catch (err) {
+        if ((err as Error).name === "ConfigError") throw err; // a bad config does not fix itself
+        if (this.stopping) throw err;
+        this.log.warn({ err: (err as Error).message, retryInMs: delay }, "waiting for the network config");
+        await new Promise((r) => setTimeout(r, delay));
+        delay = Math.min(delay * 2, 10_000);
+      }
+    }
+  }
+
+  /** The VTEP MAC must survive restarts: the existing device's, else our old lease's, else new. */
+  private async chooseVtepMac(): Promise<string | undefined> {
+    const network = this.network as NetworkConfig;
+    if (network.backend.type !== "vxlan") return undefined;
+    const dev = await (this.nl as Netlink).linkByName(vxlanDeviceName(network.backend.vni, 4));
+    if (dev?.kind === "vxlan" && dev.mac) return dev.mac;
+    const { leases } = await (this.registry as EtcdSubnetRegistry).listLeases();
+    const own = leases.find((l) => l.publicIP && this.publicIP && ipEquals(l.publicIP, this.publicIP));
+    return vtepMacOf(own?.attrs.BackendData) ?? randomVtepMac(network.backend.macPrefix);
+  }
+
+  private leaseAttrs(): LeaseAttrs {
+    const network = this.network as NetworkConfig;
+    const attrs: LeaseAttrs = { PublicIP: this.publicIP ? formatIp(this.publicIP) : "", BackendType: network.backend.type, NodeName: this.cfg.nodeName };
+    if (this.publicIPv6) attrs.PublicIPv6 = formatIp(this.publicIPv6);
+    if (network.backend.type === "vxlan") {
+      attrs.BackendData = { VNI: network.backend.vni, VtepMAC: this.vtepMac };
+    }
+    return attrs;
+  }
+
+  private async startWatch(): Promise<void> {
+    const registry = this.registry as EtcdSubnetRegistry;
+    const { leases, revision } = await registry.listLeases();
+    this.peers.clear();
+    for (const l of leases) this.peers.set(registry.keyOf(l.subnet, l.subnet6), l);
+    const next = (BigInt(revision) + 1n).toString();
+    this.watcher = await registry.watch(
+      next,
+      (e) => this.onLeaseEvent(e),
+      (err) => {
+        this.log.warn({ err: err.message }, "lease watch failed; relisting");
+        void this.restartWatch();
+      },
+    );
+  }
+
+  private async restartWatch(): Promise<void> {
+    if (this.stopping) return;
+    await this.watcher?.cancel().catch(() => undefined);
+    for (let delay = 500; !this.stopping; delay = Math.min(delay * 2, 10_000)) {
+      try {
+        await this.startWatch();
+        this.schedule(0);
+        return;
+      } catch (err) {
+        this.log.warn({ err: (err as Error).message, retryInMs: delay }, "relist failed; keeping the current dataplane");
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
+  }
+
+  private onLeaseEvent(e: LeaseEvent): void {
+    const registry = this.registry as EtcdSubnetRegistry;
+    if (e.type === "put") {
+      const key = registry.keyOf(e.lease.subnet, e.lease.subnet6);
+      const isNew = !this.peers.has(key);
+      this.peers.set(key, e.lease);
+      if (isNew) this.log.info({ key, node: e.lease.attrs.NodeName, publicIP: e.lease.attrs.PublicIP }, "peer lease added");
+    } else {
+      this.peers.delete(e.key);
+      this.log.info({ key: e.key }, "lease removed");
+      this.keeper?.onKeyDeleted(e.key);
+    }
+    this.schedule(50);
+  }
+
+  /** Coalesces bursts of events into one reconcile; reconciles never overlap. */
+  private schedule(delayMs: number): void {
+    if (this.stopping || this.pending) return;
+    this.pending = setTimeout(() => {
+      this.pending = undefined;
+      this.running = this.running.then(() => this.reconcile()).catch((err: Error) => this.log.error({ err: err.message }, "reconcile failed; will retry"));
+    }, delayMs);
+  }
+
+  private async reconcile(): Promise<void> {
+    this.lastLoop = Date.now();
+    const lease = this.keeper?.lease;
+    const network = this.network as NetworkConfig;
+    const underlay = this.underlay as Underlay;
+    const nl = this.nl as Netlink;
+    if (!lease) return;
+    const backend = network.backend;
+    const vni = backend.type === "vxlan" ? backend.vni : 0;
+    const dev4 = vxlanDeviceName(vni, 4);
+    const dev6 = vxlanDeviceName(vni, 6);
+    const mtu = podMtu(backend, underlay.mtu);
+    const vxlanDevices: string[] = [];
+    if (backend.type === "vxlan") {
+      if (lease.subnet && this.publicIP && network.ipv4) {
+        await ensureVxlanDevice(nl, { name: dev4, vni, port: vxlanPort(backend), local: this.publicIP, underlayIndex: underlay.index, mtu, learning: backend.learning, gbp: backend.gbp, preferredMac: this.vtepMac, macPrefix: backend.macPrefix, address: { family: 4, value: lease.subnet.ip }, clusterNetwork: network.ipv4.network }, this.log);
+        vxlanDevices.push(dev4);
+      }
+    }
+    const peers = [...this.peers.values()].map(leaseToPeer);
+    const desired = computeRouting(
+      { backend, subnet: lease.subnet, subnet6: lease.subnet6, publicIP: this.publicIP, publicIPv6: this.publicIPv6, onLinkNetworks: underlay.onLinkNetworks, vxlanDevice: dev4, vxlanDevice6: dev6, blackholeRoute: this.cfg["ip-blackhole-route"] },
+      peers,
+    );
+    for (const p of desired.problems) this.log.error({ problem: p }, "peer not programmed");
+    const counts = await reconcileRouting(nl, desired, vxlanDevices, this.log);
+    const changed = Object.values(counts).some((n) => n > 0);
+    if (changed) this.log.info({ ...counts, peers: desired.decisions }, "routing reconciled");
+    await this.resyncRules();
+    const env: SubnetEnv = { network: network.ipv4?.network, subnet: lease.subnet, ipv6Network: network.ipv6?.network, ipv6Subnet: lease.subnet6, mtu, ipMasq: this.cfg["ip-masq"] };
+    await this.writeSubnetEnv(env);
+  }
+
+  private async resyncRules(): Promise<void> {
+    const lease = this.keeper?.lease;
+    const network = this.network as NetworkConfig;
+    if (!lease || !this.hostRules || this.stopping) return;
+    try {
+      await this.hostRules.apply(network, lease);
+      if (!this.rulesInPlace) this.log.info("host iptables rules in place");
+      this.rulesInPlace = true;
+    } catch (err) {
+      this.log.error({ err: (err as Error).message }, "cannot apply iptables rules; will retry");
+    }
+  }
+
+  private lastSubnetEnv = "";
+  private async writeSubnetEnv(env: SubnetEnv): Promise<void> {
+    const text = renderSubnetEnv(env);
+    if (text === this.lastSubnetEnv && this.subnetEnvWritten) return;
+    await writeFileAtomic(this.cfg["subnet-file"], text);
+    if (this.cfg["docker-opts-file"]) await writeFileAtomic(this.cfg["docker-opts-file"], renderDockerOpts(env));
+    this.lastSubnetEnv = text;
+    this.subnetEnvWritten = true;
+    this.log.info({ path: this.cfg["subnet-file"], subnet: env.subnet && formatCidr(env.subnet), mtu: env.mtu }, "wrote subnet.env");
+  }
+
+  /** Stops the loops; leaves routes, rules and the lease in place so a restart loses nothing. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    for (const t of this.timers) clearInterval(t);
+    if (this.pending) clearTimeout(this.pending);
+    this.keeper?.stop();
+    await this.running.catch(() => undefined);
+    await this.watcher?.cancel().catch(() => undefined);
+    this.etcd?.close();
+    this.nl?.close();
+    await new Promise<void>((r) => (this.health ? this.health.close(() => r()) : r()));
+    this.log.info("stopped; dataplane left in place");
+  }
+
+  get driverFor(): IptablesDriver | undefined {
+    return this.hostRules?.driver4;
+  }
+}
+
+export const defaultNodeName = (): string => process.env["NODE_NAME"] ?? hostname();

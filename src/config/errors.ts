@@ -1,0 +1,16 @@
+/** An error in operator input that names the offending field and why it is wrong. */
+export class ConfigError extends Error {
+  constructor(
+    readonly field: string,
+    readonly reason: string,
+    readonly source = "config",
+  ) {
+    super(`${source}: ${field}: ${reason}`);
+    this.name = "ConfigError";
+  }
+}
+
+/** Turns zod issues into one readable message per field ("Backend.VNI: expected ..."). */
+export function describeZodIssues(issues: ReadonlyArray<{ path: ReadonlyArray<PropertyKey>; message: string }>): { field: string; reason: string }[] {
+  return issues.map((i) => ({ field: i.path.length ? i.path.map(String).join(".") : "(root)", reason: i.message }));
+}

@@ -1,0 +1,46 @@
+/**
+ * Node cleanup (`sluicectl cleanup`): removes our iptables chains and jump rules, our
+ * VXLAN devices and the routes we installed. Other tools' rules, chains and routes are
+ * left alone; the kernel objects are found by name/protocol, so it also works after a
+ * crash.
+ */
+import { pino } from "pino";
+import { IptablesDriver, binaries, detectMode } from "../dataplane/iptables.js";
+import { Netlink, SLUICE_RT_PROTO } from "../dataplane/netlink.js";
+import { formatCidr } from "../model/ip.js";
+
+export async function cleanupNode(backend: "auto" | "nft" | "legacy"): Promise<string[]> {
+  const log = pino({ level: "warn" }, pino.destination(2));
+  const report: string[] = [];
+  const mode = await detectMode(backend);
+  for (const family of [4, 6] as const) {
+    const driver = new IptablesDriver(binaries(family, mode), log);
+    try {
+      const reports = await driver.removeAll(family, ["filter", "nat", "mangle", "raw"]);
+      for (const r of reports) {
+        if (r.wrote) report.push(`iptables (IPv${family}, ${r.table}): removed chains ${r.plan.removed.join(", ") || "-"}, jumps from ${r.plan.hooksFixed.join(", ") || "-"}`);
+      }
+    } catch (err) {
+      report.push(`iptables (IPv${family}): ${(err as Error).message}`);
+    }
+  }
+  const nl = new Netlink();
+  try {
+    for (const family of [4, 6] as const) {
+      for (const r of (await nl.routes(family)).filter((x) => x.protocol === SLUICE_RT_PROTO)) {
+        await nl.deleteRoute(r).catch(() => undefined);
+        report.push(`route ${formatCidr(r.dst)} removed`);
+      }
+    }
+    for (const l of await nl.links()) {
+      if (l.kind === "vxlan" && /^sluice(-v6)?\.\d+$/.test(l.name)) {
+        await nl.deleteLink(l.index);
+        report.push(`device ${l.name} removed`);
+      }
+    }
+  } finally {
+    nl.close();
+  }
+  if (report.length === 0) report.push("nothing of Sluice's was left on this node");
+  return report;
+}

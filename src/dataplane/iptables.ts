@@ -1,0 +1,93 @@
+/**
+ * The iptables driver: reads with iptables-save, plans with the pure planner, writes
+ * with one `iptables-restore --noflush -w` per table. No npm package can do this, so
+ * we drive the same binaries kube-proxy and Felix drive.
+ */
+import type { Logger } from "pino";
+import type { Family } from "../model/ip.js";
+import { type RenderedTable, type RulesetSpec, type TableName, renderTable } from "../render/ruleset.js";
+import { run, runOk } from "./exec.js";
+import { type TablePlan, parseSave, planTable } from "./iptablesPlan.js";
+
+export type IptablesMode = "nft" | "legacy";
+
+export interface IptablesBinaries {
+  mode: IptablesMode;
+  save: string;
+  restore: string;
+}
+
+export function binaries(family: Family, mode: IptablesMode): IptablesBinaries {
+  const base = family === 4 ? "iptables" : "ip6tables";
+  return { mode, save: `${base}-${mode}-save`, restore: `${base}-${mode}-restore` };
+}
+
+/**
+ * Picks legacy or nft the way kube-proxy does: whichever already holds more rules
+ * (someone else's, e.g. kubelet's or Docker's) wins; nft on a tie. An explicit
+ * setting always wins.
+ */
+export async function detectMode(setting: "auto" | IptablesMode): Promise<IptablesMode> {
+  if (setting !== "auto") return setting;
+  const count = async (cmd: string): Promise<number> => {
+    const r = await run(cmd, []).catch(() => undefined);
+    if (!r || r.code !== 0) return -1;
+    return r.stdout.split("\n").filter((l) => l.startsWith("-A ")).length;
+  };
+  const [legacy, nft] = await Promise.all([count("iptables-legacy-save"), count("iptables-nft-save")]);
+  return legacy > nft ? "legacy" : "nft";
+}
+
+/** --random-fully needs iptables >= 1.6.2 (and a kernel >= 3.13, which every supported kernel is). */
+export async function supportsRandomFully(bin: IptablesBinaries): Promise<boolean> {
+  const r = await run(bin.restore.replace(/-restore$/, ""), ["--version"]).catch(() => undefined);
+  const m = r ? /v(\d+)\.(\d+)\.(\d+)/.exec(r.stdout) : null;
+  if (!m) return false;
+  const [maj, min, patch] = [Number(m[1]), Number(m[2]), Number(m[3])];
+  return maj > 1 || (maj === 1 && (min > 6 || (min === 6 && patch >= 2)));
+}
+
+export interface ApplyReport {
+  table: TableName;
+  wrote: boolean;
+  plan: TablePlan;
+}
+
+export class IptablesDriver {
+  /** How many times we actually called iptables-restore; tests read it. */
+  writes = 0;
+
+  constructor(
+    readonly bin: IptablesBinaries,
+    private readonly log: Logger,
+  ) {}
+
+  async readTable(table: TableName): Promise<ReturnType<typeof parseSave>> {
+    const r = await run(this.bin.save, ["-t", table]);
+    // A table that was never used may not exist yet; that reads as empty.
+    if (r.code !== 0) return new Map();
+    return parseSave(r.stdout);
+  }
+
+  /** Reconciles every table of the ruleset; touches only our chains and our jump rules. */
+  async apply(spec: RulesetSpec): Promise<ApplyReport[]> {
+    const reports: ApplyReport[] = [];
+    for (const t of spec.tables) {
+      const rendered: RenderedTable = renderTable(t);
+      const actual = (await this.readTable(t.table)).get(t.table);
+      const plan = planTable(rendered, actual);
+      if (plan.restore !== undefined) {
+        await runOk(this.bin.restore, ["-w", "5", "--noflush"], plan.restore);
+        this.writes++;
+        this.log.info({ table: t.table, family: spec.family, rewritten: plan.rewritten, removed: plan.removed, hooksFixed: plan.hooksFixed }, "iptables updated");
+      }
+      reports.push({ table: t.table, wrote: plan.restore !== undefined, plan });
+    }
+    return reports;
+  }
+
+  /** Removes every chain and jump rule of ours from the given tables. */
+  async removeAll(family: Family, tables: readonly TableName[]): Promise<ApplyReport[]> {
+    return this.apply({ family, tables: tables.map((table) => ({ table, chains: [], hooks: [] })) });
+  }
+}

@@ -1,0 +1,40 @@
+/** The kernel state the routing backends ask for: plain data, diffed by the dataplane. */
+import type { Cidr, IpAddr } from "../model/ip.js";
+
+export interface DesiredRoute {
+  dst: Cidr;
+  /** Next hop; absent for a blackhole route. */
+  gateway: IpAddr | undefined;
+  /** Device name; undefined means "whatever the kernel picks for the gateway" (host-gw). */
+  dev: string | undefined;
+  onlink: boolean;
+  blackhole: boolean;
+}
+
+export interface DesiredNeighbor {
+  dev: string;
+  ip: IpAddr;
+  mac: string;
+}
+
+export interface DesiredFdb {
+  dev: string;
+  mac: string;
+  dst: IpAddr;
+}
+
+/** How the route to one peer was chosen, for logs and `sluicectl`. */
+export interface PeerDecision {
+  peer: string;
+  via: "vxlan" | "direct" | "skipped";
+  reason?: string;
+}
+
+export interface DesiredRouting {
+  routes: DesiredRoute[];
+  neighbors: DesiredNeighbor[];
+  fdb: DesiredFdb[];
+  decisions: PeerDecision[];
+  /** Problems to report (never fatal): a host-gw peer that is not on-link, a peer without VTEP MAC. */
+  problems: string[];
+}

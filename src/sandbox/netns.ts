@@ -1,0 +1,38 @@
+/** Thin helpers over `ip` for the sandbox and the kernel tests: namespaces, links, commands inside. */
+import { run, runOk } from "../dataplane/exec.js";
+
+export const ip = (...args: string[]): Promise<string> => runOk("ip", args);
+
+export function nsExec(ns: string, cmd: string, args: readonly string[], input?: string): Promise<string> {
+  return runOk("ip", ["netns", "exec", ns, cmd, ...args], input);
+}
+
+export function nsTry(ns: string, cmd: string, args: readonly string[], timeoutMs = 10_000): Promise<{ code: number; stdout: string; stderr: string }> {
+  return run("ip", ["netns", "exec", ns, cmd, ...args], undefined, timeoutMs);
+}
+
+export async function listNetns(): Promise<string[]> {
+  const out = await run("ip", ["netns", "list"]);
+  return out.stdout
+    .split("\n")
+    .map((l) => l.split(" ")[0] as string)
+    .filter(Boolean);
+}
+
+export async function addNetns(name: string): Promise<void> {
+  await ip("netns", "add", name);
+  await ip("-n", name, "link", "set", "lo", "up");
+}
+
+export async function delNetns(name: string): Promise<void> {
+  await run("ip", ["netns", "del", name]);
+}
+
+/** PIDs of processes whose network namespace is `name` (so they can be stopped before it is deleted). */
+export async function netnsPids(name: string): Promise<number[]> {
+  const out = await run("ip", ["netns", "pids", name]);
+  return out.stdout
+    .split("\n")
+    .map((s) => Number(s.trim()))
+    .filter((n) => Number.isInteger(n) && n > 0);
+}
