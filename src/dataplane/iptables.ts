@@ -15,11 +15,18 @@ export interface IptablesBinaries {
   mode: IptablesMode;
   save: string;
   restore: string;
+  /** Run inside this network namespace (`ip netns exec`); tests and sluicectl use it. */
+  netns?: string | undefined;
 }
 
-export function binaries(family: Family, mode: IptablesMode): IptablesBinaries {
+export function binaries(family: Family, mode: IptablesMode, netns?: string): IptablesBinaries {
   const base = family === 4 ? "iptables" : "ip6tables";
-  return { mode, save: `${base}-${mode}-save`, restore: `${base}-${mode}-restore` };
+  return { mode, save: `${base}-${mode}-save`, restore: `${base}-${mode}-restore`, netns };
+}
+
+/** The argv that runs `cmd` where the driver points (this namespace or another). */
+function command(bin: IptablesBinaries, cmd: string, args: string[]): [string, string[]] {
+  return bin.netns ? ["ip", ["netns", "exec", bin.netns, cmd, ...args]] : [cmd, args];
 }
 
 /**
@@ -63,7 +70,7 @@ export class IptablesDriver {
   ) {}
 
   async readTable(table: TableName): Promise<ReturnType<typeof parseSave>> {
-    const r = await run(this.bin.save, ["-t", table]);
+    const r = await run(...command(this.bin, this.bin.save, ["-t", table]));
     // A table that was never used may not exist yet; that reads as empty.
     if (r.code !== 0) return new Map();
     return parseSave(r.stdout);
@@ -77,7 +84,7 @@ export class IptablesDriver {
       const actual = (await this.readTable(t.table)).get(t.table);
       const plan = planTable(rendered, actual);
       if (plan.restore !== undefined) {
-        await runOk(this.bin.restore, ["-w", "5", "--noflush"], plan.restore);
+        await runOk(...command(this.bin, this.bin.restore, ["-w", "5", "--noflush"]), plan.restore);
         this.writes++;
         this.log.info({ table: t.table, family: spec.family, rewritten: plan.rewritten, removed: plan.removed, hooksFixed: plan.hooksFixed }, "iptables updated");
       }

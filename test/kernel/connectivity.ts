@@ -1,0 +1,180 @@
+/**
+ * The connectivity suite every backend runs: a cluster of real agents in network
+ * namespaces; the kernel state each node should have, derived from the peers' real
+ * devices; real traffic with FORWARD policy DROP; drift repair; peer departure.
+ */
+import { describe, test, before } from "node:test";
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { Etcd3 } from "etcd3";
+import { readSubnetEnv } from "../../src/agent/subnetEnv.js";
+import { formatCidr, formatIp } from "../../src/model/ip.js";
+import type { Sandbox, SandboxBackend, SandboxNode } from "../../src/sandbox/cluster.js";
+import { type Endpoint, addEndpoint, eventually, ping, startEchoServer, tcpProbe } from "../../src/sandbox/endpoints.js";
+import { nsExec } from "../../src/sandbox/netns.js";
+import { binPath } from "../../src/sandbox/paths.js";
+import { type JsonRoute, nsJson, testCluster } from "../helpers/cluster.js";
+
+interface NodeFacts {
+  node: SandboxNode;
+  subnet: string;
+  tunnelIp: string;
+  mac: string | undefined;
+}
+
+async function facts(n: SandboxNode): Promise<NodeFacts> {
+  const env = await readSubnetEnv(join(n.stateDir, "subnet.env"));
+  assert.ok(env?.subnet, `${n.name} wrote subnet.env`);
+  const links = await nsJson<Array<{ ifname: string; address: string }>>(n.ns, "ip", ["link", "show"]);
+  return { node: n, subnet: formatCidr(env.subnet), tunnelIp: formatIp({ family: 4, value: env.subnet.ip }), mac: links.find((l) => l.ifname === "sluice.1")?.address };
+}
+
+/** What node `n` must have for peer `p`, by the backend's rules and the peer's real VTEP. */
+function expectedFor(backend: SandboxBackend, n: NodeFacts, p: NodeFacts): { route: string; neigh?: string; fdb?: string } {
+  const direct = backend === "host-gw" || (backend === "vxlan-direct" && n.node.segment === p.node.segment);
+  if (direct) return { route: `${p.subnet} via ${p.node.address} dev eth0` };
+  return { route: `${p.subnet} via ${p.tunnelIp} dev sluice.1 onlink`, neigh: `${p.tunnelIp} ${p.mac}`, fdb: `${p.mac} ${p.node.address}` };
+}
+
+async function kernelState(n: SandboxNode): Promise<{ routes: string[]; neigh: string[]; fdb: string[] }> {
+  const routes = (await nsJson<JsonRoute[]>(n.ns, "ip", ["route", "show", "proto", "77"])).map((r) => `${r.dst} via ${r.gateway} dev ${r.dev}${r.flags.includes("onlink") ? " onlink" : ""}`);
+  const hasVxlan = (await nsJson<Array<{ ifname: string }>>(n.ns, "ip", ["link", "show"])).some((l) => l.ifname === "sluice.1");
+  const neigh = hasVxlan ? (await nsJson<Array<{ dst: string; lladdr: string; state: string[] }>>(n.ns, "ip", ["neigh", "show", "dev", "sluice.1", "nud", "permanent"])).map((x) => `${x.dst} ${x.lladdr}`) : [];
+  const fdb = hasVxlan ? (await nsJson<Array<{ mac: string; dst?: string }>>(n.ns, "bridge", ["fdb", "show", "dev", "sluice.1"])).filter((x) => x.dst).map((x) => `${x.mac} ${x.dst}`) : [];
+  return { routes: routes.sort(), neigh: neigh.sort(), fdb: fdb.sort() };
+}
+
+async function expectedState(backend: SandboxBackend, sb: Sandbox, n: SandboxNode): Promise<{ routes: string[]; neigh: string[]; fdb: string[] }> {
+  const all = await Promise.all(sb.nodes.map(facts));
+  const me = all.find((f) => f.node === n) as NodeFacts;
+  const exp = all.filter((f) => f.node !== n).map((p) => expectedFor(backend, me, p));
+  return {
+    routes: exp.map((e) => e.route).sort(),
+    neigh: exp.flatMap((e) => (e.neigh ? [e.neigh] : [])).sort(),
+    fdb: exp.flatMap((e) => (e.fdb ? [e.fdb] : [])).sort(),
+  };
+}
+
+async function converged(backend: SandboxBackend, sb: Sandbox, n: SandboxNode): Promise<boolean> {
+  const [have, want] = await Promise.all([kernelState(n), expectedState(backend, sb, n)]);
+  return JSON.stringify(have) === JSON.stringify(want);
+}
+
+export function connectivitySuite(tag: string, backend: SandboxBackend, segments: 1 | 2): void {
+  describe(`${backend} connectivity (${segments} L2 segment${segments > 1 ? "s" : ""})`, () => {
+    const sb: Sandbox = testCluster(tag, { backend, nodes: 3, segments });
+    const eps: Endpoint[] = [];
+    before(async () => {
+      for (const n of sb.nodes) {
+        const ep = await addEndpoint(sb, n, "a", 2);
+        startEchoServer(ep, 8080, n.stateDir);
+        eps.push(ep);
+      }
+    });
+
+    test("every node has exactly the routes, neighbours and FDB entries its peers call for", async () => {
+      for (const n of sb.nodes) {
+        const ok = await eventually(() => converged(backend, sb, n), 15_000);
+        assert.deepEqual(await kernelState(n), await expectedState(backend, sb, n), `${n.name} converged: ${ok}`);
+      }
+      if (backend === "vxlan-direct") {
+        const routes = (await kernelState(sb.nodes[0] as SandboxNode)).routes;
+        assert.ok(routes.some((r) => r.includes("dev eth0")) && routes.some((r) => r.includes("dev sluice.1")), "DirectRouting chose per peer: both kinds present");
+      }
+    });
+
+    test("pods on different nodes reach each other (ping and TCP) with FORWARD policy DROP", async () => {
+      for (const n of sb.nodes) assert.match(await nsExec(n.ns, "iptables", ["-S", "FORWARD"]), /^-P FORWARD DROP/);
+      for (const from of eps) {
+        for (const to of eps) {
+          if (from === to) continue;
+          assert.ok(await eventually(() => ping(from, to.ip), 10_000), `ping ${from.node.name} -> ${to.node.name}`);
+          assert.ok(await eventually(() => tcpProbe(from, to.ip, 8080), 10_000), `tcp ${from.node.name} -> ${to.node.name}`);
+        }
+      }
+    });
+
+    test("a packet of the full pod MTU crosses nodes without fragmentation", async () => {
+      const env = await readSubnetEnv(join((sb.nodes[0] as SandboxNode).stateDir, "subnet.env"));
+      const mtu = env?.mtu ?? 0;
+      assert.equal(mtu, backend === "host-gw" ? 1500 : 1450);
+      const [a, b] = eps as [Endpoint, Endpoint];
+      assert.ok(await ping(a, b.ip, { size: mtu - 28, dontFragment: true }), `ping -M do -s ${mtu - 28}`);
+      assert.equal(await ping(a, b.ip, { size: mtu - 27, dontFragment: true }), false, "one byte more does not fit");
+    });
+
+    test("hand-deleted routes, neighbours, FDB entries and iptables rules come back", async () => {
+      const n = sb.nodes[0] as SandboxNode;
+      const peer = await facts(sb.nodes[1] as SandboxNode);
+      await nsExec(n.ns, "ip", ["route", "del", peer.subnet]);
+      if (backend !== "host-gw") {
+        await nsExec(n.ns, "ip", ["link", "set", "sluice.1", "down"]).catch(() => undefined);
+        await nsExec(n.ns, "ip", ["neigh", "flush", "dev", "sluice.1"]).catch(() => undefined);
+        await nsExec(n.ns, "bridge", ["fdb", "del", String(peer.mac), "dev", "sluice.1", "dst", peer.node.address]).catch(() => undefined);
+        await nsExec(n.ns, "ip", ["link", "set", "sluice.1", "up"]).catch(() => undefined);
+      }
+      await nsExec(n.ns, "iptables", ["-D", "SLUICE-FORWARD", "1"]);
+      await nsExec(n.ns, "iptables", ["-t", "nat", "-F", "SLUICE-POSTROUTING"]);
+      assert.ok(await eventually(() => converged(backend, sb, n), 15_000), "routing repaired");
+      assert.ok(
+        await eventually(async () => {
+          const f = await nsExec(n.ns, "iptables", ["-S", "SLUICE-FORWARD"]);
+          const p = await nsExec(n.ns, "iptables", ["-t", "nat", "-S", "SLUICE-POSTROUTING"]);
+          return f.split("\n").filter((l) => l.startsWith("-A")).length === 2 && p.split("\n").filter((l) => l.startsWith("-A")).length === 6;
+        }, 10_000),
+        "iptables repaired",
+      );
+      const [a, b] = eps as [Endpoint, Endpoint];
+      assert.ok(await eventually(() => tcpProbe(a, b.ip, 8080), 10_000));
+    });
+
+    test("an agent restart keeps the dataplane: traffic flows while it is down; subnet and VTEP MAC survive", async () => {
+      const n = sb.nodes[1] as SandboxNode;
+      const before = await facts(n);
+      await sb.stopAgent(n);
+      const [a, b] = eps as [Endpoint, Endpoint];
+      assert.ok(await tcpProbe(a, b.ip, 8080), "traffic into the stopped node still flows");
+      assert.ok(await tcpProbe(b, a.ip, 8080), "traffic out of the stopped node still flows");
+      assert.match(await nsExec(n.ns, "iptables", ["-S", "FORWARD"]), /-j SLUICE-FORWARD/, "rules were left in place on SIGTERM");
+      await sb.startAgent(n);
+      await sb.waitReady(n);
+      const after = await facts(n);
+      assert.equal(after.subnet, before.subnet);
+      assert.equal(after.mac, before.mac);
+      assert.ok(await eventually(() => converged(backend, sb, n), 15_000));
+    });
+
+    test("a peer that leaves is unrouted everywhere", async () => {
+      const gone = sb.nodes[2] as SandboxNode;
+      const goneFacts = await facts(gone);
+      await sb.removeNode(gone);
+      const c = new Etcd3({ hosts: [sb.etcdEndpoint] });
+      try {
+        await c.delete().key(`/coreos.com/network/subnets/${goneFacts.subnet.replace("/", "-")}`);
+      } finally {
+        c.close();
+      }
+      for (const n of sb.nodes) {
+        assert.ok(await eventually(() => converged(backend, sb, n), 15_000), `${n.name} dropped ${gone.name}`);
+        const st = await kernelState(n);
+        assert.ok(!st.routes.some((r) => r.startsWith(goneFacts.subnet)));
+        if (goneFacts.mac) assert.ok(!st.fdb.some((f) => f.startsWith(goneFacts.mac as string)));
+      }
+    });
+
+    test("sluicectl cleanup removes everything the agent programmed, and only that", async () => {
+      const n = sb.nodes[0] as SandboxNode;
+      await sb.stopAgent(n);
+      await nsExec(n.ns, "iptables", ["-N", "FOREIGN"]);
+      const out = await nsExec(n.ns, process.execPath, [binPath("sluicectl"), "cleanup"]);
+      assert.match(out, /SLUICE-FORWARD/);
+      const rules = await nsExec(n.ns, "iptables-save", []);
+      assert.doesNotMatch(rules, /SLUICE-|sluice:/);
+      assert.match(rules, /:FOREIGN/);
+      assert.deepEqual((await kernelState(n)).routes, []);
+      const links = await nsJson<Array<{ ifname: string }>>(n.ns, "ip", ["link", "show"]);
+      assert.ok(!links.some((l) => l.ifname.startsWith("sluice")));
+      assert.ok(links.some((l) => l.ifname === "eth0"), "the underlay is untouched");
+    });
+  });
+}

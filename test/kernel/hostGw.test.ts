@@ -1,0 +1,3 @@
+import { connectivitySuite } from "./connectivity.js";
+
+connectivitySuite("hg", "host-gw", 1);

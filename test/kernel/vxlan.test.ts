@@ -1,0 +1,3 @@
+import { connectivitySuite } from "./connectivity.js";
+
+connectivitySuite("vx", "vxlan", 1);

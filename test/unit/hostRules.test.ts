@@ -1,0 +1,121 @@
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { hostRuleset } from "../../src/render/hostRules.js";
+import { renderTable, withComment } from "../../src/render/ruleset.js";
+import { parseSave, planTable } from "../../src/dataplane/iptablesPlan.js";
+import { parseCidr } from "../../src/model/ip.js";
+
+const input = { family: 4 as const, network: parseCidr("10.244.0.0/16"), subnet: parseCidr("10.244.7.0/24"), ipMasq: true, randomFully: true, forwardRules: true };
+
+describe("host rules", () => {
+  test("masquerade chain: kube-proxy mark respected, pod-to-pod kept, pod-to-world masqueraded", () => {
+    const nat = hostRuleset(input).tables.find((t) => t.table === "nat");
+    assert.deepEqual(nat, {
+      table: "nat",
+      chains: [
+        {
+          name: "SLUICE-POSTROUTING",
+          rules: [
+            "-m mark --mark 0x4000/0x4000 -j RETURN",
+            "-s 10.244.7.0/24 -d 10.244.0.0/16 -j RETURN",
+            "-s 10.244.0.0/16 -d 10.244.7.0/24 -j RETURN",
+            "! -s 10.244.0.0/16 -d 10.244.7.0/24 -j RETURN",
+            "-s 10.244.0.0/16 ! -d 224.0.0.0/4 -j MASQUERADE --random-fully",
+            "! -s 10.244.0.0/16 -d 10.244.0.0/16 -j MASQUERADE --random-fully",
+          ],
+        },
+      ],
+      hooks: [{ builtin: "POSTROUTING", target: "SLUICE-POSTROUTING" }],
+    });
+  });
+
+  test("without --random-fully support the plain MASQUERADE target is used; IPv6 excludes ff00::/8", () => {
+    const v6 = hostRuleset({ ...input, family: 6, network: parseCidr("fd00:244::/56"), subnet: parseCidr("fd00:244:0:7::/64"), randomFully: false });
+    const rules = v6.tables.find((t) => t.table === "nat")?.chains[0]?.rules ?? [];
+    assert.equal(rules[4], "-s fd00:244::/56 ! -d ff00::/8 -j MASQUERADE");
+  });
+
+  test("no --ip-masq: no nat chain and no hook; forward rules accept the cluster network", () => {
+    const spec = hostRuleset({ ...input, ipMasq: false });
+    assert.deepEqual(spec.tables.find((t) => t.table === "nat"), { table: "nat", chains: [], hooks: [] });
+    assert.deepEqual(spec.tables.find((t) => t.table === "filter")?.chains, [{ name: "SLUICE-FORWARD", rules: ["-s 10.244.0.0/16 -j ACCEPT", "-d 10.244.0.0/16 -j ACCEPT"] }]);
+  });
+
+  test("policy rules run before the cluster accept rules", () => {
+    const spec = hostRuleset({ ...input, forwardPolicyRules: ["-o slc0 -j slc-to-wl"] });
+    assert.deepEqual(spec.tables.find((t) => t.table === "filter")?.chains[0]?.rules, ["-o slc0 -j slc-to-wl", "-s 10.244.0.0/16 -j ACCEPT", "-d 10.244.0.0/16 -j ACCEPT"]);
+  });
+});
+
+describe("rule hashes", () => {
+  test("the comment goes right before the target, as iptables-save prints it", () => {
+    assert.equal(withComment("-s 1.2.3.0/24 -j ACCEPT", "0123456789abcdef"), '-s 1.2.3.0/24 -m comment --comment "sluice:0123456789abcdef" -j ACCEPT');
+    assert.equal(withComment("-j SLUICE-FORWARD", "0123456789abcdef"), '-m comment --comment "sluice:0123456789abcdef" -j SLUICE-FORWARD');
+  });
+
+  test("hashes depend on position and content: identical rules in one chain get different hashes", () => {
+    const t = renderTable({ table: "filter", chains: [{ name: "SLUICE-X", rules: ["-j ACCEPT", "-j ACCEPT"] }], hooks: [] });
+    const [a, b] = t.chains[0]?.rules ?? [];
+    assert.ok(a && b);
+    assert.match(a.hash, /^[0-9a-f]{16}$/);
+    assert.notEqual(a.hash, b.hash);
+    const again = renderTable({ table: "filter", chains: [{ name: "SLUICE-X", rules: ["-j ACCEPT", "-j ACCEPT"] }], hooks: [] });
+    assert.deepEqual(again, t, "rendering is deterministic");
+  });
+});
+
+describe("planning against iptables-save", () => {
+  const spec = hostRuleset({ ...input, ipMasq: false }).tables.find((t) => t.table === "filter");
+  assert.ok(spec);
+  const rendered = renderTable(spec);
+  const chain = rendered.chains[0];
+  const hook = rendered.hooks[0];
+  assert.ok(chain && hook);
+  const inPlace = [
+    "*filter",
+    ":INPUT ACCEPT [0:0]",
+    ":FORWARD DROP [0:0]",
+    ":OUTPUT ACCEPT [0:0]",
+    ":DOCKER-USER - [0:0]",
+    ":SLUICE-FORWARD - [0:0]",
+    `-A FORWARD ${hook.rule.body}`,
+    "-A FORWARD -j DOCKER-USER",
+    ...chain.rules.map((r) => `-A SLUICE-FORWARD ${r.body}`),
+    "COMMIT",
+  ].join("\n");
+
+  test("nothing to do when everything is in place: no restore input at all", () => {
+    const plan = planTable(rendered, parseSave(inPlace).get("filter"));
+    assert.equal(plan.restore, undefined);
+  });
+
+  test("empty table: chain declared, rules appended, hook inserted first", () => {
+    const plan = planTable(rendered, undefined);
+    assert.equal(
+      plan.restore,
+      ["*filter", ":SLUICE-FORWARD - [0:0]", ...chain.rules.map((r) => `-A SLUICE-FORWARD ${r.body}`), `-I FORWARD 1 ${hook.rule.body}`, "COMMIT", ""].join("\n"),
+    );
+  });
+
+  test("a hook pushed down by another tool is moved back to the top; foreign rules are untouched", () => {
+    const pushed = inPlace.replace(`-A FORWARD ${hook.rule.body}\n-A FORWARD -j DOCKER-USER`, `-A FORWARD -j DOCKER-USER\n-A FORWARD ${hook.rule.body}`);
+    const plan = planTable(rendered, parseSave(pushed).get("filter"));
+    assert.deepEqual(plan.hooksFixed, ["FORWARD"]);
+    assert.deepEqual(plan.rewritten, []);
+    assert.equal(plan.restore, ["*filter", `-D FORWARD ${hook.rule.body}`, `-I FORWARD 1 ${hook.rule.body}`, "COMMIT", ""].join("\n"));
+  });
+
+  test("an edited rule in our chain rewrites that chain only", () => {
+    const edited = inPlace.replace(chain.rules[1]?.body ?? "", '-d 10.0.0.0/8 -m comment --comment "sluice:ffffffffffffffff" -j ACCEPT');
+    const plan = planTable(rendered, parseSave(edited).get("filter"));
+    assert.deepEqual(plan.rewritten, ["SLUICE-FORWARD"]);
+    assert.deepEqual(plan.hooksFixed, []);
+  });
+
+  test("a stale chain of ours is flushed and deleted; other tools' chains are not", () => {
+    const stale = inPlace.replace(":SLUICE-FORWARD - [0:0]", ":SLUICE-FORWARD - [0:0]\n:SLUICE-OLD - [0:0]\n:KUBE-FORWARD - [0:0]");
+    const plan = planTable(rendered, parseSave(stale).get("filter"));
+    assert.deepEqual(plan.removed, ["SLUICE-OLD"]);
+    assert.equal(plan.restore, ["*filter", ":SLUICE-OLD - [0:0]", "-X SLUICE-OLD", "COMMIT", ""].join("\n"));
+  });
+});

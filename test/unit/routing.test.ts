@@ -1,0 +1,106 @@
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { parseNetworkConfig } from "../../src/config/networkConfig.js";
+import { computeRouting, describeRouting, podMtu, type LocalView } from "../../src/routing/backends.js";
+import { parseCidr, parseIp } from "../../src/model/ip.js";
+import type { Peer } from "../../src/model/lease.js";
+
+function peer(name: string, subnet: string, publicIP: string, mac?: string): Peer {
+  return { name, subnet: parseCidr(subnet), subnet6: undefined, publicIP: parseIp(publicIP), publicIPv6: undefined, backendType: mac ? "vxlan" : "host-gw", vtepMAC: mac, vtepMAC6: undefined };
+}
+
+function view(backendJson: object, onLink: string[]): LocalView {
+  const cfg = parseNetworkConfig({ Network: "10.244.0.0/16", Backend: backendJson });
+  return {
+    backend: cfg.backend,
+    subnet: parseCidr("10.244.1.0/24"),
+    subnet6: undefined,
+    publicIP: parseIp("10.250.1.11"),
+    publicIPv6: undefined,
+    onLinkNetworks: onLink.map((c) => parseCidr(c)),
+    vxlanDevice: "sluice.1",
+    vxlanDevice6: "sluice-v6.1",
+    blackholeRoute: false,
+  };
+}
+
+// node-1 (us) on segment 1; node-2 on segment 1; node-3 on segment 2 behind a router.
+const peers: Peer[] = [
+  peer("node-3", "10.244.3.0/24", "10.250.2.13", "0e:2a:00:00:00:03"),
+  peer("node-1", "10.244.1.0/24", "10.250.1.11", "0e:2a:00:00:00:01"),
+  peer("node-2", "10.244.2.0/24", "10.250.1.12", "0e:2a:00:00:00:02"),
+];
+
+describe("vxlan", () => {
+  test("every peer gets an onlink route, a permanent neighbour and an FDB entry; self is skipped", () => {
+    const d = computeRouting(view({ Type: "vxlan" }, ["10.250.1.0/24"]), peers);
+    assert.deepEqual(describeRouting(d), [
+      "route 10.244.2.0/24 via 10.244.2.0 dev sluice.1 onlink",
+      "route 10.244.3.0/24 via 10.244.3.0 dev sluice.1 onlink",
+      "neigh 10.244.2.0 lladdr 0e:2a:00:00:00:02 dev sluice.1 permanent",
+      "neigh 10.244.3.0 lladdr 0e:2a:00:00:00:03 dev sluice.1 permanent",
+      "fdb 0e:2a:00:00:00:02 dst 10.250.1.12 dev sluice.1 self permanent",
+      "fdb 0e:2a:00:00:00:03 dst 10.250.2.13 dev sluice.1 self permanent",
+    ]);
+  });
+
+  test("a peer without a VTEP MAC is reported, not programmed", () => {
+    const d = computeRouting(view({ Type: "vxlan" }, ["10.250.1.0/24"]), [peer("node-9", "10.244.9.0/24", "10.250.1.19")]);
+    assert.deepEqual(d.routes, []);
+    assert.equal(d.problems.length, 1);
+    assert.match(d.problems[0] as string, /node-9 has no VtepMAC/);
+  });
+
+  test("MTU is the underlay's minus 50 unless the backend sets one", () => {
+    assert.equal(podMtu(parseNetworkConfig({ Network: "10.244.0.0/16" }).backend, 1500), 1450);
+    assert.equal(podMtu(parseNetworkConfig({ Network: "10.244.0.0/16", Backend: { Type: "vxlan", MTU: 1400 } }).backend, 1500), 1400);
+    assert.equal(podMtu(parseNetworkConfig({ Network: "10.244.0.0/16", Backend: { Type: "host-gw" } }).backend, 1500), 1500);
+  });
+});
+
+describe("host-gw", () => {
+  test("on-link peers get a route via their public address; off-link peers are refused with a reason", () => {
+    const d = computeRouting(view({ Type: "host-gw" }, ["10.250.1.0/24"]), peers);
+    assert.deepEqual(describeRouting(d), [
+      "route 10.244.2.0/24 via 10.250.1.12",
+      "problem host-gw needs every peer on the same L2 segment, but 10.250.2.13 (node-3) is not on-link; use vxlan with DirectRouting for routed underlays",
+    ]);
+    assert.deepEqual(
+      d.decisions.map((x) => `${x.peer}:${x.via}`),
+      ["node-2:direct", "node-3:skipped"],
+    );
+  });
+
+  test("blackhole route for our own subnet when asked", () => {
+    const v = { ...view({ Type: "host-gw" }, ["10.250.1.0/24"]), blackholeRoute: true };
+    assert.deepEqual(describeRouting(computeRouting(v, [])), ["route blackhole 10.244.1.0/24"]);
+  });
+});
+
+describe("vxlan with DirectRouting", () => {
+  test("decided per peer: direct route on the same segment, VXLAN across the router", () => {
+    const d = computeRouting(view({ Type: "vxlan", DirectRouting: true }, ["10.250.1.0/24"]), peers);
+    assert.deepEqual(describeRouting(d), [
+      "route 10.244.2.0/24 via 10.250.1.12",
+      "route 10.244.3.0/24 via 10.244.3.0 dev sluice.1 onlink",
+      "neigh 10.244.3.0 lladdr 0e:2a:00:00:00:03 dev sluice.1 permanent",
+      "fdb 0e:2a:00:00:00:03 dst 10.250.2.13 dev sluice.1 self permanent",
+    ]);
+  });
+});
+
+describe("dual stack", () => {
+  test("IPv6 subnets route over the IPv6 device with the IPv6 VTEP MAC", () => {
+    const cfg = parseNetworkConfig({ Network: "10.244.0.0/16", EnableIPv6: true, IPv6Network: "fd00:244::/56", Backend: { Type: "vxlan" } });
+    const v: LocalView = { ...view({ Type: "vxlan" }, ["10.250.1.0/24"]), backend: cfg.backend, subnet6: parseCidr("fd00:244:0:1::/64"), publicIPv6: parseIp("fd00:250::11") };
+    const p: Peer = { ...peer("node-2", "10.244.2.0/24", "10.250.1.12", "0e:2a:00:00:00:02"), subnet6: parseCidr("fd00:244:0:2::/64"), publicIPv6: parseIp("fd00:250::12"), vtepMAC6: "0e:2a:00:00:06:02" };
+    assert.deepEqual(describeRouting(computeRouting(v, [p])), [
+      "route 10.244.2.0/24 via 10.244.2.0 dev sluice.1 onlink",
+      "route fd00:244:0:2::/64 via fd00:244:0:2:: dev sluice-v6.1 onlink",
+      "neigh 10.244.2.0 lladdr 0e:2a:00:00:00:02 dev sluice.1 permanent",
+      "neigh fd00:244:0:2:: lladdr 0e:2a:00:00:06:02 dev sluice-v6.1 permanent",
+      "fdb 0e:2a:00:00:00:02 dst 10.250.1.12 dev sluice.1 self permanent",
+      "fdb 0e:2a:00:00:06:02 dst fd00:250::12 dev sluice-v6.1 self permanent",
+    ]);
+  });
+});
