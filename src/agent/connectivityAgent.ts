@@ -39,6 +39,7 @@ export class ConnectivityAgent {
   private publicIP: IpAddr | undefined;
   private publicIPv6: IpAddr | undefined;
   private vtepMac: string | undefined;
+  private vtepMac6: string | undefined;
   private readonly peers = new Map<string, Lease>();
   private hostRules: HostRules | undefined;
   private timers: NodeJS.Timeout[] = [];
@@ -89,7 +90,8 @@ export class ConnectivityAgent {
     if (network.enableIPv6 && !this.publicIPv6) throw new Error(`interface ${this.underlay.name} has no IPv6 address; set --public-ipv6 or --iface`);
     log.info({ iface: this.underlay.name, publicIP: this.publicIP && formatIp(this.publicIP), publicIPv6: this.publicIPv6 && formatIp(this.publicIPv6), mtu: this.underlay.mtu, backend: network.backend.type }, "using inter-node interface");
 
-    this.vtepMac = await this.chooseVtepMac();
+    this.vtepMac = await this.chooseVtepMac(4);
+    if (network.enableIPv6) this.vtepMac6 = await this.chooseVtepMac(6);
     const previous = await readSubnetEnv(cfg["subnet-file"]);
     this.keeper = new LeaseKeeper({
       registry: this.registry,
@@ -133,14 +135,14 @@ export class ConnectivityAgent {
   }
 
   /** The VTEP MAC must survive restarts: the existing device's, else our old lease's, else new. */
-  private async chooseVtepMac(): Promise<string | undefined> {
+  private async chooseVtepMac(family: 4 | 6): Promise<string | undefined> {
     const network = this.network as NetworkConfig;
     if (network.backend.type !== "vxlan") return undefined;
-    const dev = await (this.nl as Netlink).linkByName(vxlanDeviceName(network.backend.vni, 4));
+    const dev = await (this.nl as Netlink).linkByName(vxlanDeviceName(network.backend.vni, family));
     if (dev?.kind === "vxlan" && dev.mac) return dev.mac;
     const { leases } = await (this.registry as EtcdSubnetRegistry).listLeases();
-    const own = leases.find((l) => l.publicIP && this.publicIP && ipEquals(l.publicIP, this.publicIP));
-    return vtepMacOf(own?.attrs.BackendData) ?? randomVtepMac(network.backend.macPrefix);
+    const own = leases.find((l) => (l.publicIP && this.publicIP && ipEquals(l.publicIP, this.publicIP)) || (l.publicIPv6 && this.publicIPv6 && ipEquals(l.publicIPv6, this.publicIPv6)));
+    return vtepMacOf(family === 4 ? own?.attrs.BackendData : own?.attrs.BackendV6Data) ?? randomVtepMac(network.backend.macPrefix);
   }
 
   private leaseAttrs(): LeaseAttrs {
@@ -148,7 +150,8 @@ export class ConnectivityAgent {
     const attrs: LeaseAttrs = { PublicIP: this.publicIP ? formatIp(this.publicIP) : "", BackendType: network.backend.type, NodeName: this.cfg.nodeName };
     if (this.publicIPv6) attrs.PublicIPv6 = formatIp(this.publicIPv6);
     if (network.backend.type === "vxlan") {
-      attrs.BackendData = { VNI: network.backend.vni, VtepMAC: this.vtepMac };
+      if (this.vtepMac && network.enableIPv4) attrs.BackendData = { VNI: network.backend.vni, VtepMAC: this.vtepMac };
+      if (this.vtepMac6 && network.enableIPv6) attrs.BackendV6Data = { VNI: network.backend.vni, VtepMAC: this.vtepMac6 };
     }
     return attrs;
   }
@@ -219,12 +222,17 @@ export class ConnectivityAgent {
     const vni = backend.type === "vxlan" ? backend.vni : 0;
     const dev4 = vxlanDeviceName(vni, 4);
     const dev6 = vxlanDeviceName(vni, 6);
-    const mtu = podMtu(backend, underlay.mtu);
+    // One MTU for both families: the tighter one when an IPv6 tunnel is in use.
+    const mtu = podMtu(backend, underlay.mtu, lease.subnet6 !== undefined);
     const vxlanDevices: string[] = [];
     if (backend.type === "vxlan") {
       if (lease.subnet && this.publicIP && network.ipv4) {
         await ensureVxlanDevice(nl, { name: dev4, vni, port: vxlanPort(backend), local: this.publicIP, underlayIndex: underlay.index, mtu, learning: backend.learning, gbp: backend.gbp, preferredMac: this.vtepMac, macPrefix: backend.macPrefix, address: { family: 4, value: lease.subnet.ip }, clusterNetwork: network.ipv4.network }, this.log);
         vxlanDevices.push(dev4);
+      }
+      if (lease.subnet6 && this.publicIPv6 && network.ipv6) {
+        await ensureVxlanDevice(nl, { name: dev6, vni, port: vxlanPort(backend), local: this.publicIPv6, underlayIndex: underlay.index, mtu, learning: backend.learning, gbp: backend.gbp, preferredMac: this.vtepMac6, macPrefix: backend.macPrefix, address: { family: 6, value: lease.subnet6.ip }, clusterNetwork: network.ipv6.network }, this.log);
+        vxlanDevices.push(dev6);
       }
     }
     const peers = [...this.peers.values()].map(leaseToPeer);

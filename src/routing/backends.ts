@@ -91,10 +91,13 @@ function routeOnePeer(view: LocalView, peer: Peer, family: Family, subnet: Cidr,
   return { peer: peer.name, via: "vxlan" };
 }
 
-/** The MTU pods get: the underlay's minus VXLAN's 50 bytes, unless the backend sets one. */
-export function podMtu(backend: Backend, underlayMtu: number): number {
+/**
+ * The MTU pods get: the underlay's minus VXLAN's overhead (50 bytes over IPv4, 70 over
+ * an IPv6 underlay, which flannel leaves out), unless the backend sets one.
+ */
+export function podMtu(backend: Backend, underlayMtu: number, ipv6Underlay = false): number {
   if (backend.type === "host-gw") return underlayMtu;
-  return backend.mtu ?? underlayMtu - 50;
+  return backend.mtu ?? underlayMtu - (ipv6Underlay ? 70 : 50);
 }
 
 /** Renders desired routing as `ip`-like lines, for golden tests and `sluicectl`. */

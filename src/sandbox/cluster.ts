@@ -31,6 +31,8 @@ export interface SandboxOptions {
   /** Set the nodes' FORWARD policy to DROP before the agents start, as Docker >= 1.13 does. */
   forwardDrop?: boolean;
   detached?: boolean;
+  /** Dual stack: IPv6 underlay addresses and an IPv6 cluster network too. */
+  ipv6?: boolean;
 }
 
 export interface SandboxNode {
@@ -47,9 +49,13 @@ export function underlayAddress(segment: number, host: number): string {
   return `10.250.${segment}.${host}`;
 }
 
-export function networkConfigFor(backend: SandboxBackend, network = "10.244.0.0/16"): string {
+export function underlayAddress6(segment: number, host: number): string {
+  return `fd00:250:${segment}::${host.toString(16)}`;
+}
+
+export function networkConfigFor(backend: SandboxBackend, network = "10.244.0.0/16", ipv6 = false): string {
   const b = backend === "host-gw" ? { Type: "host-gw" } : backend === "vxlan-direct" ? { Type: "vxlan", DirectRouting: true } : { Type: "vxlan" };
-  return JSON.stringify({ Network: network, Backend: b });
+  return JSON.stringify({ Network: network, ...(ipv6 ? { EnableIPv6: true, IPv6Network: "fd00:244::/56" } : {}), Backend: b });
 }
 
 export class Sandbox {
@@ -81,10 +87,12 @@ export class Sandbox {
     for (let s = 1; s <= o.segments; s++) {
       await ip("-n", this.underlayNs, "link", "add", `br${s}`, "type", "bridge");
       await ip("-n", this.underlayNs, "addr", "add", `${underlayAddress(s, 1)}/24`, "dev", `br${s}`);
+      if (o.ipv6) await ip("-n", this.underlayNs, "addr", "add", `${underlayAddress6(s, 1)}/64`, "dev", `br${s}`, "nodad");
       await ip("-n", this.underlayNs, "link", "set", `br${s}`, "up");
     }
+    if (o.ipv6) await nsExec(this.underlayNs, "sysctl", ["-qw", "net.ipv6.conf.all.forwarding=1"]);
     this.etcd = await startEtcd({ dir: join(o.stateDir, "etcd"), detached: o.detached ?? false });
-    await this.putNetworkConfig(networkConfigFor(o.backend, o.network));
+    await this.putNetworkConfig(networkConfigFor(o.backend, o.network, o.ipv6 ?? false));
     for (let i = 1; i <= o.nodes; i++) await this.addNode();
   }
 
@@ -110,6 +118,10 @@ export class Sandbox {
     await ip("-n", node.ns, "addr", "add", `${node.address}/24`, "dev", "eth0");
     await ip("-n", node.ns, "link", "set", "eth0", "up");
     await ip("-n", node.ns, "route", "add", "default", "via", underlayAddress(segment, 1));
+    if (this.o.ipv6) {
+      await ip("-n", node.ns, "addr", "add", `${underlayAddress6(segment, 10 + index)}/64`, "dev", "eth0", "nodad");
+      await ip("-n", node.ns, "-6", "route", "add", "default", "via", underlayAddress6(segment, 1));
+    }
     if (this.o.forwardDrop ?? true) await nsExec(node.ns, "iptables", ["-P", "FORWARD", "DROP"]);
     this.nodes.push(node);
     await this.startAgent(node);

@@ -11,10 +11,10 @@ import { uniquePrefix } from "./netns.js";
  * Call inside a describe(): registers the cluster's start (before) and its teardown
  * (after, which runs even when tests fail, and fails if anything is left behind).
  */
-export function testCluster(tag: string, o: { backend: SandboxBackend; nodes: number; segments: 1 | 2; agentArgs?: string[] }): Sandbox {
+export function testCluster(tag: string, o: { backend: SandboxBackend; nodes: number; segments: 1 | 2; agentArgs?: string[]; ipv6?: boolean }): Sandbox {
   const prefix = uniquePrefix(tag);
   const stateDir = join(tmpdir(), prefix);
-  const sb = new Sandbox({ prefix, stateDir, nodes: o.nodes, backend: o.backend, segments: o.segments, ...(o.agentArgs ? { agentArgs: o.agentArgs } : {}) });
+  const sb = new Sandbox({ prefix, stateDir, nodes: o.nodes, backend: o.backend, segments: o.segments, ipv6: o.ipv6 ?? false, ...(o.agentArgs ? { agentArgs: o.agentArgs } : {}) });
   before(async () => {
     await sb.up();
     await sb.waitAllReady();
