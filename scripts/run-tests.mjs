@@ -1,8 +1,10 @@
 // Runs the compiled test files with node's test runner. Suites: unit (pure, fast),
 // integration (real etcd, iptables in throwaway namespaces), kernel (multi-node
 // clusters in network namespaces with real traffic). Default: all, in that order.
-import { readdirSync, statSync, existsSync } from "node:fs";
+// Prints node's spec report, then one plain summary line "tests: N passed, N failed, N skipped".
+import { readdirSync, statSync, existsSync, readFileSync, mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
+import { tmpdir } from "node:os";
 import { spawnSync } from "node:child_process";
 
 const suites = process.argv.slice(2).length ? process.argv.slice(2) : ["unit", "integration", "kernel"];
@@ -20,6 +22,17 @@ if (files.length === 0) {
   console.error(`no test files found for suites: ${suites.join(", ")} (run npm run build first)`);
   process.exit(1);
 }
+const tmp = mkdtempSync(join(tmpdir(), "sluice-tap-"));
+const tap = join(tmp, "report.tap");
 // One file at a time: kernel tests build whole clusters and must not starve each other on 2 cores.
-const r = spawnSync(process.execPath, ["--enable-source-maps", "--test", "--test-concurrency=1", "--test-reporter=spec", ...files], { stdio: "inherit" });
+const r = spawnSync(
+  process.execPath,
+  ["--enable-source-maps", "--test", "--test-concurrency=1", "--test-reporter=spec", "--test-reporter-destination=stdout", "--test-reporter=tap", `--test-reporter-destination=${tap}`, ...files],
+  { stdio: "inherit" },
+);
+const text = existsSync(tap) ? readFileSync(tap, "utf8") : "";
+rmSync(tmp, { recursive: true, force: true });
+const count = (name) => Number(new RegExp(`^# ${name} (\\d+)$`, "m").exec(text)?.[1] ?? 0);
+const failed = count("fail") + count("cancelled");
+console.log(`tests: ${count("pass")} passed, ${failed} failed, ${count("skipped") + count("todo")} skipped`);
 process.exit(r.status ?? 1);

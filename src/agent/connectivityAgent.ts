@@ -112,7 +112,9 @@ export class ConnectivityAgent {
 
     this.hostRules = await HostRules.create(cfg, log);
     await this.startWatch();
-    await this.reconcile();
+    // The first reconcile goes through the same queue as every later one, so they never overlap.
+    this.running = this.running.then(() => this.reconcile());
+    await this.running;
     this.timers.push(setInterval(() => this.schedule(0), cfg["route-resync"]));
     this.timers.push(setInterval(() => void this.resyncRules(), cfg["iptables-resync"]));
   }

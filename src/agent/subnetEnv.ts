@@ -4,6 +4,7 @@
  */
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
+import { randomBytes } from "node:crypto";
 import { type Cidr, cidrHost, formatCidr, formatIp, parseCidr } from "../model/ip.js";
 
 export interface SubnetEnv {
@@ -28,7 +29,7 @@ export function renderSubnetEnv(e: SubnetEnv): string {
 
 export function parseSubnetEnv(text: string): Partial<SubnetEnv> {
   const vars = new Map<string, string>();
-  for (const line of text.split("\n")) {
+  for (const line of text.split(/\r?\n/)) {
     const m = /^\s*([A-Z0-9_]+)=(.*)$/.exec(line);
     if (m) vars.set(m[1] as string, (m[2] as string).trim().replace(/^"(.*)"$/, "$1"));
   }
@@ -64,7 +65,8 @@ export async function readSubnetEnv(path: string): Promise<Partial<SubnetEnv> | 
 /** Writes a file so that readers see either the old or the new content, never half. */
 export async function writeFileAtomic(path: string, content: string, mode = 0o644): Promise<void> {
   await mkdir(dirname(path), { recursive: true });
-  const tmp = `${path}.${process.pid}.tmp`;
+  // A name of its own per call: concurrent writers must not share (and rename away) one temp file.
+  const tmp = `${path}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`;
   await writeFile(tmp, content, { mode });
   await rename(tmp, path);
 }

@@ -97,7 +97,17 @@ const schema = z
         }, "must be a valid regular expression"),
       )
       .default([]),
-    "iface-can-reach": ipText(4).or(ipText(6)).optional(),
+    "iface-can-reach": z
+      .string()
+      .refine((s) => {
+        try {
+          parseIp(s);
+          return true;
+        } catch {
+          return false;
+        }
+      }, "must be an IP address")
+      .optional(),
     "public-ip": ipText(4).optional(),
     "public-ipv6": ipText(6).optional(),
     "subnet-file": z.string().min(1).default("/run/flannel/subnet.env"),
@@ -157,6 +167,7 @@ export function loadAgentConfig(argv: readonly string[], env: NodeJS.ProcessEnv,
     const first = describeZodIssues(parsed.error.issues)[0];
     throw new ConfigError(`--${first?.field ?? "?"}`, first?.reason ?? "is invalid", "sluice-agent");
   }
-  const nodeName = parsed.data["node-name"] ?? env["NODE_NAME"] ?? hostname;
+  // An empty NODE_NAME (e.g. a downward-API field that is not set) counts as unset.
+  const nodeName = parsed.data["node-name"] ?? (env["NODE_NAME"] || hostname);
   return { ...parsed.data, nodeName };
 }

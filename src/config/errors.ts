@@ -12,5 +12,9 @@ export class ConfigError extends Error {
 
 /** Turns zod issues into one readable message per field ("Backend.VNI: expected ..."). */
 export function describeZodIssues(issues: ReadonlyArray<{ path: ReadonlyArray<PropertyKey>; message: string }>): { field: string; reason: string }[] {
-  return issues.map((i) => ({ field: i.path.length ? i.path.map(String).join(".") : "(root)", reason: i.message }));
+  // List indices say which element, not which field: "--iface" rather than "--iface.0".
+  return issues.map((i) => {
+    const path = i.path.filter((p) => typeof p !== "number").map(String);
+    return { field: path.length ? path.join(".") : "(root)", reason: i.message };
+  });
 }

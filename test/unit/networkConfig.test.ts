@@ -141,8 +141,9 @@ describe("SubnetMin / SubnetMax", () => {
     assert.equal(parseNetworkConfig({ Network: "10.244.0.0/16", SubnetMin: "10.244.0.0" }).ipv4?.subnetMin, 0x0af4_0000n);
   });
 
-  test("an empty string means the default", () => {
-    assert.deepEqual(parseNetworkConfig({ Network: "10.244.0.0/16", SubnetMin: "", SubnetMax: "" }).ipv4, pool10244);
+  test("an empty string is not an address (flannel refuses it too)", () => {
+    reject({ Network: "10.244.0.0/16", SubnetMin: "" }, "SubnetMin", /IP address/);
+    reject({ Network: "10.244.0.0/16", SubnetMax: "" }, "SubnetMax", /IP address/);
   });
 
   test("must be inside the Network", () => {
