@@ -4,7 +4,6 @@
  * reconcilers. Start-up, every change and the periodic resync all take the same path,
  * and shutdown leaves the dataplane in place so that a restart loses no traffic.
  */
-import { hostname } from "node:os";
 import type { Server } from "node:http";
 import type { Etcd3, Watcher } from "etcd3";
 import type { Logger } from "pino";
@@ -12,7 +11,6 @@ import type { AgentConfig } from "../config/agentConfig.js";
 import { type NetworkConfig, vxlanPort } from "../config/networkConfig.js";
 import { connectEtcd } from "../datastore/etcdClient.js";
 import { EtcdSubnetRegistry, type LeaseEvent } from "../datastore/etcdSubnetRegistry.js";
-import { type IptablesDriver } from "../dataplane/iptables.js";
 import { Netlink } from "../dataplane/netlink.js";
 import { reconcileRouting } from "../dataplane/routeReconciler.js";
 import { ensureSysctl } from "../dataplane/sysctl.js";
@@ -288,10 +286,4 @@ export class ConnectivityAgent {
     await new Promise<void>((r) => (this.health ? this.health.close(() => r()) : r()));
     this.log.info("stopped; dataplane left in place");
   }
-
-  get driverFor(): IptablesDriver | undefined {
-    return this.hostRules?.driver4;
-  }
 }
-
-export const defaultNodeName = (): string => process.env["NODE_NAME"] ?? hostname();

@@ -1,9 +1,9 @@
 /** Lease -> Peer: what the routing backends need to know about another node. */
 import { formatCidr } from "../model/ip.js";
-import type { Lease } from "../model/lease.js";
-import type { Peer } from "../model/lease.js";
+import type { Lease, Peer } from "../model/lease.js";
 
-function vtepMacOf(data: unknown): string | undefined {
+/** The VTEP MAC from a lease's (V6) backend data, if it carries a well-formed one. */
+export function vtepMacOf(data: unknown): string | undefined {
   if (typeof data !== "object" || data === null) return undefined;
   const mac = (data as Record<string, unknown>)["VtepMAC"];
   return typeof mac === "string" && /^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$/.test(mac) ? mac.toLowerCase() : undefined;
@@ -22,5 +22,3 @@ export function leaseToPeer(l: Lease): Peer {
     vtepMAC6: vtepMacOf(l.attrs.BackendV6Data),
   };
 }
-
-export { vtepMacOf };

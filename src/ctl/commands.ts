@@ -78,7 +78,8 @@ export const COMMANDS: Record<string, Command> = {
         }
         io.out(["SUBNET".padEnd(20), "NODE".padEnd(14), "PUBLIC-IP".padEnd(16), "BACKEND".padEnd(9), "KIND"].join(" ") + "\n");
         for (const l of leases) {
-          io.out([(l.subnet ? formatCidr(l.subnet) : formatCidr(l.subnet6 as never)).padEnd(20), (l.attrs.NodeName ?? "-").padEnd(14), (l.attrs.PublicIP || "-").padEnd(16), (l.attrs.BackendType || "-").padEnd(9), l.leaseId === "0" ? "reservation" : "lease"].join(" ") + "\n");
+          const subnets = [l.subnet, l.subnet6].filter((c) => c !== undefined).map(formatCidr).join(" ");
+          io.out([subnets.padEnd(20), (l.attrs.NodeName ?? "-").padEnd(14), (l.attrs.PublicIP || "-").padEnd(16), (l.attrs.BackendType || "-").padEnd(9), l.leaseId === "0" ? "reservation" : "lease"].join(" ") + "\n");
         }
       } finally {
         close();

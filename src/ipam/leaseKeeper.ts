@@ -9,7 +9,7 @@ import type { NetworkConfig } from "../config/networkConfig.js";
 import type { EtcdSubnetRegistry } from "../datastore/etcdSubnetRegistry.js";
 import { type IpAddr, formatCidr } from "../model/ip.js";
 import type { Lease, LeaseAttrs } from "../model/lease.js";
-import { type SubnetChoice, rankChoices } from "./subnetAllocator.js";
+import { type SubnetChoice, rankChoices, staleOwnLeases } from "./subnetAllocator.js";
 
 export interface LeaseKeeperOptions {
   registry: EtcdSubnetRegistry;
@@ -77,6 +77,11 @@ export class LeaseKeeper extends EventEmitter<LeaseKeeperEvents> {
     // Each round re-reads the leases: losing a create race means someone else just took that subnet.
     for (let round = 0; round < 20; round++) {
       const { leases } = await registry.listLeases();
+      for (const stale of staleOwnLeases(config, leases, this.o.publicIP, this.o.publicIPv6)) {
+        const key = registry.keyOf(stale.subnet, stale.subnet6);
+        log.warn({ key }, "deleting this node's lease: it does not fit the current network config");
+        await registry.deleteKey(key);
+      }
       const choices = rankChoices({ config, leases, publicIP: this.o.publicIP, publicIPv6: this.o.publicIPv6, previous: this.o.previous, random: this.o.random ?? Math.random });
       if (choices.length === 0) throw new PoolExhaustedError(config);
       // Try the preferred ones, then a handful of random free ones, before re-listing.

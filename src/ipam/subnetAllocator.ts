@@ -70,6 +70,15 @@ export interface RankInput {
 }
 
 /**
+ * This node's leases that no longer fit the network config (it changed since they were
+ * taken). flannel deletes them before allocating; so do we. Reservations are the
+ * operator's and are left alone.
+ */
+export function staleOwnLeases(config: NetworkConfig, leases: readonly Lease[], publicIP: IpAddr | undefined, publicIPv6: IpAddr | undefined): Lease[] {
+  return leases.filter((l) => l.leaseId !== "0" && matchesNode(l, publicIP, publicIPv6) && !leaseFits(config, l));
+}
+
+/**
  * The reuse order: (1) this node's own lease, (2) a reservation made for this node,
  * (3) the subnet in subnet.env if still free, (4) a free subnet picked at random
  * among the first FREE_CANDIDATES (so that concurrent nodes rarely collide).

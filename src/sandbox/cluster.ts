@@ -9,6 +9,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { binPath } from "./paths.js";
+import { run } from "../dataplane/exec.js";
 import { Etcd3 } from "etcd3";
 import { startEtcd, type EtcdServer } from "./etcdServer.js";
 import { addNetns, delNetns, ip, listNetns, netnsPids, nsExec } from "./netns.js";
@@ -192,8 +193,8 @@ export class Sandbox {
   async waitReady(node: SandboxNode, timeoutMs = 30_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const r = await nsExecTry(node.ns, "curl", ["-sf", "--max-time", "1", "http://127.0.0.1:9099/readyz"]);
-      if (r === 0) return;
+      const r = await run("ip", ["netns", "exec", node.ns, "curl", "-sf", "--max-time", "1", "http://127.0.0.1:9099/readyz"], undefined, 5000);
+      if (r.code === 0) return;
       if (Date.now() > deadline) {
         const log = existsSync(join(node.stateDir, "agent.log")) ? readFileSync(join(node.stateDir, "agent.log"), "utf8").split("\n").slice(-20).join("\n") : "";
         throw new Error(`agent on ${node.name} not ready after ${timeoutMs}ms; last log lines:\n${log}`);
@@ -210,12 +211,6 @@ export class Sandbox {
     await teardown(this.o.prefix, this.o.stateDir);
     await this.etcd?.stop();
   }
-}
-
-async function nsExecTry(ns: string, cmd: string, args: string[]): Promise<number> {
-  const { run } = await import("../dataplane/exec.js");
-  const r = await run("ip", ["netns", "exec", ns, cmd, ...args], undefined, 5000);
-  return r.code;
 }
 
 function readPid(path: string): number | undefined {

@@ -3,7 +3,9 @@ import assert from "node:assert/strict";
 import { parseNetworkConfig, type NetworkConfig } from "../../src/config/networkConfig.js";
 import { EtcdSubnetRegistry } from "../../src/datastore/etcdSubnetRegistry.js";
 import { LeaseKeeper } from "../../src/ipam/leaseKeeper.js";
-import { formatCidr, parseCidr, parseIp } from "../../src/model/ip.js";
+import { type Cidr, formatCidr, parseCidr, parseIp } from "../../src/model/ip.js";
+
+const cidrText = (c: Cidr | undefined): string => (c ? formatCidr(c) : "none");
 import type { LeaseAttrs } from "../../src/model/lease.js";
 import { startTestEtcd, type TestEtcd } from "../helpers/etcd.js";
 import { captureLog } from "../helpers/log.js";
@@ -47,14 +49,14 @@ describe("subnet leases in a real etcd", () => {
     const keepers = Array.from({ length: 50 }, (_, i) => keeper(s, `192.0.2.${i + 1}`));
     const leases = await Promise.all(keepers.map((k) => k.acquire()));
     keepers.forEach((k) => k.stop());
-    const subnets = leases.map((l) => formatCidr(l.subnet as never));
+    const subnets = leases.map((l) => cidrText(l.subnet));
     assert.equal(new Set(subnets).size, 50, "every node got its own subnet");
     const { leases: stored } = await s.registry.listLeases();
     assert.equal(stored.length, 50);
     for (const l of stored) {
       const mine = leases.find((x) => x.attrs.PublicIP === l.attrs.PublicIP);
-      assert.equal(formatCidr(l.subnet as never), formatCidr(mine?.subnet as never), `etcd agrees with ${l.attrs.PublicIP}`);
-      assert.notEqual(formatCidr(l.subnet as never), "10.10.0.0/24", "the first subnet is never handed out");
+      assert.equal(cidrText(l.subnet), cidrText(mine?.subnet), `etcd agrees with ${l.attrs.PublicIP}`);
+      assert.notEqual(cidrText(l.subnet), "10.10.0.0/24", "the first subnet is never handed out");
     }
   });
 
@@ -63,7 +65,7 @@ describe("subnet leases in a real etcd", () => {
     const k = keeper(s, "192.0.2.7");
     const lease = await k.acquire();
     k.stop();
-    const key = `${s.prefix}/subnets/${formatCidr(lease.subnet as never).replace("/", "-")}`;
+    const key = `${s.prefix}/subnets/${cidrText(lease.subnet).replace("/", "-")}`;
     const raw = await etcd.client.get(key).string();
     assert.deepEqual(JSON.parse(raw ?? "null"), { PublicIP: "192.0.2.7", PublicIPv6: null, BackendType: "vxlan", BackendData: { VNI: 1, VtepMAC: "0e:2a:00:00:00:01" }, NodeName: "n-192.0.2.7" });
     const ttl = await etcd.client.leaseClient.leaseTimeToLive({ ID: lease.leaseId });
@@ -78,7 +80,7 @@ describe("subnet leases in a real etcd", () => {
     const { leases } = await s.registry.listLeases();
     k.stop();
     assert.equal(leases.length, 1, "still leased after more than twice the TTL");
-    assert.equal(formatCidr(leases[0]?.subnet as never), formatCidr(lease.subnet as never));
+    assert.equal(cidrText(leases[0]?.subnet), cidrText(lease.subnet));
     assert.ok(s.logs.messages().filter((m) => m === "subnet lease renewed").length >= 2);
   });
 
@@ -89,10 +91,10 @@ describe("subnet leases in a real etcd", () => {
     k.stop(); // the node dies: nobody renews
     await sleep(3500);
     assert.equal((await s.registry.listLeases()).leases.length, 0, "etcd dropped the key with its lease");
-    const other = keeper(s, "192.0.2.10", { previous: formatCidr(lease.subnet as never) });
+    const other = keeper(s, "192.0.2.10", { previous: cidrText(lease.subnet) });
     const got = await other.acquire();
     other.stop();
-    assert.equal(formatCidr(got.subnet as never), formatCidr(lease.subnet as never), "the freed subnet can be taken");
+    assert.equal(cidrText(got.subnet), cidrText(lease.subnet), "the freed subnet can be taken");
   });
 
   test("a restarted node gets its subnet back: from its lease, or from subnet.env once the lease is gone", async () => {
@@ -103,16 +105,31 @@ describe("subnet leases in a real etcd", () => {
     const second = keeper(s, "192.0.2.11");
     const b = await second.acquire();
     second.stop();
-    assert.equal(formatCidr(b.subnet as never), formatCidr(a.subnet as never));
+    assert.equal(cidrText(b.subnet), cidrText(a.subnet));
     assert.ok(s.logs.records.some((r) => r["msg"] === "subnet lease acquired" && r["reason"] === "own-lease"));
     assert.equal((await s.registry.listLeases()).leases.length, 1, "the lease was taken over, not duplicated");
 
     await s.registry.deleteKey(s.registry.keyOf(b.subnet, undefined));
-    const third = keeper(s, "192.0.2.11", { previous: formatCidr(b.subnet as never) });
+    const third = keeper(s, "192.0.2.11", { previous: cidrText(b.subnet) });
     const c = await third.acquire();
     third.stop();
-    assert.equal(formatCidr(c.subnet as never), formatCidr(a.subnet as never));
+    assert.equal(cidrText(c.subnet), cidrText(a.subnet));
     assert.ok(s.logs.records.some((r) => r["msg"] === "subnet lease acquired" && r["reason"] === "previous"));
+  });
+
+  test("after the network config changes, this node's old lease is deleted and a fitting one taken", async () => {
+    const s = setup({ Network: "10.26.0.0/16" });
+    const k1 = keeper(s, "192.0.2.80");
+    const old = await k1.acquire();
+    k1.stop();
+    const s2 = { ...s, config: parseNetworkConfig({ Network: "10.27.0.0/16" }) };
+    const k2 = keeper(s2, "192.0.2.80");
+    const fresh = await k2.acquire();
+    k2.stop();
+    assert.match(cidrText(fresh.subnet), /^10\.27\./);
+    const keys = (await s.registry.listLeases()).leases.map((l) => cidrText(l.subnet));
+    assert.deepEqual(keys, [cidrText(fresh.subnet)], `only the new lease is left (old was ${cidrText(old.subnet)})`);
+    assert.ok(s.logs.messages().includes("deleting this node's lease: it does not fit the current network config"));
   });
 
   test("a reservation is never taken by another node, and is used by its own node", async () => {
@@ -121,13 +138,13 @@ describe("subnet leases in a real etcd", () => {
     await s.registry.reserve(parseCidr("10.30.2.0/24"), undefined, { PublicIP: "192.0.2.50", BackendType: "" });
     const others = [keeper(s, "192.0.2.51"), keeper(s, "192.0.2.52")];
     const got = await Promise.all(others.map((k) => k.acquire()));
-    assert.deepEqual(got.map((l) => formatCidr(l.subnet as never)).sort(), ["10.30.1.0/24", "10.30.3.0/24"]);
+    assert.deepEqual(got.map((l) => cidrText(l.subnet)).sort(), ["10.30.1.0/24", "10.30.3.0/24"]);
     const third = keeper(s, "192.0.2.53");
     await assert.rejects(third.acquire(), /no free subnet left in 10\.30\.0\.0\/22/);
     const owner = keeper(s, "192.0.2.50");
     const mine = await owner.acquire();
     [...others, third, owner].forEach((k) => k.stop());
-    assert.equal(formatCidr(mine.subnet as never), "10.30.2.0/24");
+    assert.equal(cidrText(mine.subnet), "10.30.2.0/24");
     const stored = (await s.registry.listLeases()).leases.find((l) => l.attrs.PublicIP === "192.0.2.50");
     assert.equal(stored?.leaseId, "0", "it stays a reservation (no TTL)");
   });
@@ -140,7 +157,7 @@ describe("subnet leases in a real etcd", () => {
     const k = keeper(s, "192.0.2.60");
     const lease = await k.acquire();
     k.stop();
-    assert.ok(!["10.24.5.0/24", "10.24.6.0/24"].includes(formatCidr(lease.subnet as never)), "a key that exists is never double-booked");
+    assert.ok(!["10.24.5.0/24", "10.24.6.0/24"].includes(cidrText(lease.subnet)), "a key that exists is never double-booked");
     const warnings = s.logs.records.filter((r) => r["level"] === 40).map((r) => `${String(r["msg"])} ${String(r["key"])}`);
     assert.ok(warnings.some((w) => w.startsWith("skipping lease with a malformed value") && w.endsWith("10.24.5.0-24")));
     assert.ok(warnings.some((w) => w.startsWith("skipping lease with a malformed PublicIP") && w.endsWith("10.24.6.0-24")));

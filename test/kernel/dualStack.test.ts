@@ -4,7 +4,9 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Etcd3 } from "etcd3";
 import { readSubnetEnv } from "../../src/agent/subnetEnv.js";
-import { formatCidr, formatIp } from "../../src/model/ip.js";
+import { type Cidr, formatCidr, formatIp } from "../../src/model/ip.js";
+
+const cidrText = (c: Cidr | undefined): string => (c ? formatCidr(c) : "none");
 import type { SandboxNode } from "../../src/sandbox/cluster.js";
 import { eventually, ping } from "../../src/sandbox/endpoints.js";
 import { nsExec } from "../../src/sandbox/netns.js";
@@ -42,7 +44,7 @@ describe("dual-stack vxlan", () => {
     assert.ok(env2?.ipv6Subnet && env2.subnet);
     const tunnel6 = formatIp({ family: 6, value: env2.ipv6Subnet.ip });
     const tunnel4 = formatIp({ family: 4, value: env2.subnet.ip });
-    assert.ok(await eventually(async () => (await nsExec(n1.ns, "ip", ["-6", "route", "show", "proto", "77"])).includes(`${formatCidr(env2.ipv6Subnet as never)} via ${tunnel6} dev sluice-v6.1`), 10_000));
+    assert.ok(await eventually(async () => (await nsExec(n1.ns, "ip", ["-6", "route", "show", "proto", "77"])).includes(`${cidrText(env2.ipv6Subnet)} via ${tunnel6} dev sluice-v6.1`), 10_000));
     assert.ok(await eventually(() => ping({ ns: n1.ns }, tunnel6), 10_000), `ping ${tunnel6} over the IPv6 tunnel`);
     assert.ok(await eventually(() => ping({ ns: n1.ns }, tunnel4), 10_000), `ping ${tunnel4} over the IPv4 tunnel`);
     assert.match(await nsExec(n1.ns, "ip6tables", ["-S", "SLUICE-FORWARD"]), /-s fd00:244::\/56 .*-j ACCEPT/);

@@ -1,19 +1,10 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { ConfigError } from "../../src/config/errors.js";
+import { rejects } from "../helpers/configError.js";
 import { AGENT_FLAGS, loadAgentConfig } from "../../src/config/agentConfig.js";
 import { type FlagSpec, envNames, formatHelp, parseDuration, parseFlags } from "../../src/config/flags.js";
 
-/** Asserts that `fn` throws a ConfigError for `field` whose reason matches `why`. */
-function rejects(fn: () => unknown, field: string, why: RegExp): void {
-  assert.throws(fn, (err: unknown) => {
-    assert.ok(err instanceof ConfigError, `expected a ConfigError, got ${String(err)}`);
-    assert.equal(err.field, field);
-    assert.match(err.reason, why);
-    assert.ok(err.message.includes(`${field}: `), `message "${err.message}" should name ${field}`);
-    return true;
-  });
-}
 
 const load = (argv: string[], env: NodeJS.ProcessEnv = {}, hostname = "host-a") => loadAgentConfig(argv, env, hostname);
 const reject = (argv: string[], field: string, why: RegExp, env: NodeJS.ProcessEnv = {}) => rejects(() => load(argv, env), field, why);

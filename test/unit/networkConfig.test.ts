@@ -1,18 +1,9 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { ConfigError } from "../../src/config/errors.js";
+import { rejects } from "../helpers/configError.js";
 import { DEFAULT_VXLAN_PORT, type NetworkConfig, type SubnetPool, type VxlanBackend, parseNetworkConfig, vxlanPort } from "../../src/config/networkConfig.js";
 
-/** Asserts that `fn` throws a ConfigError for `field` whose reason matches `why`. */
-function rejects(fn: () => unknown, field: string, why: RegExp): void {
-  assert.throws(fn, (err: unknown) => {
-    assert.ok(err instanceof ConfigError, `expected a ConfigError, got ${String(err)}`);
-    assert.equal(err.field, field);
-    assert.match(err.reason, why);
-    assert.ok(err.message.includes(`${field}: `), `message "${err.message}" should name ${field}`);
-    return true;
-  });
-}
 
 const reject = (input: string | object, field: string, why: RegExp) => rejects(() => parseNetworkConfig(input), field, why);
 

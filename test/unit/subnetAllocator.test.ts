@@ -1,7 +1,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { type NetworkConfig, parseNetworkConfig } from "../../src/config/networkConfig.js";
-import { FREE_CANDIDATES, type RankedChoice, type SubnetChoice, freeSubnets, inPool, rankChoices } from "../../src/ipam/subnetAllocator.js";
+import { FREE_CANDIDATES, type RankedChoice, type SubnetChoice, freeSubnets, inPool, rankChoices, staleOwnLeases } from "../../src/ipam/subnetAllocator.js";
 import { type Cidr, formatCidr, parseCidr, parseIp } from "../../src/model/ip.js";
 import type { Lease } from "../../src/model/lease.js";
 
@@ -291,5 +291,21 @@ describe("inPool", () => {
     assert.equal(inPool(pool, parseCidr("10.244.11.0/25")), false);
     assert.equal(inPool(pool, parseCidr("10.244.10.0/23")), false);
     assert.equal(inPool(pool, parseCidr("fc00::/64")), false);
+  });
+});
+
+describe("staleOwnLeases", () => {
+  const cfg = parseNetworkConfig({ Network: "10.1.0.0/16" });
+  test("this node's lease outside the current network is stale; reservations and other nodes' leases are not", () => {
+    const leases = [
+      lease({ subnet: "10.9.3.0/24", publicIP: ME }),
+      lease({ subnet: "10.9.4.0/24", publicIP: ME, leaseId: "0" }),
+      lease({ subnet: "10.9.5.0/24", publicIP: OTHER }),
+      lease({ subnet: "10.1.6.0/24", publicIP: ME }),
+    ];
+    assert.deepEqual(
+      staleOwnLeases(cfg, leases, parseIp(ME), undefined).map((l) => fmt(l.subnet)),
+      ["10.9.3.0/24"],
+    );
   });
 });
