@@ -139,9 +139,12 @@ export class EtcdSubnetRegistry {
     return { lease: this.made(existing.subnet, existing.subnet6, attrs, id, res.header.revision, ttlMs), etcdLeaseId: id, ttlMs };
   }
 
-  /** Renews an etcd lease; returns the new TTL in ms, or undefined if etcd no longer knows it. */
-  async renew(etcdLeaseId: string): Promise<number | undefined> {
-    return await keepAliveOnce(this.client, etcdLeaseId);
+  /**
+   * Renews an etcd lease; returns the new TTL in ms, or undefined if etcd no longer
+   * knows it. Throws when etcd does not answer within `timeoutMs`, so the caller can retry.
+   */
+  async renew(etcdLeaseId: string, timeoutMs = 5000): Promise<number | undefined> {
+    return await keepAliveOnce(this.client, etcdLeaseId, timeoutMs);
   }
 
   async revoke(etcdLeaseId: string): Promise<void> {
@@ -199,15 +202,23 @@ function withNulls(attrs: LeaseAttrs): Record<string, unknown> {
 }
 
 /** One keep-alive round trip over the lease stream: returns the renewed TTL in ms. */
-async function keepAliveOnce(client: Etcd3, id: string): Promise<number | undefined> {
-  const stream = await client.leaseClient.leaseKeepAlive();
+async function keepAliveOnce(client: Etcd3, id: string, timeoutMs: number): Promise<number | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`etcd did not answer the keep-alive within ${timeoutMs}ms`)), timeoutMs);
+  });
+  const stream = await Promise.race([client.leaseClient.leaseKeepAlive(), deadline]);
   try {
-    return await new Promise<number | undefined>((resolve, reject) => {
-      stream.on("data", (res: { TTL: string }) => resolve(Number(res.TTL) > 0 ? Number(res.TTL) * 1000 : undefined));
-      stream.on("error", reject);
-      stream.write({ ID: id });
-    });
+    return await Promise.race([
+      new Promise<number | undefined>((resolve, reject) => {
+        stream.on("data", (res: { TTL: string }) => resolve(Number(res.TTL) > 0 ? Number(res.TTL) * 1000 : undefined));
+        stream.on("error", reject);
+        stream.write({ ID: id });
+      }),
+      deadline,
+    ]);
   } finally {
+    clearTimeout(timer);
     stream.end();
   }
 }

@@ -110,7 +110,8 @@ export class LeaseKeeper extends EventEmitter<LeaseKeeperEvents> {
     const h = this.held;
     if (!h || this.stopped) return;
     try {
-      const ttl = await this.o.registry.renew(h.etcdLeaseId);
+      // Give up on one attempt well before the lease would run out, so that a retry fits.
+      const ttl = await this.o.registry.renew(h.etcdLeaseId, Math.min(5000, Math.max(250, this.o.renewMarginMs / 4)));
       if (ttl === undefined) {
         this.o.log.warn({ key: h.key }, "subnet lease expired or was revoked before renewal; acquiring a new one");
         await this.reacquire();

@@ -181,3 +181,42 @@ describe("subnet leases in a real etcd", () => {
     assert.ok(s.logs.messages().includes("our subnet lease was revoked or expired; acquiring a new one"));
   });
 });
+
+describe("renewal while etcd does not answer", () => {
+  let own: TestEtcd;
+  before(async () => {
+    own = await startTestEtcd();
+  });
+  after(async () => {
+    process.kill(own.server.pid, "SIGCONT");
+    await own.stop();
+  });
+
+  test("a failed renewal is retried and the lease survives a short etcd outage", async () => {
+    const logs = captureLog();
+    const registry = new EtcdSubnetRegistry(own.client, "/outage/network", logs.log);
+    const k = new LeaseKeeper({
+      registry,
+      config: parseNetworkConfig({ Network: "10.28.0.0/16" }),
+      publicIP: parseIp("192.0.2.90"),
+      publicIPv6: undefined,
+      attrsFor: () => ({ PublicIP: "192.0.2.90", BackendType: "host-gw" }),
+      previous: undefined,
+      ttlMs: 10_000,
+      renewMarginMs: 8000, // first renewal 2 s in; each attempt gives up after 2 s
+      log: logs.log,
+    });
+    const lease = await k.acquire();
+    await sleep(1000);
+    process.kill(own.server.pid, "SIGSTOP"); // etcd hangs: renewals time out
+    await sleep(4500);
+    process.kill(own.server.pid, "SIGCONT");
+    await sleep(6000); // past the original expiry
+    const { leases } = await registry.listLeases();
+    k.stop();
+    assert.ok(logs.messages().includes("subnet lease renewal failed; retrying"), "a renewal failed and was retried");
+    assert.ok(logs.messages().includes("subnet lease renewed"), "a later renewal went through");
+    assert.equal(leases.length, 1);
+    assert.equal(cidrText(leases[0]?.subnet), cidrText(lease.subnet));
+  });
+});
