@@ -63,6 +63,7 @@ export class ConnectivityAgent {
         live: () => Date.now() - this.lastLoop < Math.max(60_000, 3 * cfg["route-resync"]),
         ready: () => {
           const reasons: string[] = [];
+          if (!this.keeper?.healthy) reasons.push("no live subnet lease");
           if (!this.rulesInPlace) reasons.push("iptables rules not yet in place");
           if (!this.subnetEnvWritten) reasons.push("subnet.env not yet written");
           return { ready: reasons.length === 0, reasons };
@@ -111,10 +112,9 @@ export class ConnectivityAgent {
     this.hostRules = await HostRules.create(cfg, log);
     await this.startWatch();
     // The first reconcile goes through the same queue as every later one, so they never overlap.
-    this.running = this.running.then(() => this.reconcile());
-    await this.running;
+    await this.enqueue(() => this.reconcile(), true);
     this.timers.push(setInterval(() => this.schedule(0), cfg["route-resync"]));
-    this.timers.push(setInterval(() => void this.resyncRules(), cfg["iptables-resync"]));
+    this.timers.push(setInterval(() => void this.enqueue(() => this.resyncRules()), cfg["iptables-resync"]));
   }
 
   private async waitForNetworkConfig(): Promise<NetworkConfig> {
@@ -161,6 +161,9 @@ export class ConnectivityAgent {
     const { leases, revision } = await registry.listLeases();
     this.peers.clear();
     for (const l of leases) this.peers.set(registry.keyOf(l.subnet, l.subnet6), l);
+    // A relist after a dead watch may be the only sign that our own lease went away.
+    const mine = this.keeper?.key;
+    if (mine && !this.peers.has(mine)) this.keeper?.onKeyDeleted(mine);
     const next = (BigInt(revision) + 1n).toString();
     this.watcher = await registry.watch(
       next,
@@ -172,9 +175,24 @@ export class ConnectivityAgent {
     );
   }
 
+  private restartingWatch = false;
   private async restartWatch(): Promise<void> {
-    if (this.stopping) return;
-    await this.watcher?.cancel().catch(() => undefined);
+    if (this.stopping || this.restartingWatch) return;
+    this.restartingWatch = true;
+    // A watcher that reported an error may already be detached by etcd3: cancelling it
+    // can wait forever, so drop it without waiting and relist.
+    const old = this.watcher;
+    this.watcher = undefined;
+    old?.removeAllListeners();
+    void cancelWithin(old, 2000);
+    try {
+      await this.relistAndWatch();
+    } finally {
+      this.restartingWatch = false;
+    }
+  }
+
+  private async relistAndWatch(): Promise<void> {
     for (let delay = 500; !this.stopping; delay = Math.min(delay * 2, 10_000)) {
       try {
         await this.startWatch();
@@ -197,18 +215,30 @@ export class ConnectivityAgent {
     } else {
       this.peers.delete(e.key);
       this.log.info({ key: e.key }, "lease removed");
-      this.keeper?.onKeyDeleted(e.key);
+      this.keeper?.onKeyDeleted(e.key, e.etcdLeaseId);
     }
     this.schedule(50);
   }
 
-  /** Coalesces bursts of events into one reconcile; reconciles never overlap. */
+  /** Coalesces bursts of events into one reconcile. */
   private schedule(delayMs: number): void {
     if (this.stopping || this.pending) return;
     this.pending = setTimeout(() => {
       this.pending = undefined;
-      this.running = this.running.then(() => this.reconcile()).catch((err: Error) => this.log.error({ err: err.message }, "reconcile failed; will retry"));
+      void this.enqueue(() => this.reconcile());
     }, delayMs);
+  }
+
+  /**
+   * Everything that writes the dataplane runs through this one queue, so route and rule
+   * updates never overlap. Errors are logged (the next resync retries) unless `rethrow`.
+   */
+  private enqueue(work: () => Promise<void>, rethrow = false): Promise<void> {
+    const next = this.running.then(work);
+    this.running = next.catch((err: Error) => {
+      if (!rethrow) this.log.error({ err: err.message }, "dataplane update failed; will retry");
+    });
+    return rethrow ? next : this.running;
   }
 
   private async reconcile(): Promise<void> {
@@ -280,10 +310,16 @@ export class ConnectivityAgent {
     if (this.pending) clearTimeout(this.pending);
     this.keeper?.stop();
     await this.running.catch(() => undefined);
-    await this.watcher?.cancel().catch(() => undefined);
+    await cancelWithin(this.watcher, 2000);
     this.etcd?.close();
     this.nl?.close();
     await new Promise<void>((r) => (this.health ? this.health.close(() => r()) : r()));
     this.log.info("stopped; dataplane left in place");
   }
+}
+
+/** Cancels a watcher, but never waits longer than `ms` (a half-dead connection may never answer). */
+async function cancelWithin(w: Watcher | undefined, ms: number): Promise<void> {
+  if (!w) return;
+  await Promise.race([w.cancel().catch(() => undefined), new Promise((r) => setTimeout(r, ms).unref())]);
 }

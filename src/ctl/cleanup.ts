@@ -28,14 +28,12 @@ export async function cleanupNode(backend: "auto" | "nft" | "legacy"): Promise<s
   try {
     for (const family of [4, 6] as const) {
       for (const r of (await nl.routes(family)).filter((x) => x.protocol === SLUICE_RT_PROTO)) {
-        await nl.deleteRoute(r).catch(() => undefined);
-        report.push(`route ${formatCidr(r.dst)} removed`);
+        report.push(await nl.deleteRoute(r).then(() => `route ${formatCidr(r.dst)} removed`, (err: Error) => `route ${formatCidr(r.dst)}: could not remove: ${err.message}`));
       }
     }
     for (const l of await nl.links()) {
       if (l.kind === "vxlan" && /^sluice(-v6)?\.\d+$/.test(l.name)) {
-        await nl.deleteLink(l.index);
-        report.push(`device ${l.name} removed`);
+        report.push(await nl.deleteLink(l.index).then(() => `device ${l.name} removed`, (err: Error) => `device ${l.name}: could not remove: ${err.message}`));
       }
     }
   } finally {

@@ -71,8 +71,9 @@ export class IptablesDriver {
 
   async readTable(table: TableName): Promise<ReturnType<typeof parseSave>> {
     const r = await run(...command(this.bin, this.bin.save, ["-t", table]));
-    // A table that was never used may not exist yet; that reads as empty.
-    if (r.code !== 0) return new Map();
+    // Reading an empty table succeeds (both backends); a failure must not read as "empty",
+    // or we would insert a second copy of our jumps.
+    if (r.code !== 0) throw new Error(`${this.bin.save} -t ${table} failed (exit ${r.code}): ${r.stderr.trim()}`);
     return parseSave(r.stdout);
   }
 

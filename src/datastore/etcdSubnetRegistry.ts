@@ -18,7 +18,12 @@ export interface LeaseList {
   revision: string;
 }
 
-export type LeaseEvent = { type: "put"; lease: Lease } | { type: "delete"; key: string; subnet: Cidr | undefined; subnet6: Cidr | undefined };
+/**
+ * A delete's `key` is rebuilt from the parsed subnets (as puts are), so that a key
+ * written in another text form still matches; `etcdLeaseId` is the lease the deleted
+ * value was bound to, when etcd sent the previous value.
+ */
+export type LeaseEvent = { type: "put"; lease: Lease } | { type: "delete"; key: string; subnet: Cidr | undefined; subnet6: Cidr | undefined; etcdLeaseId: string | undefined };
 
 export interface CreatedLease {
   lease: Lease;
@@ -172,10 +177,11 @@ export class EtcdSubnetRegistry {
       const lease = this.toLease(kv);
       if (lease) onEvent({ type: "put", lease });
     });
-    w.on("delete", (kv) => {
-      const key = kv.key.toString();
-      const parsed = parseSubnetKey(key.slice(this.subnetsPrefix.length));
-      onEvent({ type: "delete", key, subnet: parsed?.subnet, subnet6: parsed?.subnet6 });
+    w.on("delete", (kv, previous) => {
+      const raw = kv.key.toString();
+      const parsed = parseSubnetKey(raw.slice(this.subnetsPrefix.length));
+      const key = parsed ? this.keyOf(parsed.subnet, parsed.subnet6) : raw;
+      onEvent({ type: "delete", key, subnet: parsed?.subnet, subnet6: parsed?.subnet6, etcdLeaseId: previous?.lease });
     });
     w.on("error", (err) => onError(err));
     return w;
@@ -207,7 +213,16 @@ async function keepAliveOnce(client: Etcd3, id: string, timeoutMs: number): Prom
   const deadline = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`etcd did not answer the keep-alive within ${timeoutMs}ms`)), timeoutMs);
   });
-  const stream = await Promise.race([client.leaseClient.leaseKeepAlive(), deadline]);
+  const opening = client.leaseClient.leaseKeepAlive();
+  let stream;
+  try {
+    stream = await Promise.race([opening, deadline]);
+  } catch (err) {
+    clearTimeout(timer);
+    // A stream that opens after we gave up must still be closed.
+    opening.then((s) => s.end()).catch(() => undefined);
+    throw err;
+  }
   try {
     return await Promise.race([
       new Promise<number | undefined>((resolve, reject) => {

@@ -38,6 +38,8 @@ interface LeaseKeeperEvents {
 
 export class LeaseKeeper extends EventEmitter<LeaseKeeperEvents> {
   private held: Held | undefined;
+  /** Set while the held lease is known to be gone and a new one is being sought. */
+  private lost = false;
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
   private reacquiring: Promise<void> | undefined;
@@ -52,6 +54,11 @@ export class LeaseKeeper extends EventEmitter<LeaseKeeperEvents> {
 
   get key(): string | undefined {
     return this.held?.key;
+  }
+
+  /** True while we hold a lease that etcd still has; false before the first and while replacing a lost one. */
+  get healthy(): boolean {
+    return this.held !== undefined && !this.lost;
   }
 
   /** Acquires a lease, retrying etcd errors with back-off; throws only when the pool is full. */
@@ -72,7 +79,7 @@ export class LeaseKeeper extends EventEmitter<LeaseKeeperEvents> {
     }
   }
 
-  private async tryAcquire(): Promise<Held> {
+  private async tryAcquire(previous: SubnetChoice | undefined = this.o.previous): Promise<Held> {
     const { registry, config, log } = this.o;
     // Each round re-reads the leases: losing a create race means someone else just took that subnet.
     for (let round = 0; round < 20; round++) {
@@ -82,7 +89,7 @@ export class LeaseKeeper extends EventEmitter<LeaseKeeperEvents> {
         log.warn({ key }, "deleting this node's lease: it does not fit the current network config");
         await registry.deleteKey(key);
       }
-      const choices = rankChoices({ config, leases, publicIP: this.o.publicIP, publicIPv6: this.o.publicIPv6, previous: this.o.previous, random: this.o.random ?? Math.random });
+      const choices = rankChoices({ config, leases, publicIP: this.o.publicIP, publicIPv6: this.o.publicIPv6, previous, random: this.o.random ?? Math.random });
       if (choices.length === 0) throw new PoolExhaustedError(config);
       // Try the preferred ones, then a handful of random free ones, before re-listing.
       for (const c of choices.slice(0, 5)) {
@@ -114,7 +121,7 @@ export class LeaseKeeper extends EventEmitter<LeaseKeeperEvents> {
       const ttl = await this.o.registry.renew(h.etcdLeaseId, Math.min(5000, Math.max(250, this.o.renewMarginMs / 4)));
       if (ttl === undefined) {
         this.o.log.warn({ key: h.key }, "subnet lease expired or was revoked before renewal; acquiring a new one");
-        await this.reacquire();
+        this.lose(h);
         return;
       }
       h.expiresAt = Date.now() + ttl;
@@ -129,29 +136,47 @@ export class LeaseKeeper extends EventEmitter<LeaseKeeperEvents> {
     }
   }
 
-  /** Called by the agent's watch when a lease key disappears. */
-  onKeyDeleted(key: string): void {
-    if (!this.held || key !== this.held.key || this.stopped) return;
+  /**
+   * Called by the agent's watch when a lease key disappears. `etcdLeaseId` is the lease
+   * the deleted value was bound to: a replayed delete of an older incarnation of our
+   * key (after a reconnect) must not cost us the lease we hold now.
+   */
+  onKeyDeleted(key: string, etcdLeaseId?: string): void {
+    const h = this.held;
+    if (!h || this.stopped || key !== h.key) return;
+    if (etcdLeaseId !== undefined && etcdLeaseId !== h.etcdLeaseId) return;
     this.o.log.warn({ key }, "our subnet lease was revoked or expired; acquiring a new one");
-    void this.reacquire();
+    this.lose(h);
   }
 
-  private reacquire(): Promise<void> {
-    if (this.reacquiring) return this.reacquiring;
-    const previous = this.held;
+  /**
+   * Replaces a lease that is gone. Only the lease that was lost is replaced (a stale
+   * signal about an older one is ignored), its subnet is preferred so that running pods
+   * keep their addresses, and a failure is retried until it works: meanwhile the old
+   * lease stays visible, so the dataplane stays as it is.
+   */
+  private lose(h: Held): void {
+    if (this.held !== h || this.reacquiring || this.stopped) return;
+    this.lost = true;
+    if (this.timer) clearTimeout(this.timer);
     this.reacquiring = (async () => {
-      try {
-        if (previous) await this.o.registry.revoke(previous.etcdLeaseId);
-        this.held = undefined;
-        const lease = await this.acquire();
-        this.emit("changed", lease, previous?.lease);
-      } catch (err) {
-        this.o.log.error({ err: (err as Error).message }, "could not acquire a new subnet lease; keeping the dataplane as it is");
-      } finally {
-        this.reacquiring = undefined;
+      await this.o.registry.revoke(h.etcdLeaseId).catch(() => undefined);
+      for (let delay = 500; !this.stopped; delay = Math.min(delay * 2, 30_000)) {
+        try {
+          const next = await this.tryAcquire({ subnet: h.lease.subnet, subnet6: h.lease.subnet6 });
+          this.held = next;
+          this.lost = false;
+          this.scheduleRenew();
+          this.emit("changed", next.lease, h.lease);
+          return;
+        } catch (err) {
+          this.o.log.error({ err: (err as Error).message, retryInMs: delay }, "could not acquire a new subnet lease; keeping the dataplane as it is");
+          await sleep(delay);
+        }
       }
-    })();
-    return this.reacquiring;
+    })().finally(() => {
+      this.reacquiring = undefined;
+    });
   }
 
   stop(): void {

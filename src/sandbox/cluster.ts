@@ -222,6 +222,14 @@ function readPid(path: string): number | undefined {
   }
 }
 
+function isOurs(pid: number, stateDir: string): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").some((arg) => arg.startsWith(stateDir));
+  } catch {
+    return false;
+  }
+}
+
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -263,14 +271,16 @@ async function killNetnsProcesses(ns: string): Promise<void> {
 export async function teardown(prefix: string, stateDir: string): Promise<void> {
   const namespaces = (await listNetns()).filter((n) => n.startsWith(`${prefix}-`));
   for (const ns of namespaces) await killNetnsProcesses(ns);
-  // Processes we started that may not be inside a namespace (etcd).
+  // Processes we started that may not be inside a namespace (etcd). A pid file can be
+  // stale (a reboot, pid reuse): only a process whose command line names our state
+  // directory is ours to stop.
   if (existsSync(stateDir)) {
     for (const entry of readdirSync(stateDir)) {
       const pid = readPid(join(stateDir, entry, "agent.pid"));
-      if (pid && alive(pid)) await waitGone(pid, 0);
+      if (pid && isOurs(pid, stateDir)) await waitGone(pid, 0);
     }
     const etcdPid = readPid(join(stateDir, "etcd", "etcd.pid"));
-    if (etcdPid && alive(etcdPid)) {
+    if (etcdPid && isOurs(etcdPid, stateDir)) {
       process.kill(etcdPid, "SIGTERM");
       await waitGone(etcdPid, 3000);
     }

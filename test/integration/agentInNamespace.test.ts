@@ -56,7 +56,7 @@ describe("a single agent in a namespace", () => {
     assert.ok(await eventually(async () => (await http("/healthz")).code === "200", 10_000), "healthz answers");
     const ready = await http("/readyz");
     assert.equal(ready.code, "503");
-    assert.deepEqual(JSON.parse(ready.body), { ready: false, reasons: ["iptables rules not yet in place", "subnet.env not yet written"] });
+    assert.deepEqual(JSON.parse(ready.body), { ready: false, reasons: ["no live subnet lease", "iptables rules not yet in place", "subnet.env not yet written"] });
     assert.ok(await eventually(async () => logText().includes("waiting for the network config"), 5000));
   });
 

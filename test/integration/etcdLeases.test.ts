@@ -178,7 +178,23 @@ describe("subnet leases in a real etcd", () => {
     k.stop();
     assert.equal(leases.length, 1, "the node holds a lease again");
     assert.notEqual(leases[0]?.leaseId, first.leaseId, "bound to a new etcd lease");
+    assert.equal(cidrText(leases[0]?.subnet), cidrText(first.subnet), "the lost subnet is preferred, so running pods keep their addresses");
     assert.ok(s.logs.messages().includes("our subnet lease was revoked or expired; acquiring a new one"));
+  });
+
+  test("a replayed delete of an older incarnation of our key does not cost the current lease", async () => {
+    const s = setup({ Network: "10.29.0.0/16" });
+    const k = keeper(s, "192.0.2.71");
+    const lease = await k.acquire();
+    let changed = false;
+    k.on("changed", () => (changed = true));
+    k.onKeyDeleted(s.registry.keyOf(lease.subnet, undefined), "12345"); // not the lease we hold
+    await sleep(500);
+    const { leases } = await s.registry.listLeases();
+    k.stop();
+    assert.equal(changed, false);
+    assert.equal(k.healthy, true);
+    assert.deepEqual(leases.map((l) => l.leaseId), [lease.leaseId], "the current lease is untouched");
   });
 });
 
