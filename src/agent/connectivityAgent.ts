@@ -89,8 +89,7 @@ export class ConnectivityAgent {
     if (network.enableIPv6 && !this.publicIPv6) throw new Error(`interface ${this.underlay.name} has no IPv6 address; set --public-ipv6 or --iface`);
     log.info({ iface: this.underlay.name, publicIP: this.publicIP && formatIp(this.publicIP), publicIPv6: this.publicIPv6 && formatIp(this.publicIPv6), mtu: this.underlay.mtu, backend: network.backend.type }, "using inter-node interface");
 
-    this.vtepMac = await this.chooseVtepMac(4);
-    if (network.enableIPv6) this.vtepMac6 = await this.chooseVtepMac(6);
+    [this.vtepMac, this.vtepMac6] = await this.chooseVtepMacs();
     const previous = await readSubnetEnv(cfg["subnet-file"]);
     this.keeper = new LeaseKeeper({
       registry: this.registry,
@@ -134,15 +133,23 @@ export class ConnectivityAgent {
     }
   }
 
-  /** The VTEP MAC must survive restarts: the existing device's, else our old lease's, else new. */
-  private async chooseVtepMac(family: 4 | 6): Promise<string | undefined> {
+  /**
+   * The VTEP MACs (IPv4, IPv6) must survive restarts: each is the existing device's,
+   * else the one in our old lease, else a new one.
+   */
+  private async chooseVtepMacs(): Promise<[string | undefined, string | undefined]> {
     const network = this.network as NetworkConfig;
-    if (network.backend.type !== "vxlan") return undefined;
-    const dev = await (this.nl as Netlink).linkByName(vxlanDeviceName(network.backend.vni, family));
-    if (dev?.kind === "vxlan" && dev.mac) return dev.mac;
+    const backend = network.backend;
+    if (backend.type !== "vxlan") return [undefined, undefined];
+    const links = await (this.nl as Netlink).links();
     const { leases } = await (this.registry as EtcdSubnetRegistry).listLeases();
     const own = leases.find((l) => (l.publicIP && this.publicIP && ipEquals(l.publicIP, this.publicIP)) || (l.publicIPv6 && this.publicIPv6 && ipEquals(l.publicIPv6, this.publicIPv6)));
-    return vtepMacOf(family === 4 ? own?.attrs.BackendData : own?.attrs.BackendV6Data) ?? randomVtepMac(network.backend.macPrefix);
+    const pick = (family: 4 | 6, enabled: boolean, stored: unknown): string | undefined => {
+      if (!enabled) return undefined;
+      const dev = links.find((l) => l.name === vxlanDeviceName(backend.vni, family) && l.kind === "vxlan");
+      return dev?.mac ?? vtepMacOf(stored) ?? randomVtepMac(backend.macPrefix);
+    };
+    return [pick(4, network.enableIPv4, own?.attrs.BackendData), pick(6, network.enableIPv6, own?.attrs.BackendV6Data)];
   }
 
   private leaseAttrs(): LeaseAttrs {
@@ -256,13 +263,14 @@ export class ConnectivityAgent {
     const mtu = podMtu(backend, underlay.mtu, lease.subnet6 !== undefined);
     const vxlanDevices: string[] = [];
     if (backend.type === "vxlan") {
-      if (lease.subnet && this.publicIP && network.ipv4) {
-        await ensureVxlanDevice(nl, { name: dev4, vni, port: vxlanPort(backend), local: this.publicIP, underlayIndex: underlay.index, mtu, learning: backend.learning, gbp: backend.gbp, preferredMac: this.vtepMac, macPrefix: backend.macPrefix, address: { family: 4, value: lease.subnet.ip }, clusterNetwork: network.ipv4.network }, this.log);
-        vxlanDevices.push(dev4);
-      }
-      if (lease.subnet6 && this.publicIPv6 && network.ipv6) {
-        await ensureVxlanDevice(nl, { name: dev6, vni, port: vxlanPort(backend), local: this.publicIPv6, underlayIndex: underlay.index, mtu, learning: backend.learning, gbp: backend.gbp, preferredMac: this.vtepMac6, macPrefix: backend.macPrefix, address: { family: 6, value: lease.subnet6.ip }, clusterNetwork: network.ipv6.network }, this.log);
-        vxlanDevices.push(dev6);
+      const families = [
+        { name: dev4, subnet: lease.subnet, local: this.publicIP, pool: network.ipv4, mac: this.vtepMac },
+        { name: dev6, subnet: lease.subnet6, local: this.publicIPv6, pool: network.ipv6, mac: this.vtepMac6 },
+      ];
+      for (const f of families) {
+        if (!f.subnet || !f.local || !f.pool) continue;
+        await ensureVxlanDevice(nl, { name: f.name, vni, port: vxlanPort(backend), local: f.local, underlayIndex: underlay.index, mtu, learning: backend.learning, gbp: backend.gbp, preferredMac: f.mac, macPrefix: backend.macPrefix, address: { family: f.subnet.family, value: f.subnet.ip }, clusterNetwork: f.pool.network }, this.log);
+        vxlanDevices.push(f.name);
       }
     }
     const peers = [...this.peers.values()].map(leaseToPeer);

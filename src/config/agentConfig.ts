@@ -6,7 +6,7 @@
 import { z } from "zod";
 import { ConfigError, describeZodIssues } from "./errors.js";
 import { type FlagSpec, parseDuration, parseFlags } from "./flags.js";
-import { parseIp } from "../model/ip.js";
+import { ipText } from "./netSchemas.js";
 
 export const AGENT_FLAGS: readonly FlagSpec[] = [
   { name: "etcd-endpoints", kind: "string", help: "comma-separated etcd endpoints", default: "http://127.0.0.1:4001,http://127.0.0.1:2379" },
@@ -45,15 +45,6 @@ export const AGENT_FLAGS: readonly FlagSpec[] = [
   { name: "version", kind: "boolean", help: "print the version and exit" },
   { name: "help", kind: "boolean", help: "print this help and exit" },
 ];
-
-const ipText = (family: 4 | 6) =>
-  z.string().refine((s) => {
-    try {
-      return parseIp(s).family === family;
-    } catch {
-      return false;
-    }
-  }, `must be an IPv${family} address`);
 
 const duration = (bareUnitMs: number, what: string) =>
   z.string().transform((s, ctx) => {
@@ -97,17 +88,7 @@ const schema = z
         }, "must be a valid regular expression"),
       )
       .default([]),
-    "iface-can-reach": z
-      .string()
-      .refine((s) => {
-        try {
-          parseIp(s);
-          return true;
-        } catch {
-          return false;
-        }
-      }, "must be an IP address")
-      .optional(),
+    "iface-can-reach": ipText().optional(),
     "public-ip": ipText(4).optional(),
     "public-ipv6": ipText(6).optional(),
     "subnet-file": z.string().min(1).default("/run/flannel/subnet.env"),
@@ -124,14 +105,7 @@ const schema = z
     "route-resync": duration(1000, "seconds or a duration")
       .default(10_000)
       .refine((ms) => ms >= 100, "must be at least 100ms"),
-    "healthz-ip": z.string().default("0.0.0.0").refine((s) => {
-      try {
-        parseIp(s);
-        return true;
-      } catch {
-        return false;
-      }
-    }, "must be an IP address"),
+    "healthz-ip": ipText().default("0.0.0.0"),
     "healthz-port": port.default(0),
     "net-config-path": z.string().default("/etc/kube-flannel/net-conf.json"),
     "kube-subnet-mgr": z.boolean().default(false),

@@ -5,6 +5,7 @@
  */
 import { z } from "zod";
 import { ConfigError, describeZodIssues } from "./errors.js";
+import { cidrText, ipText } from "./netSchemas.js";
 import { type Cidr, type Family, bitsOf, cidrContainsIp, cidrEnd, formatCidr, formatIp, parseCidr, parseIp } from "../model/ip.js";
 
 export const SUPPORTED_BACKENDS = ["vxlan", "host-gw"] as const;
@@ -48,24 +49,6 @@ export interface NetworkConfig {
   backend: Backend;
 }
 
-const cidrString = z.string().refine((s) => {
-  try {
-    parseCidr(s);
-    return true;
-  } catch {
-    return false;
-  }
-}, "must be a CIDR such as 10.244.0.0/16");
-
-const ipString = z.string().refine((s) => {
-  try {
-    parseIp(s);
-    return true;
-  } catch {
-    return false;
-  }
-}, "must be an IP address");
-
 const backendSchema = z
   .object({
     Type: z.string({ error: "must be a string naming the backend" }).default("vxlan"),
@@ -84,16 +67,16 @@ const backendSchema = z
 
 const rawSchema = z
   .object({
-    Network: cidrString.optional(),
+    Network: cidrText.optional(),
     SubnetLen: z.number().int().min(0).max(32).optional(),
-    SubnetMin: ipString.optional(),
-    SubnetMax: ipString.optional(),
+    SubnetMin: ipText().optional(),
+    SubnetMax: ipText().optional(),
     EnableIPv4: z.boolean().optional(),
     EnableIPv6: z.boolean().optional(),
-    IPv6Network: cidrString.optional(),
+    IPv6Network: cidrText.optional(),
     IPv6SubnetLen: z.number().int().min(0).max(128).optional(),
-    IPv6SubnetMin: ipString.optional(),
-    IPv6SubnetMax: ipString.optional(),
+    IPv6SubnetMin: ipText().optional(),
+    IPv6SubnetMax: ipText().optional(),
     Backend: backendSchema.optional(),
   })
   // flannel ignores keys it does not know (EnableNFTables, Networks, ...); so do we.
