@@ -1,0 +1,35 @@
+/**
+ * The contract between the agent and the pure policy renderer: a snapshot of what the
+ * agent knows in, chains and ipsets out. The agent merges the output with the host rules
+ * (src/render/hostRules.ts) into one filter table per family, because the iptables planner
+ * removes any owned chain that the desired table does not list.
+ */
+import type { Family } from "../model/ip.js";
+import type { NamespaceInfo, PodEndpoint } from "../model/endpoint.js";
+import type { NetworkPolicyObject } from "../config/k8sSchemas.js";
+import type { ChainSpec } from "./ruleset.js";
+import type { IpsetSpec } from "./ipsetSpec.js";
+
+export interface PolicyRenderInput {
+  family: Family;
+  /** This node's name: endpoints with `node === nodeName` are local and get chains. */
+  nodeName: string;
+  /** Every pod endpoint cluster-wide (peers are matched across nodes). */
+  endpoints: PodEndpoint[];
+  namespaces: NamespaceInfo[];
+  networkPolicies: NetworkPolicyObject[];
+  /** False when the kernel cannot match SCTP: SCTP rules are left out (they never open anything else). */
+  sctpSupported: boolean;
+}
+
+export interface PolicyRender {
+  /** Rules for SLUICE-FORWARD, placed before the cluster-network accept rules. */
+  forwardRules: string[];
+  /** SLUICE-INPUT: pod -> this host (pod egress policy applies). */
+  inputRules: string[];
+  /** SLUICE-OUTPUT: this host -> local pods (always allowed). */
+  outputRules: string[];
+  /** Every generated chain (`slc-…`): dispatch, per-endpoint, per-policy. */
+  chains: ChainSpec[];
+  ipsets: IpsetSpec[];
+}
