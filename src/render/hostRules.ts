@@ -5,10 +5,13 @@
  * dispatch (added by the policy engine) runs before it, so it never bypasses policy.
  */
 import { type Cidr, formatCidr } from "../model/ip.js";
+import type { PolicyRender } from "./policyContract.js";
 import type { ChainSpec, HookSpec, RulesetSpec, TableSpec } from "./ruleset.js";
 
 export const CHAIN_POSTROUTING = "SLUICE-POSTROUTING";
 export const CHAIN_FORWARD = "SLUICE-FORWARD";
+export const CHAIN_INPUT = "SLUICE-INPUT";
+export const CHAIN_OUTPUT = "SLUICE-OUTPUT";
 /** kube-proxy marks traffic it wants masqueraded itself; we leave it alone. */
 export const KUBE_PROXY_MASQ_MARK = "0x4000/0x4000";
 
@@ -24,6 +27,9 @@ export interface HostRulesInput {
   /** Rules from the policy engine that run before the cluster accept rules. */
   forwardPolicyRules?: string[];
 }
+
+/** Which tables a ruleset covers: the agent applies nat and filter on separate schedules. */
+export type TableChoice = "nat" | "filter";
 
 export function masqueradeRules(i: HostRulesInput): string[] {
   if (!i.subnet) return [];
@@ -54,12 +60,32 @@ export function forwardRules(i: HostRulesInput): string[] {
   return rules;
 }
 
-export function hostRuleset(i: HostRulesInput): RulesetSpec {
+/**
+ * The whole ruleset of one family: flannel's host rules, and, when the policy engine has
+ * rendered, its chains merged into the same filter table. They must be one table spec,
+ * because the planner removes every owned chain the desired table does not list.
+ */
+export function hostRuleset(i: HostRulesInput, policy?: PolicyRender, only?: readonly TableChoice[]): RulesetSpec {
   const tables: TableSpec[] = [];
-  const masq = i.ipMasq ? masqueradeRules(i) : [];
-  tables.push(table("nat", masq.length ? [{ name: CHAIN_POSTROUTING, rules: masq }] : [], masq.length ? [{ builtin: "POSTROUTING", target: CHAIN_POSTROUTING }] : []));
-  const fwd = forwardRules(i);
-  tables.push(table("filter", fwd.length ? [{ name: CHAIN_FORWARD, rules: fwd }] : [], fwd.length ? [{ builtin: "FORWARD", target: CHAIN_FORWARD }] : []));
+  const want = (t: TableChoice): boolean => only === undefined || only.includes(t);
+  if (want("nat")) {
+    const masq = i.ipMasq ? masqueradeRules(i) : [];
+    tables.push(table("nat", masq.length ? [{ name: CHAIN_POSTROUTING, rules: masq }] : [], masq.length ? [{ builtin: "POSTROUTING", target: CHAIN_POSTROUTING }] : []));
+  }
+  if (want("filter")) {
+    const chains: ChainSpec[] = [];
+    const hooks: HookSpec[] = [];
+    const add = (builtin: string, name: string, rules: string[]): void => {
+      if (rules.length === 0) return;
+      chains.push({ name, rules });
+      hooks.push({ builtin, target: name });
+    };
+    add("FORWARD", CHAIN_FORWARD, forwardRules({ ...i, forwardPolicyRules: [...(policy?.forwardRules ?? []), ...(i.forwardPolicyRules ?? [])] }));
+    add("INPUT", CHAIN_INPUT, policy?.inputRules ?? []);
+    add("OUTPUT", CHAIN_OUTPUT, policy?.outputRules ?? []);
+    chains.push(...(policy?.chains ?? []));
+    tables.push(table("filter", chains, hooks));
+  }
   return { family: i.family, tables };
 }
 
