@@ -1,0 +1,65 @@
+/**
+ * The adapter between the scenario runner and a real cluster. The runner only speaks
+ * this interface; sandboxHarness.ts implements it with the sandbox, the CNI-wired pods,
+ * the etcd resource store and the probe library.
+ */
+import type { Protocol } from "../../helpers/policyMatrix.js";
+import type { NamedPort } from "./model.js";
+
+export interface PodRequest {
+  namespace: string;
+  name: string;
+  node: string;
+  labels: Record<string, string>;
+  /** Declared container ports; the pod serves TCP and UDP on every one of them. */
+  ports: readonly NamedPort[];
+}
+
+export interface ProbeRequest {
+  /** `<namespace>/<pod>` of the source pod. */
+  from: string;
+  toIp: string;
+  port: number;
+  protocol: Protocol;
+}
+
+export interface NodeProbeRequest {
+  node: string;
+  toIp: string;
+  port: number;
+  protocol: Protocol;
+}
+
+export interface PolicyHarness {
+  /** Node names as the cluster calls them: node-1, node-2, node-3. */
+  readonly nodes: readonly string[];
+  /** The cluster network, e.g. 10.244.0.0/16. */
+  network(): string;
+  /** The pod subnet a node leased, e.g. 10.244.7.0/24. */
+  nodeSubnet(node: string): Promise<string>;
+
+  /** Creates (or replaces) a Namespace object with exactly these labels. */
+  createNamespace(name: string, labels: Record<string, string>): Promise<void>;
+  /** Deletes the namespace, its pods (network namespaces included) and its policies. */
+  deleteNamespace(name: string): Promise<void>;
+  /**
+   * Creates the Pod object, wires its network namespace on `node` through the CNI and
+   * starts its TCP+UDP servers; resolves with the pod's address once it serves.
+   */
+  createPod(p: PodRequest): Promise<string>;
+  deletePod(namespace: string, name: string): Promise<void>;
+  /** Replaces the object's labels with exactly these. */
+  setPodLabels(namespace: string, name: string, labels: Record<string, string>): Promise<void>;
+  setNamespaceLabels(name: string, labels: Record<string, string>): Promise<void>;
+
+  /** `sluicectl apply -f` semantics: create or replace every document. */
+  applyPolicyYaml(text: string): Promise<void>;
+  deletePolicy(namespace: string, name: string): Promise<void>;
+
+  /** Runs the probes concurrently; true = connected (a TCP echo or a UDP reply came back). */
+  probe(requests: readonly ProbeRequest[], timeoutMs: number): Promise<boolean[]>;
+  /** Probes from a node's own network namespace. */
+  probeFromNode(requests: readonly NodeProbeRequest[], timeoutMs: number): Promise<boolean[]>;
+
+  close(): Promise<void>;
+}

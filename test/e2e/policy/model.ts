@@ -1,0 +1,48 @@
+/**
+ * The upstream-style NetworkPolicy test model (kubernetes/test/e2e/network/netpol):
+ * namespaces x, y, z with pods a, b, c each, every pod serving TCP and UDP on ports 80
+ * and 81 under named container ports. Pods are spread over three nodes by name.
+ */
+import type { Protocol } from "../../helpers/policyMatrix.js";
+
+export const NAMESPACES = ["x", "y", "z"] as const;
+export const POD_NAMES = ["a", "b", "c"] as const;
+export const PORTS = [80, 81] as const;
+export type Port = (typeof PORTS)[number];
+export const PROBE_PROTOCOLS: readonly Protocol[] = ["TCP", "UDP"];
+
+/** Row/column order of every matrix. */
+export const POD_KEYS: readonly string[] = NAMESPACES.flatMap((ns) => POD_NAMES.map((p) => `${ns}/${p}`));
+
+/** a -> node-1, b -> node-2, c -> node-3: every matrix has same-node and cross-node pairs. */
+export const HOME_NODE: Readonly<Record<string, string>> = { a: "node-1", b: "node-2", c: "node-3" };
+export const NODES = ["node-1", "node-2", "node-3"] as const;
+
+export interface NamedPort {
+  name: string;
+  containerPort: number;
+  protocol: "TCP" | "UDP";
+}
+
+export const CONTAINER_PORTS: readonly NamedPort[] = [
+  { name: "serve-80-tcp", containerPort: 80, protocol: "TCP" },
+  { name: "serve-80-udp", containerPort: 80, protocol: "UDP" },
+  { name: "serve-81-tcp", containerPort: 81, protocol: "TCP" },
+  { name: "serve-81-udp", containerPort: 81, protocol: "UDP" },
+];
+
+export const NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name";
+
+export function namespaceLabels(ns: string): Record<string, string> {
+  return { [NAMESPACE_NAME_LABEL]: ns, ns };
+}
+
+export function podLabels(pod: string): Record<string, string> {
+  return { pod };
+}
+
+export function splitKey(key: string): { namespace: string; pod: string } {
+  const i = key.indexOf("/");
+  if (i <= 0) throw new Error(`pod key "${key}" is not <namespace>/<pod>`);
+  return { namespace: key.slice(0, i), pod: key.slice(i + 1) };
+}

@@ -1,0 +1,211 @@
+/**
+ * Runs the scenarios against a PolicyHarness: builds the x/y/z × a/b/c model, performs
+ * each step's actions, waits the settle time, probes the 9×9 matrix on the step's port
+ * and protocol, and compares it with the step's hand-written grid.
+ *
+ * Timing contract: a change must be in force on every node within one second. After the
+ * last action of a step returns, the runner waits `settleMs` (1000 ms) and probes ONCE;
+ * there is no retry window. Only when that probe differs does it probe again after
+ * `diagnoseMs`, to tell "too slow" from "wrong" in the failure message; the step fails
+ * either way.
+ */
+import { type Matrix, type Protocol, describeDiff, diffMatrices, formatMatrix, parseMatrix } from "../../helpers/policyMatrix.js";
+import type { PolicyHarness } from "./harness.js";
+import { NAMESPACES, NODES, POD_KEYS, namespaceLabels, podLabels, splitKey, HOME_NODE, CONTAINER_PORTS } from "./model.js";
+import { type Scenario, type Step, hasActions, stepTitle } from "./scenarios.js";
+import { ClusterState } from "./state.js";
+
+export interface RunnerOptions {
+  /** Wait after a step's actions before probing: the one-second convergence budget. */
+  settleMs: number;
+  /** How long a probe waits for its echo before calling the pair blocked. */
+  probeTimeoutMs: number;
+  /** On a mismatch, probe again this much later (diagnosis only; the step still fails). */
+  diagnoseMs: number;
+  log: (msg: string) => void;
+}
+
+export const DEFAULT_RUNNER_OPTIONS: Omit<RunnerOptions, "log"> = { settleMs: 1000, probeTimeoutMs: 1000, diagnoseMs: 3000 };
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+const sameLabels = (a: Record<string, string>, b: Record<string, string>): boolean => JSON.stringify(Object.entries(a).sort()) === JSON.stringify(Object.entries(b).sort());
+
+export class ScenarioFailure extends Error {}
+
+export class PolicySuiteRunner {
+  private stateOrUndefined: ClusterState | undefined;
+
+  constructor(
+    private readonly h: PolicyHarness,
+    private readonly o: RunnerOptions,
+  ) {}
+
+  get state(): ClusterState {
+    if (!this.stateOrUndefined) throw new Error("runner not set up");
+    return this.stateOrUndefined;
+  }
+
+  /** Namespaces x, y, z and their pods a, b, c (a on node-1, b on node-2, c on node-3). */
+  async setup(): Promise<void> {
+    const subnets: Record<string, string> = {};
+    for (const n of NODES) subnets[n] = await this.h.nodeSubnet(n);
+    const st = new ClusterState({ network: this.h.network(), subnets });
+    this.stateOrUndefined = st;
+    for (const ns of ClusterState.initialNamespaces()) {
+      await this.h.createNamespace(ns.name, ns.labels);
+      st.namespaces.set(ns.name, { name: ns.name, labels: { ...ns.labels } });
+    }
+    await Promise.all(
+      ClusterState.initialPods().map(async (p) => {
+        const ip = await this.h.createPod({ namespace: p.namespace, name: p.name, node: p.node, labels: p.labels, ports: p.ports });
+        st.pods.set(p.key, { ...p, labels: { ...p.labels }, ip });
+      }),
+    );
+    this.o.log(`pods: ${POD_KEYS.map((k) => `${k}=${st.pod(k).ip}@${st.pod(k).node}`).join(" ")}; subnets: ${Object.entries(subnets).map(([n, s]) => `${n}=${s}`).join(" ")}`);
+  }
+
+  /** Back to the model's clean state: no policies, initial labels, no extra namespaces, pods at home. Returns what it had to undo. */
+  async reset(): Promise<string[]> {
+    const st = this.state;
+    const undone: string[] = [];
+    for (const key of [...st.policies.keys()]) {
+      const { namespace, pod: name } = splitKey(key);
+      if (st.namespaces.has(namespace)) await this.h.deletePolicy(namespace, name);
+      st.policies.delete(key);
+      undone.push(`policy ${key}`);
+    }
+    for (const ns of [...st.namespaces.keys()]) {
+      if ((NAMESPACES as readonly string[]).includes(ns)) continue;
+      await this.h.deleteNamespace(ns);
+      st.deleteNamespace(ns);
+      undone.push(`namespace ${ns}`);
+    }
+    for (const ns of NAMESPACES) {
+      const cur = st.namespaces.get(ns);
+      if (cur && !sameLabels(cur.labels, namespaceLabels(ns))) {
+        await this.h.setNamespaceLabels(ns, namespaceLabels(ns));
+        cur.labels = namespaceLabels(ns);
+        undone.push(`labels of namespace ${ns}`);
+      }
+    }
+    for (const key of POD_KEYS) {
+      const p = st.pod(key);
+      const home = HOME_NODE[p.name] as string;
+      if (p.node !== home) {
+        await this.recreatePod(key, home, podLabels(p.name));
+        undone.push(`pod ${key} moved home`);
+      } else if (!sameLabels(p.labels, podLabels(p.name))) {
+        await this.h.setPodLabels(p.namespace, p.name, podLabels(p.name));
+        p.labels = podLabels(p.name);
+        undone.push(`labels of pod ${key}`);
+      }
+    }
+    return undone;
+  }
+
+  private async recreatePod(key: string, node: string, labels: Record<string, string>): Promise<void> {
+    const st = this.state;
+    const p = st.pod(key);
+    await this.h.deletePod(p.namespace, p.name);
+    st.pods.delete(key);
+    const ip = await this.h.createPod({ namespace: p.namespace, name: p.name, node, labels, ports: CONTAINER_PORTS });
+    st.pods.set(key, { ...p, node, labels: { ...labels }, ip });
+    this.o.log(`  ${key} recreated on ${node} with address ${ip} (was ${p.ip} on ${p.node})`);
+  }
+
+  private async perform(step: Step): Promise<void> {
+    const st = this.state;
+    for (const ns of step.createNamespace ?? []) {
+      await this.h.createNamespace(ns.name, ns.labels);
+      st.namespaces.set(ns.name, { name: ns.name, labels: { ...ns.labels } });
+      for (const p of ns.pods) {
+        const ip = await this.h.createPod({ namespace: ns.name, name: p.name, node: p.node, labels: p.labels, ports: CONTAINER_PORTS });
+        st.pods.set(`${ns.name}/${p.name}`, { key: `${ns.name}/${p.name}`, namespace: ns.name, name: p.name, node: p.node, labels: { ...p.labels }, ip, ports: [...CONTAINER_PORTS] });
+      }
+    }
+    for (const r of step.recreatePod ?? []) await this.recreatePod(r.pod, r.node, { ...st.pod(r.pod).labels });
+    if (step.apply) {
+      const filled = st.fill(step.apply);
+      st.applyPolicies(step.apply); // recorded first, so a reset removes whatever got through
+      await this.h.applyPolicyYaml(filled);
+    }
+    for (const l of step.label ?? []) {
+      const labels = st.relabel(l);
+      if (l.pod !== undefined) {
+        const { namespace, pod } = splitKey(l.pod);
+        await this.h.setPodLabels(namespace, pod, labels);
+      } else {
+        await this.h.setNamespaceLabels(l.ns as string, labels);
+      }
+    }
+    for (const key of step.delete ?? []) {
+      const { namespace, pod: name } = splitKey(key);
+      await this.h.deletePolicy(namespace, name);
+      st.policies.delete(key);
+    }
+    for (const ns of step.deleteNamespace ?? []) {
+      await this.h.deleteNamespace(ns);
+      st.deleteNamespace(ns);
+    }
+  }
+
+  async probeMatrix(port: number, protocol: Protocol): Promise<Matrix> {
+    const st = this.state;
+    const reqs = POD_KEYS.flatMap((from) => POD_KEYS.map((to) => ({ from, toIp: st.pod(to).ip, port, protocol })));
+    const res = await this.h.probe(reqs, this.o.probeTimeoutMs);
+    return { pods: [...POD_KEYS], cells: POD_KEYS.map((_, i) => POD_KEYS.map((__, j) => res[i * POD_KEYS.length + j] as boolean)) };
+  }
+
+  /** Probes the step's matrix plus its node and extra probes; returns the failure text, or "" when all agree. */
+  private async check(step: Step, title: string): Promise<string> {
+    const st = this.state;
+    const expected = parseMatrix(step.expected, POD_KEYS);
+    const nodeReqs = (step.fromNodes ?? []).map((n) => ({ node: n.node, toIp: st.pod(n.to).ip, port: step.port, protocol: step.protocol }));
+    const extraReqs = (step.extra ?? []).map((e) => ({ from: e.from, toIp: st.pod(e.to).ip, port: step.port, protocol: step.protocol }));
+    const [observed, nodeRes, extraRes] = await Promise.all([
+      this.probeMatrix(step.port, step.protocol),
+      nodeReqs.length ? this.h.probeFromNode(nodeReqs, this.o.probeTimeoutMs) : Promise.resolve([]),
+      extraReqs.length ? this.h.probe(extraReqs, this.o.probeTimeoutMs) : Promise.resolve([]),
+    ]);
+    const out: string[] = [];
+    const grid = describeDiff(title, expected, observed);
+    if (grid) out.push(grid);
+    (step.fromNodes ?? []).forEach((n, i) => {
+      if ((n.expect === ".") !== nodeRes[i]) out.push(`  ${n.node} (node namespace) -> ${n.to}: expected ${n.expect === "." ? "connected" : "blocked"}, observed ${nodeRes[i] ? "connected" : "blocked"}`);
+    });
+    (step.extra ?? []).forEach((e, i) => {
+      if ((e.expect === ".") !== extraRes[i]) out.push(`  ${e.from} -> ${e.to}: expected ${e.expect === "." ? "connected" : "blocked"}, observed ${extraRes[i] ? "connected" : "blocked"}`);
+    });
+    return out.join("\n");
+  }
+
+  async runScenario(sc: Scenario): Promise<void> {
+    for (let i = 0; i < sc.steps.length; i++) {
+      const step = sc.steps[i] as Step;
+      const title = stepTitle(sc, i);
+      const t0 = Date.now();
+      if (hasActions(step)) {
+        await this.perform(step);
+        await sleep(this.o.settleMs);
+      }
+      const t1 = Date.now();
+      const failure = await this.check(step, title);
+      this.o.log(`  step ${i + 1}: actions ${t1 - t0 - (hasActions(step) ? this.o.settleMs : 0)} ms, probes ${Date.now() - t1} ms${failure ? " — MISMATCH" : ""}`);
+      if (failure) {
+        await sleep(this.o.diagnoseMs);
+        const later = await this.check(step, `${title}, ${this.o.diagnoseMs} ms later`);
+        const verdict = later ? `still wrong ${this.o.diagnoseMs} ms later:\n${later}` : `correct ${this.o.diagnoseMs} ms later: the change took longer than ${this.o.settleMs} ms to reach every node`;
+        throw new ScenarioFailure(`${failure}\n${verdict}`);
+      }
+    }
+  }
+
+  /** The clean state must be all-connected (cheap: TCP/80 only, no blocked probe waits). */
+  async checkClean(): Promise<string> {
+    const m = await this.probeMatrix(80, "TCP");
+    const all: Matrix = { pods: m.pods, cells: m.pods.map(() => m.pods.map(() => true)) };
+    const d = diffMatrices(all, m);
+    return d.length ? `clean state is not all-connected:\n${formatMatrix(m)}` : "";
+  }
+}

@@ -1,0 +1,115 @@
+/**
+ * What the test believes the cluster holds: namespaces, pods (node, address, labels),
+ * policies (as applied YAML documents). The runner keeps it to reset between scenarios
+ * and to fill placeholders; the oracle reads it to re-derive expected grids. It never
+ * reads anything from the system under test except pod addresses and node subnets.
+ */
+import { parseAllDocuments } from "yaml";
+import { CONTAINER_PORTS, HOME_NODE, NAMESPACES, POD_NAMES, type NamedPort, namespaceLabels, podLabels, splitKey } from "./model.js";
+import type { LabelChange } from "./scenarios.js";
+
+export interface PodState {
+  key: string;
+  namespace: string;
+  name: string;
+  node: string;
+  ip: string;
+  labels: Record<string, string>;
+  ports: NamedPort[];
+}
+
+export interface NamespaceState {
+  name: string;
+  labels: Record<string, string>;
+}
+
+/** A NetworkPolicy document as the test wrote it (after placeholders). */
+export interface PolicyDoc {
+  metadata: { name: string; namespace: string };
+  spec: Record<string, unknown>;
+}
+
+export interface Addresses {
+  network: string;
+  subnets: Record<string, string>;
+}
+
+export class ClusterState {
+  readonly namespaces = new Map<string, NamespaceState>();
+  readonly pods = new Map<string, PodState>();
+  /** `<namespace>/<name>` -> document. */
+  readonly policies = new Map<string, PolicyDoc>();
+
+  constructor(readonly addresses: Addresses) {}
+
+  /** The model's starting point; IPs are filled in as pods are created. */
+  static initialNamespaces(): NamespaceState[] {
+    return NAMESPACES.map((ns) => ({ name: ns, labels: namespaceLabels(ns) }));
+  }
+
+  static initialPods(): Array<Omit<PodState, "ip">> {
+    return NAMESPACES.flatMap((ns) => POD_NAMES.map((p) => ({ key: `${ns}/${p}`, namespace: ns, name: p, node: HOME_NODE[p] as string, labels: podLabels(p), ports: [...CONTAINER_PORTS] })));
+  }
+
+  pod(key: string): PodState {
+    const p = this.pods.get(key);
+    if (!p) throw new Error(`no pod ${key} in the cluster state`);
+    return p;
+  }
+
+  fill(text: string): string {
+    return fillPlaceholders(text, this.addresses, (k) => this.pod(k).ip);
+  }
+
+  /** Applies policy YAML to the model (create or replace by namespace/name); returns the documents. */
+  applyPolicies(yamlText: string): PolicyDoc[] {
+    const docs = parsePolicyDocs(this.fill(yamlText));
+    for (const d of docs) this.policies.set(`${d.metadata.namespace}/${d.metadata.name}`, d);
+    return docs;
+  }
+
+  relabel(change: LabelChange): Record<string, string> {
+    const target = change.pod !== undefined ? this.pod(change.pod).labels : this.namespaces.get(change.ns ?? "")?.labels;
+    if (!target) throw new Error(`label change names no known pod or namespace: ${JSON.stringify(change)}`);
+    for (const [k, v] of Object.entries(change.set)) {
+      if (v === null) delete target[k];
+      else target[k] = v;
+    }
+    return { ...target };
+  }
+
+  deleteNamespace(name: string): void {
+    this.namespaces.delete(name);
+    for (const k of [...this.pods.keys()]) if (splitKey(k).namespace === name) this.pods.delete(k);
+    for (const k of [...this.policies.keys()]) if (splitKey(k).namespace === name) this.policies.delete(k);
+  }
+}
+
+export function fillPlaceholders(text: string, a: Addresses, ipOf: (podKey: string) => string): string {
+  return text.replace(/\{\{([a-z]+)(?::([^}]+))?\}\}/g, (m, kind: string, arg: string | undefined) => {
+    if (kind === "network" && arg === undefined) return a.network;
+    if (kind === "subnet" && arg !== undefined) {
+      const s = a.subnets[arg];
+      if (!s) throw new Error(`placeholder ${m}: no subnet known for ${arg}`);
+      return s;
+    }
+    if (kind === "ip" && arg !== undefined) return ipOf(arg);
+    throw new Error(`unknown placeholder ${m}`);
+  });
+}
+
+export function parsePolicyDocs(text: string): PolicyDoc[] {
+  return parseAllDocuments(text)
+    .map((d) => {
+      if (d.errors.length) throw new Error(`policy YAML: ${d.errors.map((e) => e.message).join("; ")}`);
+      return d.toJS() as unknown;
+    })
+    .filter((o) => o !== null && o !== undefined)
+    .map((o) => {
+      const doc = o as { kind?: unknown; metadata?: { name?: unknown; namespace?: unknown }; spec?: unknown };
+      if (doc.kind !== "NetworkPolicy" || typeof doc.metadata?.name !== "string" || typeof doc.metadata.namespace !== "string" || typeof doc.spec !== "object" || doc.spec === null) {
+        throw new Error(`not a namespaced NetworkPolicy document: ${JSON.stringify(o)}`);
+      }
+      return { metadata: { name: doc.metadata.name, namespace: doc.metadata.namespace }, spec: doc.spec as Record<string, unknown> };
+    });
+}
