@@ -56,10 +56,14 @@ export class PolicySuiteRunner {
       await this.h.createNamespace(ns.name, ns.labels);
       st.namespaces.set(ns.name, { name: ns.name, labels: { ...ns.labels } });
     }
+    // Nodes in parallel, one pod at a time on each node (address allocation is per node).
+    const pods = ClusterState.initialPods();
     await Promise.all(
-      ClusterState.initialPods().map(async (p) => {
-        const ip = await this.h.createPod({ namespace: p.namespace, name: p.name, node: p.node, labels: p.labels, ports: p.ports });
-        st.pods.set(p.key, { ...p, labels: { ...p.labels }, ip });
+      NODES.map(async (node) => {
+        for (const p of pods.filter((x) => x.node === node)) {
+          const ip = await this.h.createPod({ namespace: p.namespace, name: p.name, node: p.node, labels: p.labels, ports: p.ports });
+          st.pods.set(p.key, { ...p, labels: { ...p.labels }, ip });
+        }
       }),
     );
     this.o.log(`pods: ${POD_KEYS.map((k) => `${k}=${st.pod(k).ip}@${st.pod(k).node}`).join(" ")}; subnets: ${Object.entries(subnets).map(([n, s]) => `${n}=${s}`).join(" ")}`);
@@ -157,8 +161,8 @@ export class PolicySuiteRunner {
     return { pods: [...POD_KEYS], cells: POD_KEYS.map((_, i) => POD_KEYS.map((__, j) => res[i * POD_KEYS.length + j] as boolean)) };
   }
 
-  /** Probes the step's matrix plus its node and extra probes; returns the failure text, or "" when all agree. */
-  private async check(step: Step, title: string): Promise<string> {
+  /** Probes the step's matrix plus its node and extra probes; `pairs` lists every disagreement (empty when all agree). */
+  private async check(step: Step, title: string): Promise<{ report: string; pairs: string[] }> {
     const st = this.state;
     const expected = parseMatrix(step.expected, POD_KEYS);
     const nodeReqs = (step.fromNodes ?? []).map((n) => ({ node: n.node, toIp: st.pod(n.to).ip, port: step.port, protocol: step.protocol }));
@@ -168,16 +172,17 @@ export class PolicySuiteRunner {
       nodeReqs.length ? this.h.probeFromNode(nodeReqs, this.o.probeTimeoutMs) : Promise.resolve([]),
       extraReqs.length ? this.h.probe(extraReqs, this.o.probeTimeoutMs) : Promise.resolve([]),
     ]);
-    const out: string[] = [];
-    const grid = describeDiff(title, expected, observed);
-    if (grid) out.push(grid);
+    const word = (c: boolean | undefined): string => (c ? "connected" : "blocked");
+    const pairs = diffMatrices(expected, observed).map((d) => `  ${d.from} -> ${d.to}: expected ${word(d.expected)}, observed ${word(d.observed)}`);
     (step.fromNodes ?? []).forEach((n, i) => {
-      if ((n.expect === ".") !== nodeRes[i]) out.push(`  ${n.node} (node namespace) -> ${n.to}: expected ${n.expect === "." ? "connected" : "blocked"}, observed ${nodeRes[i] ? "connected" : "blocked"}`);
+      if ((n.expect === ".") !== nodeRes[i]) pairs.push(`  ${n.node} (node namespace) -> ${n.to}: expected ${word(n.expect === ".")}, observed ${word(nodeRes[i])}`);
     });
     (step.extra ?? []).forEach((e, i) => {
-      if ((e.expect === ".") !== extraRes[i]) out.push(`  ${e.from} -> ${e.to}: expected ${e.expect === "." ? "connected" : "blocked"}, observed ${extraRes[i] ? "connected" : "blocked"}`);
+      if ((e.expect === ".") !== extraRes[i]) pairs.push(`  ${e.from} -> ${e.to}: expected ${word(e.expect === ".")}, observed ${word(extraRes[i])}`);
     });
-    return out.join("\n");
+    if (pairs.length === 0) return { report: "", pairs };
+    const grid = describeDiff(title, expected, observed);
+    return { report: [grid || `${title}: the 9x9 grid agrees`, ...pairs.filter((p) => !grid.includes(p))].join("\n"), pairs };
   }
 
   async runScenario(sc: Scenario): Promise<void> {
@@ -190,13 +195,17 @@ export class PolicySuiteRunner {
         await sleep(this.o.settleMs);
       }
       const t1 = Date.now();
-      const failure = await this.check(step, title);
-      this.o.log(`  step ${i + 1}: actions ${t1 - t0 - (hasActions(step) ? this.o.settleMs : 0)} ms, probes ${Date.now() - t1} ms${failure ? " — MISMATCH" : ""}`);
-      if (failure) {
+      const first = await this.check(step, title);
+      this.o.log(`  step ${i + 1}: actions ${t1 - t0 - (hasActions(step) ? this.o.settleMs : 0)} ms, probes ${Date.now() - t1} ms${first.report ? " — MISMATCH" : ""}`);
+      if (first.report) {
         await sleep(this.o.diagnoseMs);
         const later = await this.check(step, `${title}, ${this.o.diagnoseMs} ms later`);
-        const verdict = later ? `still wrong ${this.o.diagnoseMs} ms later:\n${later}` : `correct ${this.o.diagnoseMs} ms later: the change took longer than ${this.o.settleMs} ms to reach every node`;
-        throw new ScenarioFailure(`${failure}\n${verdict}`);
+        const verdict = !later.report
+          ? `correct ${this.o.diagnoseMs} ms later: the change took longer than ${this.o.settleMs} ms to reach every node`
+          : later.pairs.join("\n") === first.pairs.join("\n")
+            ? `the same ${later.pairs.length} disagreement(s) ${this.o.diagnoseMs} ms later: not a matter of timing`
+            : `still wrong ${this.o.diagnoseMs} ms later, differently:\n${later.pairs.join("\n")}`;
+        throw new ScenarioFailure(`${first.report}\n${verdict}`);
       }
     }
   }
