@@ -65,6 +65,8 @@ export class PolicyDataplane {
   readonly iptables: IptablesDriver;
   readonly ipsets: IpsetDriver;
   private readonly log: Logger;
+  /** Applies run one at a time: two overlapping plans would fight over the same sets and chains. */
+  private queue: Promise<unknown> = Promise.resolve();
 
   constructor(opts: PolicyDataplaneOptions) {
     this.family = opts.family;
@@ -83,7 +85,13 @@ export class PolicyDataplane {
    * family matches this instance, and every owned set a rule names is in `ipsets` (else
    * iptables-restore would fail half-way through the apply).
    */
-  async apply(family: Family, ruleset: RulesetSpec, ipsets: readonly IpsetSpec[]): Promise<PolicyApplyReport> {
+  apply(family: Family, ruleset: RulesetSpec, ipsets: readonly IpsetSpec[]): Promise<PolicyApplyReport> {
+    const next = this.queue.then(() => this.applyNow(family, ruleset, ipsets));
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  private async applyNow(family: Family, ruleset: RulesetSpec, ipsets: readonly IpsetSpec[]): Promise<PolicyApplyReport> {
     const started = Date.now();
     if (family !== this.family || ruleset.family !== this.family) {
       throw new Error(`IPv${this.family} policy dataplane given an IPv${family === this.family ? ruleset.family : family} ruleset`);

@@ -173,6 +173,14 @@ for (const mode of ["nft", "legacy"] as const) {
       await dp.apply(4, ruleset(), sets);
     });
 
+    test("overlapping applies run one after the other; the last one wins", async () => {
+      const next = { ...peers, members: ["10.244.8.8"] };
+      const [a, b] = await Promise.all([dp.apply(4, ruleset(), [next, block, named]), dp.apply(4, ruleset(), sets)]);
+      assert.deepEqual(a.prepare.plan.swapped, ["slc4-peers"]);
+      assert.deepEqual(b.prepare.plan.swapped, ["slc4-peers"]);
+      assert.deepEqual(await members("slc4-peers"), peers.members);
+    });
+
     test("drift: a deleted rule, an edited rule, a deleted hook; each repaired exactly", async () => {
       const ipsetWrites = dp.ipsets.writes;
       await ipt("-D", POL, "1");
