@@ -31,7 +31,7 @@
 import { createHash } from "node:crypto";
 import type { Protocol } from "../model/endpoint.js";
 import { HOST_IFACE_PREFIX, type PodEndpoint } from "../model/endpoint.js";
-import { type Family, formatCidr, formatIp, parseCidr, bitsOf } from "../model/ip.js";
+import { type Cidr, type Family, formatCidr, formatIp, parseCidr, bitsOf } from "../model/ip.js";
 import { EndpointIndex } from "../policy/endpointIndex.js";
 import { type Direction, type Peer, type PodSet, type PolicyIR, type PortSpec, type RuleIR, comparePolicies, podSetKey, protocolName, rulesOf } from "../policy/ir.js";
 import { networkPolicyToIr } from "../policy/networkPolicy.js";
@@ -52,6 +52,8 @@ export const MARK_PASS = "0x20000/0x20000";
 export const MARK_CLEAR = "0x0/0x30000";
 
 const IFACE_MATCH = `${HOST_IFACE_PREFIX}+`;
+/** What the kernel accepts as a link name and iptables as an exact `-i`/`-o` match (no `+`). */
+const IFACE_NAME = /^[A-Za-z0-9_.-]{1,15}$/;
 const CT_ESTABLISHED = "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT";
 const CT_INVALID = "-m conntrack --ctstate INVALID -j DROP";
 /** ICMPv6 a pod must send to its host for IPv6 to work at all: MLD 130-132, RS 133, NS 135, NA 136. */
@@ -103,17 +105,19 @@ export function renderPolicyIr(input: PolicyIrRenderInput): PolicyRender {
   const index = new EndpointIndex(input.endpoints, input.namespaces);
   const sets = new SetRegistry(family, index);
 
-  // Local endpoints with an interface, one per interface, sorted by interface.
+  // Local endpoints with a usable interface name, one per interface, sorted by interface.
+  // A malformed name would make iptables-restore reject the whole table, so such an
+  // endpoint gets no chain: its traffic meets the dispatch chains' final DROP.
   const byIface = new Map<string, PodEndpoint>();
   for (const ep of index.allPods()) {
-    if (ep.node !== input.nodeName || !ep.hostIface || byIface.has(ep.hostIface)) continue;
+    if (ep.node !== input.nodeName || !IFACE_NAME.test(ep.hostIface) || byIface.has(ep.hostIface)) continue;
     byIface.set(ep.hostIface, ep);
   }
   const locals = [...byIface.values()].sort((a, b) => (a.hostIface < b.hostIface ? -1 : a.hostIface > b.hostIface ? 1 : 0));
   const localSet = new Set(locals);
 
   // Which policies (in evaluation order) select each local endpoint, per direction.
-  const selecting = new Map<PodEndpoint, { ingress: PolicyIR[]; egress: PolicyIR[] }>(locals.map((ep) => [ep, { ingress: [], egress: [] }]));
+  const selecting = new Map<PodEndpoint, { ingress: string[]; egress: string[] }>(locals.map((ep) => [ep, { ingress: [], egress: [] }]));
   const policyChains: ChainSpec[] = [];
   for (const p of [...input.policies].sort(comparePolicies)) {
     if (p.tier !== "namespace") continue; // admin/baseline tiers: issue 5
@@ -122,8 +126,9 @@ export function renderPolicyIr(input: PolicyIrRenderInput): PolicyRender {
     for (const d of ["ingress", "egress"] as const) {
       const rules = rulesOf(p, d);
       if (rules === undefined) continue;
-      for (const ep of selected) selecting.get(ep)?.[d].push(p);
-      policyChains.push({ name: policyChainName(d, p.id), rules: renderPolicyRules(p, d, rules, sets, input.sctpSupported) });
+      const name = policyChainName(d, p.id);
+      for (const ep of selected) selecting.get(ep)?.[d].push(name);
+      policyChains.push({ name, rules: renderPolicyRules(p, d, rules, sets, input.sctpSupported) });
     }
   }
 
@@ -148,8 +153,11 @@ export function renderPolicyIr(input: PolicyIrRenderInput): PolicyRender {
   };
 }
 
-/** One local endpoint's chain for one direction. `addrs`: its own addresses (egress anti-spoofing). */
-function endpointRules(d: Direction, namespaceTier: readonly PolicyIR[], addrs: readonly string[], family: Family): string[] {
+/**
+ * One local endpoint's chain for one direction. `namespaceTier`: the chains of the
+ * NetworkPolicies selecting it, in order; `addrs`: its own addresses (egress anti-spoofing).
+ */
+function endpointRules(d: Direction, namespaceTier: readonly string[], addrs: readonly string[], family: Family): string[] {
   const rules = [CT_ESTABLISHED, CT_INVALID];
   if (d === "egress") {
     const host = bitsOf(family);
@@ -169,7 +177,7 @@ function endpointRules(d: Direction, namespaceTier: readonly PolicyIR[], addrs: 
   rules.push(`-j MARK --set-xmark ${MARK_CLEAR}`);
   // Admin tier (ClusterNetworkPolicy tier Admin, GlobalNetworkPolicy): issue 5, goes here.
   if (namespaceTier.length > 0) {
-    for (const p of namespaceTier) rules.push(`-j ${policyChainName(d, p.id)}`, `-m mark --mark ${MARK_ACCEPT} -j RETURN`);
+    for (const chain of namespaceTier) rules.push(`-j ${chain}`, `-m mark --mark ${MARK_ACCEPT} -j RETURN`);
     rules.push("-j DROP"); // isolated: nothing allowed it
     return rules;
   }
@@ -250,6 +258,7 @@ const join = (...parts: string[]): string => parts.filter((s) => s !== "").join(
 class SetRegistry {
   private readonly byName = new Map<string, IpsetSpec>();
   private readonly byDef = new Map<string, string>();
+  private readonly cidrs = new Map<string, Cidr>();
 
   constructor(
     private readonly family: Family,
@@ -271,7 +280,11 @@ class SetRegistry {
    * undefined when it is of the other family (matches nothing in this table).
    */
   net(cidrText: string, except: readonly string[]): string | undefined {
-    const c = parseCidr(cidrText);
+    let c = this.cidrs.get(cidrText);
+    if (!c) {
+      c = parseCidr(cidrText);
+      this.cidrs.set(cidrText, c);
+    }
     if (c.family !== this.family) return undefined;
     if (c.prefixLen === 0 && except.length === 0) return "";
     return this.get("hash:net", `net|${cidrText}|${except.join(",")}`, () => {

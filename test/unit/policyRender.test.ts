@@ -579,6 +579,17 @@ describe("policy render: structure", () => {
     assert.equal(p.mark & 0x4000, 0x4000);
   });
 
+  test("a pod with two addresses of a family may send from either, from nothing else, and its policy still applies", () => {
+    const two = pod("prod", "two", NODE, "10.244.1.60 10.244.1.61", { app: "web" });
+    const nodes = nodesFor({ family: 4, endpoints: [...endpoints, two], namespaces, networkPolicies: [np("prod", "web-egress", { podSelector: webSel, policyTypes: ["Egress"], egress: [{ ports: [{ port: 443 }] }] })], sctpSupported: false });
+    const n1 = nodes.get(NODE) as Node;
+    const p = (src: string, dport: number): Packet => ({ inIface: two.hostIface, outIface: UPLINK, src, dst: "192.0.2.1", proto: "tcp", dport, ctstate: "NEW", mark: 0 });
+    assert.equal(n1.forward(p("10.244.1.60", 443)), true);
+    assert.equal(n1.forward(p("10.244.1.61", 443)), true);
+    assert.equal(n1.forward(p("10.244.1.61", 80)), false, "isolated: only 443 allowed");
+    assert.equal(n1.forward(p("10.244.1.62", 443)), false, "spoofed");
+  });
+
   test("IPv6: a pod may send neighbour discovery to its host even when egress-isolated", () => {
     const nodes = nodesFor({ family: 6, endpoints, namespaces, networkPolicies: [np("prod", "no-egress", { podSelector: {}, policyTypes: ["Egress"] })], sctpSupported: false });
     const n1 = nodes.get(NODE) as Node;
@@ -617,6 +628,12 @@ describe("policy render: structure", () => {
     assert.deepEqual(r.chains.map((c) => c.name), ["slc-from-wl", "slc-to-wl"]);
     assert.deepEqual(r.chains.map((c) => c.rules), [["-j DROP"], ["-j DROP"]]);
     assert.deepEqual(r.ipsets, []);
+  });
+
+  test("a local endpoint with a malformed interface name gets no chain (its traffic is dropped by dispatch)", () => {
+    const bad = [{ ...pod("prod", "bad1", NODE, "10.244.1.50"), hostIface: "slc bad" }, { ...pod("prod", "bad2", NODE, "10.244.1.51"), hostIface: "slc+" }, { ...pod("prod", "bad3", NODE, "10.244.1.52"), hostIface: "slc0123456789abcdef" }, { ...pod("prod", "bad4", NODE, "10.244.1.53"), hostIface: "" }];
+    const r = renderPolicy({ ...inputOf(scenarios[0] as Scenario), endpoints: [...endpoints, ...bad] });
+    assert.deepEqual(r, renderPolicy(inputOf(scenarios[0] as Scenario)));
   });
 
   test("deterministic: input order does not matter", () => {
