@@ -140,7 +140,7 @@ export function parseSelectorText(text: string): Requirement[] {
     const p = raw.trim();
     let m = /^(\S+?)\s+(in|notin)\s+\(([^)]*)\)$/.exec(p);
     if (m) return { key: m[1] as string, op: m[2] as "in" | "notin", values: (m[3] as string).split(",").map((s) => s.trim()) };
-    m = /^([^=!\s]+)\s*(==|=|!=)\s*(\S*)$/.exec(p);
+    m = /^([^=!\s]+)\s*(==|=|!=)\s*([^=!\s,()]*)$/.exec(p);
     if (m) return { key: m[1] as string, op: m[2] === "!=" ? "!=" : "=", values: [m[3] as string] };
     m = /^!\s*([^=!\s]+)$/.exec(p);
     if (m) return { key: m[1] as string, op: "!exists", values: [] };
