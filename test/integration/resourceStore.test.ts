@@ -346,7 +346,7 @@ describe("PolicySource through etcd outages", () => {
     await store.applyAll([ns("prod"), np("prod", "keep"), np("prod", "goes-away"), np("prod", "breaks", { matchLabels: { app: "web" } })]);
     const client = connectEtcd({ endpoints: [etcd.server.endpoint] });
     const logs = captureLog();
-    const src = new PolicySource({ client, log: logs.log, prefix, initialBackoffMs: 5000, maxBackoffMs: 5000, requestTimeoutMs: 2000 });
+    const src = new PolicySource({ client, log: logs.log, prefix, initialBackoffMs: 500, maxBackoffMs: 2000, requestTimeoutMs: 2000 });
     try {
       await src.start();
       await waitFor("live", () => src.live);
@@ -359,16 +359,19 @@ describe("PolicySource through etcd outages", () => {
       assert.equal(src.synced, true, "still synced: the last good snapshot");
       assert.deepEqual(src.snapshot().networkPolicies, before.networkPolicies, "the snapshot survives the outage");
 
-      // Restart on the same data and port; change things before the source's next relist.
-      restarted = await startEtcd({ dir: etcd.server.dir, tcpPort: port() });
-      const writer = connectEtcd({ endpoints: [restarted.endpoint] });
-      const w = new EtcdResourceStore(writer, { prefix });
+      // Change things while the source cannot reach etcd: etcd comes back on its unix
+      // socket only (the source uses TCP), takes the writes, then returns on TCP as well.
       const listsBefore = src.listCount;
+      const socketOnly = await startEtcd({ dir: etcd.server.dir });
+      const writer = connectEtcd({ endpoints: [socketOnly.endpoint] });
+      const w = new EtcdResourceStore(writer, { prefix });
       await w.delete({ kind: networkPolicyKind, namespace: "prod", name: "goes-away" });
       await w.put(np("prod", "new"));
       await writer.put(resourceKey("networkpolicies", "prod", "breaks", prefix)).value("{broken");
       writer.close();
-      assert.equal(src.listCount, listsBefore, "the writes happened before the relist");
+      await socketOnly.stop();
+      assert.equal(src.listCount, listsBefore, "no relist while etcd was away from TCP");
+      restarted = await startEtcd({ dir: etcd.server.dir, tcpPort: port() });
 
       await waitFor("relist", () => src.listCount > listsBefore && src.live, 30_000);
       const after = src.snapshot();
