@@ -90,6 +90,11 @@ async function withStore<T>(flags: RawFlags, work: (store: EtcdResourceStore) =>
   const { store, client } = storeFrom(flags);
   try {
     return await work(store);
+  } catch (err) {
+    // etcd3's errors (GRPC*, Etcd*) do not say which etcd; the user needs to know.
+    const e = err as Error;
+    if (/^(GRPC|Etcd)/.test(e.constructor.name)) throw new Error(`error: etcd at ${str(flags, "etcd-endpoints") ?? "http://127.0.0.1:2379"}: ${e.message.trim()}`);
+    throw err;
   } finally {
     client.close();
   }

@@ -151,6 +151,12 @@ describe("sluicectl apply", () => {
     assert.match(m.stderr, /nope\.yaml: no such file or directory/);
   });
 
+  test("an unreachable etcd is named in the error", async () => {
+    const r = await run(process.execPath, [binPath("sluicectl"), "get", "ns", "--etcd-endpoints", "http://127.0.0.1:1"]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /^error: etcd at http:\/\/127\.0\.0\.1:1: /);
+  });
+
   test("--dry-run validates and reports without writing", async () => {
     const c = ctl();
     const r = await c.run(["apply", "--dry-run", "-f", file("dry.yaml", POLICIES)]);
