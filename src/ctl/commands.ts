@@ -15,6 +15,7 @@ import { formatCidr, parseCidr, parseIp } from "../model/ip.js";
 import { ETCD_FLAGS } from "./etcdFlags.js";
 import { DEMO_PREFIX, DEMO_STATE, runDemo } from "./demo.js";
 import { teardown } from "../sandbox/cluster.js";
+import { RESOURCE_COMMANDS } from "./apply.js";
 
 export interface Io {
   out: (s: string) => void;
@@ -33,6 +34,7 @@ function registryFrom(flags: RawFlags): { registry: EtcdSubnetRegistry; close: (
 }
 
 export const COMMANDS: Record<string, Command> = {
+  ...RESOURCE_COMMANDS,
   "config-set": {
     summary: "validate a flannel-style network config (net-conf.json) and store it in etcd",
     flags: [...ETCD_FLAGS, { name: "f", kind: "string", help: "file to read (- for stdin)" }],

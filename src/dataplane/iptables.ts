@@ -25,7 +25,7 @@ export function binaries(family: Family, mode: IptablesMode, netns?: string): Ip
 }
 
 /** The argv that runs `cmd` where the driver points (this namespace or another). */
-function command(bin: IptablesBinaries, cmd: string, args: string[]): [string, string[]] {
+export function command(bin: IptablesBinaries, cmd: string, args: string[]): [string, string[]] {
   return bin.netns ? ["ip", ["netns", "exec", bin.netns, cmd, ...args]] : [cmd, args];
 }
 

@@ -1,0 +1,224 @@
+/**
+ * The kinds of object Sluice stores (etcd mode) and `sluicectl apply/get/delete` handle:
+ * one registry entry per kind says its apiVersion, where it lives in etcd (plural,
+ * namespaced or not), how it is validated (zod), what the CLI calls it and how `get`
+ * prints it. The store, the agent-side source and the CLI are generic over this table, so
+ * a new kind (ClusterNetworkPolicy, GlobalNetworkPolicy, NetworkSet, ...) is one entry
+ * appended to KINDS.
+ */
+import type { z } from "zod";
+import { type LabelSelector, type NamespaceObject, type NetworkPolicyObject, type PodObject, formatIssuePath, namespaceObject, networkPolicyObject, podObject } from "./k8sSchemas.js";
+import { NAMESPACE_NAME_LABEL } from "../model/endpoint.js";
+
+/** What every stored object has in common (the parts the store and the CLI look at). */
+export interface KubeObject {
+  apiVersion: string;
+  kind: string;
+  metadata: {
+    name: string;
+    namespace?: string | undefined;
+    labels?: Record<string, string> | undefined;
+    annotations?: Record<string, string> | undefined;
+    resourceVersion?: string | undefined;
+    uid?: string | undefined;
+    creationTimestamp?: string | undefined;
+  };
+}
+
+/** One column of `sluicectl get` table output (NAME, NAMESPACE and AGE are added by the printer). */
+export interface Column<T> {
+  header: string;
+  /** Shown only with `-o wide`. */
+  wide?: boolean;
+  value(o: T): string;
+}
+
+export interface ResourceKind<T extends KubeObject = KubeObject> {
+  /** API group; "" for the core group (apiVersion "v1"). */
+  group: string;
+  version: string;
+  kind: string;
+  /** Lower-case plural: the etcd key segment and kubectl's resource name ("networkpolicies"). */
+  plural: string;
+  /** Lower-case singular ("networkpolicy"). */
+  singular: string;
+  namespaced: boolean;
+  /** Extra CLI names besides kind, singular and plural (kubectl's short names: "netpol", "ns"). */
+  shortNames: string[];
+  /** Validates an object as the API server would and fills defaults. */
+  schema: z.ZodType<T>;
+  /** Fills what the API server would set on write (e.g. a Namespace's name label). Pure. */
+  normalize?(o: T): T;
+  /** Kind-specific table columns for `get`. */
+  columns?: Column<T>[];
+}
+
+/** Declares a kind; only a type helper, so entries keep their precise object type. */
+export function defineKind<T extends KubeObject>(k: ResourceKind<T>): ResourceKind<T> {
+  return k;
+}
+
+export const apiVersionOf = (k: ResourceKind): string => (k.group ? `${k.group}/${k.version}` : k.version);
+/** kubectl's name for the resource type in messages: "networkpolicy.networking.k8s.io", "namespace". */
+export const qualifiedSingular = (k: ResourceKind): string => (k.group ? `${k.singular}.${k.group}` : k.singular);
+/** kubectl's plural form in NotFound errors: "networkpolicies.networking.k8s.io", "namespaces". */
+export const qualifiedPlural = (k: ResourceKind): string => (k.group ? `${k.plural}.${k.group}` : k.plural);
+
+/** kubectl's label-selector text: `app=web,tier in (a,b),!legacy`; `<none>` for the empty selector. */
+export function formatLabelSelector(s: LabelSelector | undefined): string {
+  const parts: { key: string; text: string }[] = [];
+  for (const [k, v] of Object.entries(s?.matchLabels ?? {})) parts.push({ key: k, text: `${k}=${v}` });
+  for (const e of s?.matchExpressions ?? []) {
+    const values = [...(e.values ?? [])].sort().join(",");
+    const text = e.operator === "In" ? `${e.key} in (${values})` : e.operator === "NotIn" ? `${e.key} notin (${values})` : e.operator === "Exists" ? e.key : `!${e.key}`;
+    parts.push({ key: e.key, text });
+  }
+  parts.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  return parts.length ? parts.map((p) => p.text).join(",") : "<none>";
+}
+
+const labelsText = (l: Record<string, string> | undefined): string => {
+  const e = Object.entries(l ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return e.length ? e.map(([k, v]) => `${k}=${v}`).join(",") : "<none>";
+};
+
+export const namespaceKind = defineKind<NamespaceObject>({
+  group: "",
+  version: "v1",
+  kind: "Namespace",
+  plural: "namespaces",
+  singular: "namespace",
+  namespaced: false,
+  shortNames: ["ns"],
+  schema: namespaceObject,
+  // The API server labels every namespace with its own name (Kubernetes >= 1.21), so
+  // policies can select a namespace by name; a stored Namespace always carries it.
+  normalize: (o) => ({ ...o, metadata: { ...o.metadata, labels: { ...o.metadata.labels, [NAMESPACE_NAME_LABEL]: o.metadata.name } } }),
+  columns: [
+    { header: "STATUS", value: () => "Active" },
+    { header: "LABELS", wide: true, value: (o) => labelsText(o.metadata.labels) },
+  ],
+});
+
+export const podKind = defineKind<PodObject>({
+  group: "",
+  version: "v1",
+  kind: "Pod",
+  plural: "pods",
+  singular: "pod",
+  namespaced: true,
+  shortNames: ["po"],
+  schema: podObject,
+  columns: [
+    { header: "NODE", value: (o) => o.spec.nodeName ?? "<none>" },
+    { header: "IP", wide: true, value: (o) => o.status?.podIP ?? o.status?.podIPs?.[0]?.ip ?? "<none>" },
+    { header: "LABELS", wide: true, value: (o) => labelsText(o.metadata.labels) },
+  ],
+});
+
+export const networkPolicyKind = defineKind<NetworkPolicyObject>({
+  group: "networking.k8s.io",
+  version: "v1",
+  kind: "NetworkPolicy",
+  plural: "networkpolicies",
+  singular: "networkpolicy",
+  namespaced: true,
+  shortNames: ["netpol"],
+  schema: networkPolicyObject,
+  columns: [{ header: "POD-SELECTOR", value: (o) => formatLabelSelector(o.spec.podSelector) }],
+});
+
+/**
+ * Every kind Sluice stores. Append new kinds here (and nowhere else): the store, the
+ * agent's PolicySource (snapshot().objects[kind]) and sluicectl pick them up.
+ */
+export const KINDS: readonly ResourceKind[] = [namespaceKind, podKind, networkPolicyKind] as ResourceKind[];
+
+/** etcd key segments that are not registry kinds but live under the same prefix. */
+export const RESERVED_PLURALS: readonly string[] = ["workloadendpoints"];
+
+/** Throws when two kinds would share an etcd plural or a CLI name; run at load time. */
+export function checkRegistry(kinds: readonly ResourceKind[]): void {
+  const plurals = new Set<string>(RESERVED_PLURALS);
+  const names = new Map<string, string>();
+  const types = new Set<string>();
+  for (const k of kinds) {
+    const id = `${apiVersionOf(k)}/${k.kind}`;
+    if (types.has(id)) throw new Error(`kind registry: ${id} is registered twice`);
+    types.add(id);
+    if (plurals.has(k.plural)) throw new Error(`kind registry: plural "${k.plural}" of ${id} is already taken`);
+    plurals.add(k.plural);
+    for (const n of namesOf(k)) {
+      const other = names.get(n);
+      if (other !== undefined && other !== id) throw new Error(`kind registry: name "${n}" of ${id} is already used by ${other}`);
+      names.set(n, id);
+    }
+  }
+}
+checkRegistry(KINDS);
+
+function namesOf(k: ResourceKind): string[] {
+  const base = [k.kind.toLowerCase(), k.singular, k.plural, ...k.shortNames.map((s) => s.toLowerCase())];
+  return [...new Set(k.group ? [...base, `${k.singular}.${k.group}`, `${k.plural}.${k.group}`, `${k.kind.toLowerCase()}.${k.group}`] : base)];
+}
+
+/** The kind for an apiVersion + kind pair, or undefined. */
+export function kindFor(apiVersion: string, kind: string, kinds: readonly ResourceKind[] = KINDS): ResourceKind | undefined {
+  return kinds.find((k) => k.kind === kind && apiVersionOf(k) === apiVersion);
+}
+
+/** Kinds with this kind name in any version (to say "NetworkPolicy is networking.k8s.io/v1" when the version is wrong). */
+export function kindsNamed(kind: string, kinds: readonly ResourceKind[] = KINDS): ResourceKind[] {
+  return kinds.filter((k) => k.kind === kind);
+}
+
+export function kindByPlural(plural: string, kinds: readonly ResourceKind[] = KINDS): ResourceKind | undefined {
+  return kinds.find((k) => k.plural === plural);
+}
+
+/** Resolves what a user typed (`netpol`, `NetworkPolicies`, `networkpolicy.networking.k8s.io`, `ns`). */
+export function resolveKindName(name: string, kinds: readonly ResourceKind[] = KINDS): ResourceKind | undefined {
+  const n = name.toLowerCase();
+  return kinds.find((k) => namesOf(k).includes(n));
+}
+
+/** Every name `get`/`delete` accept, for help and error text. */
+export function kindNamesHelp(kinds: readonly ResourceKind[] = KINDS): string {
+  return kinds.map((k) => [k.plural, ...k.shortNames].join("|")).join(", ");
+}
+
+export interface ValidationIssue {
+  /** `spec.ingress[0].from[0].ipBlock.cidr`, or "(root)". */
+  path: string;
+  message: string;
+}
+
+export type Validated<T> = { ok: true; object: T } | { ok: false; issues: ValidationIssue[] };
+
+/**
+ * Validates one object of a known kind and applies the kind's normalisation. Messages
+ * name the field path and the reason; zod's "expected string, received undefined" reads
+ * as "is required".
+ */
+export function validateObject<T extends KubeObject>(kind: ResourceKind<T>, raw: unknown): Validated<T> {
+  const r = kind.schema.safeParse(raw);
+  if (!r.success) {
+    const issues = r.error.issues.flatMap((i): ValidationIssue[] =>
+      // kubectl says `unknown field "spec.bogus"`: one issue per key, at the key's own path.
+      i.code === "unrecognized_keys"
+        ? i.keys.map((k) => ({ path: formatIssuePath([...i.path, k]), message: "unknown field" }))
+        : i.code === "invalid_key"
+          ? [{ path: formatIssuePath(i.path.slice(0, -1)), message: `key "${String(i.path[i.path.length - 1])}": ${i.issues.map((x) => x.message).join("; ")}` }]
+          : [{ path: formatIssuePath(i.path), message: readableMessage(i.message) }],
+    );
+    return { ok: false, issues };
+  }
+  const object = kind.normalize ? kind.normalize(r.data) : r.data;
+  return { ok: true, object };
+}
+
+function readableMessage(m: string): string {
+  const missing = /^Invalid input: expected (\w+), received undefined$/.exec(m);
+  if (missing) return `is required (${missing[1]})`;
+  return m;
+}

@@ -1,0 +1,103 @@
+/**
+ * The ipset driver: reads the kernel's sets with `ipset list`, plans with the pure
+ * planner (ipsetPlan.ts) and writes with one `ipset -exist restore` per step. It only
+ * ever looks at and touches sets named as ours (slc4-/slc6-/slct-), and of those only the
+ * ones of its own family, so an IPv4 and an IPv6 driver share one kernel safely.
+ *
+ * The applier orders the two steps around the iptables change: `prepare` before it (every
+ * set a new rule names exists and is filled), `removeStale` after it (a set is destroyed
+ * only once no rule references it any more).
+ */
+import type { Logger } from "pino";
+import type { Family } from "../model/ip.js";
+import type { IpsetSpec } from "../render/ipsetSpec.js";
+import { run, runOk } from "./exec.js";
+import { type IpsetPlan, type IpsetState, parseIpsetList, planPrepare, planRemoveStale } from "./ipsetPlan.js";
+
+export interface IpsetDriverOptions {
+  family: Family;
+  /** Run inside this network namespace (`ip netns exec`); tests and sluicectl use it. */
+  netns?: string | undefined;
+  /** The ipset binary (default `ipset`). */
+  ipset?: string;
+}
+
+export interface IpsetReport {
+  /** Whether an `ipset restore` ran. */
+  wrote: boolean;
+  plan: IpsetPlan;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+export class IpsetDriver {
+  /** How many times we actually called `ipset restore`; tests read it. */
+  writes = 0;
+  readonly family: Family;
+  private readonly netns: string | undefined;
+  private readonly bin: string;
+
+  constructor(
+    opts: IpsetDriverOptions,
+    private readonly log: Logger,
+  ) {
+    this.family = opts.family;
+    this.netns = opts.netns;
+    this.bin = opts.ipset ?? "ipset";
+  }
+
+  private command(args: string[]): [string, string[]] {
+    return this.netns ? ["ip", ["netns", "exec", this.netns, this.bin, ...args]] : [this.bin, args];
+  }
+
+  /** Every owned set in the kernel (both families), with members and reference counts. */
+  async read(): Promise<Map<string, IpsetState>> {
+    const r = await run(...this.command(["list"]), undefined, 120_000);
+    // A failed read must not look like "no sets": we would create them again and fail, or worse.
+    if (r.code !== 0) throw new Error(`${this.bin} list failed (exit ${r.code}): ${r.stderr.trim()}`);
+    return parseIpsetList(r.stdout);
+  }
+
+  private async restore(plan: IpsetPlan, step: string): Promise<IpsetReport> {
+    if (plan.restore === undefined) return { wrote: false, plan };
+    await runOk(...this.command(["-exist", "restore"]), plan.restore);
+    this.writes++;
+    const { created, swapped, updated, recreated, destroyed, memberOps } = plan;
+    this.log.info({ family: this.family, step, created, swapped, updated, recreated, destroyed, memberOps }, "ipsets updated");
+    return { wrote: true, plan };
+  }
+
+  /**
+   * Creates missing sets and brings the members of existing ones up to date; leaves sets
+   * that are no longer desired alone. Sets with our name but another type or family that
+   * a rule still references come back in `plan.blocked` untouched.
+   */
+  async prepare(desired: readonly IpsetSpec[]): Promise<IpsetReport> {
+    const plan = planPrepare(this.family, desired, await this.read());
+    if (plan.blocked.length) this.log.warn({ family: this.family, sets: plan.blocked }, "ipsets with our name but another type are in use; left for the applier");
+    return this.restore(plan, "prepare");
+  }
+
+  /**
+   * Destroys this family's owned sets that are not desired. Run it after the iptables
+   * change that stopped referencing them. A set still referenced is retried briefly (a
+   * backend may drop its reference a moment after the rule is gone) and then left in
+   * place and reported in `plan.inUse`; the next apply tries again.
+   */
+  async removeStale(desired: readonly IpsetSpec[], retries = 4): Promise<IpsetReport> {
+    let plan = planRemoveStale(this.family, desired, await this.read());
+    for (let i = 0; i < retries && plan.inUse.length > 0; i++) {
+      await sleep(25 * (i + 1));
+      plan = planRemoveStale(this.family, desired, await this.read());
+    }
+    if (plan.inUse.length) this.log.warn({ family: this.family, sets: plan.inUse }, "stale ipsets still referenced; left in place");
+    return this.restore(plan, "removeStale");
+  }
+
+  /** Destroys every set of ours of this family (for `sluicectl cleanup`); fails on sets still in use. */
+  async removeAll(): Promise<IpsetReport> {
+    const report = await this.removeStale([], 0);
+    if (report.plan.inUse.length) throw new Error(`ipsets still referenced: ${report.plan.inUse.join(", ")}`);
+    return report;
+  }
+}

@@ -1,0 +1,147 @@
+/**
+ * The policy applier for one family: ipsets and iptables reconciled in the one order that
+ * never leaves a rule pointing at a missing set:
+ *
+ *   1. ipsets.prepare(desired)   create new sets, update members (swap or in place)
+ *   2. iptables.apply(ruleset)   one `iptables-restore --noflush -w` per table, per-chain diff
+ *   3. ipsets.removeStale(...)   destroy our sets no rule references any more
+ *
+ * Each step reads the kernel and writes only what differs, so a no-op apply writes nothing
+ * and the same call serves start-up, updates and drift repair.
+ *
+ * A set that carries a desired name but another type or family, while a rule still uses it,
+ * cannot be swapped (the kernel refuses) nor destroyed. That should not happen (set names
+ * hash their definition), but if it does the applier fails closed: it first applies the
+ * ruleset with every rule that names such a set replaced by DROP, recreates the set, then
+ * applies the real ruleset. Nothing ever matches a set of the wrong type.
+ */
+import type { Logger } from "pino";
+import type { Family } from "../model/ip.js";
+import { type IpsetSpec, isOwnedIpset } from "../render/ipsetSpec.js";
+import type { RulesetSpec } from "../render/ruleset.js";
+import { type IpsetReport, IpsetDriver } from "./ipset.js";
+import { type ApplyReport, IptablesDriver, type IptablesMode, binaries } from "./iptables.js";
+
+export interface PolicyDataplaneOptions {
+  family: Family;
+  mode: IptablesMode;
+  /** Run inside this network namespace (tests, sandbox). */
+  netns?: string | undefined;
+  log: Logger;
+}
+
+export interface PolicyApplyReport {
+  family: Family;
+  /** True when anything at all was written (ipset or iptables). */
+  wrote: boolean;
+  prepare: IpsetReport;
+  iptables: ApplyReport[];
+  removeStale: IpsetReport;
+  /** Sets that had to be recreated behind a fail-closed ruleset (type or family changed under a live rule). */
+  failClosedFor: string[];
+  ms: number;
+}
+
+const MATCH_SET_RE = /--match-set\s+(\S+)/g;
+
+/** Names of sets that rules of the ruleset reference. */
+export function referencedSets(ruleset: RulesetSpec): Set<string> {
+  const out = new Set<string>();
+  for (const t of ruleset.tables) for (const c of t.chains) for (const r of c.rules) for (const m of r.matchAll(MATCH_SET_RE)) out.add(m[1] as string);
+  return out;
+}
+
+/** The ruleset with every rule that names one of `sets` replaced by DROP (same positions). */
+export function failClosedRuleset(ruleset: RulesetSpec, sets: ReadonlySet<string>): RulesetSpec {
+  const names = (r: string): boolean => [...r.matchAll(MATCH_SET_RE)].some((m) => sets.has(m[1] as string));
+  return {
+    ...ruleset,
+    tables: ruleset.tables.map((t) => ({ ...t, chains: t.chains.map((c) => ({ ...c, rules: c.rules.map((r) => (names(r) ? "-j DROP" : r)) })) })),
+  };
+}
+
+export class PolicyDataplane {
+  readonly family: Family;
+  readonly iptables: IptablesDriver;
+  readonly ipsets: IpsetDriver;
+  private readonly log: Logger;
+  /** Applies run one at a time: two overlapping plans would fight over the same sets and chains. */
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(opts: PolicyDataplaneOptions) {
+    this.family = opts.family;
+    this.log = opts.log;
+    this.iptables = new IptablesDriver(binaries(opts.family, opts.mode, opts.netns), opts.log);
+    this.ipsets = new IpsetDriver({ family: opts.family, netns: opts.netns }, opts.log);
+  }
+
+  /** Total writes (iptables-restore + ipset restore) so far; a no-op apply leaves it unchanged. */
+  get writes(): number {
+    return this.iptables.writes + this.ipsets.writes;
+  }
+
+  /**
+   * Reconciles the kernel to `ruleset` and `ipsets`. Checks before writing anything: the
+   * family matches this instance, and every owned set a rule names is in `ipsets` (else
+   * iptables-restore would fail half-way through the apply).
+   */
+  apply(family: Family, ruleset: RulesetSpec, ipsets: readonly IpsetSpec[]): Promise<PolicyApplyReport> {
+    const next = this.queue.then(() => this.applyNow(family, ruleset, ipsets));
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  private async applyNow(family: Family, ruleset: RulesetSpec, ipsets: readonly IpsetSpec[]): Promise<PolicyApplyReport> {
+    const started = Date.now();
+    if (family !== this.family || ruleset.family !== this.family) {
+      throw new Error(`IPv${this.family} policy dataplane given an IPv${family === this.family ? ruleset.family : family} ruleset`);
+    }
+    const desiredNames = new Set(ipsets.map((s) => s.name));
+    const missing = [...referencedSets(ruleset)].filter((n) => isOwnedIpset(n) && !desiredNames.has(n));
+    if (missing.length) throw new Error(`rules reference ipsets that are not desired: ${missing.sort().join(", ")}`);
+
+    const before = this.writes;
+    let prepare = await this.ipsets.prepare(ipsets);
+    const failClosedFor = [...prepare.plan.blocked];
+    if (failClosedFor.length) {
+      this.log.error({ family, sets: failClosedFor }, "ipsets of the wrong type are in use; dropping their traffic while they are recreated");
+      await this.iptables.apply(failClosedRuleset(ruleset, new Set(failClosedFor)));
+      // Our rules no longer reference them; nothing else should, but never spin on it.
+      let retry = await this.ipsets.prepare(ipsets);
+      for (let i = 0; i < 4 && retry.plan.blocked.length; i++) {
+        await new Promise((r) => setTimeout(r, 25 * (i + 1)));
+        retry = await this.ipsets.prepare(ipsets);
+      }
+      if (retry.plan.blocked.length) {
+        throw new Error(`ipsets ${retry.plan.blocked.join(", ")} have the wrong type and are still referenced by rules we do not own; their rules stay DROP`);
+      }
+      prepare = retry;
+    }
+    const iptables = await this.iptables.apply(ruleset);
+    const removeStale = await this.ipsets.removeStale(ipsets);
+    const report: PolicyApplyReport = { family, wrote: this.writes > before, prepare, iptables, removeStale, failClosedFor, ms: Date.now() - started };
+    if (report.wrote) {
+      this.log.debug(
+        {
+          family,
+          ms: report.ms,
+          setsCreated: prepare.plan.created,
+          setsSwapped: prepare.plan.swapped,
+          setsUpdated: prepare.plan.updated,
+          setsDestroyed: removeStale.plan.destroyed,
+          chainsRewritten: iptables.flatMap((r) => r.plan.rewritten),
+          chainsRemoved: iptables.flatMap((r) => r.plan.removed),
+          hooksFixed: iptables.flatMap((r) => r.plan.hooksFixed),
+        },
+        "policy dataplane applied",
+      );
+    }
+    return report;
+  }
+
+  /** Removes our chains, jumps and this family's sets (for cleanup). */
+  async removeAll(tables: Parameters<IptablesDriver["removeAll"]>[1] = ["filter"]): Promise<void> {
+    await this.iptables.removeAll(this.family, tables);
+    await this.ipsets.removeAll();
+  }
+}

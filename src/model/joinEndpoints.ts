@@ -1,0 +1,49 @@
+/**
+ * Joins what the CNI plugin recorded (addresses, node, host interface) with what the
+ * orchestrator says about the pod (labels, container ports) into the endpoints the policy
+ * engine works on. Pure.
+ *
+ * - One PodEndpoint per record (a pod with two recorded interfaces yields two).
+ * - A record without a Pod object gets no labels and no ports: it is still an endpoint,
+ *   so a policy selecting everything (`podSelector: {}`) still isolates it.
+ * - A Pod without a record has no addresses here and is not an endpoint.
+ * - Ports are every container's ports, in declaration order; named ports keep their name.
+ * - Output is sorted by namespace, pod, node, interface, so equal inputs give equal outputs.
+ */
+import type { ContainerPort, PodEndpoint, WorkloadEndpointRecord } from "./endpoint.js";
+
+/** The parts of a Pod object the join reads (k8sSchemas' PodObject satisfies it). */
+export interface PodMeta {
+  metadata: { name: string; namespace?: string | undefined; labels?: Record<string, string> | undefined };
+  spec?: { containers?: ReadonlyArray<{ ports?: ReadonlyArray<{ name?: string | undefined; containerPort: number; protocol?: ContainerPort["protocol"] | undefined }> | undefined }> | undefined } | undefined;
+}
+
+export function joinEndpoints(records: readonly WorkloadEndpointRecord[], pods: readonly PodMeta[]): PodEndpoint[] {
+  const byName = new Map<string, PodMeta>();
+  for (const p of pods) byName.set(`${p.metadata.namespace ?? "default"}/${p.metadata.name}`, p);
+  const rows = records.map((r) => {
+    const pod = byName.get(`${r.namespace}/${r.pod}`);
+    const endpoint: PodEndpoint = {
+      namespace: r.namespace,
+      pod: r.pod,
+      node: r.node,
+      hostIface: r.hostIface,
+      ips: [...r.ips],
+      labels: pod ? { ...(pod.metadata.labels ?? {}) } : {},
+      ports: pod ? containerPorts(pod) : [],
+    };
+    return { endpoint, ifName: r.ifName };
+  });
+  rows.sort((a, b) => cmp(a.endpoint.namespace, b.endpoint.namespace) || cmp(a.endpoint.pod, b.endpoint.pod) || cmp(a.endpoint.node, b.endpoint.node) || cmp(a.ifName, b.ifName));
+  return rows.map((r) => r.endpoint);
+}
+
+export function containerPorts(pod: PodMeta): ContainerPort[] {
+  const out: ContainerPort[] = [];
+  for (const c of pod.spec?.containers ?? []) {
+    for (const p of c.ports ?? []) out.push({ ...(p.name !== undefined ? { name: p.name } : {}), containerPort: p.containerPort, protocol: p.protocol ?? "TCP" });
+  }
+  return out;
+}
+
+const cmp = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);

@@ -1,0 +1,746 @@
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { networkPolicyObject, type NetworkPolicyObject } from "../../src/config/k8sSchemas.js";
+import { type ContainerPort, type NamespaceInfo, type PodEndpoint, type Protocol, hostIfaceName } from "../../src/model/endpoint.js";
+import { type Cidr, type Family, cidrContainsIp, formatIp, parseCidr, parseIp } from "../../src/model/ip.js";
+import { renderPolicy, policyChainName } from "../../src/render/policy.js";
+import type { PolicyRender, PolicyRenderInput } from "../../src/render/policyContract.js";
+import { formatFreshRestore, formatIpsets, formatPolicyRender, policyTableSpec } from "../../src/render/policyText.js";
+import { type RenderedTable, renderTable } from "../../src/render/ruleset.js";
+import type { IpsetSpec } from "../../src/render/ipsetSpec.js";
+import { planTable } from "../../src/dataplane/iptablesPlan.js";
+import { networkPolicyToIr } from "../../src/policy/networkPolicy.js";
+import { EndpointIndex } from "../../src/policy/endpointIndex.js";
+import { PolicyEvaluator } from "../../src/policy/evaluate.js";
+import { packageRoot } from "../../src/sandbox/paths.js";
+
+// ---------------------------------------------------------------- fixtures
+
+const NODE = "n1";
+const REMOTE = "n2";
+
+function np(namespace: string, name: string, spec: unknown): NetworkPolicyObject {
+  return networkPolicyObject.parse({ apiVersion: "networking.k8s.io/v1", kind: "NetworkPolicy", metadata: { name, namespace }, spec });
+}
+
+function pod(namespace: string, name: string, node: string, ips: string, labels: Record<string, string> = {}, ports: ContainerPort[] = []): PodEndpoint {
+  return { namespace, pod: name, node, hostIface: hostIfaceName(namespace, name), ips: ips.split(" ").filter(Boolean), labels, ports };
+}
+
+const tcp = (name: string, containerPort: number): ContainerPort => ({ name, containerPort, protocol: "TCP" });
+
+const namespaces: NamespaceInfo[] = [
+  { name: "prod", labels: { team: "shop", env: "prod" } },
+  { name: "dev", labels: { team: "shop", env: "dev" } },
+  { name: "ops", labels: { team: "ops" } },
+];
+
+// Local pods (n1): prod/web 10.244.1.2, prod/db 10.244.1.3; remote (n2): prod/api, dev/db, ops/monitor.
+const web = pod("prod", "web", NODE, "10.244.1.2 fd00:244:1::2", { app: "web" }, [tcp("http", 8080)]);
+const db = pod("prod", "db", NODE, "10.244.1.3 fd00:244:1::3", { app: "db" }, [tcp("pg", 5432)]);
+const api = pod("prod", "api", REMOTE, "10.244.2.4 fd00:244:2::4", { app: "api" }, [tcp("http", 8000)]);
+const devDb = pod("dev", "db", REMOTE, "10.244.2.5 fd00:244:2::5", { app: "db" }, [tcp("pg", 5433)]);
+const monitor = pod("ops", "monitor", REMOTE, "10.244.2.6", { app: "monitor" });
+const endpoints = [web, db, api, devDb, monitor];
+
+interface Scenario {
+  name: string;
+  description: string;
+  family?: Family;
+  sctpSupported?: boolean;
+  endpoints?: PodEndpoint[];
+  policies: NetworkPolicyObject[];
+}
+
+const webSel = { matchLabels: { app: "web" } };
+const dbSel = { matchLabels: { app: "db" } };
+
+const scenarios: Scenario[] = [
+  {
+    name: "no-policy",
+    description: "No policy: both local pods default-allow; remote pods get no chains; no ipsets.",
+    policies: [],
+  },
+  {
+    name: "deny-all-ingress",
+    description: "podSelector {} with no ingress rules: every pod of prod isolated for ingress, nothing allowed; egress untouched.",
+    policies: [np("prod", "deny-all", { podSelector: {} })],
+  },
+  {
+    name: "allow-from-podselector",
+    description: "web accepts anything from app=db pods of its own namespace (prod: db, not dev/db), and nothing else; db stays open.",
+    policies: [np("prod", "web-from-db", { podSelector: webSel, ingress: [{ from: [{ podSelector: dbSel }] }] })],
+  },
+  {
+    name: "namespace-and-pod-selector",
+    description: "db accepts TCP 5432 from app=db pods in namespaces with env=dev (AND in one peer), OR from any pod of namespaces with team=ops (second peer).",
+    policies: [np("prod", "db-ingress", { podSelector: dbSel, ingress: [{ from: [{ namespaceSelector: { matchLabels: { env: "dev" } }, podSelector: dbSel }, { namespaceSelector: { matchLabels: { team: "ops" } } }], ports: [{ port: 5432 }] }] })],
+  },
+  {
+    name: "ipblock-except",
+    description: "web accepts from 10.0.0.0/8 except 10.244.2.0/24 (ingress); db may send only to 0.0.0.0/0 except 10.0.0.0/8 (egress, /0 split into two /1 halves).",
+    policies: [
+      np("prod", "web-from-block", { podSelector: webSel, ingress: [{ from: [{ ipBlock: { cidr: "10.0.0.0/8", except: ["10.244.2.0/24"] } }] }] }),
+      np("prod", "db-to-world", { podSelector: dbSel, policyTypes: ["Egress"], egress: [{ to: [{ ipBlock: { cidr: "0.0.0.0/0", except: ["10.0.0.0/8"] } }] }] }),
+    ],
+  },
+  {
+    name: "named-port",
+    description: "Ingress: web accepts its own port named http (8080/TCP) from anyone. Egress: db may reach port 'http' of prod pods (api 8000) and port 'http' of any pod inside 10.244.0.0/16 (never a non-pod), and 'pg' of any pod.",
+    policies: [
+      np("prod", "web-http", { podSelector: webSel, ingress: [{ ports: [{ port: "http" }] }] }),
+      np("prod", "db-egress", { podSelector: dbSel, policyTypes: ["Egress"], egress: [{ to: [{ podSelector: {} }, { ipBlock: { cidr: "10.244.0.0/16" } }], ports: [{ port: "http" }] }, { ports: [{ port: "pg" }] }] }),
+    ],
+  },
+  {
+    name: "endport",
+    description: "web accepts TCP 8000-8080 and UDP 53 from anyone, and all UDP from ops namespaces; a UDP entry opens no TCP.",
+    policies: [np("prod", "web-range", { podSelector: webSel, ingress: [{ ports: [{ port: 8000, endPort: 8080 }, { protocol: "UDP", port: 53 }] }, { from: [{ namespaceSelector: { matchLabels: { team: "ops" } } }], ports: [{ protocol: "UDP" }] }] })],
+  },
+  {
+    name: "sctp-unsupported",
+    description: "Kernel without SCTP: the SCTP-only rule renders nothing, the mixed rule keeps only TCP 80; web stays isolated (final DROP).",
+    sctpSupported: false,
+    policies: [np("prod", "web-sctp", { podSelector: webSel, ingress: [{ ports: [{ protocol: "SCTP", port: 3868 }] }, { ports: [{ protocol: "SCTP", port: 9 }, { port: 80 }] }] })],
+  },
+  {
+    name: "egress-deny-all",
+    description: "policyTypes [Egress] without rules: every prod pod may send nothing (also not to this host); ingress untouched.",
+    policies: [np("prod", "no-egress", { podSelector: {}, policyTypes: ["Egress"] })],
+  },
+  {
+    name: "two-policies-union",
+    description: "web is selected by two policies (from ops namespaces; from prod app=api): it accepts the union; db is selected only by prod/all-from-api.",
+    policies: [
+      np("prod", "web-from-ops", { podSelector: webSel, ingress: [{ from: [{ namespaceSelector: { matchLabels: { team: "ops" } } }] }] }),
+      np("prod", "all-from-api", { podSelector: {}, ingress: [{ from: [{ podSelector: { matchLabels: { app: "api" } } }] }] }),
+    ],
+  },
+  {
+    name: "dual-stack-v6",
+    description: "Family 6: web accepts from fd00:244::/32 except fd00:244:2::/64 and from 10.0.0.0/8 (skipped: IPv4), and from app=db pods; a v4-only local pod (ops/v4only) drops all IPv6; ICMPv6 ND to the host accepted.",
+    family: 6,
+    endpoints: [...endpoints, pod("ops", "v4only", NODE, "10.244.1.9", { app: "v4" })],
+    policies: [np("prod", "web-v6", { podSelector: webSel, ingress: [{ from: [{ ipBlock: { cidr: "fd00:244::/32", except: ["fd00:244:2::/64"] } }, { ipBlock: { cidr: "10.0.0.0/8" } }, { podSelector: dbSel }], ports: [{ port: 8080 }] }] })],
+  },
+];
+
+function inputOf(s: Scenario, nodeName = NODE): PolicyRenderInput {
+  return { family: s.family ?? 4, nodeName, endpoints: s.endpoints ?? endpoints, namespaces, networkPolicies: s.policies, sctpSupported: s.sctpSupported ?? false };
+}
+
+function header(s: Scenario, input: PolicyRenderInput): string {
+  const lines = [`# scenario ${s.name}: ${s.description}`, `# family ${input.family}, node ${input.nodeName}, sctpSupported ${input.sctpSupported}`];
+  for (const n of input.namespaces) lines.push(`# namespace ${n.name} ${JSON.stringify(n.labels)}`);
+  for (const e of input.endpoints) {
+    const ports = e.ports.map((p) => `${p.name ?? ""}=${p.containerPort}/${p.protocol}`).join(" ");
+    lines.push(`# pod ${e.namespace}/${e.pod} node=${e.node} iface=${e.hostIface} ips=${e.ips.join(",")} labels=${JSON.stringify(e.labels)}${ports ? ` ports=${ports}` : ""}`);
+  }
+  for (const p of input.networkPolicies) {
+    const id = `${p.metadata.namespace}/${p.metadata.name}`;
+    lines.push(`# policy ${id} (chains ${policyChainName("ingress", id)} / ${policyChainName("egress", id)}): ${JSON.stringify(p.spec)}`);
+  }
+  return `${lines.join("\n")}\n`;
+}
+
+// ---------------------------------------------------------------- a small iptables + ipset simulator
+//
+// It runs our rule vocabulary exactly as netfilter does (jump/goto/RETURN stack, MARK
+// --set-xmark, ipset hash:ip / hash:net with nomatch / hash:ip,port) and throws on any
+// token it does not know, so the rendered text is also checked for staying inside it.
+
+interface Packet {
+  inIface?: string;
+  outIface?: string;
+  src: string;
+  dst: string;
+  proto: "tcp" | "udp" | "sctp" | "ipv6-icmp";
+  dport: number;
+  icmpType?: number;
+  ctstate: "NEW" | "ESTABLISHED" | "INVALID";
+  mark: number;
+}
+
+type Verdict = "ACCEPT" | "DROP" | "RETURN";
+
+/** A rule compiled once: its matches, and what it does when they all hold. */
+interface CompiledRule {
+  text: string;
+  matches: ((p: Packet) => boolean)[];
+  action: { kind: "verdict"; verdict: Verdict } | { kind: "mark"; value: number; mask: number } | { kind: "jump" | "goto"; chain: string };
+}
+
+class Netfilter {
+  private readonly chains = new Map<string, CompiledRule[]>();
+  private readonly sets = new Map<string, IpsetSpec>();
+  private readonly members = new Map<string, Set<string>>();
+  private readonly nets = new Map<string, { cidr: Cidr; nomatch: boolean }[]>();
+
+  constructor(
+    table: RenderedTable,
+    sets: readonly IpsetSpec[],
+    private readonly family: Family,
+  ) {
+    for (const s of sets) {
+      assert.equal(s.family, family);
+      this.sets.set(s.name, s);
+      this.members.set(s.name, new Set(s.members));
+      if (s.type === "hash:net") {
+        this.nets.set(
+          s.name,
+          s.members.map((m) => {
+            const [net, flag] = m.split(" ") as [string, string | undefined];
+            const c = cidrOf(net.includes("/") ? net : `${net}/${family === 4 ? 32 : 128}`);
+            assert.ok(c.prefixLen > 0, "ipset refuses /0");
+            return { cidr: c, nomatch: flag === "nomatch" };
+          }),
+        );
+      }
+    }
+    for (const c of table.chains) this.chains.set(c.name, c.rules.map((r) => this.compile(r.body)));
+    for (const rules of this.chains.values()) {
+      for (const r of rules) if (r.action.kind === "jump" || r.action.kind === "goto") assert.ok(this.chains.has(r.action.chain), `${r.text}: no chain ${r.action.chain}`);
+    }
+  }
+
+  run(chain: string, p: Packet, depth = 0): Verdict {
+    if (depth > 20) throw new Error("chain recursion too deep");
+    for (const r of this.chains.get(chain) as CompiledRule[]) {
+      if (!r.matches.every((m) => m(p))) continue;
+      const a = r.action;
+      if (a.kind === "verdict") return a.verdict;
+      if (a.kind === "mark") {
+        p.mark = (p.mark & ~a.mask) ^ a.value;
+        continue;
+      }
+      const v = this.run(a.chain, p, depth + 1);
+      if (a.kind === "goto") return v; // goto: the chain's RETURN goes back to our caller
+      if (v !== "RETURN") return v;
+    }
+    return "RETURN";
+  }
+
+  /** Parses one rule body of our vocabulary; throws on anything else. */
+  private compile(body: string): CompiledRule {
+    const t = tokens(body);
+    const matches: ((p: Packet) => boolean)[] = [];
+    let i = 0;
+    let neg = false;
+    let proto: string | undefined;
+    const next = (): string => {
+      const v = t[i++];
+      if (v === undefined) throw new Error(`truncated rule ${body}`);
+      return v;
+    };
+    const add = (m: (p: Packet) => boolean): void => {
+      const negated = neg;
+      matches.push(negated ? (p) => !m(p) : m);
+      neg = false;
+    };
+    while (i < t.length) {
+      const tok = next();
+      if (tok === "!") {
+        neg = true;
+        continue;
+      }
+      switch (tok) {
+        case "-i":
+        case "-o": {
+          const want = next();
+          const out = tok === "-o";
+          const prefix = want.endsWith("+") ? want.slice(0, -1) : undefined;
+          add((p) => {
+            const have = out ? p.outIface : p.inIface;
+            return have !== undefined && (prefix !== undefined ? have.startsWith(prefix) : have === want);
+          });
+          break;
+        }
+        case "-s":
+        case "-d": {
+          const c = cidrOf(next());
+          assert.equal(c.family, this.family, `rule of the wrong family: ${body}`);
+          const src = tok === "-s";
+          add((p) => cidrContainsIp(c, ipOf(src ? p.src : p.dst)));
+          break;
+        }
+        case "-p": {
+          const want = next();
+          proto = want;
+          assert.ok(["tcp", "udp", "sctp", "ipv6-icmp"].includes(want), `protocol ${want}`);
+          add((p) => p.proto === want);
+          break;
+        }
+        case "-m": {
+          const mod = next();
+          assert.ok(["conntrack", "mark", "set", "tcp", "udp", "sctp", "icmp6", "comment"].includes(mod), `module ${mod}`);
+          if (["tcp", "udp", "sctp"].includes(mod)) assert.equal(proto, mod, `-m ${mod} without -p ${mod}: ${body}`);
+          if (mod === "icmp6") assert.equal(proto, "ipv6-icmp");
+          break;
+        }
+        case "--comment":
+          assert.match(next(), /^"sluice:[0-9a-f]{16}"$/);
+          break;
+        case "--ctstate": {
+          const states = next().split(",");
+          add((p) => states.includes(p.ctstate));
+          break;
+        }
+        case "--mark": {
+          const [v, m] = next().split("/").map((x) => parseInt(x, 16)) as [number, number];
+          add((p) => (p.mark & m) === v);
+          break;
+        }
+        case "--match-set": {
+          const name = next();
+          const dirs = next();
+          const set = this.sets.get(name);
+          assert.ok(set, `rule references undeclared set ${name}`);
+          add(this.setMatch(set, dirs));
+          break;
+        }
+        case "--dport": {
+          const [a, b] = next().split(":").map(Number) as [number, number | undefined];
+          add((p) => p.dport >= a && p.dport <= (b ?? a));
+          break;
+        }
+        case "--icmpv6-type": {
+          const type = Number(next());
+          add((p) => p.icmpType === type);
+          break;
+        }
+        case "-j":
+        case "-g": {
+          assert.equal(neg, false, "negated target");
+          const target = next();
+          let action: CompiledRule["action"];
+          if (target === "MARK") {
+            assert.equal(next(), "--set-xmark");
+            const [value, mask] = next().split("/").map((x) => parseInt(x, 16)) as [number, number];
+            action = { kind: "mark", value, mask };
+          } else if (target === "ACCEPT" || target === "DROP" || target === "RETURN") {
+            assert.equal(tok, "-j");
+            action = { kind: "verdict", verdict: target };
+          } else action = { kind: tok === "-g" ? "goto" : "jump", chain: target };
+          assert.equal(i, t.length, `junk after target: ${body}`);
+          return { text: body, matches, action };
+        }
+        default:
+          throw new Error(`unknown token ${tok} in ${body}`);
+      }
+    }
+    throw new Error(`rule without target: ${body}`);
+  }
+
+  private setMatch(s: IpsetSpec, dirs: string): (p: Packet) => boolean {
+    const members = this.members.get(s.name) as Set<string>;
+    if (s.type === "hash:ip") {
+      assert.ok(dirs === "src" || dirs === "dst");
+      return (p) => members.has(canon(dirs === "src" ? p.src : p.dst));
+    }
+    if (s.type === "hash:net") {
+      assert.ok(dirs === "src" || dirs === "dst");
+      const nets = this.nets.get(s.name) ?? [];
+      return (p) => {
+        const ip = ipOf(dirs === "src" ? p.src : p.dst);
+        let best: { len: number; nomatch: boolean } | undefined;
+        for (const m of nets) if (cidrContainsIp(m.cidr, ip) && (!best || m.cidr.prefixLen > best.len)) best = { len: m.cidr.prefixLen, nomatch: m.nomatch };
+        return best !== undefined && !best.nomatch;
+      };
+    }
+    assert.equal(dirs, "dst,dst");
+    return (p) => members.has(`${canon(p.dst)},${p.proto}:${p.dport}`);
+  }
+}
+
+const tokens = (body: string): string[] => body.split(" ").filter(Boolean);
+const memo = <T>(f: (k: string) => T): ((k: string) => T) => {
+  const m = new Map<string, T>();
+  return (k) => {
+    let v = m.get(k);
+    if (v === undefined) {
+      v = f(k);
+      m.set(k, v);
+    }
+    return v;
+  };
+};
+const ipOf = memo(parseIp);
+const cidrOf = memo((t) => parseCidr(t, true));
+const canon = memo((a) => formatIp(parseIp(a)));
+
+const UPLINK = "eth0";
+const VXLAN = "sluice.1";
+const HOST_IP: Record<string, Record<Family, string>> = { n1: { 4: "192.168.0.1", 6: "fd99::1" }, n2: { 4: "192.168.0.2", 6: "fd99::2" } };
+
+/** One node's filter table as the kernel would run it. */
+class Node {
+  readonly nf: Netfilter;
+  constructor(
+    readonly name: string,
+    readonly render: PolicyRender,
+    readonly family: Family,
+  ) {
+    this.nf = new Netfilter(renderTable(policyTableSpec(render)), render.ipsets, family);
+  }
+
+  /** FORWARD: our rules first; falling through them reaches the cluster accept rules. */
+  forward(p: Packet): boolean {
+    return this.nf.run("SLUICE-FORWARD", p) !== "DROP";
+  }
+  input(p: Packet): boolean {
+    return this.nf.run("SLUICE-INPUT", p) !== "DROP";
+  }
+  output(p: Packet): Verdict {
+    return this.nf.run("SLUICE-OUTPUT", p);
+  }
+}
+
+const PROTO: Record<Protocol, Packet["proto"]> = { TCP: "tcp", UDP: "udp", SCTP: "sctp" };
+
+/**
+ * Is a NEW connection src -> dst allowed, judged by every node's rules it crosses?
+ * Pods are found by address; `host:<node>` is that node's own address.
+ */
+function simulate(nodes: Map<string, Node>, eps: PodEndpoint[], family: Family, src: string, dst: string, protocol: Protocol, port: number): boolean {
+  const podOf = (a: string): PodEndpoint | undefined => eps.find((e) => e.ips.some((x) => canon(x) === canon(a)));
+  const hostOf = (a: string): string | undefined => Object.keys(HOST_IP).find((n) => HOST_IP[n]?.[family] === a);
+  const sp = podOf(src);
+  const dp = podOf(dst);
+  const base = { src, dst, proto: PROTO[protocol], dport: port, ctstate: "NEW" as const, mark: 0x4000 };
+  let ok = true;
+  const dstHost = hostOf(dst);
+  if (sp && dstHost === sp.node) {
+    // pod -> its own host
+    return nodes.get(sp.node)?.input({ ...base, inIface: sp.hostIface }) ?? true;
+  }
+  if (sp) {
+    const out = dp && dp.node === sp.node ? dp.hostIface : dp ? VXLAN : UPLINK;
+    ok &&= nodes.get(sp.node)?.forward({ ...base, inIface: sp.hostIface, outIface: out }) ?? true;
+  }
+  if (dp && (!sp || sp.node !== dp.node)) {
+    ok &&= nodes.get(dp.node)?.forward({ ...base, inIface: sp ? VXLAN : UPLINK, outIface: dp.hostIface }) ?? true;
+  }
+  return ok;
+}
+
+function nodesFor(input: Omit<PolicyRenderInput, "nodeName">): Map<string, Node> {
+  const m = new Map<string, Node>();
+  for (const n of [NODE, REMOTE]) m.set(n, new Node(n, renderPolicy({ ...input, nodeName: n }), input.family));
+  return m;
+}
+
+/** Every flow between the addresses, every probe port: simulated chains == the IR's reference meaning. */
+function crossCheck(input: Omit<PolicyRenderInput, "nodeName">, extra: string[], probes: [Protocol, number][]): number {
+  const { family } = input;
+  const nodes = nodesFor(input);
+  const ev = new PolicyEvaluator(input.networkPolicies.map(networkPolicyToIr), new EndpointIndex(input.endpoints, input.namespaces), { sctpSupported: input.sctpSupported });
+  const isFam = (a: string): boolean => parseIp(a).family === family;
+  const podAddrs = input.endpoints.flatMap((e) => e.ips.filter(isFam));
+  const addrs = [...podAddrs, ...extra.filter(isFam)];
+  let checked = 0;
+  for (const src of addrs) {
+    for (const dst of addrs) {
+      if (src === dst) continue;
+      const srcPod = podAddrs.includes(src);
+      const dstPod = podAddrs.includes(dst);
+      if (!srcPod && !dstPod) continue;
+      for (const [protocol, port] of probes) {
+        const want = ev.evaluate({ src, dst, protocol, port }).allowed;
+        const got = simulate(nodes, input.endpoints, family, src, dst, protocol, port);
+        assert.equal(got, want, `${src} -> ${dst} ${protocol}/${port}: rules say ${got ? "allow" : "deny"}, the spec says ${want ? "allow" : "deny"}`);
+        checked++;
+      }
+    }
+  }
+  // pod -> its own host: egress policy applies; host -> local pod: always accepted
+  for (const e of input.endpoints) {
+    for (const a of e.ips.filter(isFam)) {
+      const hostIp = HOST_IP[e.node]?.[family] as string;
+      for (const [protocol, port] of probes) {
+        const want = ev.evaluate({ src: a, dst: hostIp, protocol, port }).allowed;
+        assert.equal(simulate(nodes, input.endpoints, family, a, hostIp, protocol, port), want, `${a} -> host ${hostIp} ${protocol}/${port}`);
+        const n = nodes.get(e.node);
+        assert.equal(n?.output({ src: hostIp, dst: a, outIface: e.hostIface, proto: PROTO[protocol], dport: port, ctstate: "NEW", mark: 0 }), "ACCEPT");
+        checked++;
+      }
+    }
+  }
+  return checked;
+}
+
+const PROBES: [Protocol, number][] = [
+  ["TCP", 80],
+  ["TCP", 5432],
+  ["TCP", 5433],
+  ["TCP", 8000],
+  ["TCP", 8080],
+  ["TCP", 8081],
+  ["UDP", 53],
+  ["UDP", 8080],
+  ["SCTP", 3868],
+  ["SCTP", 9],
+];
+const EXTERNALS = ["192.0.2.7", "10.9.9.9", "10.244.2.77", "fd00:244:2::77", "fd00:244:9::1", "2001:db8::1"];
+
+// ---------------------------------------------------------------- tests
+
+const goldenDir = join(packageRoot(), "test", "golden", "policy");
+const UPDATE = process.env["UPDATE_GOLDEN"] === "1";
+
+describe("policy render: golden files", () => {
+  for (const s of scenarios) {
+    test(`${s.name}: ${s.description}`, () => {
+      const input = inputOf(s);
+      const text = header(s, input) + formatPolicyRender(renderPolicy(input));
+      const file = join(goldenDir, `${s.name}.txt`);
+      if (UPDATE) {
+        mkdirSync(goldenDir, { recursive: true });
+        writeFileSync(file, text);
+      }
+      assert.ok(existsSync(file), `${file} is missing: run with UPDATE_GOLDEN=1 and review it`);
+      assert.equal(text, readFileSync(file, "utf8"), `${file} differs: if the change is intended, run with UPDATE_GOLDEN=1 and review the diff`);
+    });
+  }
+});
+
+describe("policy render: the chains mean what the spec says", () => {
+  for (const s of scenarios) {
+    test(`${s.name}: every flow through the simulated chains agrees with the reference evaluator`, () => {
+      assert.ok(crossCheck(inputOf(s), EXTERNALS, PROBES) > 0);
+    });
+  }
+
+  test("randomized clusters and policies (seeded): chains agree with the reference evaluator", () => {
+    const rnd = mulberry32(20261121);
+    let flows = 0;
+    for (let round = 0; round < 60; round++) {
+      const sc = randomScenario(rnd);
+      for (const family of [4, 6] as const) flows += crossCheck({ family, endpoints: sc.endpoints, namespaces: sc.namespaces, networkPolicies: sc.policies, sctpSupported: sc.sctp }, RANDOM_EXTERNALS, RANDOM_PROBES);
+    }
+    assert.ok(flows > 10000, `only ${flows} flows checked`);
+  });
+});
+
+describe("policy render: structure", () => {
+  test("fresh restore text equals the planner's output for an empty kernel", () => {
+    for (const s of scenarios) {
+      const t = renderTable(policyTableSpec(renderPolicy(inputOf(s))));
+      assert.equal(formatFreshRestore(t), planTable(t, undefined).restore);
+    }
+  });
+
+  test("dispatch, conntrack, anti-spoofing and fail-closed defaults", () => {
+    const r = renderPolicy(inputOf(scenarios[1] as Scenario));
+    assert.deepEqual(r.forwardRules, ["-i slc+ -j slc-from-wl", "-o slc+ -j slc-to-wl"]);
+    assert.deepEqual(r.inputRules, ["-i slc+ -j slc-from-wl"]);
+    assert.deepEqual(r.outputRules, ["-o slc+ -j ACCEPT"]);
+    const chain = (n: string): string[] => r.chains.find((c) => c.name === n)?.rules ?? [];
+    const locals = [web, db].sort((a, b) => (a.hostIface < b.hostIface ? -1 : 1));
+    assert.deepEqual(chain("slc-from-wl"), [...locals.map((e) => `-i ${e.hostIface} -g slc-fw-${e.hostIface}`), "-j DROP"]);
+    assert.deepEqual(chain("slc-to-wl"), [...locals.map((e) => `-o ${e.hostIface} -g slc-tw-${e.hostIface}`), "-j DROP"]);
+    const pi = policyChainName("ingress", "prod/deny-all");
+    assert.deepEqual(chain(`slc-tw-${web.hostIface}`), [
+      "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+      "-m conntrack --ctstate INVALID -j DROP",
+      "-j MARK --set-xmark 0x0/0x30000",
+      `-j ${pi}`,
+      "-m mark --mark 0x10000/0x10000 -j RETURN",
+      "-j DROP",
+    ]);
+    assert.deepEqual(chain(`slc-fw-${web.hostIface}`), [
+      "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+      "-m conntrack --ctstate INVALID -j DROP",
+      "! -s 10.244.1.2/32 -j DROP",
+      "-j MARK --set-xmark 0x0/0x30000",
+      "-j RETURN",
+    ]);
+    assert.deepEqual(chain(pi), []);
+    assert.equal(r.chains.some((c) => c.name.includes(api.hostIface)), false, "remote pods get no chains");
+    for (const c of r.chains) assert.ok(c.name.length <= 28 && c.name.startsWith("slc-"), c.name);
+  });
+
+  test("simulator: spoofed sources, unknown interfaces and established traffic", () => {
+    const nodes = nodesFor({ family: 4, endpoints, namespaces, networkPolicies: scenarios[1]?.policies ?? [], sctpSupported: false });
+    const n1 = nodes.get(NODE) as Node;
+    const base = { proto: "tcp" as const, dport: 80, mark: 0 };
+    assert.equal(n1.forward({ ...base, inIface: web.hostIface, outIface: UPLINK, src: "10.244.1.3", dst: "192.0.2.1", ctstate: "NEW" }), false, "db's address from web's interface");
+    assert.equal(n1.forward({ ...base, inIface: web.hostIface, outIface: UPLINK, src: "10.244.1.2", dst: "192.0.2.1", ctstate: "NEW" }), true);
+    assert.equal(n1.forward({ ...base, inIface: "slc000000000000", outIface: UPLINK, src: "10.244.1.99", dst: "192.0.2.1", ctstate: "NEW" }), false, "unknown pod interface");
+    assert.equal(n1.forward({ ...base, inIface: UPLINK, outIface: "slc000000000000", src: "192.0.2.1", dst: "10.244.1.99", ctstate: "NEW" }), false);
+    assert.equal(n1.forward({ ...base, inIface: UPLINK, outIface: web.hostIface, src: "192.0.2.1", dst: "10.244.1.2", ctstate: "NEW" }), false, "isolated");
+    assert.equal(n1.forward({ ...base, inIface: UPLINK, outIface: web.hostIface, src: "192.0.2.1", dst: "10.244.1.2", ctstate: "ESTABLISHED" }), true);
+    assert.equal(n1.forward({ ...base, inIface: web.hostIface, outIface: UPLINK, src: "10.244.1.2", dst: "192.0.2.1", ctstate: "INVALID" }), false);
+    assert.equal(n1.forward({ ...base, inIface: UPLINK, outIface: VXLAN, src: "192.0.2.1", dst: "10.244.2.4", ctstate: "NEW" }), true, "not ours to judge");
+    // mark bits of others survive
+    const p = { ...base, inIface: web.hostIface, outIface: UPLINK, src: "10.244.1.2", dst: "192.0.2.1", ctstate: "NEW" as const, mark: 0x4000 };
+    assert.equal(n1.forward(p), true);
+    assert.equal(p.mark & 0x4000, 0x4000);
+  });
+
+  test("a pod with two addresses of a family may send from either, from nothing else, and its policy still applies", () => {
+    const two = pod("prod", "two", NODE, "10.244.1.60 10.244.1.61", { app: "web" });
+    const nodes = nodesFor({ family: 4, endpoints: [...endpoints, two], namespaces, networkPolicies: [np("prod", "web-egress", { podSelector: webSel, policyTypes: ["Egress"], egress: [{ ports: [{ port: 443 }] }] })], sctpSupported: false });
+    const n1 = nodes.get(NODE) as Node;
+    const p = (src: string, dport: number): Packet => ({ inIface: two.hostIface, outIface: UPLINK, src, dst: "192.0.2.1", proto: "tcp", dport, ctstate: "NEW", mark: 0 });
+    assert.equal(n1.forward(p("10.244.1.60", 443)), true);
+    assert.equal(n1.forward(p("10.244.1.61", 443)), true);
+    assert.equal(n1.forward(p("10.244.1.61", 80)), false, "isolated: only 443 allowed");
+    assert.equal(n1.forward(p("10.244.1.62", 443)), false, "spoofed");
+  });
+
+  test("IPv6: a pod may send neighbour discovery to its host even when egress-isolated", () => {
+    const nodes = nodesFor({ family: 6, endpoints, namespaces, networkPolicies: [np("prod", "no-egress", { podSelector: {}, policyTypes: ["Egress"] })], sctpSupported: false });
+    const n1 = nodes.get(NODE) as Node;
+    const ns = { inIface: web.hostIface, src: "fe80::1", dst: "ff02::1:ff00:1", proto: "ipv6-icmp" as const, dport: 0, ctstate: "NEW" as const, mark: 0 };
+    assert.equal(n1.input({ ...ns, icmpType: 135 }), true);
+    assert.equal(n1.input({ ...ns, icmpType: 128 }), false, "echo request is policy's business");
+    assert.equal(n1.input({ ...ns, proto: "tcp", dport: 22, src: "fd00:244:1::2", dst: "fd99::1" }), false);
+  });
+
+  test("policy chains are shared: one per policy and direction, jumped to from every selected local pod", () => {
+    const many = Array.from({ length: 20 }, (_, k) => pod("prod", `w${k}`, NODE, `10.244.1.${100 + k}`, { app: "web" }));
+    const r = renderPolicy({ ...inputOf(scenarios[2] as Scenario), endpoints: [...endpoints, ...many] });
+    const pi = policyChainName("ingress", "prod/web-from-db");
+    assert.equal(r.chains.filter((c) => c.name.startsWith("slc-pi-")).length, 1);
+    const jumps = r.chains.flatMap((c) => c.rules).filter((x) => x === `-j ${pi}`).length;
+    assert.equal(jumps, 21);
+    assert.equal(r.ipsets.length, 1);
+  });
+
+  test("membership changes touch only ipsets; set names are stable and depend on the definition only", () => {
+    const s = scenarios[3] as Scenario;
+    const a = renderPolicy(inputOf(s));
+    const moved = renderPolicy({ ...inputOf(s), endpoints: [...endpoints, pod("dev", "db2", REMOTE, "10.244.2.50", { app: "db" })] });
+    assert.deepEqual(moved.chains, a.chains);
+    assert.notDeepEqual(moved.ipsets, a.ipsets);
+    assert.deepEqual(moved.ipsets.map((x) => x.name), a.ipsets.map((x) => x.name));
+    // a peer set with no members is still rendered (and matches nothing)
+    const empty = renderPolicy({ ...inputOf(s), endpoints: [web, db] });
+    assert.deepEqual(empty.chains, a.chains);
+    assert.ok(empty.ipsets.every((x) => x.members.length === 0));
+    for (const x of a.ipsets) assert.match(x.name, /^slc4-(ip|net|port)-[0-9a-f]{16}$/);
+  });
+
+  test("chains only for local pods and for policies that select one; sets only when referenced", () => {
+    const r = renderPolicy({ ...inputOf(scenarios[3] as Scenario), nodeName: "n3" });
+    assert.deepEqual(r.chains.map((c) => c.name), ["slc-from-wl", "slc-to-wl"]);
+    assert.deepEqual(r.chains.map((c) => c.rules), [["-j DROP"], ["-j DROP"]]);
+    assert.deepEqual(r.ipsets, []);
+  });
+
+  test("a local endpoint with a malformed interface name gets no chain (its traffic is dropped by dispatch)", () => {
+    const bad = [{ ...pod("prod", "bad1", NODE, "10.244.1.50"), hostIface: "slc bad" }, { ...pod("prod", "bad2", NODE, "10.244.1.51"), hostIface: "slc+" }, { ...pod("prod", "bad3", NODE, "10.244.1.52"), hostIface: "slc0123456789abcdef" }, { ...pod("prod", "bad4", NODE, "10.244.1.53"), hostIface: "" }];
+    const r = renderPolicy({ ...inputOf(scenarios[0] as Scenario), endpoints: [...endpoints, ...bad] });
+    assert.deepEqual(r, renderPolicy(inputOf(scenarios[0] as Scenario)));
+  });
+
+  test("deterministic: input order does not matter", () => {
+    for (const s of scenarios) {
+      const i = inputOf(s);
+      const a = renderPolicy(i);
+      const b = renderPolicy({ ...i, endpoints: [...i.endpoints].reverse(), namespaces: [...i.namespaces].reverse(), networkPolicies: [...i.networkPolicies].reverse() });
+      assert.deepEqual(b, a, s.name);
+    }
+  });
+
+  test("ipset text: create lines with the family, then members", () => {
+    assert.equal(formatIpsets([{ name: "slc6-net-x", type: "hash:net", family: 6, members: ["fd00::/64", "fd00::/80 nomatch"] }]), "create slc6-net-x hash:net family inet6\nadd slc6-net-x fd00::/64\nadd slc6-net-x fd00::/80 nomatch\n");
+  });
+
+  test("scale: 5,000 endpoints, 500 local, 1,000 policies renders, rules linear in policies + local pods", () => {
+    const rnd = mulberry32(7);
+    const nss: NamespaceInfo[] = Array.from({ length: 50 }, (_, k) => ({ name: `ns${k}`, labels: { team: `t${k % 7}`, env: k % 2 ? "prod" : "dev" } }));
+    const eps: PodEndpoint[] = Array.from({ length: 5000 }, (_, k) => {
+      const ns = `ns${k % 50}`;
+      return pod(ns, `p${k}`, k < 500 ? NODE : `n${2 + (k % 9)}`, `10.${(k >> 8) & 255}.${k & 255}.1`, { app: `a${k % 40}`, tier: `t${k % 3}` }, [tcp("http", 8000 + (k % 5))]);
+    });
+    const pols = Array.from({ length: 1000 }, (_, k) =>
+      np(`ns${k % 50}`, `p${k}`, {
+        podSelector: { matchLabels: { app: `a${k % 40}` } },
+        policyTypes: ["Ingress", "Egress"],
+        ingress: [{ from: [{ podSelector: { matchLabels: { tier: `t${k % 3}` } } }, { namespaceSelector: { matchLabels: { team: `t${k % 7}` } }, podSelector: { matchLabels: { app: `a${Math.floor(rnd() * 40)}` } } }], ports: [{ port: "http" }, { port: 443 }] }],
+        egress: [{ to: [{ namespaceSelector: {} }, { ipBlock: { cidr: "10.0.0.0/8", except: ["10.1.0.0/16"] } }], ports: [{ port: 53, protocol: "UDP" }, { port: "http" }] }],
+      }),
+    );
+    const started = process.hrtime.bigint();
+    const r = renderPolicy({ family: 4, nodeName: NODE, endpoints: eps, namespaces: nss, networkPolicies: pols, sctpSupported: false });
+    const ms = Number(process.hrtime.bigint() - started) / 1e6;
+    const rules = r.chains.reduce((n, c) => n + c.rules.length, 0);
+    console.log(`# scale: ${ms.toFixed(0)} ms, ${r.chains.length} chains, ${rules} rules, ${r.ipsets.length} ipsets, ${r.ipsets.reduce((n, s) => n + s.members.length, 0)} members`);
+    assert.ok(rules < 20 * (1000 + 500) + 2000, `${rules} rules`);
+    assert.ok(r.chains.length <= 2 + 2 * 500 + 2 * 1000);
+  });
+});
+
+// ---------------------------------------------------------------- random scenarios
+
+const RANDOM_EXTERNALS = ["192.0.2.7", "10.9.9.9", "10.244.2.200", "fd00:244:2::200", "2001:db8::1"];
+const RANDOM_PROBES: [Protocol, number][] = [
+  ["TCP", 80],
+  ["TCP", 8080],
+  ["TCP", 9090],
+  ["UDP", 53],
+  ["UDP", 80],
+  ["SCTP", 80],
+];
+
+function mulberry32(seed: number): () => number {
+  let a = seed;
+  return () => {
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function randomScenario(rnd: () => number): { endpoints: PodEndpoint[]; namespaces: NamespaceInfo[]; policies: NetworkPolicyObject[]; sctp: boolean } {
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)] as T;
+  const maybe = (p = 0.5): boolean => rnd() < p;
+  const nsNames = ["a", "b", "c"];
+  const nss: NamespaceInfo[] = nsNames.map((n) => ({ name: n, labels: { ...(maybe() ? { team: pick(["x", "y"]) } : {}), ...(maybe() ? { env: pick(["p", "d"]) } : {}) } }));
+  const portsPool: ContainerPort[] = [tcp("http", 80), tcp("http", 8080), { name: "dns", containerPort: 53, protocol: "UDP" }, tcp("metrics", 9090), { name: "http", containerPort: 80, protocol: "SCTP" }];
+  const eps: PodEndpoint[] = [];
+  const n = 4 + Math.floor(rnd() * 5);
+  for (let k = 0; k < n; k++) {
+    const node = maybe(0.6) ? NODE : REMOTE;
+    const sub = node === NODE ? 1 : 2;
+    const ips = maybe(0.8) ? `10.244.${sub}.${10 + k} fd00:244:${sub}::${10 + k}` : maybe() ? `10.244.${sub}.${10 + k}` : `fd00:244:${sub}::${10 + k}`;
+    const labels: Record<string, string> = {};
+    if (maybe(0.8)) labels["app"] = pick(["web", "db", "api"]);
+    if (maybe(0.4)) labels["tier"] = pick(["1", "2"]);
+    const ports = portsPool.filter(() => maybe(0.3)).filter((p, i, all) => all.findIndex((q) => q.name === p.name) === i);
+    eps.push(pod(pick(nsNames), `p${k}`, node, ips, labels, ports));
+  }
+  const selector = (): unknown => {
+    const r = rnd();
+    if (r < 0.3) return {};
+    if (r < 0.6) return { matchLabels: { app: pick(["web", "db", "api"]) } };
+    if (r < 0.75) return { matchExpressions: [{ key: "app", operator: pick(["In", "NotIn"]), values: [pick(["web", "db"]), pick(["api", "db"])] }] };
+    return { matchExpressions: [{ key: pick(["tier", "app"]), operator: pick(["Exists", "DoesNotExist"]) }] };
+  };
+  const nsSelector = (): unknown => pick([{}, { matchLabels: { team: "x" } }, { matchExpressions: [{ key: "env", operator: pick(["Exists", "DoesNotExist"]) }] }, { matchLabels: { "kubernetes.io/metadata.name": pick(nsNames) } }]);
+  const peer = (): unknown => {
+    const r = rnd();
+    if (r < 0.3) return { podSelector: selector() };
+    if (r < 0.5) return { namespaceSelector: nsSelector() };
+    if (r < 0.7) return { namespaceSelector: nsSelector(), podSelector: selector() };
+    return { ipBlock: pick([{ cidr: "10.244.0.0/16", except: ["10.244.2.0/24"] }, { cidr: "0.0.0.0/0", except: ["10.244.1.0/24"] }, { cidr: "0.0.0.0/0" }, { cidr: "192.0.2.0/24" }, { cidr: "10.244.1.10/32" }, { cidr: "fd00:244::/32", except: ["fd00:244:1::/64"] }, { cidr: "::/0" }]) };
+  };
+  const port = (): unknown =>
+    pick([{ port: 80 }, { port: 80, endPort: 9000 }, { port: "http" }, { port: "dns", protocol: "UDP" }, { protocol: "UDP" }, { protocol: "SCTP", port: 80 }, { protocol: "SCTP", port: "http" }, { port: "metrics" }, { port: 53, protocol: "UDP" }]);
+  const list = <T>(f: () => T, max: number): T[] => Array.from({ length: Math.floor(rnd() * (max + 1)) }, f);
+  const rule = (key: "from" | "to"): unknown => ({ ...(maybe(0.7) ? { [key]: list(peer, 2) } : {}), ...(maybe(0.6) ? { ports: list(port, 2) } : {}) });
+  const policies: NetworkPolicyObject[] = [];
+  const count = 1 + Math.floor(rnd() * 4);
+  for (let k = 0; k < count; k++) {
+    const spec: Record<string, unknown> = { podSelector: selector() };
+    if (maybe(0.8)) spec["ingress"] = list(() => rule("from"), 2);
+    if (maybe(0.5)) spec["egress"] = list(() => rule("to"), 2);
+    if (maybe(0.4)) spec["policyTypes"] = pick([["Ingress"], ["Egress"], ["Ingress", "Egress"]]);
+    policies.push(np(pick(nsNames), `np${k}`, spec));
+  }
+  return { endpoints: eps, namespaces: nss, policies, sctp: maybe() };
+}
