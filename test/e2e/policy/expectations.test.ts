@@ -9,44 +9,10 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { networkPolicyObject } from "../../../src/config/k8sSchemas.js";
 import { type Matrix, describeDiff, parseMatrix } from "../../helpers/policyMatrix.js";
-import { NODES, POD_KEYS, CONTAINER_PORTS } from "./model.js";
+import { NODES, POD_KEYS } from "./model.js";
 import { Oracle } from "./oracle.js";
-import { BULLETS, type Bullet, SCENARIOS, type Step, stepTitle } from "./scenarios.js";
-import { ClusterState, parsePolicyDocs } from "./state.js";
-
-/** Made-up addresses for the model (the real ones are learned at run time). */
-function modelCluster(): ClusterState {
-  const subnets: Record<string, string> = { "node-1": "10.244.11.0/24", "node-2": "10.244.12.0/24", "node-3": "10.244.13.0/24" };
-  const st = new ClusterState({ network: "10.244.0.0/16", subnets });
-  for (const ns of ClusterState.initialNamespaces()) st.namespaces.set(ns.name, ns);
-  const next = new Map<string, number>();
-  for (const p of ClusterState.initialPods()) st.pods.set(p.key, { ...p, ip: allocate(st, next, p.node) });
-  return st;
-}
-
-function allocate(st: ClusterState, next: Map<string, number>, node: string): string {
-  const n = (next.get(node) ?? 1) + 1;
-  next.set(node, n);
-  return (st.addresses.subnets[node] as string).replace(/0\/24$/, String(n));
-}
-
-/** Applies a step's actions to the model, in the runner's order. */
-function perform(st: ClusterState, next: Map<string, number>, step: Step): void {
-  for (const ns of step.createNamespace ?? []) {
-    st.namespaces.set(ns.name, { name: ns.name, labels: { ...ns.labels } });
-    for (const p of ns.pods) st.pods.set(`${ns.name}/${p.name}`, { key: `${ns.name}/${p.name}`, namespace: ns.name, name: p.name, node: p.node, labels: { ...p.labels }, ip: allocate(st, next, p.node), ports: [...CONTAINER_PORTS] });
-  }
-  for (const r of step.recreatePod ?? []) {
-    const p = st.pod(r.pod);
-    st.pods.set(r.pod, { ...p, node: r.node, ip: allocate(st, next, r.node) });
-  }
-  if (step.apply) st.applyPolicies(step.apply);
-  for (const l of step.label ?? []) st.relabel(l);
-  for (const key of step.delete ?? []) {
-    assert.ok(st.policies.delete(key), `delete of unknown policy ${key}`);
-  }
-  for (const ns of step.deleteNamespace ?? []) st.deleteNamespace(ns);
-}
+import { BULLETS, type Bullet, SCENARIOS, stepTitle } from "./scenarios.js";
+import { SimulatedCluster, parsePolicyDocs } from "./state.js";
 
 function oracleMatrix(o: Oracle, port: number, protocol: "TCP" | "UDP"): Matrix {
   return { pods: [...POD_KEYS], cells: POD_KEYS.map((f) => POD_KEYS.map((t) => o.allowed(f, t, port, protocol))) };
@@ -71,7 +37,7 @@ describe("NetworkPolicy e2e scenarios (data checks, no cluster)", () => {
   });
 
   test("every policy document is valid networking.k8s.io/v1 (as sluicectl apply checks it)", () => {
-    const st = modelCluster();
+    const st = new SimulatedCluster().state;
     for (const sc of SCENARIOS) {
       for (const s of sc.steps) {
         if (!s.apply) continue;
@@ -85,11 +51,11 @@ describe("NetworkPolicy e2e scenarios (data checks, no cluster)", () => {
 
   for (const sc of SCENARIOS) {
     test(`grids agree with an independent reading of the spec: ${sc.name}`, () => {
-      const st = modelCluster();
-      const next = new Map<string, number>([["node-1", 4], ["node-2", 4], ["node-3", 4]]);
+      const sim = new SimulatedCluster();
+      const st = sim.state;
       const oracle = new Oracle(st);
       sc.steps.forEach((step, i) => {
-        perform(st, next, step);
+        sim.perform(step);
         const title = stepTitle(sc, i);
         const diff = describeDiff(title, oracleMatrix(oracle, step.port, step.protocol), parseMatrix(step.expected, POD_KEYS));
         assert.equal(diff, "", `hand-written grid (shown as "observed") disagrees with the oracle (shown as "expected"):\n${diff}`);

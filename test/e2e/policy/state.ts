@@ -6,7 +6,7 @@
  */
 import { parseAllDocuments } from "yaml";
 import { CONTAINER_PORTS, HOME_NODE, NAMESPACES, POD_NAMES, type NamedPort, namespaceLabels, podLabels, splitKey } from "./model.js";
-import type { LabelChange } from "./scenarios.js";
+import type { LabelChange, Step } from "./scenarios.js";
 
 export interface PodState {
   key: string;
@@ -112,4 +112,41 @@ export function parsePolicyDocs(text: string): PolicyDoc[] {
       }
       return { metadata: { name: doc.metadata.name, namespace: doc.metadata.namespace }, spec: doc.spec as Record<string, unknown> };
     });
+}
+
+/**
+ * The model alone, with made-up addresses (node-K owns 10.244.1K.0/24): what the
+ * cluster-free checks walk the scenarios with. `perform` applies a step's actions in the
+ * runner's order; a re-created pod gets a fresh address on its new node.
+ */
+export class SimulatedCluster {
+  readonly state: ClusterState;
+  private readonly next = new Map<string, number>();
+
+  constructor() {
+    this.state = new ClusterState({ network: "10.244.0.0/16", subnets: { "node-1": "10.244.11.0/24", "node-2": "10.244.12.0/24", "node-3": "10.244.13.0/24" } });
+    for (const ns of ClusterState.initialNamespaces()) this.state.namespaces.set(ns.name, ns);
+    for (const p of ClusterState.initialPods()) this.state.pods.set(p.key, { ...p, ip: this.allocate(p.node) });
+  }
+
+  private allocate(node: string): string {
+    const n = (this.next.get(node) ?? 1) + 1;
+    this.next.set(node, n);
+    const subnet = this.state.addresses.subnets[node];
+    if (!subnet) throw new Error(`no node ${node}`);
+    return subnet.replace(/0\/24$/, String(n));
+  }
+
+  perform(step: Step): void {
+    const st = this.state;
+    for (const ns of step.createNamespace ?? []) {
+      st.namespaces.set(ns.name, { name: ns.name, labels: { ...ns.labels } });
+      for (const p of ns.pods) st.pods.set(`${ns.name}/${p.name}`, { key: `${ns.name}/${p.name}`, namespace: ns.name, name: p.name, node: p.node, labels: { ...p.labels }, ip: this.allocate(p.node), ports: [...CONTAINER_PORTS] });
+    }
+    for (const r of step.recreatePod ?? []) st.pods.set(r.pod, { ...st.pod(r.pod), node: r.node, ip: this.allocate(r.node) });
+    if (step.apply) st.applyPolicies(step.apply);
+    for (const l of step.label ?? []) st.relabel(l);
+    for (const key of step.delete ?? []) if (!st.policies.delete(key)) throw new Error(`delete of unknown policy ${key}`);
+    for (const ns of step.deleteNamespace ?? []) st.deleteNamespace(ns);
+  }
 }
