@@ -22,7 +22,10 @@ import type { Lease, LeaseAttrs } from "../model/lease.js";
 import { computeRouting, podMtu, vxlanDeviceName } from "../routing/backends.js";
 import { startHealthServer } from "./health.js";
 import { leaseToPeer, vtepMacOf } from "./peers.js";
-import { HostRules } from "./hostRules.js";
+import { HostRules, type PolicyInput } from "./hostRules.js";
+import { PolicyEngine } from "./policyEngine.js";
+import { PolicySource } from "../datastore/policySource.js";
+import type { TableChoice } from "../render/hostRules.js";
 import { readSubnetEnv, renderDockerOpts, renderSubnetEnv, writeFileAtomic, type SubnetEnv } from "./subnetEnv.js";
 
 export class ConnectivityAgent {
@@ -40,6 +43,9 @@ export class ConnectivityAgent {
   private vtepMac6: string | undefined;
   private readonly peers = new Map<string, Lease>();
   private hostRules: HostRules | undefined;
+  private policySource: PolicySource | undefined;
+  private policy: PolicyEngine | undefined;
+  private policyPending: NodeJS.Timeout | undefined;
   private timers: NodeJS.Timeout[] = [];
   private pending: NodeJS.Timeout | undefined;
   private running: Promise<void> = Promise.resolve();
@@ -65,6 +71,7 @@ export class ConnectivityAgent {
           const reasons: string[] = [];
           if (!this.keeper?.healthy) reasons.push("no live subnet lease");
           if (!this.rulesInPlace) reasons.push("iptables rules not yet in place");
+          if (this.policy && !this.policy.synced) reasons.push("policy data not yet listed from the datastore");
           if (!this.subnetEnvWritten) reasons.push("subnet.env not yet written");
           return { ready: reasons.length === 0, reasons };
         },
@@ -109,11 +116,36 @@ export class ConnectivityAgent {
     await this.keeper.acquire();
 
     this.hostRules = await HostRules.create(cfg, log);
+    if (cfg["enable-policy"]) this.startPolicy(this.hostRules);
     await this.startWatch();
     // The first reconcile goes through the same queue as every later one, so they never overlap.
     await this.enqueue(() => this.reconcile(), true);
     this.timers.push(setInterval(() => this.schedule(0), cfg["route-resync"]));
-    this.timers.push(setInterval(() => void this.enqueue(() => this.resyncRules()), cfg["iptables-resync"]));
+    // flannel's short resync keeps the nat rules (and, without policy, the forward rules)
+    // true; the policy tables are larger, so their full check runs on its own period.
+    // Every change applies at once, whatever the periods.
+    this.timers.push(setInterval(() => void this.enqueue(() => this.resyncRules(this.policy ? ["nat"] : ["nat", "filter"])), cfg["iptables-resync"]));
+    if (this.policy) this.timers.push(setInterval(() => void this.enqueue(() => this.resyncRules(["filter"])), cfg["policy-resync"]));
+  }
+
+  /** Lists and watches the policy data; until the first list the filter table is left as it is. */
+  private startPolicy(hostRules: HostRules): void {
+    const source = new PolicySource({ client: this.etcd as Etcd3, log: this.log, prefix: this.cfg["resource-prefix"] });
+    this.policySource = source;
+    this.policy = new PolicyEngine(source, this.cfg.nodeName, hostRules.capabilities.sctpMatch, this.log);
+    this.policy.on("changed", () => this.schedulePolicy());
+    source.start().catch((err: Error) => {
+      if (!this.stopping) this.log.error({ err: err.message }, "policy source stopped");
+    });
+  }
+
+  /** Coalesces a burst of policy events (a kubectl apply of many objects) into one apply. */
+  private schedulePolicy(): void {
+    if (this.stopping || this.policyPending) return;
+    this.policyPending = setTimeout(() => {
+      this.policyPending = undefined;
+      void this.enqueue(() => this.resyncRules(["filter"]));
+    }, 15);
   }
 
   private async waitForNetworkConfig(): Promise<NetworkConfig> {
@@ -282,19 +314,27 @@ export class ConnectivityAgent {
     const counts = await reconcileRouting(nl, desired, vxlanDevices, this.log);
     const changed = Object.values(counts).some((n) => n > 0);
     if (changed) this.log.info({ ...counts, peers: desired.decisions }, "routing reconciled");
-    await this.resyncRules();
+    await this.resyncRules(["nat", "filter"]);
     const env: SubnetEnv = { network: network.ipv4?.network, subnet: lease.subnet, ipv6Network: network.ipv6?.network, ipv6Subnet: lease.subnet6, mtu, ipMasq: this.cfg["ip-masq"] };
     await this.writeSubnetEnv(env);
   }
 
-  private async resyncRules(): Promise<void> {
+  private policyInput(network: NetworkConfig): PolicyInput {
+    if (!this.policy) return { enabled: false };
+    const families = [...(network.ipv4 ? [4 as const] : []), ...(network.ipv6 ? [6 as const] : [])];
+    return { enabled: true, renders: this.policy.renders(families) };
+  }
+
+  private async resyncRules(tables: readonly TableChoice[]): Promise<void> {
     const lease = this.keeper?.lease;
     const network = this.network as NetworkConfig;
     if (!lease || !this.hostRules || this.stopping) return;
     try {
-      await this.hostRules.apply(network, lease);
-      if (!this.rulesInPlace) this.log.info("host iptables rules in place");
-      this.rulesInPlace = true;
+      const { filterApplied } = await this.hostRules.apply(network, lease, this.policyInput(network), tables);
+      if (filterApplied && !this.rulesInPlace) {
+        this.log.info(this.policy ? "host rules and policy in place" : "host iptables rules in place");
+        this.rulesInPlace = true;
+      }
     } catch (err) {
       this.log.error({ err: (err as Error).message }, "cannot apply iptables rules; will retry");
     }
@@ -316,7 +356,9 @@ export class ConnectivityAgent {
     this.stopping = true;
     for (const t of this.timers) clearInterval(t);
     if (this.pending) clearTimeout(this.pending);
+    if (this.policyPending) clearTimeout(this.policyPending);
     this.keeper?.stop();
+    await this.policySource?.stop();
     await this.running.catch(() => undefined);
     await cancelWithin(this.watcher, 2000);
     this.etcd?.close();

@@ -1,31 +1,77 @@
-/** Applies the host rules (masquerade + forward) for each enabled family. */
+/**
+ * Applies this node's iptables rules and ipsets for each enabled family: the nat table
+ * (masquerade) on its own, and the filter table (the FORWARD fix plus, when the policy
+ * engine is on, every policy chain and set) as one desired table, so neither can remove
+ * the other's chains.
+ */
 import type { Logger } from "pino";
 import type { AgentConfig } from "../config/agentConfig.js";
 import type { NetworkConfig } from "../config/networkConfig.js";
-import { IptablesDriver, binaries, detectMode, supportsRandomFully } from "../dataplane/iptables.js";
+import { type DataplaneCapabilities, probeCapabilities } from "../dataplane/capabilities.js";
+import { type IptablesMode, binaries, detectMode, supportsRandomFully } from "../dataplane/iptables.js";
+import { PolicyDataplane } from "../dataplane/policyDataplane.js";
+import type { Family } from "../model/ip.js";
 import type { Lease } from "../model/lease.js";
-import { hostRuleset } from "../render/hostRules.js";
+import { type TableChoice, hostRuleset } from "../render/hostRules.js";
+import type { PolicyRender } from "../render/policyContract.js";
+
+/**
+ * What the policy engine contributes: a render per family, or "not-ready" while it has
+ * not yet seen the datastore once. Not ready means the filter table is left exactly as it
+ * is, so a restarting agent never opens what its previous run had closed.
+ */
+export type PolicyInput = { enabled: false } | { enabled: true; renders: ReadonlyMap<Family, PolicyRender> | undefined };
 
 export class HostRules {
   private constructor(
-    readonly driver4: IptablesDriver,
-    readonly driver6: IptablesDriver,
+    readonly dataplanes: ReadonlyMap<Family, PolicyDataplane>,
+    readonly capabilities: DataplaneCapabilities,
+    readonly mode: IptablesMode,
     private readonly randomFully: boolean,
     private readonly cfg: AgentConfig,
   ) {}
 
   static async create(cfg: AgentConfig, log: Logger): Promise<HostRules> {
     const mode = await detectMode(cfg["iptables-backend"]);
-    const d4 = new IptablesDriver(binaries(4, mode), log);
-    const d6 = new IptablesDriver(binaries(6, mode), log);
-    const randomFully = !cfg["ip-masq-fully-random-disable"] && (await supportsRandomFully(d4.bin));
-    log.info({ mode, randomFully }, "iptables backend chosen");
-    return new HostRules(d4, d6, randomFully, cfg);
+    const d4 = new PolicyDataplane({ family: 4, mode, log });
+    const d6 = new PolicyDataplane({ family: 6, mode, log });
+    const randomFully = !cfg["ip-masq-fully-random-disable"] && (await supportsRandomFully(binaries(4, mode)));
+    const capabilities = await probeCapabilities(binaries(4, mode), 4, log);
+    log.info({ mode, randomFully, sctpMatch: capabilities.sctpMatch, setMatch: capabilities.setMatch }, "iptables backend chosen");
+    return new HostRules(
+      new Map([
+        [4, d4],
+        [6, d6],
+      ]),
+      capabilities,
+      mode,
+      randomFully,
+      cfg,
+    );
   }
 
-  async apply(network: NetworkConfig, lease: Lease): Promise<void> {
+  /** Total kernel writes so far (iptables-restore and ipset restore); a no-op apply adds none. */
+  get writes(): number {
+    return [...this.dataplanes.values()].reduce((n, d) => n + d.writes, 0);
+  }
+
+  /** Reconciles the chosen tables; returns whether the filter table was applied. */
+  async apply(network: NetworkConfig, lease: Lease, policy: PolicyInput, tables: readonly TableChoice[] = ["nat", "filter"]): Promise<{ filterApplied: boolean }> {
     const common = { ipMasq: this.cfg["ip-masq"], randomFully: this.randomFully, forwardRules: this.cfg["iptables-forward-rules"] };
-    if (network.ipv4) await this.driver4.apply(hostRuleset({ family: 4, network: network.ipv4.network, subnet: lease.subnet, ...common }));
-    if (network.ipv6) await this.driver6.apply(hostRuleset({ family: 6, network: network.ipv6.network, subnet: lease.subnet6, ...common }));
+    const filterReady = !policy.enabled || policy.renders !== undefined;
+    const chosen = tables.filter((t) => t !== "filter" || filterReady);
+    const families = [
+      { family: 4 as const, pool: network.ipv4, subnet: lease.subnet },
+      { family: 6 as const, pool: network.ipv6, subnet: lease.subnet6 },
+    ];
+    for (const f of families) {
+      if (!f.pool) continue;
+      const dp = this.dataplanes.get(f.family) as PolicyDataplane;
+      const render = policy.enabled ? policy.renders?.get(f.family) : undefined;
+      const spec = hostRuleset({ family: f.family, network: f.pool.network, subnet: f.subnet, ...common }, render, chosen);
+      if (chosen.includes("filter")) await dp.apply(f.family, spec, render?.ipsets ?? []);
+      else await dp.iptables.apply(spec);
+    }
+    return { filterApplied: chosen.includes("filter") };
   }
 }

@@ -41,7 +41,7 @@ export const AGENT_FLAGS: readonly FlagSpec[] = [
   { name: "set-node-network-unavailable", kind: "boolean", help: "set the NetworkUnavailable node condition", default: "true" },
   { name: "enable-policy", kind: "boolean", help: "Sluice: enforce NetworkPolicy (and the other policy kinds) on this node's pods", default: "true" },
   { name: "policy-resync", kind: "string", help: "Sluice: seconds between full checks of the policy chains and ipsets (changes apply at once)", default: "60" },
-  { name: "policy-etcd-prefix", kind: "string", help: "Sluice: etcd prefix of namespaces, pods, endpoints and policies", default: "/sluice/v1" },
+  { name: "resource-prefix", kind: "string", help: "Sluice: etcd prefix of namespaces, pods, endpoints and policies", default: "/sluice/v1" },
   { name: "node-name", kind: "string", help: "Sluice: this node's name (default: NODE_NAME or the host name)" },
   { name: "docker-opts-file", kind: "string", help: "Sluice: also write Docker options (like mk-docker-opts.sh) to this file" },
   { name: "log-level", kind: "string", help: "Sluice: trace, debug, info, warn or error", default: "info" },
@@ -120,7 +120,7 @@ const schema = z
     "policy-resync": duration(1000, "seconds or a duration")
       .default(60_000)
       .refine((ms) => ms >= 100, "must be at least 100ms"),
-    "policy-etcd-prefix": z.string().default("/sluice/v1").refine((s) => s.startsWith("/"), "must start with /"),
+    "resource-prefix": z.string().default("/sluice/v1").refine((s) => s.startsWith("/"), "must start with /"),
     "node-name": z.string().min(1).optional(),
     "docker-opts-file": z.string().optional(),
     "log-level": z.enum(["trace", "debug", "info", "warn", "error", "fatal"]).default("info"),

@@ -139,6 +139,7 @@ export class Sandbox {
       "--healthz-port", "9099",
       "--iptables-resync", "1",
       "--route-resync", "1",
+      "--policy-resync", "1",
       ...(this.o.ipMasq ?? true ? ["--ip-masq"] : []),
       ...(this.o.agentArgs ?? []),
     ];

@@ -120,7 +120,7 @@ export function connectivitySuite(tag: string, backend: SandboxBackend, segments
         await eventually(async () => {
           const f = await nsExec(n.ns, "iptables", ["-S", "SLUICE-FORWARD"]);
           const p = await nsExec(n.ns, "iptables", ["-t", "nat", "-S", "SLUICE-POSTROUTING"]);
-          return f.split("\n").filter((l) => l.startsWith("-A")).length === 2 && p.split("\n").filter((l) => l.startsWith("-A")).length === 6;
+          return f.split("\n").filter((l) => l.startsWith("-A")).length === 4 && p.split("\n").filter((l) => l.startsWith("-A")).length === 6;
         }, 10_000),
         "iptables repaired",
       );

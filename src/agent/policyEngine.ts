@@ -1,0 +1,73 @@
+/**
+ * The policy half of the agent (Felix's job), wired the one-way DESIGN way: the policy
+ * source (datastore list/watch) keeps a snapshot; on every change the engine marks its
+ * render stale and asks the agent for an apply; the apply renders the snapshot (pure)
+ * and hands chains and ipsets to the same serial dataplane queue as everything else.
+ */
+import { EventEmitter } from "node:events";
+import type { Logger } from "pino";
+import type { PolicySnapshot } from "../datastore/policySource.js";
+import type { Family } from "../model/ip.js";
+import type { PolicyRender } from "../render/policyContract.js";
+import { renderPolicy } from "../render/policy.js";
+
+/** What the engine needs of a datastore: the etcd PolicySource, later the Kubernetes one. */
+export interface PolicyFeed {
+  readonly synced: boolean;
+  snapshot(): PolicySnapshot;
+  on(event: "changed", listener: () => void): unknown;
+  on(event: "synced", listener: () => void): unknown;
+}
+
+export class PolicyEngine extends EventEmitter {
+  private cache: { snapshot: PolicySnapshot; families: string; renders: Map<Family, PolicyRender> } | undefined;
+
+  constructor(
+    private readonly feed: PolicyFeed,
+    private readonly nodeName: string,
+    private readonly sctpSupported: boolean,
+    private readonly log: Logger,
+  ) {
+    super();
+    feed.on("changed", () => this.emit("changed"));
+    feed.on("synced", () => {
+      log.info("policy data synced; programming policy");
+      this.emit("changed");
+    });
+  }
+
+  get synced(): boolean {
+    return this.feed.synced;
+  }
+
+  /**
+   * The render of each family, or undefined until the datastore has been listed once (the
+   * caller then leaves the filter table as it is). Cached per snapshot: the source hands out
+   * a new snapshot object whenever anything changed.
+   */
+  renders(families: readonly Family[]): ReadonlyMap<Family, PolicyRender> | undefined {
+    if (!this.feed.synced) return undefined;
+    const snapshot = this.feed.snapshot();
+    const key = families.join(",");
+    if (this.cache && this.cache.snapshot === snapshot && this.cache.families === key) return this.cache.renders;
+    const started = performance.now();
+    const renders = new Map<Family, PolicyRender>();
+    for (const family of families) {
+      renders.set(
+        family,
+        renderPolicy({
+          family,
+          nodeName: this.nodeName,
+          endpoints: snapshot.endpoints,
+          namespaces: snapshot.namespaces,
+          networkPolicies: snapshot.networkPolicies,
+          sctpSupported: this.sctpSupported,
+        }),
+      );
+    }
+    const local = snapshot.endpoints.filter((e) => e.node === this.nodeName).length;
+    this.log.debug({ ms: Math.round(performance.now() - started), endpoints: snapshot.endpoints.length, local, policies: snapshot.networkPolicies.length, revision: snapshot.revision }, "policy rendered");
+    this.cache = { snapshot, families: key, renders };
+    return renders;
+  }
+}
