@@ -15,13 +15,15 @@ import { formatCidr, parseCidr, parseIp } from "../model/ip.js";
 import { ETCD_FLAGS } from "./etcdFlags.js";
 import { DEMO_PREFIX, DEMO_STATE, runDemo } from "./demo.js";
 import { teardown } from "../sandbox/cluster.js";
+import { SANDBOX_FLAGS, SANDBOX_USAGE, runSandbox } from "./sandbox.js";
 
 export interface Io {
   out: (s: string) => void;
   err: (s: string) => void;
 }
 
-type Command = { summary: string; flags: FlagSpec[]; run: (flags: RawFlags, args: string[], io: Io) => Promise<number> };
+/** `usage`, when present, is printed by --help above the flags (commands with subcommands). */
+type Command = { summary: string; usage?: string; flags: FlagSpec[]; run: (flags: RawFlags, args: string[], io: Io) => Promise<number> };
 
 const str = (f: RawFlags, k: string): string | undefined => (typeof f[k] === "string" ? (f[k] as string) : undefined);
 
@@ -144,6 +146,12 @@ export const COMMANDS: Record<string, Command> = {
       return 0;
     },
   },
+  sandbox: {
+    summary: "a cluster in network namespaces on this host: up/down/status, node, ns, pod, label, exec, probe, matrix",
+    usage: SANDBOX_USAGE,
+    flags: SANDBOX_FLAGS,
+    run: runSandbox,
+  },
   demo: {
     summary: "build a 3-node cluster in network namespaces, show leases, routes and real traffic, tear it down",
     flags: [
@@ -178,7 +186,7 @@ export async function runCtl(argv: string[], io: Io): Promise<number> {
   try {
     const { flags, positional } = parseFlags(rest, specs, process.env, `sluicectl ${name}`);
     if (flags["help"]) {
-      io.out(formatHelp(`sluicectl ${name}: ${cmd.summary}`, cmd.flags) + "\n");
+      io.out(formatHelp(`sluicectl ${name}: ${cmd.summary}${cmd.usage ? `\n\n${cmd.usage}` : ""}`, cmd.flags) + "\n");
       return 0;
     }
     return await cmd.run(flags, positional, io);
