@@ -14,7 +14,6 @@ import { cleanupNode } from "./cleanup.js";
 import { formatCidr, parseCidr, parseIp } from "../model/ip.js";
 import { ETCD_FLAGS } from "./etcdFlags.js";
 import { DEMO_PREFIX, DEMO_STATE, runDemo } from "./demo.js";
-import { teardown } from "../sandbox/cluster.js";
 import { SANDBOX_FLAGS, SANDBOX_USAGE, runSandbox } from "./sandbox.js";
 
 export interface Io {
@@ -161,13 +160,9 @@ export const COMMANDS: Record<string, Command> = {
     run: async (flags, _args, io) => runDemo({ backend: str(flags, "backend") ?? "vxlan", keep: flags["keep"] === true }, io),
   },
   "demo-down": {
-    summary: "remove a demo cluster left running with demo --keep (or by a crash)",
+    summary: "remove a demo cluster left running with demo --keep (or by a crash); same as sandbox down for the demo's state",
     flags: [],
-    run: async (_flags, _args, io) => {
-      await teardown(DEMO_PREFIX, DEMO_STATE);
-      io.out("demo cluster removed\n");
-      return 0;
-    },
+    run: async (_flags, _args, io) => runSandbox({ "state-dir": DEMO_STATE, prefix: DEMO_PREFIX }, ["down"], io),
   },
 };
 

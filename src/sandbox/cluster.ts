@@ -120,7 +120,8 @@ export class Sandbox {
   /** Writes the state file (atomically): options, nodes, etcd. */
   save(): void {
     const e = this.etcd;
-    const { detached: _detached, ...options } = this.o;
+    const options: SandboxOptions = { ...this.o };
+    delete options.detached; // a loaded sandbox is always detached
     const state: SandboxState = {
       version: 1,
       options,
@@ -345,10 +346,15 @@ function isOurs(pid: number, stateDir: string): boolean {
   }
 }
 
-function alive(pid: number): boolean {
+/**
+ * Whether a process still runs. A zombie counts as gone: a detached process's new parent
+ * (init, or whatever this host runs as pid 1) may take seconds to reap it.
+ */
+export function alive(pid: number): boolean {
   try {
-    process.kill(pid, 0);
-    return true;
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+    return state !== "Z" && state !== "X";
   } catch {
     return false;
   }

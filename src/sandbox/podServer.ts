@@ -13,6 +13,7 @@
 import { spawn } from "node:child_process";
 import { closeSync, openSync, readFileSync, existsSync } from "node:fs";
 import { connect, type Socket } from "node:net";
+import { alive } from "./cluster.js";
 
 export interface ServedPort {
   port: number;
@@ -223,15 +224,10 @@ export async function waitPodServer(ctlSocket: string, pid: number, logFile: str
         /* not yet */
       }
     }
-    let alive = true;
-    try {
-      process.kill(pid, 0);
-    } catch {
-      alive = false;
-    }
-    if (!alive || Date.now() > deadline) {
+    const running = alive(pid);
+    if (!running || Date.now() > deadline) {
       const log = existsSync(logFile) ? readFileSync(logFile, "utf8").trim().split("\n").slice(-5).join("\n") : "";
-      throw new Error(`the pod server ${alive ? "did not answer within " + timeoutMs + "ms" : "exited"}${log ? `:\n${log}` : ""}`);
+      throw new Error(`the pod server ${running ? "did not answer within " + timeoutMs + "ms" : "exited"}${log ? `:\n${log}` : ""}`);
     }
     await new Promise((r) => setTimeout(r, 30));
   }
