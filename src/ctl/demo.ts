@@ -42,17 +42,28 @@ const LAYOUT: ReadonlyArray<{ ns: string; name: string; node: number }> = [
   { ns: "y", name: "c", node: 1 },
 ];
 
-export async function runDemo(o: { backend: string; keep: boolean }, io: Io): Promise<number> {
+export interface DemoOptions {
+  backend: string;
+  keep: boolean;
+  /** Tests run the demo under their own names; users get DEMO_PREFIX / DEMO_STATE. */
+  prefix?: string;
+  stateDir?: string;
+  podWiring?: "cni" | "manual";
+}
+
+export async function runDemo(o: DemoOptions, io: Io): Promise<number> {
   if (!["vxlan", "host-gw", "vxlan-direct"].includes(o.backend)) {
     io.err(`--backend: "${o.backend}" must be vxlan, host-gw or vxlan-direct\n`);
     return 2;
   }
-  await teardown(DEMO_PREFIX, DEMO_STATE); // a crashed or kept earlier run must not get in the way
-  const sb = new Sandbox({ prefix: DEMO_PREFIX, stateDir: DEMO_STATE, nodes: 3, backend: o.backend as SandboxBackend, segments: 1, detached: o.keep });
+  const prefix = o.prefix ?? DEMO_PREFIX;
+  const stateDir = o.stateDir ?? DEMO_STATE;
+  await teardown(prefix, stateDir); // a crashed or kept earlier run must not get in the way
+  const sb = new Sandbox({ prefix, stateDir, nodes: 3, backend: o.backend as SandboxBackend, segments: 1, detached: o.keep, ...(o.podWiring ? { podWiring: o.podWiring } : {}) });
   const cleanup = async (): Promise<void> => {
-    if (!o.keep) await teardown(DEMO_PREFIX, DEMO_STATE);
+    if (!o.keep) await teardown(prefix, stateDir);
   };
-  const onSignal = (): void => void teardown(DEMO_PREFIX, DEMO_STATE).then(() => process.exit(130));
+  const onSignal = (): void => void teardown(prefix, stateDir).then(() => process.exit(130));
   process.once("SIGINT", onSignal);
   process.once("SIGTERM", onSignal);
   try {
@@ -62,7 +73,8 @@ export async function runDemo(o: { backend: string; keep: boolean }, io: Io): Pr
     await createNamespace(sb, "default");
 
     io.out(`\n== Subnet leases in etcd\n`);
-    for (const l of await listLeases(sb)) io.out(`  ${leaseSubnets(l).padEnd(16)} ${(l.attrs.NodeName ?? "-").padEnd(8)} ${l.attrs.PublicIP.padEnd(13)} ${l.attrs.BackendType}\n`);
+    const leases = (await listLeases(sb)).sort((a, b) => (a.attrs.NodeName ?? "").localeCompare(b.attrs.NodeName ?? ""));
+    for (const l of leases) io.out(`  ${leaseSubnets(l).padEnd(16)} ${(l.attrs.NodeName ?? "-").padEnd(8)} ${l.attrs.PublicIP.padEnd(13)} ${l.attrs.BackendType}\n`);
     for (const n of sb.nodes) {
       const routes = (await nsExec(n.ns, "ip", ["route", "show", "proto", "77"])).trim();
       io.out(`\n== ${n.name} (${n.address}): routes its agent programmed to the other nodes' pod subnets\n${indent(routes)}\n`);
@@ -103,13 +115,13 @@ export async function runDemo(o: { backend: string; keep: boolean }, io: Io): Pr
         [
           "",
           "The cluster is still running. Explore it:",
-          `  export SLUICE_STATE_DIR=${DEMO_STATE}     # or pass --state-dir ${DEMO_STATE} to each command`,
+          `  export SLUICE_STATE_DIR=${stateDir}     # or pass --state-dir ${stateDir} to each command`,
           "  node dist/bin/sluicectl.js sandbox status",
           "  node dist/bin/sluicectl.js sandbox matrix --port 81/UDP",
           "  node dist/bin/sluicectl.js sandbox probe x/a y/b --port 80/TCP",
           "  node dist/bin/sluicectl.js sandbox exec x/a -- ip route",
           "  node dist/bin/sluicectl.js sandbox exec node-1 -- iptables-save",
-          `  less ${DEMO_STATE}/node-1/agent.log`,
+          `  less ${stateDir}/node-1/agent.log`,
           "Tear it down with:",
           "  node dist/bin/sluicectl.js sandbox down      (with SLUICE_STATE_DIR set as above; or: sluicectl demo-down)",
           "",
@@ -139,5 +151,5 @@ export async function demoPolicyPart(_ctx: DemoContext): Promise<void> {}
 const indent = (s: string): string =>
   s
     .split("\n")
-    .map((l) => `   ${l}`)
+    .map((l) => `   ${l}`.trimEnd())
     .join("\n");

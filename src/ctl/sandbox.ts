@@ -30,7 +30,7 @@ import {
   podObjects,
 } from "../sandbox/pods.js";
 import { leaseSubnets, listLeases, nodeSubnet, removeSandboxNode } from "../sandbox/nodes.js";
-import { DEFAULT_PROBE_TIMEOUT_MS, formatMatrix, parsePortSpec, probe, probeMatrix } from "../sandbox/probe.js";
+import { DEFAULT_PROBE_TIMEOUT_MS, type ProbeResult, formatMatrix, parsePortSpec, probe, probeFromNode, probeMatrix } from "../sandbox/probe.js";
 import type { Io } from "./commands.js";
 
 export const DEFAULT_SANDBOX_STATE = join(tmpdir(), "sluice-sandbox");
@@ -65,7 +65,7 @@ export const SANDBOX_USAGE = `Usage:
   sluicectl sandbox pod delete <ns>/<pod>
   sluicectl sandbox label pod <ns>/<pod> k=v k2- ...  |  label ns <ns> k=v k2- ...
   sluicectl sandbox exec <ns>/<pod>|<node> -- CMD [ARG...]
-  sluicectl sandbox probe <ns>/<pod> <ns>/<pod>|<ip> [--port 80/TCP] [--timeout 1000]
+  sluicectl sandbox probe <ns>/<pod>|<node> <ns>/<pod>|<ip> [--port 80/TCP] [--timeout 1000]
   sluicectl sandbox matrix [--port 80/TCP] [-n ns ...] [--timeout 1000] [-o json]
 
 Everything lives in network namespaces named <prefix>-... (nothing in the host's own
@@ -345,11 +345,12 @@ async function exec(flags: RawFlags, args: string[], io: Io): Promise<number> {
 
 async function probeCmd(flags: RawFlags, args: string[], io: Io): Promise<number> {
   const sb = Sandbox.load(stateDirOf(flags));
-  const from = need(args, 0, "FROM (ns/pod)");
+  const from = need(args, 0, "FROM (ns/pod or node)");
   const to = need(args, 1, "TO (ns/pod or address)");
   const { port, protocol } = parsePortSpec(str(flags, "port") ?? "80/TCP");
   const timeoutMs = timeoutOf(flags);
-  const r = await probe(sb, from, to, { port, protocol, timeoutMs });
+  const fromNode = !from.includes("/") ? sb.nodes.find((n) => n.name === from) : undefined;
+  const r = fromNode ? ((await probeFromNode(sb, fromNode.name, [to], { port, protocol, timeoutMs }))[0] as ProbeResult) : await probe(sb, from, to, { port, protocol, timeoutMs });
   const what = `${r.from} -> ${r.to === r.host ? r.host : `${r.to} (${r.host})`} ${port}/${protocol}`;
   if (str(flags, "o") === "json") io.out(JSON.stringify(r) + "\n");
   else io.out(r.connected ? `connected: ${what} in ${r.ms} ms\n` : `blocked: ${what}: ${r.status}${r.status === "timeout" ? ` after ${timeoutMs} ms` : ""}\n`);

@@ -13,6 +13,7 @@
 import { spawn } from "node:child_process";
 import { closeSync, openSync, readFileSync, existsSync } from "node:fs";
 import { connect, type Socket } from "node:net";
+import { run } from "../dataplane/exec.js";
 import { alive } from "./cluster.js";
 
 export interface ServedPort {
@@ -44,6 +45,12 @@ const log = (m) => process.stdout.write(new Date().toISOString() + " " + m + "\n
 const fatal = (m) => { log("fatal: " + m); process.exit(1); };
 let pending = 0;
 const bound = () => { if (--pending === 0) listenCtl(); };
+if (cfg.probe) {
+  // One-shot mode (probes from a node's namespace): probe, print the results, exit.
+  Promise.all(cfg.probe.targets.map((t) => probeOne(t, cfg.probe.timeoutMs))).then((results) => process.stdout.write(JSON.stringify({ results }) + "\n", () => process.exit(0)));
+  cfg.ports = [];
+  pending = -1;
+}
 for (const p of cfg.ports) {
   if (p.protocol === "TCP") {
     pending++;
@@ -179,6 +186,17 @@ export function spawnPodServer(netns: string, ports: readonly ServedPort[], ctlS
   child.unref();
   if (!child.pid) throw new Error(`could not start the pod server in ${netns}`);
   return child.pid;
+}
+
+/**
+ * Probes from any network namespace (a node's, say) with a one-shot run of the same
+ * code: one process, all targets in parallel.
+ */
+export async function probeFromNetns(netns: string, targets: readonly ProbeTarget[], timeoutMs: number): Promise<ProbeOutcome[]> {
+  const cfg = JSON.stringify({ ports: [], probe: { targets, timeoutMs } });
+  const r = await run("ip", ["netns", "exec", netns, process.execPath, "-e", POD_SERVER_JS, cfg], undefined, timeoutMs + 15_000);
+  if (r.code !== 0) throw new Error(`probe from ${netns} failed (exit ${r.code}): ${r.stderr.trim() || r.stdout.trim()}`);
+  return (JSON.parse(r.stdout) as { results: ProbeOutcome[] }).results;
 }
 
 /** One request on a pod's control socket; resolves with the first JSON line of the answer. */

@@ -11,7 +11,7 @@ import { isIP } from "node:net";
 import { ConfigError } from "../config/errors.js";
 import type { Sandbox } from "./cluster.js";
 import { type PodRef, type SandboxPod, getPod, listPods, parsePodRef, podId } from "./pods.js";
-import { type PodStream, type ProbeOutcome, type ProbeTarget, ctlRequest, openStream } from "./podServer.js";
+import { type PodStream, type ProbeOutcome, type ProbeTarget, ctlRequest, openStream, probeFromNetns } from "./podServer.js";
 
 export type ProbeProtocol = "TCP" | "UDP";
 
@@ -78,6 +78,22 @@ async function probeFrom(from: SandboxPod, targets: Array<{ to: string; host: st
   return targets.map((t, i) => {
     const r = results[i] ?? { status: "error" as const, ms: 0, detail: "no result" };
     return { ...r, from: podId(from), to: t.to, host: t.host, port: o.port, protocol, connected: r.status === "connected" };
+  });
+}
+
+/**
+ * Connection attempts from a node's own namespace (host-network traffic, as the kubelet's
+ * probes), to pods or addresses, in parallel. `from` in the results is the node name.
+ */
+export async function probeFromNode(sb: Sandbox, node: string | number, to: ReadonlyArray<string | PodRef>, o: ProbeOptions): Promise<ProbeResult[]> {
+  const n = sb.nodeByName(String(node));
+  const protocol = o.protocol ?? "TCP";
+  const timeoutMs = o.timeoutMs ?? DEFAULT_PROBE_TIMEOUT_MS;
+  const targets = to.map((t) => targetHost(sb, t));
+  const results = await probeFromNetns(n.ns, targets.map((t) => ({ host: t.host, port: o.port, protocol })), timeoutMs);
+  return targets.map((t, i) => {
+    const r = results[i] ?? { status: "error" as const, ms: 0, detail: "no result" };
+    return { ...r, from: n.name, to: t.to, host: t.host, port: o.port, protocol, connected: r.status === "connected" };
   });
 }
 

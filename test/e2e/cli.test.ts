@@ -105,6 +105,7 @@ describe("sluicectl sandbox: up, pods, probes, matrix, status, labels, nodes, do
     const ip = st.pods.find((p) => p.pod === "x/a")?.ips[0] as string;
     assert.match(await ok("exec", "x/a", "--", "ip", "-br", "addr", "show", "eth0"), new RegExp(ip.replace(/\./g, "\\.")));
     assert.match(await ok("exec", "node-1", "--", "ip", "route"), /proto 77/);
+    assert.match(await ok("probe", "node-2", "x/a", "--port", "80/TCP"), /^connected: node-2 -> x\/a/);
   });
 
   test("node add / node remove (its pods and lease go with it); pod delete", async () => {

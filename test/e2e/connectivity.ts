@@ -9,7 +9,7 @@ import { eventually, ping } from "../../src/sandbox/endpoints.js";
 import { nsExec } from "../../src/sandbox/netns.js";
 import { listLeases, nodeSubnet, removeSandboxNode } from "../../src/sandbox/nodes.js";
 import { createNamespace, createPod, getPod, listPods, podId } from "../../src/sandbox/pods.js";
-import { type ProbeProtocol, formatMatrix, openPodStream, reachability, waitForReachability } from "../../src/sandbox/probe.js";
+import { type ProbeProtocol, formatMatrix, openPodStream, probeFromNode, reachability, waitForReachability } from "../../src/sandbox/probe.js";
 import { type TestClusterOptions, nsJson, testCluster } from "../helpers/cluster.js";
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -26,7 +26,7 @@ const LAYOUT = [
 
 export function e2eSuite(tag: string, backend: SandboxBackend, segments: 1 | 2, extra: Partial<TestClusterOptions> = {}): void {
   describe(`e2e ${backend}${segments > 1 ? " on two L2 segments" : ""}: real pods via sluice-cni`, () => {
-    const sb = testCluster(tag, { backend, nodes: 3, segments, podWiring: "manual", ...extra });
+    const sb = testCluster(tag, { backend, nodes: 3, segments, cniBin: "/tmp/cnitry/dist/bin/sluice-cni.js", ...extra });
     const node = (i: number): SandboxNode => sb.nodeByName(String(i));
 
     before(async () => {
@@ -47,6 +47,8 @@ export function e2eSuite(tag: string, backend: SandboxBackend, segments: 1 | 2, 
         await allConnected("TCP", port);
         await allConnected("UDP", port);
       }
+      const fromNode = await probeFromNode(sb, 1, listPods(sb), { port: 80 });
+      assert.deepEqual(fromNode.filter((r) => !r.connected).map((r) => `${r.to}: ${r.status}`), [], "node-1's own namespace reaches every pod");
     });
 
     test("pods got their node's subnet, the pod MTU, and a packet of the full MTU crosses nodes unfragmented", async () => {
