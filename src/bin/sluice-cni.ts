@@ -3,18 +3,31 @@
  * sluice-cni: the CNI plugin (spec 1.1.0). The runtime sets CNI_COMMAND and friends and
  * passes the network config on stdin; the result or error goes to stdout.
  */
-import { readFileSync } from "node:fs";
+import { readSync } from "node:fs";
 import { SUPPORTED_CNI_VERSIONS } from "../config/cniConfig.js";
 import { runCni } from "../cni/plugin.js";
 import { VERSION } from "../version.js";
 
-function readStdin(): string {
+/**
+ * All of stdin. Synchronous reads are the fast path; a non-blocking pipe whose writer
+ * has not written yet (EAGAIN) falls back to the stream, which waits for the data.
+ */
+async function readStdin(): Promise<string> {
   if (process.stdin.isTTY) return "";
+  const chunks: Buffer[] = [];
+  const buf = Buffer.alloc(64 * 1024);
   try {
-    return readFileSync(0, "utf8");
-  } catch {
-    return ""; // no stdin at all (closed descriptor)
+    for (;;) {
+      const n = readSync(0, buf, 0, buf.length, null);
+      if (n === 0) return Buffer.concat(chunks).toString("utf8");
+      chunks.push(Buffer.from(buf.subarray(0, n)));
+    }
+  } catch (err) {
+    // Anything but "not yet": no stdin at all (a closed descriptor), so take what there is.
+    if ((err as NodeJS.ErrnoException).code !== "EAGAIN") return Buffer.concat(chunks).toString("utf8");
   }
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString("utf8");
 }
 
 async function main(): Promise<number> {
@@ -24,7 +37,7 @@ async function main(): Promise<number> {
   }
   // Runtimes usually pass their own PATH; without one, find ip and nsenter in the usual places.
   process.env["PATH"] ||= "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-  const out = await runCni(process.env, readStdin());
+  const out = await runCni(process.env, await readStdin());
   await new Promise<void>((resolve) => process.stdout.write(out.stdout, () => resolve()));
   return out.exitCode;
 }

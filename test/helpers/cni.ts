@@ -185,3 +185,71 @@ export async function pingFrom(ns: string, host: string): Promise<boolean> {
   const r = await run("ip", ["netns", "exec", ns, "ping", "-c", "1", "-W", "2", host], undefined, 10_000);
   return r.code === 0;
 }
+
+/** A network configuration list (.conflist), as a runtime reads it from /etc/cni/net.d. */
+export interface ConfList {
+  cniVersion: string;
+  name: string;
+  plugins: Array<Record<string, unknown> & { type: string; capabilities?: Record<string, boolean> }>;
+}
+
+export interface ChainCall {
+  containerId: string;
+  netns: string;
+  ifName: string;
+  args: string;
+  /** Capability arguments (portMappings, ...), given only to plugins that declare the capability. */
+  capabilityArgs?: Record<string, unknown>;
+}
+
+/** The plugin binary for a conflist `type`: ours (the bundle, run by node) or a reference plugin. */
+function pluginInvocation(type: string): { cmd: string; args: string[] } {
+  return type === "sluice" ? { cmd: process.execPath, args: [binPath("sluice-cni")] } : { cmd: join("/usr/lib/cni", type), args: [] };
+}
+
+async function invokePlugin(nodeNs: string, command: string, call: ChainCall, conf: Record<string, unknown>): Promise<CniReply> {
+  const p = pluginInvocation(String(conf["type"]));
+  const env: Record<string, string> = {
+    PATH: process.env["PATH"] ?? "/usr/sbin:/usr/bin:/sbin:/bin",
+    CNI_COMMAND: command,
+    CNI_CONTAINERID: call.containerId,
+    CNI_NETNS: netnsPath(call.netns),
+    CNI_IFNAME: call.ifName,
+    CNI_ARGS: call.args,
+    CNI_PATH: "/usr/lib/cni",
+  };
+  const started = performance.now();
+  const r = await run("ip", ["netns", "exec", nodeNs, "env", ...Object.entries(env).map(([k, v]) => `${k}=${v}`), p.cmd, ...p.args], JSON.stringify(conf));
+  let json: Record<string, unknown> | undefined;
+  try {
+    json = r.stdout.trim() ? (JSON.parse(r.stdout) as Record<string, unknown>) : undefined;
+  } catch {
+    json = undefined;
+  }
+  return { ...r, json, ms: performance.now() - started };
+}
+
+/**
+ * Runs a conflist the way libcni does: each plugin gets the list's name and cniVersion,
+ * its declared capabilities' arguments under runtimeConfig, and the previous result.
+ * ADD runs in order (returning the final result), DEL in reverse, CHECK in order; DEL
+ * and CHECK get the cached ADD result as prevResult.
+ */
+export async function runConfList(nodeNs: string, list: ConfList, command: "ADD" | "DEL" | "CHECK", call: ChainCall, cached?: Record<string, unknown>): Promise<{ result: Record<string, unknown> | undefined; failed?: CniReply }> {
+  const confOf = (plugin: ConfList["plugins"][number], prev: Record<string, unknown> | undefined): Record<string, unknown> => {
+    const conf: Record<string, unknown> = { ...plugin, name: list.name, cniVersion: list.cniVersion };
+    const runtimeConfig: Record<string, unknown> = {};
+    for (const [cap, on] of Object.entries(plugin.capabilities ?? {})) if (on && call.capabilityArgs?.[cap] !== undefined) runtimeConfig[cap] = call.capabilityArgs[cap];
+    if (Object.keys(runtimeConfig).length) conf["runtimeConfig"] = runtimeConfig;
+    if (prev) conf["prevResult"] = prev;
+    return conf;
+  };
+  const plugins = command === "DEL" ? [...list.plugins].reverse() : list.plugins;
+  let prev = command === "ADD" ? undefined : cached;
+  for (const plugin of plugins) {
+    const r = await invokePlugin(nodeNs, command, call, confOf(plugin, prev));
+    if (r.code !== 0) return { result: undefined, failed: r };
+    if (command === "ADD") prev = r.json;
+  }
+  return { result: prev };
+}
