@@ -48,7 +48,6 @@ export interface DemoOptions {
   /** Tests run the demo under their own names; users get DEMO_PREFIX / DEMO_STATE. */
   prefix?: string;
   stateDir?: string;
-  podWiring?: "cni" | "manual";
 }
 
 export async function runDemo(o: DemoOptions, io: Io): Promise<number> {
@@ -59,7 +58,7 @@ export async function runDemo(o: DemoOptions, io: Io): Promise<number> {
   const prefix = o.prefix ?? DEMO_PREFIX;
   const stateDir = o.stateDir ?? DEMO_STATE;
   await teardown(prefix, stateDir); // a crashed or kept earlier run must not get in the way
-  const sb = new Sandbox({ prefix, stateDir, nodes: 3, backend: o.backend as SandboxBackend, segments: 1, detached: o.keep, ...(o.podWiring ? { podWiring: o.podWiring } : {}) });
+  const sb = new Sandbox({ prefix, stateDir, nodes: 3, backend: o.backend as SandboxBackend, segments: 1, detached: o.keep });
   const cleanup = async (): Promise<void> => {
     if (!o.keep) await teardown(prefix, stateDir);
   };

@@ -44,7 +44,6 @@ export const SANDBOX_FLAGS: FlagSpec[] = [
   { name: "backend", kind: "string", help: "up: vxlan, host-gw or vxlan-direct (vxlan with DirectRouting)", default: "vxlan" },
   { name: "segments", kind: "string", help: "up: L2 segments of the underlay, 1 or 2 (joined by a router)", default: "1" },
   { name: "network", kind: "string", help: "up: the cluster network", default: "10.244.0.0/16" },
-  { name: "pod-wiring", kind: "string", help: "up: cni (the real sluice-cni) or manual (hand wiring, for debugging)", default: "cni" },
   { name: "node", kind: "string", help: "pod create: the node (node-2 or 2); default: the node with the fewest pods" },
   { name: "labels", kind: "string", help: "pod/ns create: labels k=v,k2=v2" },
   { name: "ports", kind: "string", help: "pod create: served ports name=80/TCP,...", default: "serve-80-tcp=80/TCP,serve-80-udp=80/UDP,serve-81-tcp=81/TCP,serve-81-udp=81/UDP" },
@@ -140,8 +139,6 @@ async function up(flags: RawFlags, io: Io): Promise<number> {
   const backend = str(flags, "backend") ?? "vxlan";
   if (!["vxlan", "host-gw", "vxlan-direct"].includes(backend)) throw new ConfigError("--backend", `"${backend}" must be vxlan, host-gw or vxlan-direct`, SRC);
   const segments = intFlag(flags, "segments", 1, 1, 2) as 1 | 2;
-  const podWiring = str(flags, "pod-wiring") ?? "cni";
-  if (podWiring !== "cni" && podWiring !== "manual") throw new ConfigError("--pod-wiring", `"${podWiring}" must be cni or manual`, SRC);
   if (existsSync(join(stateDir, STATE_FILE))) {
     const old = Sandbox.load(stateDir);
     const why = old.etcdAlive() ? `a sandbox is already up there (${old.nodes.length} nodes, prefix ${old.o.prefix})` : "a sandbox that is no longer running left its state there";
@@ -149,7 +146,7 @@ async function up(flags: RawFlags, io: Io): Promise<number> {
   }
   const leftovers = (await listNetns()).filter((n) => n.startsWith(`${prefix}-`));
   if (leftovers.length) throw new ConfigError("--prefix", `namespaces named ${prefix}-... already exist (${leftovers.slice(0, 3).join(", ")}${leftovers.length > 3 ? ", ..." : ""}), from another sandbox or a crash; remove them with: sluicectl sandbox down --prefix ${prefix} --state-dir ${stateDir}, or pick another --prefix`, SRC);
-  const sb = new Sandbox({ prefix, stateDir, nodes, backend: backend as SandboxBackend, segments, network: str(flags, "network") ?? "10.244.0.0/16", podWiring, detached: true });
+  const sb = new Sandbox({ prefix, stateDir, nodes, backend: backend as SandboxBackend, segments, network: str(flags, "network") ?? "10.244.0.0/16", detached: true });
   const abort = (): void => {
     void teardown(prefix, stateDir).finally(() => process.exit(130));
   };

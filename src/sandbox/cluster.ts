@@ -32,8 +32,6 @@ export interface SandboxOptions {
   agentBin?: string;
   /** The CNI plugin entry point (built bundle). */
   cniBin?: string;
-  /** How pods get their interface: the real sluice-cni (default) or hand wiring with the same result. */
-  podWiring?: "cni" | "manual";
   /** Set the nodes' FORWARD policy to DROP before the agents start, as Docker >= 1.13 does. */
   forwardDrop?: boolean;
   /** Agents and etcd outlive this process (the CLI); always true for a sandbox loaded from its state file. */
@@ -82,7 +80,6 @@ const stateSchema = z.object({
     agentArgs: z.array(z.string()).optional(),
     agentBin: z.string().optional(),
     cniBin: z.string().optional(),
-    podWiring: z.enum(["cni", "manual"]).optional(),
     forwardDrop: z.boolean().optional(),
     ipv6: z.boolean().optional(),
   }),

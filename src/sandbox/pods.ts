@@ -14,13 +14,11 @@ import { join } from "node:path";
 import { Etcd3 } from "etcd3";
 import { ConfigError } from "../config/errors.js";
 import { type NamespaceObject, type PodObject, dns1123Label, dns1123Subdomain, formatIssuePath, labels as labelsSchema, namespaceObject, podObject } from "../config/k8sSchemas.js";
-import { type ContainerPort, NAMESPACE_NAME_LABEL, type WorkloadEndpointRecord, hostIfaceName } from "../model/endpoint.js";
-import { namespaceKey, podKey, workloadEndpointKey, workloadEndpointPrefix, SLUICE_PREFIX } from "../datastore/resourceKeys.js";
-import { readSubnetEnv } from "../agent/subnetEnv.js";
-import { cidrHost, formatIp } from "../model/ip.js";
+import { type ContainerPort, NAMESPACE_NAME_LABEL, hostIfaceName } from "../model/endpoint.js";
+import { namespaceKey, podKey, workloadEndpointPrefix, SLUICE_PREFIX } from "../datastore/resourceKeys.js";
 import type { Sandbox, SandboxNode } from "./cluster.js";
 import { runCni } from "./cni.js";
-import { addNetns, delNetns, ip, listNetns, netnsPids, nsExec } from "./netns.js";
+import { addNetns, delNetns, listNetns, netnsPids } from "./netns.js";
 import { spawnPodServer, waitPodServer } from "./podServer.js";
 
 /** What `pod create` makes by default: 80 and 81, TCP and UDP, named like upstream's e2e pods. */
@@ -325,9 +323,8 @@ export async function createPod(sb: Sandbox, spec: PodSpec): Promise<SandboxPod>
   }
 }
 
-/** CNI ADD (or, with podWiring "manual", the hand wiring the CNI plugin would do); returns the pod's addresses. */
+/** CNI ADD; returns the pod's addresses, IPv4 first. */
 async function wire(sb: Sandbox, node: SandboxNode, pod: SandboxPod): Promise<string[]> {
-  if (sb.o.podWiring === "manual") return wireManually(sb, node, pod);
   const result = await runCni(sb, node, "ADD", cniArgs(pod));
   const ips = (result.ips ?? []).map((i) => i.address.split("/")[0] as string);
   return [...ips.filter((a) => !a.includes(":")), ...ips.filter((a) => a.includes(":"))];
@@ -350,8 +347,7 @@ async function removePodParts(sb: Sandbox, pod: SandboxPod, wired: boolean): Pro
   const namespaces = await listNetns();
   if (wired && node && namespaces.includes(node.ns)) {
     try {
-      if (sb.o.podWiring === "manual") await unwireManually(sb, node, pod);
-      else await runCni(sb, node, "DEL", cniArgs(pod));
+      await runCni(sb, node, "DEL", cniArgs(pod));
     } catch (err) {
       warnings.push((err as Error).message);
     }
@@ -387,35 +383,4 @@ export async function labelPod(sb: Sandbox, ref: string | PodRef, changes: Label
     await c.put(podKey(p.namespace, p.name)).value(JSON.stringify(obj));
     return labels;
   });
-}
-
-// ---- hand wiring (before the CNI plugin existed; kept for kernel tests without it) ----
-
-export const LINK_LOCAL_GW = "169.254.1.1";
-
-async function wireManually(sb: Sandbox, node: SandboxNode, pod: SandboxPod): Promise<string[]> {
-  const env = await readSubnetEnv(join(node.stateDir, "subnet.env"));
-  if (!env?.subnet || !env.mtu) throw new Error(`${node.name} has no subnet.env yet`);
-  const used = new Set(listPods(sb).flatMap((p) => p.ips));
-  let offset = 2n;
-  while (used.has(formatIp(cidrHost(env.subnet, offset)))) offset++;
-  const addr = formatIp(cidrHost(env.subnet, offset));
-  const hostIf = pod.hostIface;
-  await ip("link", "add", "eth0", "netns", pod.netns, "mtu", String(env.mtu), "type", "veth", "peer", "name", hostIf, "netns", node.ns, "mtu", String(env.mtu));
-  await ip("-n", pod.netns, "addr", "add", `${addr}/32`, "dev", "eth0");
-  await ip("-n", pod.netns, "link", "set", "eth0", "up");
-  await ip("-n", pod.netns, "route", "add", LINK_LOCAL_GW, "dev", "eth0", "scope", "link");
-  await ip("-n", pod.netns, "route", "add", "default", "via", LINK_LOCAL_GW, "dev", "eth0");
-  // Proxy ARP answers at once (the default delays replies by up to 0.8 s).
-  await nsExec(node.ns, "sysctl", ["-qw", `net.ipv4.conf.${hostIf}.proxy_arp=1`, `net.ipv4.neigh.${hostIf}.proxy_delay=0`]);
-  await ip("-n", node.ns, "link", "set", hostIf, "up");
-  await ip("-n", node.ns, "route", "add", `${addr}/32`, "dev", hostIf, "scope", "link");
-  const rec: WorkloadEndpointRecord = { node: node.name, namespace: pod.namespace, pod: pod.name, containerId: pod.containerId, ifName: "eth0", hostIface: hostIf, ips: [addr] };
-  await withEtcd(sb, (c) => c.put(workloadEndpointKey(node.name, pod.namespace, pod.name, "eth0")).value(JSON.stringify(rec)).then(() => undefined));
-  return [addr];
-}
-
-async function unwireManually(sb: Sandbox, node: SandboxNode, pod: SandboxPod): Promise<void> {
-  await ip("-n", node.ns, "link", "del", pod.hostIface).catch(() => undefined);
-  await withEtcd(sb, (c) => c.delete().key(workloadEndpointKey(node.name, pod.namespace, pod.name, "eth0")).then(() => undefined));
 }

@@ -108,14 +108,22 @@ describe("sluicectl sandbox: up, pods, probes, matrix, status, labels, nodes, do
     assert.match(await ok("probe", "node-2", "x/a", "--port", "80/TCP"), /^connected: node-2 -> x\/a/);
   });
 
-  test("node add / node remove (its pods and lease go with it); pod delete", async () => {
+  test("node add / restart / remove (its pods and lease go with it); pod delete; ns delete refused while pods exist", async () => {
     assert.match(await ok("node", "add"), /node-3 added: 10\.250\.1\.13/);
     await ok("pod", "create", "x/c", "--node", "3");
+    assert.match(await ok("probe", "x/c", "x/a"), /^connected/);
+    const before = (await status()).nodes.find((n) => n.name === "node-3")?.agentPid;
+    assert.match(await ok("node", "restart", "node-3"), /node-3: agent restarted/);
+    const after3 = (await status()).nodes.find((n) => n.name === "node-3");
+    assert.ok(after3?.ready && after3.agentPid && after3.agentPid !== before, "a new agent, ready");
     assert.match(await ok("probe", "x/c", "x/a"), /^connected/);
     assert.match(await ok("node", "remove", "3"), /node-3 removed with its pods x\/c; lease 10\.244\.\d+\.0\/24 deleted/);
     let st = await status();
     assert.deepEqual(st.nodes.map((n) => n.name), ["node-1", "node-2"]);
     assert.deepEqual(st.leases.map((l) => l.node).sort(), ["node-1", "node-2"]);
+    const busy = await ctl("ns", "delete", "x");
+    assert.notEqual(busy.code, 0);
+    assert.match(busy.stderr, /still has pods/);
     await ok("pod", "delete", "x/b");
     st = await status();
     assert.deepEqual(st.pods.map((p) => p.pod), ["x/a"]);

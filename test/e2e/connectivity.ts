@@ -26,7 +26,7 @@ const LAYOUT = [
 
 export function e2eSuite(tag: string, backend: SandboxBackend, segments: 1 | 2, extra: Partial<TestClusterOptions> = {}): void {
   describe(`e2e ${backend}${segments > 1 ? " on two L2 segments" : ""}: real pods via sluice-cni`, () => {
-    const sb = testCluster(tag, { backend, nodes: 3, segments, cniBin: "/tmp/cnitry/dist/bin/sluice-cni.js", ...extra });
+    const sb = testCluster(tag, { backend, nodes: 3, segments, ...extra });
     const node = (i: number): SandboxNode => sb.nodeByName(String(i));
 
     before(async () => {

@@ -17,7 +17,7 @@ after(() => teardown(prefix, stateDir));
 test("demo --keep: 3 nodes, 2 namespaces, 6 CNI-wired pods, a full TCP matrix; the cluster stays for exploring until sandbox down", async () => {
   let out = "";
   const io = { out: (s: string) => void (out += s), err: (s: string) => void (out += s) };
-  const code = await runDemo({ backend: "vxlan", keep: true, prefix, stateDir, podWiring: "manual" }, io);
+  const code = await runDemo({ backend: "vxlan", keep: true, prefix, stateDir }, io);
   assert.equal(code, 0, out);
   assert.match(out, /== Subnet leases in etcd/);
   assert.match(out, /36\/36 pairs connected/);

@@ -15,8 +15,6 @@ export interface TestClusterOptions {
   segments: 1 | 2;
   agentArgs?: string[];
   ipv6?: boolean;
-  /** Pods via the real sluice-cni (default) or hand wiring. */
-  podWiring?: "cni" | "manual";
   /** Another sluice-cni build than dist/bin/sluice-cni.js. */
   cniBin?: string;
 }
@@ -40,7 +38,7 @@ export async function leftovers(prefix: string, stateDir: string): Promise<strin
 export function testCluster(tag: string, o: TestClusterOptions): Sandbox {
   const prefix = uniquePrefix(tag);
   const stateDir = join(tmpdir(), prefix);
-  const sb = new Sandbox({ prefix, stateDir, nodes: o.nodes, backend: o.backend, segments: o.segments, ipv6: o.ipv6 ?? false, ...(o.agentArgs ? { agentArgs: o.agentArgs } : {}), ...(o.podWiring ? { podWiring: o.podWiring } : {}), ...(o.cniBin ? { cniBin: o.cniBin } : {}) });
+  const sb = new Sandbox({ prefix, stateDir, nodes: o.nodes, backend: o.backend, segments: o.segments, ipv6: o.ipv6 ?? false, ...(o.agentArgs ? { agentArgs: o.agentArgs } : {}), ...(o.cniBin ? { cniBin: o.cniBin } : {}) });
   before(async () => {
     await teardown(prefix, stateDir); // a crashed earlier run of this file (same pid is unlikely, but cheap)
     await sb.up();
