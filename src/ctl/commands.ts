@@ -152,7 +152,7 @@ export const COMMANDS: Record<string, Command> = {
     run: runSandbox,
   },
   demo: {
-    summary: "build a 3-node cluster in network namespaces, show leases, routes and real traffic, tear it down",
+    summary: "a 3-node sandbox, pods in two namespaces wired by sluice-cni, a connectivity matrix from real TCP probes; --keep leaves it up",
     flags: [
       { name: "backend", kind: "string", help: "vxlan, host-gw or vxlan-direct", default: "vxlan" },
       { name: "keep", kind: "boolean", help: "leave the cluster running (remove it with: sluicectl demo-down)" },

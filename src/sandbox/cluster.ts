@@ -335,7 +335,8 @@ function readPid(path: string): number | undefined {
   }
 }
 
-function isOurs(pid: number, stateDir: string): boolean {
+/** Whether a running process names the state directory on its command line (so it is ours, not a reused pid). */
+export function isOurs(pid: number, stateDir: string): boolean {
   try {
     return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").some((arg) => arg.startsWith(stateDir) || arg.includes(`${stateDir}/`));
   } catch {

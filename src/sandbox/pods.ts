@@ -16,7 +16,7 @@ import { ConfigError } from "../config/errors.js";
 import { type NamespaceObject, type PodObject, dns1123Label, dns1123Subdomain, formatIssuePath, labels as labelsSchema, namespaceObject, podObject } from "../config/k8sSchemas.js";
 import { type ContainerPort, NAMESPACE_NAME_LABEL, hostIfaceName } from "../model/endpoint.js";
 import { namespaceKey, podKey, workloadEndpointPrefix, SLUICE_PREFIX } from "../datastore/resourceKeys.js";
-import type { Sandbox, SandboxNode } from "./cluster.js";
+import { type Sandbox, type SandboxNode, isOurs } from "./cluster.js";
 import { runCni } from "./cni.js";
 import { addNetns, delNetns, listNetns, netnsPids } from "./netns.js";
 import { spawnPodServer, waitPodServer } from "./podServer.js";
@@ -352,8 +352,8 @@ async function removePodParts(sb: Sandbox, pod: SandboxPod, wired: boolean): Pro
       warnings.push((err as Error).message);
     }
   }
-  for (const pid of [pod.serverPid, ...(namespaces.includes(pod.netns) ? await netnsPids(pod.netns) : [])]) {
-    if (!pid) continue;
+  const serverPid = pod.serverPid && isOurs(pod.serverPid, sb.o.stateDir) ? [pod.serverPid] : [];
+  for (const pid of [...serverPid, ...(namespaces.includes(pod.netns) ? await netnsPids(pod.netns) : [])]) {
     try {
       process.kill(pid, "SIGKILL");
     } catch {
