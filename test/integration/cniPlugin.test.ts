@@ -225,6 +225,31 @@ describe("sluice-cni driven as a runtime drives it", () => {
     }
   });
 
+  test("a chained ADD keeps the previous plugins' result and appends its own", async () => {
+    const pod = await node.pod("chain");
+    const prevResult = {
+      cniVersion: "0.4.0",
+      interfaces: [{ name: "tap9", mac: "02:00:00:00:00:09", sandbox: "/var/run/netns/elsewhere" }],
+      ips: [{ version: "4", interface: 0, address: "192.0.2.9/24", gateway: "192.0.2.1" }],
+      routes: [{ dst: "192.0.2.0/24" }],
+      dns: { nameservers: ["192.0.2.53"] },
+    };
+    const r = await node.add(pod, "ctr-chain", "chain", { conf: node.conf({ cniVersion: "1.0.0", prevResult }) });
+    assert.equal(r.code, 0, r.stdout);
+    const addr = podIp(r, 1);
+    assert.deepEqual(r.json, {
+      cniVersion: "1.0.0",
+      interfaces: [{ name: "tap9", mac: "02:00:00:00:00:09", sandbox: "/var/run/netns/elsewhere" }, { name: hostIfaceName("ns1", "chain"), mac: "ee:ee:ee:ee:ee:ee" }, { name: "eth0", mac: (r.json?.["interfaces"] as Array<{ mac: string }>)[2]?.mac, sandbox: netnsPath(pod) }],
+      ips: [
+        { interface: 0, address: "192.0.2.9/24", gateway: "192.0.2.1" },
+        { interface: 2, address: `${addr}/32` },
+      ],
+      routes: [{ dst: "192.0.2.0/24" }, { dst: "0.0.0.0/0", gw: "169.254.1.1" }],
+      dns: { nameservers: ["192.0.2.53"] },
+    });
+    assert.equal((await node.del(pod, "ctr-chain", "chain", { conf: node.conf({ cniVersion: "1.0.0", prevResult: r.json }) })).code, 0);
+  });
+
   test("STATUS: ready with a subnet.env, code 50 without one", async () => {
     const ok = await invokeCni(node.ns, { command: "STATUS", conf: node.conf() });
     assert.equal(ok.code, 0, ok.stdout);
