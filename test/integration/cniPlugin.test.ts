@@ -317,7 +317,7 @@ describe("sluice-cni driven as a runtime drives it", () => {
     await expectFail(await node.add(pod, "ctr-x", "err", { conf: "{not json" }), 6, /decoding the network config/);
     await expectFail(await node.add(pod, "ctr-x", "err", { conf: node.conf({ subnetFile: 5 }) }), 7, /^network config: subnetFile: expected string, got number$/);
     await expectFail(await node.add(pod, "ctr-x", "err", { conf: node.conf({ mtu: 20 }) }), 7, /^network config: mtu: must be at least 68$/);
-    await expectFail(await node.add(pod, "ctr-x", "err", { conf: node.conf({ type: "bridge" }) }), 7, /^network config: type: must be "sluice"$/);
+    await expectFail(await node.add(pod, "ctr-x", "err", { conf: node.conf({ type: "bridge" }) }), 7, /^network config: type: must be "sluice" \(or "sluice-cni"\)$/);
     await expectFail(await node.add(pod, "ctr-x", "err", { conf: node.conf({ etcdEndpoints: ["ftp://x"] }) }), 7, /^network config: etcdEndpoints: /);
     const noName = node.conf();
     delete noName["name"];
