@@ -1,5 +1,6 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { readFileSync, renameSync, writeFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { run } from "../../src/dataplane/exec.js";
@@ -185,6 +186,24 @@ describe("sluice-cni driven as a runtime drives it", () => {
     assert.ok(!(await node.links()).includes(hostIfaceName("ns1", "f")));
     assert.deepEqual(await node.links(f), ["lo"]);
     assert.ok(!node.allocations().includes(podIp(addF)));
+  });
+
+  test("CNI_NETNS may be a /proc/<pid>/ns/net path (as Docker passes it)", async () => {
+    const pod = await node.pod("proc");
+    const sleeper = spawn("ip", ["netns", "exec", pod, "sleep", "60"], { stdio: "ignore" });
+    try {
+      const path = `/proc/${sleeper.pid}/ns/net`;
+      const add = await node.add(path, "ctr-proc", "proc");
+      assert.equal(add.code, 0, add.stdout);
+      assert.equal((add.json?.["interfaces"] as Array<{ sandbox?: string }>)[1]?.sandbox, path);
+      assert.ok(await pingFrom(node.ns, podIp(add)));
+      const check = await invokeCni(node.ns, { command: "CHECK", containerId: "ctr-proc", netns: path, ifName: "eth0", args: podArgs("ns1", "proc"), conf: node.conf({ prevResult: add.json }) });
+      assert.equal(check.code, 0, check.stdout);
+      assert.equal((await node.del(path, "ctr-proc", "proc")).code, 0);
+      assert.deepEqual(await node.links(pod), ["lo"]);
+    } finally {
+      sleeper.kill("SIGKILL");
+    }
   });
 
   test("results follow the requested cniVersion; unsupported versions and commands are refused", async () => {
