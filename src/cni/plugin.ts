@@ -209,8 +209,10 @@ async function cmdAdd(ctx: Ctx): Promise<CniResult> {
         mac: plan.podMac,
       };
       const s = store;
-      const key = await s.put(record);
+      const key = s.keyOf(record);
+      // Registered first: a put that timed out may still have landed (remove checks the owner).
       undo.push({ what: `delete ${key}`, run: () => s.remove(key, env.containerId) });
+      await s.put(record);
     }
     log.info({ hostIface, ipv4: plan.ipv4, ipv6: plan.ipv6, namespace, pod }, "pod wired");
 
