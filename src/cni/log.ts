@@ -3,6 +3,7 @@
  * is the result). pino itself would cost start-up time on every pod ADD for a handful
  * of lines, so this writes the same record shape directly.
  */
+import { writeSync } from "node:fs";
 import type { CniLogLevel } from "../config/cniConfig.js";
 
 const LEVELS: Record<Exclude<CniLogLevel, "silent">, number> = { debug: 20, info: 30, warn: 40, error: 50 };
@@ -17,7 +18,16 @@ export interface CniLog {
   setLevel(level: CniLogLevel): void;
 }
 
-export function makeCniLog(level: CniLogLevel = "warn", write: (line: string) => void = (l) => process.stderr.write(l)): CniLog {
+/** Straight to descriptor 2: process.stderr would set up a stream for a few lines. A lost log line never fails the call. */
+const toStderr = (line: string): void => {
+  try {
+    writeSync(2, line);
+  } catch {
+    /* stderr closed or full */
+  }
+};
+
+export function makeCniLog(level: CniLogLevel = "warn", write: (line: string) => void = toStderr): CniLog {
   let min = level === "silent" ? Infinity : LEVELS[level];
   const base: Record<string, unknown> = { name: "sluice-cni", pid: process.pid };
   const emit = (lvl: keyof typeof LEVELS) => (fields: Record<string, unknown>, msg: string) => {

@@ -6,8 +6,8 @@
  * ADD either completes or leaves nothing behind: every step registers its undo, and a
  * failure runs them in reverse (etcd record, veth pair, addresses).
  */
-import { existsSync } from "node:fs";
-import { readSubnetEnv, type SubnetEnv } from "../agent/subnetEnv.js";
+import { existsSync, readFileSync } from "node:fs";
+import { parseSubnetEnv, type SubnetEnv } from "../agent/subnetEnv.js";
 import { type CniNetConf, type CniVersion, LATEST_CNI_VERSION, SUPPORTED_CNI_VERSIONS, isSupportedCniVersion, parseCniNetConf } from "../config/cniConfig.js";
 import { ConfigError } from "../config/errors.js";
 import { type IpamOwner, NoFreeAddressError, PodIpam } from "../ipam/podIpam.js";
@@ -117,8 +117,14 @@ export async function runCni(processEnv: NodeJS.ProcessEnv, stdin: string, log: 
   }
 }
 
-async function loadSubnetEnv(conf: CniNetConf, code: number): Promise<Partial<SubnetEnv>> {
-  const env = await readSubnetEnv(conf.subnetFile);
+/** subnet.env, read synchronously (readSubnetEnv's promise API would start the thread pool for one small file). */
+function loadSubnetEnv(conf: CniNetConf, code: number): Partial<SubnetEnv> {
+  let env: Partial<SubnetEnv> | undefined;
+  try {
+    env = parseSubnetEnv(readFileSync(conf.subnetFile, "utf8"));
+  } catch {
+    env = undefined;
+  }
   if (!env) throw new CniError(code, `subnet file ${conf.subnetFile} is missing or unreadable (the Sluice agent writes it once this node has a subnet)`);
   if (!env.subnet && !env.ipv6Subnet) throw new CniError(code, `subnet file ${conf.subnetFile} has no FLANNEL_SUBNET (nor FLANNEL_IPV6_SUBNET)`);
   return env;
@@ -155,14 +161,15 @@ async function cmdAdd(ctx: Ctx): Promise<CniResult> {
   const { env, conf, log } = ctx;
   const { namespace, pod } = podIdentity(env);
   const hostIface = hostIfaceName(namespace, pod);
-  const subnets = await loadSubnetEnv(conf, CNI_ERR.tryAgainLater);
+  const subnets = loadSubnetEnv(conf, CNI_ERR.tryAgainLater);
   const prev = conf.prevResult ? decodeResult(conf.prevResult) : undefined;
   if (!existsSync(env.netns)) throw new CniError(CNI_ERR.invalidEnv, `CNI_NETNS ${env.netns} does not exist`);
 
   const ipam = PodIpam.forNetwork(conf.dataDir, conf.name);
   const owner = ownerOf(env);
-  const held = ipamCall("reading the address store", () => ipam.findByOwner(owner));
-  if (held.length) throw new CniError(CNI_ERR.alreadyAllocated, `container ${env.containerId} interface ${env.ifName} already has ${held.map((ip) => formatIp(ip)).join(", ")} (a repeated ADD; DEL it first)`);
+  // A repeated ADD shows as a host veth that this container already owns (refused with
+  // 105 here). No scan of the address store: it costs a file read per pod on the node, and
+  // an address left by an ADD that died before wiring is released by DEL or GC anyway.
   clearStaleHostLink(ctx, hostIface);
 
   const undo: Array<{ what: string; run: () => Promise<unknown> | unknown }> = [];
@@ -209,8 +216,10 @@ async function cmdAdd(ctx: Ctx): Promise<CniResult> {
         mac: plan.podMac,
       };
       const s = store;
-      const key = await s.put(record);
+      const key = s.keyOf(record);
+      // Registered first: a put that timed out may still have landed (remove checks the owner).
       undo.push({ what: `delete ${key}`, run: () => s.remove(key, env.containerId) });
+      await s.put(record);
     }
     log.info({ hostIface, ipv4: plan.ipv4, ipv6: plan.ipv6, namespace, pod }, "pod wired");
 
@@ -329,7 +338,7 @@ async function cmdCheck(ctx: Ctx): Promise<void> {
 
 async function cmdStatus(ctx: Ctx): Promise<void> {
   const { conf } = ctx;
-  const subnets = await loadSubnetEnv(conf, CNI_ERR.pluginNotAvailable);
+  const subnets = loadSubnetEnv(conf, CNI_ERR.pluginNotAvailable);
   const ipam = PodIpam.forNetwork(conf.dataDir, conf.name);
   for (const subnet of [subnets.subnet, subnets.ipv6Subnet]) {
     if (subnet && ipamCall("reading the address store", () => ipam.freeCount(subnet)) <= 0n) {

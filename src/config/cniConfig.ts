@@ -27,7 +27,7 @@ const absolutePath = z.string().check(z.refine((s) => s.startsWith("/"), { messa
 const schema = z.looseObject({
   cniVersion: z.string(),
   name: z.string().check(z.refine((s) => SAFE_NAME.test(s), { message: "must start with a letter or digit and contain only letters, digits, '_', '.' and '-'" })),
-  type: z.string().check(z.refine((s) => s === "sluice" || s === "sluice-cni", { message: 'must be "sluice"' })),
+  type: z.string().check(z.refine((s) => s === "sluice" || s === "sluice-cni", { message: 'must be "sluice" (or "sluice-cni")' })),
   subnetFile: z._default(absolutePath, DEFAULT_SUBNET_FILE),
   dataDir: z._default(absolutePath, DEFAULT_DATA_DIR),
   nodeName: z.optional(z.string().check(z.refine((s) => SAFE_NAME.test(s), { message: "must be a node name (letters, digits, '_', '.', '-')" }))),

@@ -1,5 +1,6 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { readFileSync, renameSync, writeFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { run } from "../../src/dataplane/exec.js";
@@ -187,6 +188,24 @@ describe("sluice-cni driven as a runtime drives it", () => {
     assert.ok(!node.allocations().includes(podIp(addF)));
   });
 
+  test("CNI_NETNS may be a /proc/<pid>/ns/net path (as Docker passes it)", async () => {
+    const pod = await node.pod("proc");
+    const sleeper = spawn("ip", ["netns", "exec", pod, "sleep", "60"], { stdio: "ignore" });
+    try {
+      const path = `/proc/${sleeper.pid}/ns/net`;
+      const add = await node.add(path, "ctr-proc", "proc");
+      assert.equal(add.code, 0, add.stdout);
+      assert.equal((add.json?.["interfaces"] as Array<{ sandbox?: string }>)[1]?.sandbox, path);
+      assert.ok(await pingFrom(node.ns, podIp(add)));
+      const check = await invokeCni(node.ns, { command: "CHECK", containerId: "ctr-proc", netns: path, ifName: "eth0", args: podArgs("ns1", "proc"), conf: node.conf({ prevResult: add.json }) });
+      assert.equal(check.code, 0, check.stdout);
+      assert.equal((await node.del(path, "ctr-proc", "proc")).code, 0);
+      assert.deepEqual(await node.links(pod), ["lo"]);
+    } finally {
+      sleeper.kill("SIGKILL");
+    }
+  });
+
   test("results follow the requested cniVersion; unsupported versions and commands are refused", async () => {
     const shapes: Array<[string, boolean, boolean]> = [
       ["0.3.1", true, false],
@@ -223,6 +242,31 @@ describe("sluice-cni driven as a runtime drives it", () => {
       const r = await invokeCni(node.ns, { command: cmd, conf: node.conf({ cniVersion: "1.0.0", "cni.dev/valid-attachments": [] }) });
       assert.equal(errOf(r).code, 1, `${cmd} needs 1.1.0`);
     }
+  });
+
+  test("a chained ADD keeps the previous plugins' result and appends its own", async () => {
+    const pod = await node.pod("chain");
+    const prevResult = {
+      cniVersion: "0.4.0",
+      interfaces: [{ name: "tap9", mac: "02:00:00:00:00:09", sandbox: "/var/run/netns/elsewhere" }],
+      ips: [{ version: "4", interface: 0, address: "192.0.2.9/24", gateway: "192.0.2.1" }],
+      routes: [{ dst: "192.0.2.0/24" }],
+      dns: { nameservers: ["192.0.2.53"] },
+    };
+    const r = await node.add(pod, "ctr-chain", "chain", { conf: node.conf({ cniVersion: "1.0.0", prevResult }) });
+    assert.equal(r.code, 0, r.stdout);
+    const addr = podIp(r, 1);
+    assert.deepEqual(r.json, {
+      cniVersion: "1.0.0",
+      interfaces: [{ name: "tap9", mac: "02:00:00:00:00:09", sandbox: "/var/run/netns/elsewhere" }, { name: hostIfaceName("ns1", "chain"), mac: "ee:ee:ee:ee:ee:ee" }, { name: "eth0", mac: (r.json?.["interfaces"] as Array<{ mac: string }>)[2]?.mac, sandbox: netnsPath(pod) }],
+      ips: [
+        { interface: 0, address: "192.0.2.9/24", gateway: "192.0.2.1" },
+        { interface: 2, address: `${addr}/32` },
+      ],
+      routes: [{ dst: "192.0.2.0/24" }, { dst: "0.0.0.0/0", gw: "169.254.1.1" }],
+      dns: { nameservers: ["192.0.2.53"] },
+    });
+    assert.equal((await node.del(pod, "ctr-chain", "chain", { conf: node.conf({ cniVersion: "1.0.0", prevResult: r.json }) })).code, 0);
   });
 
   test("STATUS: ready with a subnet.env, code 50 without one", async () => {
@@ -292,7 +336,7 @@ describe("sluice-cni driven as a runtime drives it", () => {
     await expectFail(await node.add(pod, "ctr-x", "err", { conf: "{not json" }), 6, /decoding the network config/);
     await expectFail(await node.add(pod, "ctr-x", "err", { conf: node.conf({ subnetFile: 5 }) }), 7, /^network config: subnetFile: expected string, got number$/);
     await expectFail(await node.add(pod, "ctr-x", "err", { conf: node.conf({ mtu: 20 }) }), 7, /^network config: mtu: must be at least 68$/);
-    await expectFail(await node.add(pod, "ctr-x", "err", { conf: node.conf({ type: "bridge" }) }), 7, /^network config: type: must be "sluice"$/);
+    await expectFail(await node.add(pod, "ctr-x", "err", { conf: node.conf({ type: "bridge" }) }), 7, /^network config: type: must be "sluice" \(or "sluice-cni"\)$/);
     await expectFail(await node.add(pod, "ctr-x", "err", { conf: node.conf({ etcdEndpoints: ["ftp://x"] }) }), 7, /^network config: etcdEndpoints: /);
     const noName = node.conf();
     delete noName["name"];
