@@ -4,9 +4,13 @@
  * two namespaces, pods spread over the nodes and wired by the real CNI plugin, and a
  * connectivity matrix measured with real TCP connections between every pair of pods.
  *
- * Part 2 (policy) plugs in at demoPolicyPart() below.
+ * Part 2 applies a NetworkPolicy with the real `sluicectl apply`, prints the matrix again
+ * and what changed (demoPolicyPart below).
  */
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { run } from "../dataplane/exec.js";
+import { binPath } from "../sandbox/paths.js";
 import { tmpdir } from "node:os";
 import { Sandbox, type SandboxBackend, teardown } from "../sandbox/cluster.js";
 import { nsExec } from "../sandbox/netns.js";
@@ -107,7 +111,7 @@ export async function runDemo(o: DemoOptions, io: Io): Promise<number> {
     const baseline = await showMatrix("Connectivity matrix (same node and across nodes)");
     const allConnected = baseline.results.every((r) => r.connected);
 
-    await demoPolicyPart({ sb, io, pods, probe, baseline, showMatrix });
+    const policyOk = await demoPolicyPart({ sb, io, pods, probe, baseline, showMatrix });
 
     if (o.keep) {
       io.out(
@@ -117,7 +121,9 @@ export async function runDemo(o: DemoOptions, io: Io): Promise<number> {
           `  export SLUICE_STATE_DIR=${stateDir}     # or pass --state-dir ${stateDir} to each command`,
           "  node dist/bin/sluicectl.js sandbox status",
           "  node dist/bin/sluicectl.js sandbox matrix --port 81/UDP",
-          "  node dist/bin/sluicectl.js sandbox probe x/a y/b --port 80/TCP",
+          "  node dist/bin/sluicectl.js sandbox probe x/b y/b --port 80/TCP",
+          `  node dist/bin/sluicectl.js get netpol -A --etcd-endpoints ${sb.etcdEndpoint}`,
+          `  node dist/bin/sluicectl.js delete netpol y-admits-own-and-x-a -n y --etcd-endpoints ${sb.etcdEndpoint}`,
           "  node dist/bin/sluicectl.js sandbox exec x/a -- ip route",
           "  node dist/bin/sluicectl.js sandbox exec node-1 -- iptables-save",
           `  less ${stateDir}/node-1/agent.log`,
@@ -129,7 +135,7 @@ export async function runDemo(o: DemoOptions, io: Io): Promise<number> {
     } else {
       io.out(`\nTearing down (run with --keep to explore the cluster first).\n`);
     }
-    return allConnected ? 0 : 1;
+    return allConnected && policyOk ? 0 : 1;
   } finally {
     await cleanup();
     process.removeListener("SIGINT", onSignal);
@@ -137,15 +143,45 @@ export async function runDemo(o: DemoOptions, io: Io): Promise<number> {
   }
 }
 
+/** The policy of the demo's second part: namespace y admits its own pods and x/a only. */
+export const DEMO_POLICY = `apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: y-admits-own-and-x-a
+  namespace: y
+spec:
+  podSelector: {}            # every pod in namespace y is isolated for ingress
+  ingress:
+  - from:
+    - podSelector: {}        # pods of namespace y itself
+    - namespaceSelector:     # and, from namespace x, only pods labelled pod=a
+        matchLabels: {team: x}
+      podSelector:
+        matchLabels: {pod: a}
+`;
+
 /**
- * ===================== HOOK: part 2 of the demo (policy) =====================
- * Runs after the baseline matrix, with the cluster and pods in place. Planned (lead):
- * apply a NetworkPolicy (e.g. `sluicectl apply -f` against ctx.sb.etcdEndpoint), then
- * `await ctx.showMatrix("After the policy", ctx.baseline.reachability)` prints the new
- * matrix and the pairs that changed. Intentionally empty until the policy engine lands.
- * =============================================================================
+ * Part 2: applies DEMO_POLICY with the real `sluicectl apply`, prints the matrix again and
+ * what changed. Returns whether exactly the expected pairs changed: x/b and x/c lose
+ * their way into namespace y, everything else stays as it was.
  */
-export async function demoPolicyPart(_ctx: DemoContext): Promise<void> {}
+export async function demoPolicyPart(ctx: DemoContext): Promise<boolean> {
+  const { sb, io } = ctx;
+  const file = join(sb.o.stateDir, "demo-policy.yaml");
+  writeFileSync(file, DEMO_POLICY);
+  io.out(`\n== Applying a NetworkPolicy with sluicectl apply -f ${file}\n\n${indent(DEMO_POLICY.trimEnd())}\n\n`);
+  const r = await run(process.execPath, [binPath("sluicectl"), "apply", "-f", file, "--etcd-endpoints", sb.etcdEndpoint]);
+  io.out(indent((r.stdout + r.stderr).trimEnd()) + "\n");
+  if (r.code !== 0) return false;
+  // Every agent watches the datastore; the change is programmed in well under a second.
+  await new Promise((res) => setTimeout(res, 1000));
+  const after = await ctx.showMatrix("After the policy (every agent programmed it from its etcd watch)", ctx.baseline.reachability);
+  const blockedNow = (from: string, to: string): boolean => to.startsWith("y/") && (from === "x/b" || from === "x/c");
+  const expected = Object.fromEntries(ctx.pods.map((from) => [from, Object.fromEntries(ctx.pods.map((to) => [to, ctx.baseline.reachability[from]?.[to] === true && !blockedNow(from, to)]))]));
+  const diff = diffReachability(expected, after.reachability);
+  io.out(diff.length === 0 ? "\n   As the policy says: x/b and x/c no longer reach namespace y; x/a and y's own pods still do; x is untouched.\n" : `\n   UNEXPECTED:\n${diff.map((d) => `     ${d}`).join("\n")}\n`);
+  return diff.length === 0;
+}
 
 const indent = (s: string): string =>
   s
