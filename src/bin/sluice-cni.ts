@@ -45,7 +45,7 @@ async function main(): Promise<number> {
 }
 
 /** Writes all of `text` to a descriptor, waiting out a full non-blocking pipe. */
-export function writeAll(fd: number, text: string): void {
+function writeAll(fd: number, text: string): void {
   const buf = Buffer.from(text);
   let off = 0;
   while (off < buf.length) {
