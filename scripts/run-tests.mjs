@@ -1,13 +1,14 @@
 // Runs the compiled test files with node's test runner. Suites: unit (pure, fast),
 // integration (real etcd, iptables in throwaway namespaces), kernel (multi-node
-// clusters in network namespaces with real traffic). Default: all, in that order.
+// clusters in network namespaces with real traffic), e2e (sandbox clusters with real pods
+// wired by sluice-cni, and the sluicectl sandbox CLI). Default: all, in that order.
 // Prints node's spec report, then one plain summary line "tests: N passed, N failed, N skipped".
 import { readdirSync, statSync, existsSync, readFileSync, mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { tmpdir } from "node:os";
 import { spawnSync } from "node:child_process";
 
-const suites = process.argv.slice(2).length ? process.argv.slice(2) : ["unit", "integration", "kernel"];
+const suites = process.argv.slice(2).length ? process.argv.slice(2) : ["unit", "integration", "kernel", "e2e"];
 const files = [];
 const walk = (dir) => {
   if (!existsSync(dir)) return;

@@ -14,15 +14,16 @@ import { cleanupNode } from "./cleanup.js";
 import { formatCidr, parseCidr, parseIp } from "../model/ip.js";
 import { ETCD_FLAGS } from "./etcdFlags.js";
 import { DEMO_PREFIX, DEMO_STATE, runDemo } from "./demo.js";
-import { teardown } from "../sandbox/cluster.js";
 import { RESOURCE_COMMANDS } from "./apply.js";
+import { SANDBOX_FLAGS, SANDBOX_USAGE, runSandbox } from "./sandbox.js";
 
 export interface Io {
   out: (s: string) => void;
   err: (s: string) => void;
 }
 
-type Command = { summary: string; flags: FlagSpec[]; run: (flags: RawFlags, args: string[], io: Io) => Promise<number> };
+/** `usage`, when present, is printed by --help above the flags (commands with subcommands). */
+type Command = { summary: string; usage?: string; flags: FlagSpec[]; run: (flags: RawFlags, args: string[], io: Io) => Promise<number> };
 
 const str = (f: RawFlags, k: string): string | undefined => (typeof f[k] === "string" ? (f[k] as string) : undefined);
 
@@ -146,8 +147,14 @@ export const COMMANDS: Record<string, Command> = {
       return 0;
     },
   },
+  sandbox: {
+    summary: "a cluster in network namespaces on this host: up/down/status, node, ns, pod, label, exec, probe, matrix",
+    usage: SANDBOX_USAGE,
+    flags: SANDBOX_FLAGS,
+    run: runSandbox,
+  },
   demo: {
-    summary: "build a 3-node cluster in network namespaces, show leases, routes and real traffic, tear it down",
+    summary: "a 3-node sandbox, pods in two namespaces wired by sluice-cni, a connectivity matrix from real TCP probes; --keep leaves it up",
     flags: [
       { name: "backend", kind: "string", help: "vxlan, host-gw or vxlan-direct", default: "vxlan" },
       { name: "keep", kind: "boolean", help: "leave the cluster running (remove it with: sluicectl demo-down)" },
@@ -155,13 +162,9 @@ export const COMMANDS: Record<string, Command> = {
     run: async (flags, _args, io) => runDemo({ backend: str(flags, "backend") ?? "vxlan", keep: flags["keep"] === true }, io),
   },
   "demo-down": {
-    summary: "remove a demo cluster left running with demo --keep (or by a crash)",
+    summary: "remove a demo cluster left running with demo --keep (or by a crash); same as sandbox down for the demo's state",
     flags: [],
-    run: async (_flags, _args, io) => {
-      await teardown(DEMO_PREFIX, DEMO_STATE);
-      io.out("demo cluster removed\n");
-      return 0;
-    },
+    run: async (_flags, _args, io) => runSandbox({ "state-dir": DEMO_STATE, prefix: DEMO_PREFIX }, ["down"], io),
   },
 };
 
@@ -180,7 +183,7 @@ export async function runCtl(argv: string[], io: Io): Promise<number> {
   try {
     const { flags, positional } = parseFlags(rest, specs, process.env, `sluicectl ${name}`);
     if (flags["help"]) {
-      io.out(formatHelp(`sluicectl ${name}: ${cmd.summary}`, cmd.flags) + "\n");
+      io.out(formatHelp(`sluicectl ${name}: ${cmd.summary}${cmd.usage ? `\n\n${cmd.usage}` : ""}`, cmd.flags) + "\n");
       return 0;
     }
     return await cmd.run(flags, positional, io);

@@ -6,8 +6,9 @@
  * namespace has a route to the host's interfaces.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, existsSync, readdirSync } from "node:fs";
-import { join } from "node:path";
+import { closeSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, existsSync, readdirSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { z } from "zod";
 import { binPath } from "./paths.js";
 import { run } from "../dataplane/exec.js";
 import { Etcd3 } from "etcd3";
@@ -29,8 +30,11 @@ export interface SandboxOptions {
   agentArgs?: string[];
   /** The agent entry point (built bundle). */
   agentBin?: string;
+  /** The CNI plugin entry point (built bundle). */
+  cniBin?: string;
   /** Set the nodes' FORWARD policy to DROP before the agents start, as Docker >= 1.13 does. */
   forwardDrop?: boolean;
+  /** Agents and etcd outlive this process (the CLI); always true for a sandbox loaded from its state file. */
   detached?: boolean;
   /** Dual stack: IPv6 underlay addresses and an IPv6 cluster network too. */
   ipv6?: boolean;
@@ -59,14 +63,117 @@ export function networkConfigFor(backend: SandboxBackend, network = "10.244.0.0/
   return JSON.stringify({ Network: network, ...(ipv6 ? { EnableIPv6: true, IPv6Network: "fd00:244::/56" } : {}), Backend: b });
 }
 
+/** The state file a sandbox keeps in its state directory, so that later CLI processes can operate on it. */
+export const STATE_FILE = "sandbox.json";
+
+const nodeSchema = z.object({ name: z.string(), index: z.number().int(), ns: z.string(), segment: z.number().int(), address: z.string(), stateDir: z.string() });
+const stateSchema = z.object({
+  version: z.literal(1),
+  options: z.object({
+    prefix: z.string(),
+    stateDir: z.string(),
+    nodes: z.number().int(),
+    backend: z.enum(["vxlan", "host-gw", "vxlan-direct"]),
+    segments: z.union([z.literal(1), z.literal(2)]),
+    network: z.string().optional(),
+    ipMasq: z.boolean().optional(),
+    agentArgs: z.array(z.string()).optional(),
+    agentBin: z.string().optional(),
+    cniBin: z.string().optional(),
+    forwardDrop: z.boolean().optional(),
+    ipv6: z.boolean().optional(),
+  }),
+  etcd: z.object({ endpoint: z.string(), endpoints: z.array(z.string()), pid: z.number().int(), dir: z.string() }).optional(),
+  nextNodeIndex: z.number().int(),
+  nodes: z.array(nodeSchema),
+  createdAt: z.string(),
+});
+export type SandboxState = z.infer<typeof stateSchema>;
+
+/** No sandbox state file where one was expected. */
+export class NoSandboxError extends Error {
+  constructor(readonly stateDir: string) {
+    super(`no sandbox at ${stateDir} (no ${join(stateDir, STATE_FILE)}; start one with: sluicectl sandbox up --nodes 3)`);
+  }
+}
+
 export class Sandbox {
   readonly underlayNs: string;
   readonly nodes: SandboxNode[] = [];
   etcd: EtcdServer | undefined;
+  /** The next node gets this index; never reused, so a removed node's name and address stay retired. */
+  nextNodeIndex = 1;
+  createdAt = new Date().toISOString();
   private readonly agents = new Map<string, ChildProcess>();
 
   constructor(readonly o: SandboxOptions) {
     this.underlayNs = `${o.prefix}-underlay`;
+  }
+
+  get statePath(): string {
+    return join(this.o.stateDir, STATE_FILE);
+  }
+
+  /** Writes the state file (atomically): options, nodes, etcd. */
+  save(): void {
+    const e = this.etcd;
+    const options: SandboxOptions = { ...this.o };
+    delete options.detached; // a loaded sandbox is always detached
+    const state: SandboxState = {
+      version: 1,
+      options,
+      ...(e ? { etcd: { endpoint: e.endpoint, endpoints: e.endpoints, pid: e.pid, dir: e.dir } } : {}),
+      nextNodeIndex: this.nextNodeIndex,
+      nodes: this.nodes,
+      createdAt: this.createdAt,
+    };
+    mkdirSync(this.o.stateDir, { recursive: true });
+    const tmp = `${this.statePath}.${process.pid}.tmp`;
+    writeFileSync(tmp, JSON.stringify(state, null, 2) + "\n");
+    renameSync(tmp, this.statePath);
+  }
+
+  /**
+   * A sandbox another process started, from its state file. Its agents and etcd are
+   * detached processes found by pid file; new ones this object starts are detached too.
+   */
+  static load(stateDir: string): Sandbox {
+    const path = join(stateDir, STATE_FILE);
+    if (!existsSync(path)) throw new NoSandboxError(stateDir);
+    let state: SandboxState;
+    try {
+      state = stateSchema.parse(JSON.parse(readFileSync(path, "utf8")));
+    } catch (err) {
+      throw new Error(`${path} is not a sandbox state file (${(err as Error).message.split("\n")[0]}); remove the sandbox with: sluicectl sandbox down --state-dir ${stateDir}`);
+    }
+    const sb = new Sandbox({ ...state.options, detached: true });
+    sb.nodes.push(...state.nodes);
+    sb.nextNodeIndex = state.nextNodeIndex;
+    sb.createdAt = state.createdAt;
+    if (state.etcd) {
+      const { pid, dir } = state.etcd;
+      sb.etcd = {
+        ...state.etcd,
+        stop: async () => {
+          if (isOurs(pid, dir)) {
+            process.kill(pid, "SIGTERM");
+            await waitGone(pid, 3000);
+          }
+        },
+      };
+    }
+    return sb;
+  }
+
+  /** The pid of a node's agent when it is running (by pid file, checked against /proc). */
+  agentPid(node: SandboxNode): number | undefined {
+    const pid = readPid(join(node.stateDir, "agent.pid"));
+    return pid && isOurs(pid, this.o.stateDir) ? pid : undefined;
+  }
+
+  /** Whether the etcd server recorded in the state is still running. */
+  etcdAlive(): boolean {
+    return this.etcd !== undefined && isOurs(this.etcd.pid, this.etcd.dir);
   }
 
   get etcdEndpoint(): string {
@@ -93,6 +200,7 @@ export class Sandbox {
     }
     if (o.ipv6) await nsExec(this.underlayNs, "sysctl", ["-qw", "net.ipv6.conf.all.forwarding=1"]);
     this.etcd = await startEtcd({ dir: join(o.stateDir, "etcd"), detached: o.detached ?? false });
+    this.save();
     await this.putNetworkConfig(networkConfigFor(o.backend, o.network, o.ipv6 ?? false));
     for (let i = 1; i <= o.nodes; i++) await this.addNode();
   }
@@ -108,7 +216,9 @@ export class Sandbox {
 
   /** Adds a node (namespace, underlay link, agent); segments alternate when there are two. */
   async addNode(): Promise<SandboxNode> {
-    const index = this.nodes.length ? Math.max(...this.nodes.map((n) => n.index)) + 1 : 1;
+    const index = Math.max(this.nextNodeIndex, ...this.nodes.map((n) => n.index + 1));
+    if (index > 200) throw new Error("the sandbox numbers at most 200 nodes (underlay addresses 10.250.<segment>.11-210)");
+    this.nextNodeIndex = index + 1;
     const segment = this.o.segments === 2 ? ((index - 1) % 2) + 1 : 1;
     const node: SandboxNode = { name: `node-${index}`, index, ns: `${this.o.prefix}-node-${index}`, segment, address: underlayAddress(segment, 10 + index), stateDir: join(this.o.stateDir, `node-${index}`) };
     mkdirSync(node.stateDir, { recursive: true });
@@ -125,6 +235,7 @@ export class Sandbox {
     }
     if (this.o.forwardDrop ?? true) await nsExec(node.ns, "iptables", ["-P", "FORWARD", "DROP"]);
     this.nodes.push(node);
+    this.save();
     await this.startAgent(node);
     return node;
   }
@@ -188,7 +299,9 @@ export class Sandbox {
     await this.stopAgent(node, "SIGKILL");
     await killNetnsProcesses(node.ns);
     await delNetns(node.ns);
-    this.nodes.splice(this.nodes.indexOf(node), 1);
+    const i = this.nodes.findIndex((n) => n.name === node.name);
+    if (i >= 0) this.nodes.splice(i, 1);
+    this.save(); // its directory (agent.log) stays for inspection until the sandbox goes down
   }
 
   async waitReady(node: SandboxNode, timeoutMs = 30_000): Promise<void> {
@@ -223,18 +336,24 @@ function readPid(path: string): number | undefined {
   }
 }
 
-function isOurs(pid: number, stateDir: string): boolean {
+/** Whether a running process names the state directory on its command line (so it is ours, not a reused pid). */
+export function isOurs(pid: number, stateDir: string): boolean {
   try {
-    return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").some((arg) => arg.startsWith(stateDir));
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").some((arg) => arg.startsWith(stateDir) || arg.includes(`${stateDir}/`));
   } catch {
     return false;
   }
 }
 
-function alive(pid: number): boolean {
+/**
+ * Whether a process still runs. A zombie counts as gone: a detached process's new parent
+ * (init, or whatever this host runs as pid 1) may take seconds to reap it.
+ */
+export function alive(pid: number): boolean {
   try {
-    process.kill(pid, 0);
-    return true;
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+    return state !== "Z" && state !== "X";
   } catch {
     return false;
   }
@@ -267,25 +386,46 @@ async function killNetnsProcesses(ns: string): Promise<void> {
 /**
  * Removes everything a sandbox with this prefix made: processes in its namespaces,
  * the namespaces, etcd, the state directory. Works after a crash too: it finds things
- * by name and pid file, not by memory.
+ * by name, pid file and command line, not by memory.
  */
 export async function teardown(prefix: string, stateDir: string): Promise<void> {
+  const dir = resolve(stateDir);
   const namespaces = (await listNetns()).filter((n) => n.startsWith(`${prefix}-`));
   for (const ns of namespaces) await killNetnsProcesses(ns);
   // Processes we started that may not be inside a namespace (etcd). A pid file can be
   // stale (a reboot, pid reuse): only a process whose command line names our state
   // directory is ours to stop.
-  if (existsSync(stateDir)) {
-    for (const entry of readdirSync(stateDir)) {
-      const pid = readPid(join(stateDir, entry, "agent.pid"));
-      if (pid && isOurs(pid, stateDir)) await waitGone(pid, 0);
+  if (existsSync(dir)) {
+    for (const entry of readdirSync(dir)) {
+      const pid = readPid(join(dir, entry, "agent.pid"));
+      if (pid && isOurs(pid, dir)) await waitGone(pid, 0);
     }
-    const etcdPid = readPid(join(stateDir, "etcd", "etcd.pid"));
-    if (etcdPid && isOurs(etcdPid, stateDir)) {
+    const etcdPid = readPid(join(dir, "etcd", "etcd.pid"));
+    if (etcdPid && isOurs(etcdPid, dir)) {
       process.kill(etcdPid, "SIGTERM");
       await waitGone(etcdPid, 3000);
     }
   }
+  // Anything else still naming a file in the state directory (a pod server whose
+  // namespace was deleted by hand, an orphaned agent): ours too.
+  for (const pid of processesUsing(dir)) await waitGone(pid, 0);
   for (const ns of namespaces) await delNetns(ns);
-  rmSync(stateDir, { recursive: true, force: true });
+  rmSync(dir, { recursive: true, force: true });
+}
+
+/** Processes (other than this one and its ancestors) with an argument inside `dir`. */
+export function processesUsing(dir: string): number[] {
+  const inside = resolve(dir) + "/";
+  const skip = new Set<number>([process.pid, process.ppid]);
+  const found: number[] = [];
+  for (const entry of readdirSync("/proc")) {
+    const pid = Number(entry);
+    if (!Number.isInteger(pid) || skip.has(pid)) continue;
+    try {
+      if (readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").some((a) => a.includes(inside))) found.push(pid);
+    } catch {
+      /* gone */
+    }
+  }
+  return found;
 }

@@ -1,8 +1,9 @@
 /**
  * Workload endpoints wired by hand, Canal-style (a veth per endpoint, a /32 route and
  * proxy ARP on the node side, a link-local default gateway inside), plus a small TCP
- * echo server and probes. The connectivity tests and the demo use these until the CNI
- * plugin wires real pods.
+ * echo server and probes. The kernel connectivity tests use these to test the agent on
+ * its own, without the CNI plugin; real pods (sluice-cni, pod servers, matrices) are in
+ * pods.ts and probe.ts.
  */
 import { spawn } from "node:child_process";
 import { closeSync, openSync } from "node:fs";

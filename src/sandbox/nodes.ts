@@ -1,0 +1,49 @@
+/** Node-level operations that span the cluster, its pods and its leases. */
+import { join } from "node:path";
+import { pino } from "pino";
+import { readSubnetEnv } from "../agent/subnetEnv.js";
+import { EtcdSubnetRegistry } from "../datastore/etcdSubnetRegistry.js";
+import { formatCidr } from "../model/ip.js";
+import type { Lease } from "../model/lease.js";
+import type { Sandbox, SandboxNode } from "./cluster.js";
+import { deletePod, listPods, podId, withEtcd } from "./pods.js";
+
+/** The flannel prefix the sandbox's agents use for config and leases. */
+export const SANDBOX_ETCD_PREFIX = "/coreos.com/network";
+
+/** The node's pod subnet from its subnet.env ("-" before its agent wrote one). */
+export async function nodeSubnet(n: SandboxNode): Promise<string> {
+  const env = await readSubnetEnv(join(n.stateDir, "subnet.env"));
+  return env?.subnet ? formatCidr(env.subnet) : "-";
+}
+
+export async function listLeases(sb: Sandbox): Promise<Lease[]> {
+  return withEtcd(sb, async (c) => (await new EtcdSubnetRegistry(c, SANDBOX_ETCD_PREFIX, pino({ level: "silent" })).listLeases()).leases);
+}
+
+export const leaseSubnets = (l: Lease): string => [l.subnet, l.subnet6].filter((x) => x !== undefined).map(formatCidr).join(" ");
+
+/** Deletes the subnet lease(s) a node holds (by node name or public address); returns their subnets. */
+export async function deleteNodeLeases(sb: Sandbox, n: Pick<SandboxNode, "name" | "address">): Promise<string[]> {
+  return withEtcd(sb, async (c) => {
+    const reg = new EtcdSubnetRegistry(c, SANDBOX_ETCD_PREFIX, pino({ level: "silent" }));
+    const mine = (await reg.listLeases()).leases.filter((l) => l.attrs.NodeName === n.name || l.attrs.PublicIP === n.address);
+    for (const l of mine) await reg.deleteKey(reg.keyOf(l.subnet, l.subnet6));
+    return mine.map(leaseSubnets);
+  });
+}
+
+/**
+ * Removes a node as a cluster would: its pods (CNI DEL while the node still exists), its
+ * agent and namespace, then (unless keepLease) its subnet lease, so that the other
+ * nodes unroute its subnet.
+ */
+export async function removeSandboxNode(sb: Sandbox, name: string | number, o: { keepLease?: boolean } = {}): Promise<{ node: string; pods: string[]; leases: string[]; warnings: string[] }> {
+  const n = sb.nodeByName(String(name));
+  const pods = listPods(sb).filter((p) => p.node === n.name);
+  const warnings: string[] = [];
+  for (const p of pods) warnings.push(...(await deletePod(sb, p)));
+  await sb.removeNode(n);
+  const leases = o.keepLease ? [] : await deleteNodeLeases(sb, n);
+  return { node: n.name, pods: pods.map(podId), leases, warnings };
+}

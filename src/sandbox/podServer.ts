@@ -1,0 +1,323 @@
+/**
+ * The one process a sandbox pod runs (its "container"), inside the pod's network
+ * namespace:
+ *  - serves every declared port: TCP echoes what it receives, UDP answers every datagram
+ *    with the same bytes;
+ *  - listens on a control socket (a unix socket in the sandbox state directory, reachable
+ *    from any namespace because it lives in the file system) and, on request, makes
+ *    connections *from the pod*: `probe` tries a list of targets in parallel and answers
+ *    with one JSON line; `stream` opens a TCP connection and relays raw bytes both ways
+ *    (a long-lived connection a test can drive).
+ * It is plain JavaScript run with `node -e`, so it needs nothing but node.
+ */
+import { spawn } from "node:child_process";
+import { closeSync, openSync, readFileSync, existsSync } from "node:fs";
+import { connect, type Socket } from "node:net";
+import { run } from "../dataplane/exec.js";
+import { alive } from "./cluster.js";
+
+export interface ServedPort {
+  port: number;
+  protocol: "TCP" | "UDP" | "SCTP";
+}
+
+export interface ProbeTarget {
+  host: string;
+  port: number;
+  protocol: "TCP" | "UDP";
+}
+
+/** connected = a TCP echo round trip or a UDP reply came back within the timeout. */
+export type ProbeStatus = "connected" | "timeout" | "refused" | "reset" | "unreachable" | "closed" | "error";
+
+export interface ProbeOutcome {
+  status: ProbeStatus;
+  /** Milliseconds until the outcome. */
+  ms: number;
+  detail?: string;
+}
+
+export const POD_SERVER_JS = String.raw`
+"use strict";
+const net = require("net"), dgram = require("dgram"), fs = require("fs");
+const cfg = JSON.parse(process.argv[1]);
+const log = (m) => process.stdout.write(new Date().toISOString() + " " + m + "\n");
+const fatal = (m) => { log("fatal: " + m); process.exit(1); };
+let pending = 0;
+const bound = () => { if (--pending === 0) listenCtl(); };
+if (cfg.probe) {
+  // One-shot mode (probes from a node's namespace): probe, print the results, exit.
+  Promise.all(cfg.probe.targets.map((t) => probeOne(t, cfg.probe.timeoutMs))).then((results) => process.stdout.write(JSON.stringify({ results }) + "\n", () => process.exit(0)));
+  cfg.ports = [];
+  pending = -1;
+}
+for (const p of cfg.ports) {
+  if (p.protocol === "TCP") {
+    pending++;
+    const srv = net.createServer((s) => { s.on("data", (d) => s.write(d)); s.on("error", () => {}); });
+    srv.on("error", (e) => fatal("tcp " + p.port + ": " + e.message));
+    srv.listen({ port: p.port, host: "0.0.0.0" }, () => { log("serving " + p.port + "/TCP"); bound(); });
+    const srv6 = net.createServer((s) => { s.on("data", (d) => s.write(d)); s.on("error", () => {}); });
+    srv6.on("error", () => {});
+    srv6.listen({ port: p.port, host: "::", ipv6Only: true });
+  } else if (p.protocol === "UDP") {
+    pending++;
+    for (const type of ["udp4", "udp6"]) {
+      const u = dgram.createSocket({ type, ipv6Only: type === "udp6" });
+      u.on("message", (m, r) => u.send(m, r.port, r.address));
+      if (type === "udp4") {
+        u.on("error", (e) => fatal("udp " + p.port + ": " + e.message));
+        u.bind(p.port, "0.0.0.0", () => { log("serving " + p.port + "/UDP"); bound(); });
+      } else {
+        u.on("error", () => { try { u.close(); } catch (_) {} });
+        u.bind(p.port, "::");
+      }
+    }
+  } else {
+    log("not serving " + p.port + "/" + p.protocol + " (no " + p.protocol + " here)");
+  }
+}
+if (pending === 0) listenCtl();
+
+function statusOf(e) {
+  const c = e && e.code;
+  if (c === "ECONNREFUSED") return "refused";
+  if (c === "ECONNRESET" || c === "EPIPE") return "reset";
+  if (c === "EHOSTUNREACH" || c === "ENETUNREACH") return "unreachable";
+  return "error";
+}
+
+function probeOne(t, ms) {
+  const start = Date.now();
+  return new Promise((resolve) => {
+    let done = false, timer, cleanup = () => {};
+    const finish = (status, detail) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      cleanup();
+      resolve(detail ? { status, ms: Date.now() - start, detail } : { status, ms: Date.now() - start });
+    };
+    timer = setTimeout(() => finish("timeout"), ms);
+    try {
+      if (t.protocol === "UDP") {
+        const u = dgram.createSocket(net.isIPv6(t.host) ? "udp6" : "udp4");
+        let iv;
+        cleanup = () => { clearInterval(iv); try { u.close(); } catch (_) {} };
+        u.on("message", () => finish("connected"));
+        u.on("error", (e) => finish(statusOf(e), e.code || e.message));
+        const payload = Buffer.from("sluice-probe");
+        const send = () => u.send(payload, (e) => { if (e) finish(statusOf(e), e.code || e.message); });
+        u.connect(t.port, t.host, (e) => {
+          if (e) return finish(statusOf(e), e.code || e.message);
+          send();
+          iv = setInterval(send, 200);
+        });
+      } else {
+        const s = net.connect({ host: t.host, port: t.port });
+        cleanup = () => s.destroy();
+        const payload = "sluice-probe\n";
+        let got = 0;
+        s.on("connect", () => s.write(payload));
+        s.on("data", (d) => { got += d.length; if (got >= payload.length) finish("connected"); });
+        s.on("error", (e) => finish(statusOf(e), e.code || e.message));
+        s.on("close", () => finish("closed"));
+      }
+    } catch (e) {
+      finish("error", e.message);
+    }
+  });
+}
+
+function listenCtl() {
+  try { fs.unlinkSync(cfg.ctl); } catch (_) {}
+  const ctl = net.createServer((c) => {
+    c.on("error", () => {});
+    let buf = "";
+    const onData = (d) => {
+      buf += d.toString("latin1");
+      const i = buf.indexOf("\n");
+      if (i < 0) return;
+      c.removeListener("data", onData);
+      c.pause();
+      let req;
+      try { req = JSON.parse(buf.slice(0, i)); } catch (e) { c.end(JSON.stringify({ error: "bad request" }) + "\n"); return; }
+      handle(c, req, Buffer.from(buf.slice(i + 1), "latin1"));
+    };
+    c.on("data", onData);
+  });
+  ctl.on("error", (e) => fatal("control socket: " + e.message));
+  ctl.listen(cfg.ctl, () => log("ready"));
+}
+
+function handle(c, req, rest) {
+  if (req.op === "ping") return c.end(JSON.stringify({ ok: true, pid: process.pid }) + "\n");
+  if (req.op === "probe") {
+    Promise.all(req.targets.map((t) => probeOne(t, req.timeoutMs))).then((results) => c.end(JSON.stringify({ results }) + "\n"));
+    return;
+  }
+  if (req.op === "stream") {
+    const s = net.connect({ host: req.host, port: req.port });
+    const t = setTimeout(() => { s.destroy(); c.end(JSON.stringify({ error: "timeout" }) + "\n"); }, req.timeoutMs || 5000);
+    s.once("error", (e) => { clearTimeout(t); c.end(JSON.stringify({ error: e.code || e.message }) + "\n"); });
+    s.once("connect", () => {
+      clearTimeout(t);
+      c.write(JSON.stringify({ connected: true }) + "\n");
+      if (rest.length) s.write(rest);
+      s.removeAllListeners("error");
+      s.on("error", () => c.destroy());
+      c.on("error", () => s.destroy());
+      c.pipe(s);
+      s.pipe(c);
+      c.resume();
+    });
+    return;
+  }
+  c.end(JSON.stringify({ error: "unknown op " + req.op }) + "\n");
+}
+process.on("SIGTERM", () => { try { fs.unlinkSync(cfg.ctl); } catch (_) {} process.exit(0); });
+`;
+
+/** Starts the pod's server detached inside its namespace; returns its pid. */
+export function spawnPodServer(netns: string, ports: readonly ServedPort[], ctlSocket: string, logFile: string): number {
+  const fd = openSync(logFile, "a");
+  const child = spawn("ip", ["netns", "exec", netns, process.execPath, "-e", POD_SERVER_JS, JSON.stringify({ ports, ctl: ctlSocket })], { stdio: ["ignore", fd, fd], detached: true });
+  closeSync(fd);
+  child.unref();
+  if (!child.pid) throw new Error(`could not start the pod server in ${netns}`);
+  return child.pid;
+}
+
+/**
+ * Probes from any network namespace (a node's, say) with a one-shot run of the same
+ * code: one process, all targets in parallel.
+ */
+export async function probeFromNetns(netns: string, targets: readonly ProbeTarget[], timeoutMs: number): Promise<ProbeOutcome[]> {
+  const cfg = JSON.stringify({ ports: [], probe: { targets, timeoutMs } });
+  const r = await run("ip", ["netns", "exec", netns, process.execPath, "-e", POD_SERVER_JS, cfg], undefined, timeoutMs + 15_000);
+  if (r.code !== 0) throw new Error(`probe from ${netns} failed (exit ${r.code}): ${r.stderr.trim() || r.stdout.trim()}`);
+  return (JSON.parse(r.stdout) as { results: ProbeOutcome[] }).results;
+}
+
+/** One request on a pod's control socket; resolves with the first JSON line of the answer. */
+export function ctlRequest<T>(ctlSocket: string, req: Record<string, unknown>, timeoutMs: number): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const s = connect({ path: ctlSocket });
+    let buf = "";
+    const timer = setTimeout(() => {
+      s.destroy();
+      reject(new Error(`no answer on ${ctlSocket} within ${timeoutMs}ms`));
+    }, timeoutMs);
+    s.on("connect", () => s.write(JSON.stringify(req) + "\n"));
+    s.on("data", (d: Buffer) => {
+      buf += d.toString();
+      const i = buf.indexOf("\n");
+      if (i < 0) return;
+      clearTimeout(timer);
+      s.destroy();
+      try {
+        const v = JSON.parse(buf.slice(0, i)) as T & { error?: string };
+        if (v.error) reject(new Error(v.error));
+        else resolve(v);
+      } catch (err) {
+        reject(err as Error);
+      }
+    });
+    s.on("error", (err) => {
+      clearTimeout(timer);
+      reject(new Error(`pod control socket ${ctlSocket}: ${err.message} (is the pod's server running?)`));
+    });
+  });
+}
+
+/** Waits until the server answers on its control socket (or exits, then its log says why). */
+export async function waitPodServer(ctlSocket: string, pid: number, logFile: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (existsSync(ctlSocket)) {
+      try {
+        await ctlRequest(ctlSocket, { op: "ping" }, 1000);
+        return;
+      } catch {
+        /* not yet */
+      }
+    }
+    const running = alive(pid);
+    if (!running || Date.now() > deadline) {
+      const log = existsSync(logFile) ? readFileSync(logFile, "utf8").trim().split("\n").slice(-5).join("\n") : "";
+      throw new Error(`the pod server ${running ? "did not answer within " + timeoutMs + "ms" : "exited"}${log ? `:\n${log}` : ""}`);
+    }
+    await new Promise((r) => setTimeout(r, 30));
+  }
+}
+
+/**
+ * A long-lived TCP connection made from inside a pod (by its server), relayed to this
+ * process over the control socket: what `write` sends goes to the target; everything the
+ * target sends back is collected in `received`.
+ */
+export class PodStream {
+  private readonly chunks: Buffer[] = [];
+  /** Why the relay closed ("closed" for an orderly end, else the error), once it has. */
+  closedWith: string | undefined;
+
+  constructor(
+    readonly socket: Socket,
+    initial: Buffer,
+  ) {
+    if (initial.length) this.chunks.push(initial);
+    socket.on("data", (d: Buffer) => this.chunks.push(d));
+    socket.on("error", (err) => (this.closedWith = err.message));
+    socket.on("close", () => (this.closedWith ??= "closed"));
+  }
+
+  write(data: string | Buffer): void {
+    this.socket.write(data);
+  }
+
+  get received(): string {
+    return Buffer.concat(this.chunks).toString();
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+}
+
+export async function openStream(ctlSocket: string, host: string, port: number, timeoutMs = 5000): Promise<PodStream> {
+  return new Promise((resolve, reject) => {
+    const s = connect({ path: ctlSocket });
+    let buf = Buffer.alloc(0);
+    const timer = setTimeout(() => {
+      s.destroy();
+      reject(new Error(`stream to ${host}:${port}: no answer within ${timeoutMs}ms`));
+    }, timeoutMs + 1000);
+    s.on("connect", () => s.write(JSON.stringify({ op: "stream", host, port, timeoutMs }) + "\n"));
+    const onError = (err: Error): void => {
+      clearTimeout(timer);
+      reject(new Error(`stream to ${host}:${port}: ${err.message}`));
+    };
+    const onData = (d: Buffer): void => {
+      buf = Buffer.concat([buf, d]);
+      const i = buf.indexOf(10);
+      if (i < 0) return;
+      clearTimeout(timer);
+      s.removeListener("data", onData);
+      s.removeListener("error", onError);
+      let head: { connected?: boolean; error?: string };
+      try {
+        head = JSON.parse(buf.subarray(0, i).toString()) as { connected?: boolean; error?: string };
+      } catch {
+        head = { error: "bad answer from the pod server" };
+      }
+      if (!head.connected) {
+        s.destroy();
+        reject(new Error(`stream to ${host}:${port}: ${head.error ?? "refused"}`));
+        return;
+      }
+      resolve(new PodStream(s, buf.subarray(i + 1)));
+    };
+    s.on("data", onData);
+    s.on("error", onError);
+  });
+}

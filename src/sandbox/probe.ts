@@ -1,0 +1,199 @@
+/**
+ * Real connection attempts between sandbox pods, and the connectivity matrix the demo
+ * prints and the e2e tests compare with a hand-written expectation.
+ *
+ * Every probe is made from inside the source pod by the pod's own server process (asked
+ * over its control socket), so a matrix costs no process start at all: each source pod
+ * tries all its targets in parallel, all sources at once, and a matrix with blocked pairs
+ * takes about one timeout.
+ */
+import { isIP } from "node:net";
+import { ConfigError } from "../config/errors.js";
+import type { Sandbox } from "./cluster.js";
+import { type PodRef, type SandboxPod, getPod, listPods, parsePodRef, podId } from "./pods.js";
+import { type PodStream, type ProbeOutcome, type ProbeTarget, ctlRequest, openStream, probeFromNetns } from "./podServer.js";
+
+export type ProbeProtocol = "TCP" | "UDP";
+
+export interface ProbeOptions {
+  port: number;
+  /** Default TCP. */
+  protocol?: ProbeProtocol;
+  /** How long one attempt may take; a blocked pair costs this much. Default 1000. */
+  timeoutMs?: number;
+}
+
+export interface ProbeResult extends ProbeOutcome {
+  /** "ns/name" of the source pod. */
+  from: string;
+  /** "ns/name" of the target pod, or the address when the target was an address. */
+  to: string;
+  host: string;
+  port: number;
+  protocol: ProbeProtocol;
+  connected: boolean;
+}
+
+/** reachability[from][to] = true when `from` connected to `to`. Keys are "ns/name". */
+export type Reachability = Record<string, Record<string, boolean>>;
+
+export interface MatrixResult {
+  port: number;
+  protocol: ProbeProtocol;
+  pods: string[];
+  reachability: Reachability;
+  results: ProbeResult[];
+  /** Wall time of the whole matrix. */
+  ms: number;
+}
+
+export const DEFAULT_PROBE_TIMEOUT_MS = 1000;
+
+/** `80`, `80/TCP`, `81/udp` -> port and protocol. */
+export function parsePortSpec(text: string, field = "--port"): { port: number; protocol: ProbeProtocol } {
+  const m = /^(\d+)(?:\/([A-Za-z]+))?$/.exec(text.trim());
+  const port = m ? Number(m[1]) : NaN;
+  const protocol = (m?.[2] ?? "TCP").toUpperCase();
+  if (!m || port < 1 || port > 65535) throw new ConfigError(field, `"${text}" must be PORT[/TCP|UDP] (1-65535)`, "sluicectl sandbox");
+  if (protocol !== "TCP" && protocol !== "UDP") throw new ConfigError(field, `"${text}": only TCP and UDP can be probed`, "sluicectl sandbox");
+  return { port, protocol };
+}
+
+const ref = (p: string | PodRef | SandboxPod): string => (typeof p === "string" ? podId(parsePodRef(p)) : podId(p));
+
+/** The address to connect to for a target: an IP as given, or a pod's (IPv4 first). */
+function targetHost(sb: Sandbox, to: string | PodRef | SandboxPod): { to: string; host: string } {
+  if (typeof to === "string" && isIP(to)) return { to, host: to };
+  const pod = typeof to !== "string" && "ips" in to ? to : getPod(sb, to);
+  const host = pod.ips[0];
+  if (!host) throw new Error(`pod ${podId(pod)} has no address`);
+  return { to: podId(pod), host };
+}
+
+async function probeFrom(from: SandboxPod, targets: Array<{ to: string; host: string }>, o: ProbeOptions): Promise<ProbeResult[]> {
+  const protocol = o.protocol ?? "TCP";
+  const timeoutMs = o.timeoutMs ?? DEFAULT_PROBE_TIMEOUT_MS;
+  const req: ProbeTarget[] = targets.map((t) => ({ host: t.host, port: o.port, protocol }));
+  const { results } = await ctlRequest<{ results: ProbeOutcome[] }>(from.ctlSocket, { op: "probe", targets: req, timeoutMs }, timeoutMs + 10_000);
+  return targets.map((t, i) => {
+    const r = results[i] ?? { status: "error" as const, ms: 0, detail: "no result" };
+    return { ...r, from: podId(from), to: t.to, host: t.host, port: o.port, protocol, connected: r.status === "connected" };
+  });
+}
+
+/**
+ * Connection attempts from a node's own namespace (host-network traffic, as the kubelet's
+ * probes), to pods or addresses, in parallel. `from` in the results is the node name.
+ */
+export async function probeFromNode(sb: Sandbox, node: string | number, to: ReadonlyArray<string | PodRef>, o: ProbeOptions): Promise<ProbeResult[]> {
+  const n = sb.nodeByName(String(node));
+  const protocol = o.protocol ?? "TCP";
+  const timeoutMs = o.timeoutMs ?? DEFAULT_PROBE_TIMEOUT_MS;
+  const targets = to.map((t) => targetHost(sb, t));
+  const results = await probeFromNetns(n.ns, targets.map((t) => ({ host: t.host, port: o.port, protocol })), timeoutMs);
+  return targets.map((t, i) => {
+    const r = results[i] ?? { status: "error" as const, ms: 0, detail: "no result" };
+    return { ...r, from: n.name, to: t.to, host: t.host, port: o.port, protocol, connected: r.status === "connected" };
+  });
+}
+
+/** One real connection attempt from a pod to a pod ("ns/name") or an address. */
+export async function probe(sb: Sandbox, from: string | PodRef, to: string | PodRef, o: ProbeOptions): Promise<ProbeResult> {
+  const src = getPod(sb, from);
+  const [r] = await probeFrom(src, [targetHost(sb, to)], o);
+  return r as ProbeResult;
+}
+
+/**
+ * Probes every ordered pair of `pods` (default: every pod of the sandbox, sorted),
+ * including each pod to itself (to its own address), concurrently.
+ */
+export async function probeMatrix(sb: Sandbox, pods: ReadonlyArray<string | PodRef> | undefined, o: ProbeOptions): Promise<MatrixResult> {
+  const start = Date.now();
+  const list = pods ? pods.map((p) => getPod(sb, p)) : listPods(sb);
+  const targets = list.map((p) => targetHost(sb, p));
+  const rows = await Promise.all(list.map((from) => probeFrom(from, targets, o)));
+  const ids = list.map(podId);
+  const reachability: Reachability = {};
+  for (const [i, row] of rows.entries()) {
+    const r: Record<string, boolean> = {};
+    for (const res of row) r[res.to] = res.connected;
+    reachability[ids[i] as string] = r;
+  }
+  return { port: o.port, protocol: o.protocol ?? "TCP", pods: ids, reachability, results: rows.flat(), ms: Date.now() - start };
+}
+
+/** An expected matrix: every pair allowed (true), none (false), or as `allowed` says. */
+export function reachability(pods: ReadonlyArray<string | PodRef>, allowed: boolean | ((from: string, to: string) => boolean)): Reachability {
+  const ids = pods.map(ref);
+  const out: Reachability = {};
+  for (const f of ids) {
+    const row: Record<string, boolean> = {};
+    for (const t of ids) row[t] = typeof allowed === "boolean" ? allowed : allowed(f, t);
+    out[f] = row;
+  }
+  return out;
+}
+
+/** The pairs where `actual` differs from `expected`, one line each; [] when they agree. */
+export function diffReachability(expected: Reachability, actual: Reachability): string[] {
+  const out: string[] = [];
+  const froms = [...new Set([...Object.keys(expected), ...Object.keys(actual)])];
+  for (const f of froms) {
+    const tos = [...new Set([...Object.keys(expected[f] ?? {}), ...Object.keys(actual[f] ?? {})])];
+    for (const t of tos) {
+      const e = expected[f]?.[t];
+      const a = actual[f]?.[t];
+      if (e === a) continue;
+      const word = (v: boolean | undefined): string => (v === undefined ? "not probed" : v ? "connected" : "blocked");
+      out.push(`${f} -> ${t}: expected ${word(e)}, got ${word(a)}`);
+    }
+  }
+  return out;
+}
+
+/**
+ * Probes the matrix of `expected`'s pods until it matches (policy takes a moment to
+ * land) or `withinMs` passes; returns the last matrix and its differences.
+ */
+export async function waitForReachability(sb: Sandbox, expected: Reachability, o: ProbeOptions & { withinMs?: number }): Promise<{ matrix: MatrixResult; diff: string[] }> {
+  const deadline = Date.now() + (o.withinMs ?? 10_000);
+  const pods = Object.keys(expected);
+  for (;;) {
+    const matrix = await probeMatrix(sb, pods, o);
+    const diff = diffReachability(expected, matrix.reachability);
+    if (diff.length === 0 || Date.now() > deadline) return { matrix, diff };
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/**
+ * The matrix as a grid: rows connect to columns; `.` connected, `X` blocked (the marks
+ * upstream's network policy e2e prints). With `expected`, a wrong cell shows as `!`
+ * followed by what was observed.
+ */
+export function formatMatrix(m: { pods: readonly string[]; reachability: Reachability }, opts: { expected?: Reachability; connected?: string; blocked?: string } = {}): string {
+  const yes = opts.connected ?? ".";
+  const no = opts.blocked ?? "X";
+  const w = Math.max(...m.pods.map((p) => p.length), 4) + 2;
+  const cw = Math.max(...m.pods.map((p) => p.length), yes.length + 1, no.length + 1) + 2;
+  const lines = ["".padEnd(w) + m.pods.map((p) => p.padStart(cw)).join("")];
+  for (const f of m.pods) {
+    let line = f.padEnd(w);
+    for (const t of m.pods) {
+      const a = m.reachability[f]?.[t];
+      const mark = a === undefined ? "?" : a ? yes : no;
+      const e = opts.expected?.[f]?.[t];
+      line += (e !== undefined && e !== a ? `!${mark}` : mark).padStart(cw);
+    }
+    lines.push(line);
+  }
+  return lines.join("\n") + "\n";
+}
+
+/** A long-lived TCP connection from inside pod `from` to `to` (pod or address) on `port`. */
+export async function openPodStream(sb: Sandbox, from: string | PodRef, to: string | PodRef, port: number, timeoutMs = 5000): Promise<PodStream> {
+  const src = getPod(sb, from);
+  const { host } = targetHost(sb, to);
+  return openStream(src.ctlSocket, host, port, timeoutMs);
+}

@@ -1,0 +1,153 @@
+/** `sluicectl sandbox` as a user runs it: separate CLI processes sharing one sandbox through its state file. */
+import { after, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Etcd3 } from "etcd3";
+import { podObject } from "../../src/config/k8sSchemas.js";
+import { podKey } from "../../src/datastore/resourceKeys.js";
+import { run } from "../../src/dataplane/exec.js";
+import { teardown } from "../../src/sandbox/cluster.js";
+import { listNetns } from "../../src/sandbox/netns.js";
+import { binPath } from "../../src/sandbox/paths.js";
+import { leftovers } from "../helpers/cluster.js";
+import { uniquePrefix } from "../helpers/netns.js";
+
+interface Status {
+  prefix: string;
+  etcd: { endpoint: string; running: boolean };
+  nodes: Array<{ name: string; netns: string; address: string; segment: number; subnet: string; agentPid: number | null; ready: boolean }>;
+  leases: Array<{ subnet: string; node: string; publicIp: string }>;
+  namespaces: Array<{ name: string; labels: Record<string, string> }>;
+  pods: Array<{ pod: string; node: string; ips: string[]; netns: string; labels: Record<string, string> }>;
+}
+
+describe("sluicectl sandbox: up, pods, probes, matrix, status, labels, nodes, down", () => {
+  const prefix = uniquePrefix("ec");
+  const stateDir = join(tmpdir(), prefix);
+  const ctl = (...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> => run(process.execPath, [binPath("sluicectl"), "sandbox", "--state-dir", stateDir, ...args], undefined, 120_000);
+  const ok = async (...args: string[]): Promise<string> => {
+    const r = await ctl(...args);
+    assert.equal(r.code, 0, `sluicectl sandbox ${args.join(" ")}: exit ${r.code}\n${r.stdout}${r.stderr}`);
+    return r.stdout;
+  };
+  const status = async (): Promise<Status> => JSON.parse(await ok("status", "-o", "json")) as Status;
+
+  after(async () => {
+    await teardown(prefix, stateDir);
+  });
+
+  test("up builds a cluster and returns with it running; a second up is refused", async () => {
+    const out = await ok("up", "--nodes", "2", "--prefix", prefix, "--backend", "vxlan");
+    assert.match(out, /sandbox up in/);
+    assert.ok(existsSync(join(stateDir, "sandbox.json")));
+    const st = await status();
+    assert.equal(st.etcd.running, true);
+    assert.deepEqual(st.nodes.map((n) => [n.name, n.address, n.ready]), [["node-1", "10.250.1.11", true], ["node-2", "10.250.1.12", true]]);
+    assert.equal(st.leases.length, 2);
+    assert.deepEqual(st.namespaces.map((n) => n.name), ["default"]);
+    const again = await ctl("up", "--nodes", "1", "--prefix", prefix);
+    assert.equal(again.code, 2);
+    assert.match(again.stderr, /already up/);
+  });
+
+  test("ns create and pod create (real CNI); a pod in a missing namespace is refused clearly", async () => {
+    await ok("ns", "create", "x", "--labels", "team=x");
+    assert.match(await ok("pod", "create", "x/a", "--node", "1", "--labels", "app=web"), /pod x\/a created on node-1: 10\.244\./);
+    await ok("pod", "create", "x/b", "--node", "node-2", "--labels", "app=db", "--ports", "serve-80-tcp=80/TCP,serve-80-udp=80/UDP");
+    const bad = await ctl("pod", "create", "nope/a", "--node", "1");
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.stderr, /namespace "nope" does not exist/);
+    assert.ok(!(await listNetns()).some((n) => n.includes("nope")), "nothing half-made");
+    const st = await status();
+    assert.deepEqual(st.pods.map((p) => [p.pod, p.node, p.labels]), [["x/a", "node-1", { app: "web" }], ["x/b", "node-2", { app: "db" }]]);
+    // The Pod object in etcd is a valid k8s Pod with the node, labels and named ports.
+    const c = new Etcd3({ hosts: [st.etcd.endpoint] });
+    try {
+      const pod = podObject.parse(JSON.parse((await c.get(podKey("x", "b")).string()) ?? "null"));
+      assert.equal(pod.spec.nodeName, "node-2");
+      assert.deepEqual(pod.metadata.labels, { app: "db" });
+      assert.deepEqual(pod.spec.containers.flatMap((ct) => ct.ports ?? []).map((p) => `${p.name}=${p.containerPort}/${p.protocol}`), ["serve-80-tcp=80/TCP", "serve-80-udp=80/UDP"]);
+      assert.equal(pod.status?.podIP, st.pods[1]?.ips[0]);
+    } finally {
+      c.close();
+    }
+  });
+
+  test("probe: connected exits 0, blocked exits 1; UDP counts a reply; an address works as target", async () => {
+    assert.match(await ok("probe", "x/a", "x/b", "--port", "80/TCP"), /^connected: x\/a -> x\/b/);
+    const refused = await ctl("probe", "x/a", "x/b", "--port", "81/TCP");
+    assert.equal(refused.code, 1);
+    assert.match(refused.stdout, /^blocked: .*refused/);
+    const udpNone = await ctl("probe", "x/a", "x/b", "--port", "81/UDP", "--timeout", "500");
+    assert.equal(udpNone.code, 1, "x/b serves no 81/UDP: no reply, blocked");
+    assert.match(await ok("probe", "x/b", "x/a", "--port", "81/UDP"), /^connected/);
+    const ipOfA = (await status()).pods[0]?.ips[0] as string;
+    assert.match(await ok("probe", "x/b", ipOfA, "--port", "80"), new RegExp(`^connected: x/b -> ${ipOfA.replace(/\./g, "\\.")} 80/TCP`));
+  });
+
+  test("matrix -o json probes every ordered pair, self included", async () => {
+    const m = JSON.parse(await ok("matrix", "-o", "json")) as { pods: string[]; matrix: Record<string, Record<string, boolean>> };
+    assert.deepEqual(m.pods, ["x/a", "x/b"]);
+    assert.deepEqual(m.matrix, { "x/a": { "x/a": true, "x/b": true }, "x/b": { "x/a": true, "x/b": true } });
+    const m81 = JSON.parse(await ok("matrix", "--port", "81/TCP", "-o", "json", "-n", "x")) as { matrix: Record<string, Record<string, boolean>> };
+    assert.deepEqual(m81.matrix, { "x/a": { "x/a": true, "x/b": false }, "x/b": { "x/a": true, "x/b": false } });
+    assert.match(await ok("matrix"), /4\/4 pairs connected/);
+  });
+
+  test("label pod / label ns (k=v sets, k- removes); exec runs in the pod", async () => {
+    await ok("label", "pod", "x/a", "app-", "tier=frontend");
+    await ok("label", "ns", "x", "team-", "env=dev");
+    const st = await status();
+    assert.deepEqual(st.pods.find((p) => p.pod === "x/a")?.labels, { tier: "frontend" });
+    assert.deepEqual(st.namespaces.find((n) => n.name === "x")?.labels, { env: "dev", "kubernetes.io/metadata.name": "x" });
+    const ip = st.pods.find((p) => p.pod === "x/a")?.ips[0] as string;
+    assert.match(await ok("exec", "x/a", "--", "ip", "-br", "addr", "show", "eth0"), new RegExp(ip.replace(/\./g, "\\.")));
+    assert.match(await ok("exec", "node-1", "--", "ip", "route"), /proto 77/);
+    assert.match(await ok("probe", "node-2", "x/a", "--port", "80/TCP"), /^connected: node-2 -> x\/a/);
+  });
+
+  test("node add / restart / remove (its pods and lease go with it); pod delete; ns delete refused while pods exist", async () => {
+    assert.match(await ok("node", "add"), /node-3 added: 10\.250\.1\.13/);
+    await ok("pod", "create", "x/c", "--node", "3");
+    assert.match(await ok("probe", "x/c", "x/a"), /^connected/);
+    const before = (await status()).nodes.find((n) => n.name === "node-3")?.agentPid;
+    assert.match(await ok("node", "restart", "node-3"), /node-3: agent restarted/);
+    const after3 = (await status()).nodes.find((n) => n.name === "node-3");
+    assert.ok(after3?.ready && after3.agentPid && after3.agentPid !== before, "a new agent, ready");
+    assert.match(await ok("probe", "x/c", "x/a"), /^connected/);
+    assert.match(await ok("node", "remove", "3"), /node-3 removed with its pods x\/c; lease 10\.244\.\d+\.0\/24 deleted/);
+    let st = await status();
+    assert.deepEqual(st.nodes.map((n) => n.name), ["node-1", "node-2"]);
+    assert.deepEqual(st.leases.map((l) => l.node).sort(), ["node-1", "node-2"]);
+    const busy = await ctl("ns", "delete", "x");
+    assert.notEqual(busy.code, 0);
+    assert.match(busy.stderr, /still has pods/);
+    await ok("pod", "delete", "x/b");
+    st = await status();
+    assert.deepEqual(st.pods.map((p) => p.pod), ["x/a"]);
+    assert.ok(!(await listNetns()).some((n) => n === `${prefix}-pod-x.b`));
+  });
+
+  test("down removes every namespace, process and file", async () => {
+    assert.match(await ok("down"), /sandbox removed/);
+    assert.deepEqual(await leftovers(prefix, stateDir), []);
+    assert.match(await ok("down"), /nothing to remove/);
+    const st = await ctl("status");
+    assert.notEqual(st.code, 0);
+    assert.match(st.stderr, /no sandbox at/);
+  });
+
+  test("down cleans up after a crashed run that lost its state file", async () => {
+    await ok("up", "--nodes", "1", "--prefix", prefix);
+    await ok("pod", "create", "default/p", "--node", "1");
+    rmSync(join(stateDir, "sandbox.json")); // as if `up` had crashed before writing it
+    assert.ok((await leftovers(prefix, stateDir)).length > 0);
+    const refused = await ctl("up", "--nodes", "1", "--prefix", prefix);
+    assert.equal(refused.code, 2);
+    assert.match(refused.stderr, /already exist/);
+    await ok("down", "--prefix", prefix);
+    assert.deepEqual(await leftovers(prefix, stateDir), []);
+  });
+});

@@ -1,0 +1,3 @@
+import { e2eSuite } from "./connectivity.js";
+
+e2eSuite("eh", "host-gw", 1);
