@@ -16,11 +16,7 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { Sandbox, teardown } from "../../../src/sandbox/cluster.js";
-import { listNetns } from "../../../src/sandbox/netns.js";
-import { uniquePrefix } from "../../helpers/netns.js";
+import { testCluster } from "../../helpers/cluster.js";
 import { DEFAULT_RUNNER_OPTIONS, PolicySuiteRunner } from "./runner.js";
 import { SCENARIOS, hasActions } from "./scenarios.js";
 import { SandboxPolicyHarness } from "./sandboxHarness.js";
@@ -30,9 +26,8 @@ const only = process.env["SLUICE_E2E_ONLY"];
 const wiring = process.env["SLUICE_E2E_POD_WIRING"] === "manual" ? "manual" : "cni";
 
 describe("NetworkPolicy end to end (sandbox: vxlan, 3 nodes, FORWARD DROP; x,y,z × a,b,c)", () => {
-  const prefix = uniquePrefix("np");
-  const stateDir = join(tmpdir(), prefix);
-  const sb = new Sandbox({ prefix, stateDir, nodes: 3, backend: "vxlan", segments: 1, forwardDrop: true, podWiring: wiring });
+  // The sandbox sets every node's FORWARD policy to DROP before its agent starts.
+  const sb = testCluster("np", { backend: "vxlan", nodes: 3, segments: 1, podWiring: wiring });
   let harness: SandboxPolicyHarness | undefined;
   let lines: string[] = [];
   let r: PolicySuiteRunner | undefined;
@@ -43,8 +38,6 @@ describe("NetworkPolicy end to end (sandbox: vxlan, 3 nodes, FORWARD DROP; x,y,z
   let dirty = false;
 
   before(async () => {
-    await sb.up();
-    await sb.waitAllReady();
     harness = new SandboxPolicyHarness(sb);
     r = new PolicySuiteRunner(harness, { ...DEFAULT_RUNNER_OPTIONS, log: (m) => lines.push(m) });
     await r.setup();
@@ -55,10 +48,6 @@ describe("NetworkPolicy end to end (sandbox: vxlan, 3 nodes, FORWARD DROP; x,y,z
 
   after(async () => {
     await harness?.close();
-    await sb.down();
-    await teardown(prefix, stateDir);
-    const left = (await listNetns()).filter((n) => n.startsWith(prefix));
-    if (left.length) throw new Error(`namespaces left behind: ${left.join(", ")}`);
   });
 
   for (const sc of SCENARIOS) {

@@ -8,32 +8,12 @@ import { Etcd3 } from "etcd3";
 import { ConfigError } from "../../../src/config/errors.js";
 import { networkPolicyKind } from "../../../src/config/resourceKinds.js";
 import { formatProblem, parseManifests } from "../../../src/ctl/manifests.js";
-import { run } from "../../../src/dataplane/exec.js";
 import { EtcdResourceStore } from "../../../src/datastore/etcdResources.js";
 import type { Sandbox } from "../../../src/sandbox/cluster.js";
 import { nodeSubnet } from "../../../src/sandbox/nodes.js";
 import { createNamespace, createPod, deleteNamespace, deletePod, getNamespace, getPodObject, labelNamespace, labelPod, listPods } from "../../../src/sandbox/pods.js";
-import { probe } from "../../../src/sandbox/probe.js";
+import { probe, probeFromNode } from "../../../src/sandbox/probe.js";
 import type { NodeProbeRequest, PodRequest, PolicyHarness, ProbeRequest } from "./harness.js";
-
-/** One TCP echo round trip or one UDP reply (datagrams resent every 200 ms, as the pod server does). */
-const NODE_PROBE_JS = String.raw`
-const net = require("net"), dgram = require("dgram");
-const [host, port, proto, ms] = [process.argv[1], Number(process.argv[2]), process.argv[3], Number(process.argv[4])];
-const done = (ok) => { console.log(ok ? "connected" : "blocked"); process.exit(ok ? 0 : 1); };
-setTimeout(() => done(false), ms);
-if (proto === "UDP") {
-  const u = dgram.createSocket("udp4");
-  u.on("message", () => done(true));
-  u.on("error", () => done(false));
-  u.connect(port, host, () => { const send = () => u.send("sluice-probe"); send(); setInterval(send, 200); });
-} else {
-  const s = net.connect({ host, port });
-  s.on("connect", () => s.write("sluice-probe\n"));
-  s.on("data", () => done(true));
-  s.on("error", () => done(false));
-}
-`;
 
 export class SandboxPolicyHarness implements PolicyHarness {
   private readonly etcd: Etcd3;
@@ -105,12 +85,7 @@ export class SandboxPolicyHarness implements PolicyHarness {
   }
 
   async probeFromNode(requests: readonly NodeProbeRequest[], timeoutMs: number): Promise<boolean[]> {
-    return Promise.all(
-      requests.map(async (r) => {
-        const res = await run("ip", ["netns", "exec", this.sb.nodeByName(r.node).ns, process.execPath, "-e", NODE_PROBE_JS, r.toIp, String(r.port), r.protocol, String(timeoutMs)], undefined, timeoutMs + 10_000);
-        return res.stdout.trim() === "connected";
-      }),
-    );
+    return Promise.all(requests.map(async (r) => ((await probeFromNode(this.sb, r.node, [r.toIp], { port: r.port, protocol: r.protocol, timeoutMs }))[0]?.connected ?? false)));
   }
 
   async close(): Promise<void> {
