@@ -11,11 +11,12 @@
  * failed; otherwise the next scenario's first grid, which differs from the clean state
  * only by its own actions, is the check.
  *
- * Environment: SLUICE_E2E_POD_WIRING=manual wires pods by hand instead of sluice-cni;
- * SLUICE_E2E_ONLY=<substring> runs only the scenarios whose name contains it.
+ * Pods are wired by the real sluice-cni. SLUICE_E2E_ONLY=<substring> runs only the
+ * scenarios whose name contains it.
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { nsExec } from "../../../src/sandbox/netns.js";
 import { testCluster } from "../../helpers/cluster.js";
 import { DEFAULT_RUNNER_OPTIONS, PolicySuiteRunner } from "./runner.js";
 import { SCENARIOS, hasActions } from "./scenarios.js";
@@ -23,11 +24,10 @@ import { SandboxPolicyHarness } from "./sandboxHarness.js";
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const only = process.env["SLUICE_E2E_ONLY"];
-const wiring = process.env["SLUICE_E2E_POD_WIRING"] === "manual" ? "manual" : "cni";
 
 describe("NetworkPolicy end to end (sandbox: vxlan, 3 nodes, FORWARD DROP; x,y,z × a,b,c)", () => {
   // The sandbox sets every node's FORWARD policy to DROP before its agent starts.
-  const sb = testCluster("np", { backend: "vxlan", nodes: 3, segments: 1, podWiring: wiring });
+  const sb = testCluster("np", { backend: "vxlan", nodes: 3, segments: 1 });
   let harness: SandboxPolicyHarness | undefined;
   let lines: string[] = [];
   let r: PolicySuiteRunner | undefined;
@@ -48,6 +48,10 @@ describe("NetworkPolicy end to end (sandbox: vxlan, 3 nodes, FORWARD DROP; x,y,z
 
   after(async () => {
     await harness?.close();
+  });
+
+  test("every node runs with FORWARD policy DROP (Docker >= 1.13), so nothing is accepted by default", async () => {
+    for (const n of sb.nodes) assert.match(await nsExec(n.ns, "iptables", ["-S", "FORWARD"]), /^-P FORWARD DROP$/m, n.name);
   });
 
   for (const sc of SCENARIOS) {
