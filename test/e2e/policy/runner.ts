@@ -8,6 +8,13 @@
  * there is no retry window. Only when that probe differs does it probe again after
  * `diagnoseMs`, to tell "too slow" from "wrong" in the failure message; the step fails
  * either way.
+ *
+ * Within one probe: a TCP probe sends one SYN (the kernel's first retransmission comes
+ * after the 1 s probe timeout), so TCP is judged exactly at settle time. A UDP probe
+ * (the sandbox pod server's) resends its datagram every 200 ms until the timeout, so a
+ * UDP "connected" may come from a datagram sent up to 1 s after settle time: a bounded
+ * window of one probe timeout, for allows only (a datagram that gets through before a
+ * deny lands is caught as connected).
  */
 import { type Matrix, type Protocol, describeDiff, diffMatrices, formatMatrix, parseMatrix } from "../../helpers/policyMatrix.js";
 import type { PolicyHarness } from "./harness.js";
