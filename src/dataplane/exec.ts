@@ -7,9 +7,9 @@ export interface ExecResult {
   code: number;
 }
 
-export function run(cmd: string, args: readonly string[], input?: string, timeoutMs = 30_000): Promise<ExecResult> {
+export function run(cmd: string, args: readonly string[], input?: string, timeoutMs = 30_000, env?: NodeJS.ProcessEnv): Promise<ExecResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ["pipe", "pipe", "pipe"] });
+    const child = spawn(cmd, args, { stdio: ["pipe", "pipe", "pipe"], ...(env ? { env } : {}) });
     let stdout = "";
     let stderr = "";
     const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);

@@ -3,7 +3,7 @@
  * namespace, CNI_* in the environment, the network configuration on stdin, the result
  * (or a CNI error) as JSON on stdout.
  */
-import { spawn } from "node:child_process";
+import { run } from "../dataplane/exec.js";
 import { join } from "node:path";
 import type { Sandbox, SandboxNode } from "./cluster.js";
 import { binPath } from "./paths.js";
@@ -61,24 +61,7 @@ export async function runCni(sb: Sandbox, node: SandboxNode, command: CniCommand
     CNI_ARGS: `IgnoreUnknown=1;K8S_POD_NAMESPACE=${a.podNamespace};K8S_POD_NAME=${a.podName};K8S_POD_INFRA_CONTAINER_ID=${a.containerId}`,
     CNI_PATH: "/usr/lib/cni",
   };
-  const { code, stdout, stderr } = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve, reject) => {
-    const child = spawn("ip", ["netns", "exec", node.ns, process.execPath, bin], { env, stdio: ["pipe", "pipe", "pipe"] });
-    let out = "";
-    let err = "";
-    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
-    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (err += d.toString()));
-    child.on("error", (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    child.on("close", (c) => {
-      clearTimeout(timer);
-      resolve({ code: c ?? -1, stdout: out, stderr: err });
-    });
-    child.stdin.on("error", () => undefined);
-    child.stdin.end(JSON.stringify(cniNetconf(sb, node)));
-  });
+  const { code, stdout, stderr } = await run("ip", ["netns", "exec", node.ns, process.execPath, bin], JSON.stringify(cniNetconf(sb, node)), timeoutMs, env);
   let parsed: unknown;
   try {
     parsed = stdout.trim() ? JSON.parse(stdout) : {};
