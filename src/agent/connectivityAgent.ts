@@ -23,6 +23,7 @@ import { computeRouting, podMtu, vxlanDeviceName } from "../routing/backends.js"
 import { startHealthServer } from "./health.js";
 import { leaseToPeer, vtepMacOf } from "./peers.js";
 import { HostRules, type PolicyInput } from "./hostRules.js";
+import { forgetConntrackOf } from "../dataplane/conntrack.js";
 import { PolicyEngine } from "./policyEngine.js";
 import { PolicySource } from "../datastore/policySource.js";
 import type { TableChoice } from "../render/hostRules.js";
@@ -315,12 +316,17 @@ export class ConnectivityAgent {
     const changed = Object.values(counts).some((n) => n > 0);
     if (changed) this.log.info({ ...counts, peers: desired.decisions }, "routing reconciled");
     await this.resyncRules(["nat", "filter"]);
+    // With policy on, subnet.env (which the CNI plugin needs to wire a pod) appears only
+    // once the policy chains are in place: on a fresh node no pod can start unpoliced.
+    if (this.policy && !this.rulesInPlace) return;
     const env: SubnetEnv = { network: network.ipv4?.network, subnet: lease.subnet, ipv6Network: network.ipv6?.network, ipv6Subnet: lease.subnet6, mtu, ipMasq: this.cfg["ip-masq"] };
     await this.writeSubnetEnv(env);
   }
 
-  private policyInput(network: NetworkConfig): PolicyInput {
+  private policyInput(network: NetworkConfig, tables: readonly TableChoice[]): PolicyInput {
     if (!this.policy) return { enabled: false };
+    // A nat-only resync needs no render (and must not be held up by a failing one).
+    if (!tables.includes("filter")) return { enabled: true, renders: undefined };
     const families = [...(network.ipv4 ? [4 as const] : []), ...(network.ipv6 ? [6 as const] : [])];
     return { enabled: true, renders: this.policy.renders(families) };
   }
@@ -330,10 +336,13 @@ export class ConnectivityAgent {
     const network = this.network as NetworkConfig;
     if (!lease || !this.hostRules || this.stopping) return;
     try {
-      const { filterApplied } = await this.hostRules.apply(network, lease, this.policyInput(network), tables);
+      const { filterApplied } = await this.hostRules.apply(network, lease, this.policyInput(network, tables), tables);
+      if (filterApplied && this.policy) await forgetConntrackOf(this.policy.takeRemovedAddresses(), this.log);
       if (filterApplied && !this.rulesInPlace) {
         this.log.info(this.policy ? "host rules and policy in place" : "host iptables rules in place");
         this.rulesInPlace = true;
+        // subnet.env waits for the policy (see reconcile); write it now rather than at the next resync.
+        if (this.policy && !this.subnetEnvWritten) this.schedule(0);
       }
     } catch (err) {
       this.log.error({ err: (err as Error).message }, "cannot apply iptables rules; will retry");

@@ -37,6 +37,10 @@ export class HostRules {
     const d6 = new PolicyDataplane({ family: 6, mode, log });
     const randomFully = !cfg["ip-masq-fully-random-disable"] && (await supportsRandomFully(binaries(4, mode)));
     const capabilities = await probeCapabilities(binaries(4, mode), 4, log);
+    if (cfg["enable-policy"] && !capabilities.setMatch) {
+      // Every policy apply would fail and pods would run unpoliced: refuse to start instead.
+      throw new Error(`iptables (${mode}) cannot match ipsets (-m set; kernel module xt_set) so policy cannot be enforced: ${capabilities.notes.join("; ")}. Load xt_set, or run with --enable-policy=false`);
+    }
     log.info({ mode, randomFully, sctpMatch: capabilities.sctpMatch, setMatch: capabilities.setMatch }, "iptables backend chosen");
     return new HostRules(
       new Map([

@@ -21,6 +21,8 @@ export interface PolicyFeed {
 
 export class PolicyEngine extends EventEmitter {
   private cache: { snapshot: PolicySnapshot; families: string; renders: Map<Family, PolicyRender> } | undefined;
+  /** Pod addresses as of the last render, to find those that went away. */
+  private addresses: Set<string> | undefined;
 
   constructor(
     private readonly feed: PolicyFeed,
@@ -38,6 +40,18 @@ export class PolicyEngine extends EventEmitter {
 
   get synced(): boolean {
     return this.feed.synced;
+  }
+
+  /**
+   * Pod addresses that were in the previous call's snapshot and are gone from the current
+   * one (their conntrack entries must go after the rules are applied).
+   */
+  takeRemovedAddresses(): string[] {
+    if (!this.feed.synced) return [];
+    const now = new Set(this.feed.snapshot().endpoints.flatMap((e) => e.ips));
+    const before = this.addresses;
+    this.addresses = now;
+    return before ? [...before].filter((a) => !now.has(a)) : [];
   }
 
   /**

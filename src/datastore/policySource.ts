@@ -196,17 +196,43 @@ export class PolicySource extends EventEmitter {
     const implicit = (name: string | undefined): void => {
       if (name !== undefined && !namespaces.has(name)) namespaces.set(name, { name, labels: { [NAMESPACE_NAME_LABEL]: name } });
     };
+    const declared = new Set(namespaces.keys());
     for (const r of records) implicit(r.namespace);
     for (const k of this.kinds) if (k.namespaced) for (const o of objects[k.kind] ?? []) implicit(o.metadata.namespace);
+    // A pod in a namespace whose object is missing has unknown namespace labels: like a
+    // pod without its Pod object, it matches no selector and is isolated (fail closed).
+    const endpoints = joinEndpoints(records, pods).map((ep) => (declared.has(ep.namespace) ? ep : { ...ep, metadataKnown: false }));
     return {
       revision: this.revision,
       namespaces: [...namespaces.values()].sort((a, b) => cmp(a.name, b.name)),
-      endpoints: joinEndpoints(records, pods),
-      networkPolicies,
+      endpoints,
+      networkPolicies: [...networkPolicies, ...this.denyAllStandIns()],
       pods,
       workloadEndpoints: records,
       objects,
     };
+  }
+
+  /**
+   * A stored NetworkPolicy that fails validation and has no last good version (e.g. after
+   * a restart) cannot be read, but it was written to isolate something: in its place the
+   * engine isolates every pod of its namespace both ways until it is fixed. Failing open
+   * here would let a typo make isolated pods reachable.
+   */
+  private standsForDenyAll(key: string): boolean {
+    const info = parseResourceKey(key, this.prefix, this.kinds);
+    return info !== undefined && info.type === "object" && info.kind.kind === networkPolicyKind.kind && info.namespace !== undefined;
+  }
+
+  private denyAllStandIns(): NetworkPolicyObject[] {
+    const out: NetworkPolicyObject[] = [];
+    for (const key of [...this.invalid.keys()].sort(cmp)) {
+      if (this.entries.has(key) || !this.standsForDenyAll(key)) continue;
+      const info = parseResourceKey(key, this.prefix, this.kinds);
+      if (info?.type !== "object" || info.namespace === undefined) continue;
+      out.push({ apiVersion: "networking.k8s.io/v1", kind: "NetworkPolicy", metadata: { name: info.name, namespace: info.namespace }, spec: { podSelector: {}, policyTypes: ["Ingress", "Egress"] } });
+    }
+    return out;
   }
 
   private decode(kv: IKeyValue): Decoded {
@@ -249,7 +275,11 @@ export class PolicySource extends EventEmitter {
     if (d === undefined) return;
     this.revision = kv.mod_revision;
     if (!d.ok) {
-      this.refuse(key, d.reason, this.entries.has(key));
+      const hadGood = this.entries.has(key);
+      const wasRefused = this.invalid.has(key);
+      this.refuse(key, d.reason, hadGood);
+      // Without a last good version the key now stands for a deny-all (denyAllStandIns).
+      if (!hadGood && !wasRefused && this.standsForDenyAll(key)) this.changed({ cause: "put", key, revision: this.revision });
       return;
     }
     if (this.invalid.delete(key)) this.log.info({ key }, "value in etcd is valid again");
@@ -259,10 +289,13 @@ export class PolicySource extends EventEmitter {
 
   private onDelete(kv: IKeyValue): void {
     const key = kv.key.toString();
-    this.invalid.delete(key);
+    const wasStandIn = this.invalid.delete(key) && !this.entries.has(key) && this.standsForDenyAll(key);
     const old = this.entries.get(key);
     if (kv.mod_revision) this.revision = kv.mod_revision;
-    if (!this.entries.delete(key)) return;
+    if (!this.entries.delete(key)) {
+      if (wasStandIn) this.changed({ cause: "delete", key, revision: this.revision });
+      return;
+    }
     this.changed({ cause: "delete", key, kind: this.kindOf(old), revision: this.revision });
   }
 

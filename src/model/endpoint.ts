@@ -41,6 +41,12 @@ export interface PodEndpoint {
   ips: string[];
   labels: Record<string, string>;
   ports: ContainerPort[];
+  /**
+   * False when the endpoint's Pod or Namespace object is missing (or invalid), so its
+   * labels are unknown: policy then matches it with no selector and isolates it both
+   * ways (fail closed). Absent means known.
+   */
+  metadataKnown?: boolean;
 }
 
 export interface NamespaceInfo {

@@ -4,8 +4,9 @@
  * engine works on. Pure.
  *
  * - One PodEndpoint per record (a pod with two recorded interfaces yields two).
- * - A record without a Pod object gets no labels and no ports: it is still an endpoint,
- *   so a policy selecting everything (`podSelector: {}`) still isolates it.
+ * - A record without a Pod object gets no labels and no ports and `metadataKnown: false`:
+ *   it is still an endpoint, and the policy engine isolates it both ways and matches it
+ *   with no selector until its labels are known (fail closed).
  * - A Pod without a record has no addresses here and is not an endpoint.
  * - Ports are every container's ports, in declaration order; named ports keep their name.
  * - Output is sorted by namespace, pod, node, interface, so equal inputs give equal outputs.
@@ -31,6 +32,7 @@ export function joinEndpoints(records: readonly WorkloadEndpointRecord[], pods: 
       ips: [...r.ips],
       labels: pod ? { ...(pod.metadata.labels ?? {}) } : {},
       ports: pod ? containerPorts(pod) : [],
+      ...(pod ? {} : { metadataKnown: false }),
     };
     return { endpoint, ifName: r.ifName };
   });

@@ -68,6 +68,8 @@ export class PolicyEvaluator {
   evaluate(c: Connection): Verdict {
     const srcPod = this.podAt(c.src);
     const dstPod = this.podAt(c.dst);
+    // A pod cannot block access to itself.
+    if (srcPod !== undefined && srcPod === dstPod) return { allowed: true, egress: open(), ingress: open() };
     const egress = srcPod ? this.side("egress", srcPod, c, dstPod) : open();
     const ingress = dstPod ? this.side("ingress", dstPod, c, dstPod) : open();
     return { allowed: egress.allowed && ingress.allowed, egress, ingress };

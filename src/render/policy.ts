@@ -50,6 +50,13 @@ export const MARK_ACCEPT = "0x10000/0x10000";
 export const MARK_PASS = "0x20000/0x20000";
 /** Clears both policy bits, leaving everyone else's mark bits alone. */
 export const MARK_CLEAR = "0x0/0x30000";
+/**
+ * Set on packets from pods in SLUICE-INPUT (and cleared in SLUICE-FORWARD): the egress
+ * chain lets a packet to this node through whatever the pod's policy says, because
+ * traffic to and from the node where a pod runs is always allowed.
+ */
+export const MARK_TO_HOST = "0x40000/0x40000";
+export const MARK_TO_HOST_CLEAR = "0x0/0x40000";
 
 const IFACE_MATCH = `${HOST_IFACE_PREFIX}+`;
 /** What the kernel accepts as a link name and iptables as an exact `-i`/`-o` match (no `+`). */
@@ -102,14 +109,19 @@ export interface PolicyIrRenderInput {
 /** The IR from every source (NetworkPolicy now, the admin/baseline tiers later) -> PolicyRender. */
 export function renderPolicyIr(input: PolicyIrRenderInput): PolicyRender {
   const { family } = input;
-  const index = new EndpointIndex(input.endpoints, input.namespaces);
+  // An endpoint whose Pod or Namespace object is missing has unknown labels: it must not
+  // match any selector (as a peer it would be let in by NotIn/DoesNotExist selectors, as a
+  // subject it would escape label-selected isolation), so it is left out of the index and,
+  // when local, isolated both ways below (fail closed).
+  const known = input.endpoints.filter((ep) => ep.metadataKnown !== false);
+  const index = new EndpointIndex(known, input.namespaces);
   const sets = new SetRegistry(family, index);
 
   // Local endpoints with a usable interface name, one per interface, sorted by interface.
   // A malformed name would make iptables-restore reject the whole table, so such an
   // endpoint gets no chain: its traffic meets the dispatch chains' final DROP.
   const byIface = new Map<string, PodEndpoint>();
-  for (const ep of index.allPods()) {
+  for (const ep of input.endpoints) {
     if (ep.node !== input.nodeName || !IFACE_NAME.test(ep.hostIface) || byIface.has(ep.hostIface)) continue;
     byIface.set(ep.hostIface, ep);
   }
@@ -138,15 +150,17 @@ export function renderPolicyIr(input: PolicyIrRenderInput): PolicyRender {
   ];
   for (const ep of locals) {
     const sel = selecting.get(ep) ?? { ingress: [], egress: [] };
-    chains.push({ name: endpointChainName("egress", ep.hostIface), rules: endpointRules("egress", sel.egress, index.addresses(ep, family), family) });
-    chains.push({ name: endpointChainName("ingress", ep.hostIface), rules: endpointRules("ingress", sel.ingress, [], family) });
+    const own = index.addresses(ep, family);
+    const unknown = ep.metadataKnown === false;
+    chains.push({ name: endpointChainName("egress", ep.hostIface), rules: endpointRules("egress", sel.egress, own, family, unknown) });
+    chains.push({ name: endpointChainName("ingress", ep.hostIface), rules: endpointRules("ingress", sel.ingress, own, family, unknown) });
   }
   chains.push(...policyChains.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)));
 
   const icmp = family === 6 ? ICMPV6_HOST_TYPES.map((t) => `-i ${IFACE_MATCH} -p ipv6-icmp -m icmp6 --icmpv6-type ${t} -j ACCEPT`) : [];
   return {
-    forwardRules: [`-i ${IFACE_MATCH} -j ${CHAIN_FROM_WL}`, `-o ${IFACE_MATCH} -j ${CHAIN_TO_WL}`],
-    inputRules: [...icmp, `-i ${IFACE_MATCH} -j ${CHAIN_FROM_WL}`],
+    forwardRules: [`-i ${IFACE_MATCH} -j MARK --set-xmark ${MARK_TO_HOST_CLEAR}`, `-i ${IFACE_MATCH} -j ${CHAIN_FROM_WL}`, `-o ${IFACE_MATCH} -j ${CHAIN_TO_WL}`],
+    inputRules: [...icmp, `-i ${IFACE_MATCH} -j MARK --set-xmark ${MARK_TO_HOST}`, `-i ${IFACE_MATCH} -j ${CHAIN_FROM_WL}`],
     outputRules: [`-o ${IFACE_MATCH} -j ACCEPT`],
     chains,
     ipsets: sets.specs(),
@@ -155,12 +169,14 @@ export function renderPolicyIr(input: PolicyIrRenderInput): PolicyRender {
 
 /**
  * One local endpoint's chain for one direction. `namespaceTier`: the chains of the
- * NetworkPolicies selecting it, in order; `addrs`: its own addresses (egress anti-spoofing).
+ * NetworkPolicies selecting it, in order; `addrs`: its own addresses (egress
+ * anti-spoofing, and a pod is never cut off from itself); `unknown`: its Pod or Namespace
+ * object is missing, so it is isolated both ways until its labels are known.
  */
-function endpointRules(d: Direction, namespaceTier: readonly string[], addrs: readonly string[], family: Family): string[] {
+function endpointRules(d: Direction, namespaceTier: readonly string[], addrs: readonly string[], family: Family, unknown = false): string[] {
   const rules = [CT_ESTABLISHED, CT_INVALID];
+  const host = bitsOf(family);
   if (d === "egress") {
-    const host = bitsOf(family);
     if (addrs.length === 0) {
       // No address of this family: nothing it sends in this family can be genuine.
       rules.push("-j DROP");
@@ -173,8 +189,16 @@ function endpointRules(d: Direction, namespaceTier: readonly string[], addrs: re
       for (const a of addrs) rules.push(`-s ${a}/${host} -j MARK --set-xmark ${MARK_ACCEPT}`);
       rules.push(`-m mark --mark 0x0/0x10000 -j DROP`);
     }
+    // Traffic to the node the pod runs on is always allowed (SLUICE-INPUT marked it).
+    rules.push(`-m mark --mark ${MARK_TO_HOST} -j RETURN`);
   }
+  // A pod cannot block access to itself (e.g. through a Service that hairpins back to it).
+  for (const a of addrs) rules.push(d === "egress" ? `-d ${a}/${host} -j RETURN` : `-s ${a}/${host} -j RETURN`);
   rules.push(`-j MARK --set-xmark ${MARK_CLEAR}`);
+  if (unknown) {
+    rules.push("-j DROP"); // labels unknown: fail closed
+    return rules;
+  }
   // Admin tier (ClusterNetworkPolicy tier Admin, GlobalNetworkPolicy): issue 5, goes here.
   if (namespaceTier.length > 0) {
     for (const chain of namespaceTier) rules.push(`-j ${chain}`, `-m mark --mark ${MARK_ACCEPT} -j RETURN`);

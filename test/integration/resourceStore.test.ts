@@ -193,7 +193,8 @@ describe("PolicySource", () => {
         { name: "prod", labels: { env: "prod", "kubernetes.io/metadata.name": "prod" } },
       ]);
       assert.deepEqual(s.endpoints, [
-        { namespace: "dev", pod: "tool", node: "node-2", hostIface: hostIfaceName("dev", "tool"), ips: ["10.244.2.7"], labels: {}, ports: [] },
+        // No Pod (and no Namespace) object: labels unknown, so policy isolates it (fail closed).
+        { namespace: "dev", pod: "tool", node: "node-2", hostIface: hostIfaceName("dev", "tool"), ips: ["10.244.2.7"], labels: {}, ports: [], metadataKnown: false },
         { namespace: "prod", pod: "web-1", node: "node-1", hostIface: hostIfaceName("prod", "web-1"), ips: ["10.244.1.5"], labels: { app: "web" }, ports: [{ name: "http", containerPort: 8080, protocol: "TCP" }] },
       ]);
       assert.deepEqual(s.networkPolicies.map((p) => `${p.metadata.namespace}/${p.metadata.name}`), ["prod/deny-all"]);
@@ -249,7 +250,7 @@ describe("PolicySource", () => {
     }
   });
 
-  test("an invalid value is ignored, or the key keeps its last good version; it never stops the source", async () => {
+  test("an invalid value keeps its last good version, or (never valid) stands for a deny-all of its namespace; it never stops the source", async () => {
     const prefix = uniquePrefix();
     const store = new EtcdResourceStore(etcd.client, { prefix });
     const logs = captureLog();
@@ -260,12 +261,12 @@ describe("PolicySource", () => {
     try {
       const key = resourceKey("networkpolicies", "x", "p", prefix);
       const badValue = JSON.stringify(np("x", "p", { matchLabels: { "bad key": "v" } }));
-      // Never valid: ignored.
+      // Never valid: a deny-all stand-in for namespace x (a broken policy must not open anything).
       await etcd.client.put(key).value(badValue);
       await etcd.client.put(`${prefix}/workloadendpoints/n1/x/pod/eth0`).value(JSON.stringify({ ...wep("x", "other-pod", "n1", "10.0.0.1") }));
       await etcd.client.put(`${prefix}/networkpolicies/too/many/parts`).value("{}");
       await waitFor("three refusals", () => src.invalidValues().length === 3);
-      assert.equal(src.snapshot().networkPolicies.length, 0);
+      assert.deepEqual(src.snapshot().networkPolicies, [{ apiVersion: "networking.k8s.io/v1", kind: "NetworkPolicy", metadata: { name: "p", namespace: "x" }, spec: { podSelector: {}, policyTypes: ["Ingress", "Egress"] } }]);
       assert.equal(src.snapshot().endpoints.length, 0);
       assert.deepEqual(
         src.invalidValues().map((v) => [v.key.slice(prefix.length), v.keptLastGood]),
@@ -276,7 +277,7 @@ describe("PolicySource", () => {
         ],
       );
       assert.ok(logs.records.some((r) => r["msg"] === "invalid value in etcd; ignoring it" && r["key"] === key && String(r["reason"]).startsWith("spec.podSelector.matchLabels")));
-      assert.equal(changes, 1, "refused values do not change the snapshot");
+      assert.equal(changes, 2, "the list, and the stand-in; the other refused values do not change the snapshot");
 
       // Valid, then broken: the last good version stays.
       await store.put(np("x", "p", { matchLabels: { app: "web" } }));

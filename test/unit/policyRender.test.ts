@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { networkPolicyObject, type NetworkPolicyObject } from "../../src/config/k8sSchemas.js";
 import { type ContainerPort, type NamespaceInfo, type PodEndpoint, type Protocol, hostIfaceName } from "../../src/model/endpoint.js";
 import { type Cidr, type Family, cidrContainsIp, formatIp, parseCidr, parseIp } from "../../src/model/ip.js";
-import { renderPolicy, policyChainName } from "../../src/render/policy.js";
+import { renderPolicy, policyChainName, endpointChainName } from "../../src/render/policy.js";
 import type { PolicyRender, PolicyRenderInput } from "../../src/render/policyContract.js";
 import { formatFreshRestore, formatIpsets, formatPolicyRender, policyTableSpec } from "../../src/render/policyText.js";
 import { type RenderedTable, renderTable } from "../../src/render/ruleset.js";
@@ -454,13 +454,13 @@ function crossCheck(input: Omit<PolicyRenderInput, "nodeName">, extra: string[],
       }
     }
   }
-  // pod -> its own host: egress policy applies; host -> local pod: always accepted
+  // Traffic to and from the node a pod runs on is always allowed, whatever the pod's policy:
+  // pod -> its own host (INPUT) and host -> local pod (OUTPUT).
   for (const e of input.endpoints) {
     for (const a of e.ips.filter(isFam)) {
       const hostIp = HOST_IP[e.node]?.[family] as string;
       for (const [protocol, port] of probes) {
-        const want = ev.evaluate({ src: a, dst: hostIp, protocol, port }).allowed;
-        assert.equal(simulate(nodes, input.endpoints, family, a, hostIp, protocol, port), want, `${a} -> host ${hostIp} ${protocol}/${port}`);
+        assert.equal(simulate(nodes, input.endpoints, family, a, hostIp, protocol, port), true, `${a} -> its own host ${hostIp} ${protocol}/${port}`);
         const n = nodes.get(e.node);
         assert.equal(n?.output({ src: hostIp, dst: a, outIface: e.hostIface, proto: PROTO[protocol], dport: port, ctstate: "NEW", mark: 0 }), "ACCEPT");
         checked++;
@@ -533,8 +533,8 @@ describe("policy render: structure", () => {
 
   test("dispatch, conntrack, anti-spoofing and fail-closed defaults", () => {
     const r = renderPolicy(inputOf(scenarios[1] as Scenario));
-    assert.deepEqual(r.forwardRules, ["-i slc+ -j slc-from-wl", "-o slc+ -j slc-to-wl"]);
-    assert.deepEqual(r.inputRules, ["-i slc+ -j slc-from-wl"]);
+    assert.deepEqual(r.forwardRules, ["-i slc+ -j MARK --set-xmark 0x0/0x40000", "-i slc+ -j slc-from-wl", "-o slc+ -j slc-to-wl"]);
+    assert.deepEqual(r.inputRules, ["-i slc+ -j MARK --set-xmark 0x40000/0x40000", "-i slc+ -j slc-from-wl"]);
     assert.deepEqual(r.outputRules, ["-o slc+ -j ACCEPT"]);
     const chain = (n: string): string[] => r.chains.find((c) => c.name === n)?.rules ?? [];
     const locals = [web, db].sort((a, b) => (a.hostIface < b.hostIface ? -1 : 1));
@@ -544,6 +544,7 @@ describe("policy render: structure", () => {
     assert.deepEqual(chain(`slc-tw-${web.hostIface}`), [
       "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
       "-m conntrack --ctstate INVALID -j DROP",
+      "-s 10.244.1.2/32 -j RETURN", // a pod cannot block access to itself
       "-j MARK --set-xmark 0x0/0x30000",
       `-j ${pi}`,
       "-m mark --mark 0x10000/0x10000 -j RETURN",
@@ -553,6 +554,8 @@ describe("policy render: structure", () => {
       "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
       "-m conntrack --ctstate INVALID -j DROP",
       "! -s 10.244.1.2/32 -j DROP",
+      "-m mark --mark 0x40000/0x40000 -j RETURN", // to its own node: always allowed
+      "-d 10.244.1.2/32 -j RETURN",
       "-j MARK --set-xmark 0x0/0x30000",
       "-j RETURN",
     ]);
@@ -590,13 +593,15 @@ describe("policy render: structure", () => {
     assert.equal(n1.forward(p("10.244.1.62", 443)), false, "spoofed");
   });
 
-  test("IPv6: a pod may send neighbour discovery to its host even when egress-isolated", () => {
+  test("IPv6: an egress-isolated pod still reaches its own node (ND, echo, TCP); a spoofed source does not", () => {
     const nodes = nodesFor({ family: 6, endpoints, namespaces, networkPolicies: [np("prod", "no-egress", { podSelector: {}, policyTypes: ["Egress"] })], sctpSupported: false });
     const n1 = nodes.get(NODE) as Node;
     const ns = { inIface: web.hostIface, src: "fe80::1", dst: "ff02::1:ff00:1", proto: "ipv6-icmp" as const, dport: 0, ctstate: "NEW" as const, mark: 0 };
     assert.equal(n1.input({ ...ns, icmpType: 135 }), true);
-    assert.equal(n1.input({ ...ns, icmpType: 128 }), false, "echo request is policy's business");
-    assert.equal(n1.input({ ...ns, proto: "tcp", dport: 22, src: "fd00:244:1::2", dst: "fd99::1" }), false);
+    const own = web.ips.find((a) => a.includes(":")) as string;
+    assert.equal(n1.input({ ...ns, icmpType: 128, src: own, dst: "fd99::1" }), true, "traffic to the pod's own node is always allowed");
+    assert.equal(n1.input({ ...ns, proto: "tcp", dport: 22, src: own, dst: "fd99::1" }), true);
+    assert.equal(n1.input({ ...ns, proto: "tcp", dport: 22, src: "fd00:244:1::99", dst: "fd99::1" }), false, "anti-spoofing still applies");
   });
 
   test("policy chains are shared: one per policy and direction, jumped to from every selected local pod", () => {
@@ -634,6 +639,27 @@ describe("policy render: structure", () => {
     const bad = [{ ...pod("prod", "bad1", NODE, "10.244.1.50"), hostIface: "slc bad" }, { ...pod("prod", "bad2", NODE, "10.244.1.51"), hostIface: "slc+" }, { ...pod("prod", "bad3", NODE, "10.244.1.52"), hostIface: "slc0123456789abcdef" }, { ...pod("prod", "bad4", NODE, "10.244.1.53"), hostIface: "" }];
     const r = renderPolicy({ ...inputOf(scenarios[0] as Scenario), endpoints: [...endpoints, ...bad] });
     assert.deepEqual(r, renderPolicy(inputOf(scenarios[0] as Scenario)));
+  });
+
+  test("an endpoint whose Pod or Namespace object is missing matches no selector and, when local, is isolated both ways", () => {
+    const orphan = { ...pod("prod", "orphan", NODE, "10.244.1.60"), metadataKnown: false };
+    const remoteOrphan = { ...pod("prod", "orphan2", REMOTE, "10.244.2.60"), metadataKnown: false };
+    const policies = [np("prod", "from-not-db", { podSelector: { matchLabels: { app: "web" } }, ingress: [{ from: [{ podSelector: { matchExpressions: [{ key: "app", operator: "NotIn", values: ["db"] }] } }] }] })];
+    const r = renderPolicy({ family: 4, nodeName: NODE, endpoints: [...endpoints, orphan, remoteOrphan], namespaces, networkPolicies: policies, sctpSupported: false });
+    const chain = (n: string): string[] => r.chains.find((c) => c.name === n)?.rules ?? [];
+    for (const d of ["egress", "ingress"] as const) {
+      const rules = chain(endpointChainName(d, orphan.hostIface));
+      assert.equal(rules.at(-1), "-j DROP", `${d}: isolated although no policy selects it`);
+      assert.ok(!rules.some((x) => x.includes("slc-p")), `${d}: no policy chain`);
+    }
+    // NotIn matches pods without the label; an orphan's labels are unknown, so it is never a peer.
+    const members = r.ipsets.flatMap((s) => s.members);
+    assert.ok(!members.includes("10.244.1.60") && !members.includes("10.244.2.60"), members.join(" "));
+    const n1 = new Node(NODE, r, 4);
+    const base = { proto: "tcp" as const, dport: 80, ctstate: "NEW" as const, mark: 0 };
+    assert.equal(n1.forward({ ...base, inIface: UPLINK, outIface: orphan.hostIface, src: "192.0.2.1", dst: "10.244.1.60" }), false);
+    assert.equal(n1.input({ ...base, inIface: orphan.hostIface, src: "10.244.1.60", dst: "10.250.1.11" }), true, "its own node still reaches it");
+    assert.equal(n1.output({ ...base, outIface: orphan.hostIface, src: "10.250.1.11", dst: "10.244.1.60" }), "ACCEPT");
   });
 
   test("deterministic: input order does not matter", () => {
