@@ -24,12 +24,13 @@
  *   agent's own apply code (PolicyDataplane) replayed as a no-op against the agent's
  *   namespace, phase by phase.
  *
- * It prints figures and never asserts timings. Everything it creates (namespaces, the
+ * It prints figures and never asserts timings. The machine's load average is printed too:
+ * on a shared 2-core machine, other work moves every figure. Everything it creates (namespaces, the
  * agent, pollers, etcd, the temp dir) is removed on exit, on failure and on SIGINT/SIGTERM.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Etcd3 } from "etcd3";
 import { pino } from "pino";
@@ -296,7 +297,7 @@ interface ModeResult {
   remote: ChangeSample[];
   local: ChangeSample[];
   quiet: { seconds: number; cpuSelf: number; cpuChildren: number; applies: number };
-  baseline: { ipsetRestore: number[]; iptablesRestore: number[]; iptablesSave: number[]; ipsetList: number[]; ipsetSave: number[]; ipsetTerse: number[]; chainPoll: number[]; setPoll: number[]; nsExec: number[]; saveBytes: number; ipsetBytes: number };
+  baseline: { ipsetRestore: number[]; iptablesRestore: number[]; iptablesSave: number[]; ipsetList: number[]; ipsetSave: number[]; ipsetTerse: number[]; oneChainRestore: number[]; chainPoll: number[]; setPoll: number[]; nsExec: number[]; saveBytes: number; ipsetBytes: number };
   noop: { list: number; render: number; ipsetExec: number[]; ipsetParse: number[]; ipsetPlan: number[]; iptablesExec: number[]; iptablesParse: number[]; iptablesHash: number[]; iptablesDiff: number[]; apply: number[]; wrote: boolean };
 }
 
@@ -448,11 +449,16 @@ async function runMode(mode: IptablesMode, o: Options, ctx: { prefix: string; di
   const ipsetFile = join(dir, `ipset-${mode}.save`);
   writeFileSync(saveFile, finalSave);
   writeFileSync(ipsetFile, finalIpsets);
-  const baseline: ModeResult["baseline"] = { ipsetRestore: [], iptablesRestore: [], iptablesSave: [], ipsetList: [], ipsetSave: [], ipsetTerse: [], chainPoll: [], setPoll: [], nsExec: [], saveBytes: finalSave.length, ipsetBytes: finalIpsets.length };
+  // What a one-chain update costs on top of a full table: the local pod's chain rewritten as it is.
+  const tw = endpointChainName("ingress", ctx.local.ep.hostIface);
+  const oneChainFile = join(dir, `one-chain-${mode}.restore`);
+  writeFileSync(oneChainFile, ["*filter", `:${tw} - [0:0]`, ...finalSave.split("\n").filter((l) => l.startsWith(`-A ${tw} `)), "COMMIT", ""].join("\n"));
+  const baseline: ModeResult["baseline"] = { ipsetRestore: [], iptablesRestore: [], iptablesSave: [], ipsetList: [], ipsetSave: [], ipsetTerse: [], oneChainRestore: [], chainPoll: [], setPoll: [], nsExec: [], saveBytes: finalSave.length, ipsetBytes: finalIpsets.length };
   for (let i = 0; i < 3; i++) {
     const fresh = await makeNs(`${prefix}-r${mode === "nft" ? "n" : "l"}${i}`, cleanup);
     baseline.ipsetRestore.push(await timeInNs(fresh, `ipset restore < ${q(ipsetFile)}`));
     baseline.iptablesRestore.push(await timeInNs(fresh, `${bins.restore} -w 5 < ${q(saveFile)}`));
+    baseline.oneChainRestore.push(await timeInNs(fresh, `${bins.restore} -w 5 --noflush < ${q(oneChainFile)}`));
     await removeNs(fresh);
   }
   for (let i = 0; i < 3; i++) {
@@ -543,6 +549,7 @@ function report(o: Options, setup: Array<[string, string]>, results: ModeResult[
       row(`local pod label change -> its slc-tw chain (n=${o.localChanges})`, (r) => ms(r.local.map((s) => s.latency))),
       row("iptables-restore alone, final ruleset, empty ns (3 runs)", (r) => ms(r.baseline.iptablesRestore)),
       row("ipset restore alone, final sets, empty ns (3 runs)", (r) => ms(r.baseline.ipsetRestore)),
+      row("iptables-restore --noflush of one chain into that table", (r) => ms(r.baseline.oneChainRestore)),
       row("both restores together (medians summed)", (r) => fmt(median(r.baseline.iptablesRestore) + median(r.baseline.ipsetRestore))),
       row("first program / (ipset + iptables restore)", (r) => `${fmt(r.firstProgram / (median(r.baseline.iptablesRestore) + median(r.baseline.ipsetRestore)), 1)}x`),
       row("first program / iptables-restore alone", (r) => `${fmt(r.firstProgram / median(r.baseline.iptablesRestore), 1)}x`),
@@ -640,12 +647,13 @@ async function bench(o: Options, prefix: string, dir: string, cleanup: Cleanup):
     ["bench-side list + decode (PolicySource) / render", `${fmt(listed.ms)} ms / ${fmt(renderMs)} ms`],
     ["remote change", `${remote.ep.namespace}/${remote.ep.pod} on ${remote.ep.node}: tier frontend <-> backend; ${remote.sets.length} set memberships move (${[...new Set(remote.sets.map((s) => s.name))].length} sets); polled: ${remote.sets[remote.sets.length - 1]?.name}`],
     ["local change", `${local.ep.namespace}/${local.ep.pod}: track ${local.original["track"] ?? "(none)"} <-> canary; ingress policies ${local.ingressTargets.original.split(" ").filter(Boolean).length} -> ${local.ingressTargets.mutated.split(" ").filter(Boolean).length}; ${local.chains.length} chains and ${local.sets.length} set memberships change`],
-    ["machine", `${(await run("nproc", [])).stdout.trim()} cores, node ${process.version}, kernel ${(await run("uname", ["-r"])).stdout.trim()}`],
+    ["machine", `${(await run("nproc", [])).stdout.trim()} cores, node ${process.version}, kernel ${(await run("uname", ["-r"])).stdout.trim()}; load average at start ${loadavg().map((x) => x.toFixed(1)).join(" ")}`],
   ];
   for (const [k, v] of setup) say(`${k}: ${v}`);
 
   const results: ModeResult[] = [];
   for (const mode of o.modes) results.push(await runMode(mode, o, { prefix, dir, cleanup, client, etcdEndpoint: etcd.endpoint, snap: listed.snapshot, base, remote, local }));
+  setup.push(["load average at the end", loadavg().map((x) => x.toFixed(1)).join(" ")]);
   process.stdout.write(report(o, setup, results));
 }
 
