@@ -16,6 +16,8 @@ export function connectEtcd(c: EtcdConnection): Etcd3 {
     hosts: c.endpoints,
     // Fail fast per call; the callers own retries and back-off.
     dialTimeout: 3000,
+    // grpc-js refuses responses over 4 MiB by default: listing ~4 000 pods with their endpoints is more.
+    grpcOptions: { "grpc.max_receive_message_length": -1 },
   };
   if (c.caFile || c.certFile) {
     options.credentials = {

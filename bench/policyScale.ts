@@ -1,0 +1,701 @@
+/**
+ * Policy scale benchmark (real parts only; run as root):
+ *
+ *   node build/bench/policyScale.js [--pods 5000] [--local 500] [--policies 1000]
+ *        [--namespaces 50] [--changes 10] [--local-changes 6] [--modes nft,legacy]
+ *        [--quiet 12] [--seed 42] [--agent-arg=--route-resync=60s ...]
+ *
+ * A test etcd is filled (through EtcdResourceStore, 128 writes per transaction) with a
+ * synthetic cluster: namespaces, pods, workload endpoint records (`--local` of them on the
+ * bench node, the rest on 9 other nodes) and NetworkPolicies of mixed shapes. Then, per
+ * iptables backend, the bundled agent (dist/bin/sluice-agent.js) starts in a fresh
+ * network namespace with a veth underlay, and the benchmark measures:
+ *
+ * - time from spawn to first full program (the agent's "host rules and policy in place"
+ *   log record), with the stages in between from its own log;
+ * - rule, chain, ipset and member counts in the kernel, checked against the pure render;
+ * - agent RSS (VmRSS, VmHWM of the node process);
+ * - label change -> dataplane latency: a remote pod's labels change so that it moves in or
+ *   out of several peer sets (poll `ipset test` inside the namespace every ~5 ms), and a
+ *   local pod's labels change so that another policy selects it (poll its slc-tw chain);
+ * - the agent's CPU while nothing changes (its periodic resyncs);
+ * - baselines in the same run: `ipset restore` + `iptables-restore` of the agent's final
+ *   state into an empty namespace; `iptables-save` and `ipset list` alone; and the
+ *   agent's own apply code (PolicyDataplane) replayed as a no-op against the agent's
+ *   namespace, phase by phase.
+ *
+ * It prints figures and never asserts timings. The machine's load average is printed too:
+ * on a shared 2-core machine, other work moves every figure. Everything it creates (namespaces, the
+ * agent, pollers, etcd, the temp dir) is removed on exit, on failure and on SIGINT/SIGTERM.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { loadavg, tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Etcd3 } from "etcd3";
+import { pino } from "pino";
+import type { KubeObject } from "../src/config/resourceKinds.js";
+import { parseWorkloadEndpointRecord } from "../src/config/endpointSchema.js";
+import { connectEtcd } from "../src/datastore/etcdClient.js";
+import { EtcdResourceStore } from "../src/datastore/etcdResources.js";
+import { PolicySource, type PolicySnapshot } from "../src/datastore/policySource.js";
+import { podKey, workloadEndpointKey } from "../src/datastore/resourceKeys.js";
+import { run } from "../src/dataplane/exec.js";
+import { type IptablesMode, binaries } from "../src/dataplane/iptables.js";
+import { parseIpsetList, planPrepare } from "../src/dataplane/ipsetPlan.js";
+import { parseSave, planTable } from "../src/dataplane/iptablesPlan.js";
+import { PolicyDataplane } from "../src/dataplane/policyDataplane.js";
+import type { PodEndpoint } from "../src/model/endpoint.js";
+import { parseCidr } from "../src/model/ip.js";
+import { hostRuleset } from "../src/render/hostRules.js";
+import { endpointChainName, renderPolicy } from "../src/render/policy.js";
+import type { PolicyRender } from "../src/render/policyContract.js";
+import { renderTable } from "../src/render/ruleset.js";
+import { startEtcd } from "../src/sandbox/etcdServer.js";
+import { addNetns, delNetns, listNetns, netnsPids } from "../src/sandbox/netns.js";
+import { binPath } from "../src/sandbox/paths.js";
+import { type LogRecord, countIpsets, countRules, max, median, nodePidOf, nsSh, pollInNs, procCpu, procMemory, q, readLog, sleep, timeInNs, waitForLog } from "./lib/nsTools.js";
+import { synthCluster } from "./lib/synthCluster.js";
+
+interface Options {
+  namespaces: number;
+  pods: number;
+  local: number;
+  policies: number;
+  remoteNodes: number;
+  changes: number;
+  localChanges: number;
+  modes: IptablesMode[];
+  quietS: number;
+  seed: number;
+  /** Extra agent flags (--agent-arg, repeatable), for experiments such as --route-resync=60s. */
+  agentArgs: string[];
+}
+
+const NODE = "bench-node";
+const NETWORK = "10.0.0.0/12";
+const LOCAL_SUBNET = "10.0.4.0/22";
+const remoteSubnet = (k: number): string => `10.0.${4 * (k + 1)}.0/22`;
+const UNDERLAY = { addr: "192.0.2.2/24", gw: "192.0.2.1" };
+
+function parseArgs(argv: readonly string[]): Options {
+  const o: Options = { namespaces: 50, pods: 5000, local: 500, policies: 1000, remoteNodes: 9, changes: 10, localChanges: 6, modes: ["nft", "legacy"], quietS: 12, seed: 42, agentArgs: [] };
+  const num = (k: string, v: string | undefined): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 0) throw new Error(`--${k}: "${String(v)}" is not a non-negative integer`);
+    return n;
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i] as string;
+    const [flag, inline] = a.includes("=") ? [a.slice(0, a.indexOf("=")), a.slice(a.indexOf("=") + 1)] : [a, undefined];
+    const val = (): string | undefined => inline ?? argv[++i];
+    switch (flag) {
+      case "--namespaces": o.namespaces = num("namespaces", val()); break;
+      case "--pods": o.pods = num("pods", val()); break;
+      case "--local": o.local = num("local", val()); break;
+      case "--policies": o.policies = num("policies", val()); break;
+      case "--remote-nodes": o.remoteNodes = Math.max(1, num("remote-nodes", val())); break;
+      case "--changes": o.changes = num("changes", val()); break;
+      case "--local-changes": o.localChanges = num("local-changes", val()); break;
+      case "--quiet": o.quietS = num("quiet", val()); break;
+      case "--seed": o.seed = num("seed", val()); break;
+      case "--agent-arg": o.agentArgs.push(val() ?? ""); break;
+      case "--modes": {
+        const modes = (val() ?? "").split(",").filter(Boolean);
+        if (modes.length === 0 || modes.some((m) => m !== "nft" && m !== "legacy")) throw new Error("--modes: a comma-separated list of nft, legacy");
+        o.modes = modes as IptablesMode[];
+        break;
+      }
+      default:
+        throw new Error(`unknown argument ${a} (see the header of bench/policyScale.ts)`);
+    }
+  }
+  if (o.local > o.pods) throw new Error("--local must not exceed --pods");
+  if (o.namespaces < 3) throw new Error("--namespaces must be at least 3");
+  return o;
+}
+
+/** Cleanup steps, run newest first, each on its own (one failing does not stop the rest). */
+class Cleanup {
+  private steps: { what: string; fn: () => unknown }[] = [];
+  private running: Promise<void> | undefined;
+  /** Registers a step; once cleanup has started (a signal came), the step runs right after it. */
+  add(what: string, fn: () => unknown): void {
+    if (this.running) this.running = this.running.then(() => this.step({ what, fn }));
+    else this.steps.push({ what, fn });
+  }
+  /** Runs every step once, including steps added meanwhile; every caller waits for all of it. */
+  async runAll(): Promise<void> {
+    this.running ??= this.run();
+    for (let p = this.running; ; p = this.running) {
+      await p;
+      if (p === this.running) return;
+    }
+  }
+  private async step(s: { what: string; fn: () => unknown }): Promise<void> {
+    try {
+      await s.fn();
+    } catch (err) {
+      process.stderr.write(`cleanup of ${s.what} failed: ${(err as Error).message}\n`);
+    }
+  }
+  private async run(): Promise<void> {
+    for (const s of this.steps.reverse()) await this.step(s);
+  }
+}
+
+const say = (s: string): void => void process.stderr.write(`[bench] ${s}\n`);
+const fmt = (n: number, digits = 0): string => (Number.isFinite(n) ? n.toFixed(digits) : "n/a");
+const chunks = <T>(xs: readonly T[], n: number): T[][] => Array.from({ length: Math.ceil(xs.length / n) }, (_, i) => xs.slice(i * n, i * n + n));
+
+/** Namespaces we created: their processes are ours; stop them, then delete the namespace. */
+async function removeNs(name: string): Promise<void> {
+  if (!(await listNetns()).includes(name)) return;
+  for (const pid of await netnsPids(name)) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      /* gone */
+    }
+  }
+  await delNetns(name);
+}
+
+async function makeNs(name: string, cleanup: Cleanup): Promise<string> {
+  await removeNs(name);
+  await addNetns(name);
+  cleanup.add(`namespace ${name}`, () => removeNs(name));
+  return name;
+}
+
+/** The agent's node in a namespace, with a veth underlay to a peer namespace and a default route. */
+async function makeNode(prefix: string, tag: string, cleanup: Cleanup): Promise<string> {
+  const ns = await makeNs(`${prefix}-${tag}`, cleanup);
+  const peer = await makeNs(`${prefix}-${tag}p`, cleanup);
+  await run("ip", ["link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", "p0", "netns", peer]);
+  await nsSh(ns, `ip addr add ${UNDERLAY.addr} dev eth0 && ip link set eth0 up && ip route add default via ${UNDERLAY.gw}`);
+  await nsSh(peer, `ip addr add ${UNDERLAY.gw}/24 dev p0 && ip link set p0 up`);
+  return ns;
+}
+
+// ---------------------------------------------------------------- the model (pure render)
+
+async function listSnapshot(client: Etcd3): Promise<{ snapshot: PolicySnapshot; ms: number }> {
+  const src = new PolicySource({ client, log: pino({ level: "silent" }), requestTimeoutMs: 60_000 });
+  const t = performance.now();
+  await src.start();
+  const snapshot = src.snapshot();
+  const ms = performance.now() - t;
+  await src.stop();
+  return { snapshot, ms };
+}
+
+const renderOf = (s: Pick<PolicySnapshot, "endpoints" | "namespaces" | "networkPolicies">): PolicyRender =>
+  renderPolicy({ family: 4, nodeName: NODE, endpoints: s.endpoints, namespaces: s.namespaces, networkPolicies: s.networkPolicies, sctpSupported: false });
+
+interface SetChange {
+  name: string;
+  /** What `ipset test` takes: the address, or address,proto:port. */
+  member: string;
+  /** Present in the mutated state (absent in the original one), or the reverse. */
+  inMutated: boolean;
+}
+
+interface Mutation {
+  ep: PodEndpoint;
+  original: Record<string, string>;
+  mutated: Record<string, string>;
+  sets: SetChange[];
+  /** Endpoint chains whose rules differ. */
+  chains: string[];
+  /** slc-pi targets of the pod's ingress chain, original and mutated. */
+  ingressTargets: { original: string; mutated: string };
+}
+
+const piTargets = (rules: readonly string[]): string => rules.flatMap((r) => /-j (slc-pi-[0-9a-f]+)/.exec(r)?.[1] ?? []).join(" ");
+
+function mutate(snap: PolicySnapshot, base: PolicyRender, ep: PodEndpoint, mutated: Record<string, string>): Mutation {
+  const endpoints = snap.endpoints.map((e) => (e === ep ? { ...e, labels: mutated } : e));
+  const after = renderOf({ ...snap, endpoints });
+  const ip = ep.ips[0] as string;
+  const sets: SetChange[] = [];
+  const beforeSets = new Map(base.ipsets.map((s) => [s.name, s]));
+  for (const s of after.ipsets) {
+    const b = beforeSets.get(s.name);
+    const mine = (ms: readonly string[]): Set<string> => new Set(ms.filter((m) => m === ip || m.startsWith(`${ip},`)));
+    const was = mine(b?.members ?? []);
+    const now = mine(s.members);
+    for (const m of now) if (!was.has(m)) sets.push({ name: s.name, member: m, inMutated: true });
+    for (const m of was) if (!now.has(m)) sets.push({ name: s.name, member: m, inMutated: false });
+  }
+  const beforeChains = new Map(base.chains.map((c) => [c.name, c.rules.join("\n")]));
+  const chains = after.chains.filter((c) => beforeChains.get(c.name) !== c.rules.join("\n")).map((c) => c.name);
+  const tw = endpointChainName("ingress", ep.hostIface);
+  return {
+    ep,
+    original: ep.labels,
+    mutated,
+    sets: sets.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)),
+    chains,
+    ingressTargets: { original: piTargets(base.chains.find((c) => c.name === tw)?.rules ?? []), mutated: piTargets(after.chains.find((c) => c.name === tw)?.rules ?? []) },
+  };
+}
+
+/**
+ * A remote web pod relabelled tier=frontend -> tier=backend (one label): it leaves the
+ * frontend peer sets and joins backend ones. The candidate that moves the most sets wins.
+ */
+function pickRemoteMutation(snap: PolicySnapshot, base: PolicyRender): Mutation {
+  const cands = snap.endpoints.filter((e) => e.node !== NODE && e.labels["app"] === "web" && e.labels["tier"] === "frontend").slice(0, 3);
+  let best: Mutation | undefined;
+  for (const ep of cands) {
+    const m = mutate(snap, base, ep, { ...ep.labels, tier: "backend" });
+    if (!best || m.sets.length > best.sets.length) best = m;
+  }
+  if (!best || best.sets.length === 0) throw new Error("no remote pod whose label change moves it between peer sets");
+  return best;
+}
+
+/** A local pod that becomes a canary (track=canary): the namespace's canary policy then selects it. */
+function pickLocalMutation(snap: PolicySnapshot, base: PolicyRender): Mutation {
+  const cands = snap.endpoints.filter((e) => e.node === NODE && e.labels["track"] !== "canary").slice(0, 4);
+  let best: Mutation | undefined;
+  for (const ep of cands) {
+    const m = mutate(snap, base, ep, { ...ep.labels, track: "canary" });
+    if (m.ingressTargets.original === m.ingressTargets.mutated) continue;
+    if (!best || m.sets.length > best.sets.length) best = m;
+  }
+  if (!best) throw new Error("no local pod whose label change changes which policies select it");
+  return best;
+}
+
+// ---------------------------------------------------------------- per-backend run
+
+interface ChangeSample {
+  /** Label write (etcd put start) -> the poller saw the kernel change. */
+  latency: number;
+  put: number;
+  /** From the agent's log, ms after the write: render started, render ended, ipset restore done, iptables restore done, apply done. */
+  renderStart?: number;
+  render?: number;
+  ipsetsDone?: number;
+  iptablesDone?: number;
+  applyDone?: number;
+  applyMs?: number;
+  pollIterations: number;
+}
+
+interface ModeResult {
+  mode: IptablesMode;
+  firstProgram: number;
+  stages: Array<[string, number | undefined]>;
+  rules: ReturnType<typeof countRules>;
+  ipsets: ReturnType<typeof countIpsets>;
+  modelMatches: string;
+  memFirst: ReturnType<typeof procMemory>;
+  memEnd: ReturnType<typeof procMemory>;
+  remote: ChangeSample[];
+  local: ChangeSample[];
+  quiet: { seconds: number; cpuSelf: number; cpuChildren: number; applies: number };
+  baseline: { ipsetRestore: number[]; iptablesRestore: number[]; iptablesSave: number[]; ipsetList: number[]; ipsetSave: number[]; ipsetTerse: number[]; oneChainRestore: number[]; chainPoll: number[]; setPoll: number[]; nsExec: number[]; saveBytes: number; ipsetBytes: number };
+  noop: { list: number; render: number; ipsetExec: number[]; ipsetParse: number[]; ipsetPlan: number[]; iptablesExec: number[]; iptablesParse: number[]; iptablesHash: number[]; iptablesDiff: number[]; apply: number[]; wrote: boolean };
+}
+
+async function runMode(mode: IptablesMode, o: Options, ctx: { prefix: string; dir: string; cleanup: Cleanup; client: Etcd3; etcdEndpoint: string; snap: PolicySnapshot; base: PolicyRender; remote: Mutation; local: Mutation }): Promise<ModeResult> {
+  const { prefix, dir, cleanup, client } = ctx;
+  const ns = await makeNode(prefix, mode === "nft" ? "n" : "l", cleanup);
+  const bins = binaries(4, mode);
+  const logPath = join(dir, `agent-${mode}.log`);
+  const fd = openSync(logPath, "w");
+  const args = [
+    "netns", "exec", ns, process.execPath, binPath("sluice-agent"),
+    "--etcd-endpoints", ctx.etcdEndpoint,
+    "--iface", "eth0",
+    "--subnet-file", join(dir, `subnet-${mode}.env`),
+    "--node-name", NODE,
+    "--iptables-backend", mode,
+    "--enable-policy",
+    "--log-level", "debug",
+    ...o.agentArgs,
+  ];
+  say(`${mode}: starting the agent in ${ns}`);
+  const tSpawn = Date.now();
+  const agent: ChildProcess = spawn("ip", args, { stdio: ["ignore", fd, fd] });
+  closeSync(fd);
+  let exited = false;
+  let exitNote: string | undefined;
+  agent.once("exit", (code, signal) => {
+    exited = true;
+    exitNote = `the agent exited (code ${code}, signal ${signal}); see its log`;
+  });
+  const gone = (): string | undefined => exitNote;
+  cleanup.add(`agent (${mode})`, async () => {
+    if (exited) return;
+    agent.kill("SIGTERM");
+    for (let i = 0; i < 50 && !exited; i++) await sleep(100);
+    if (!exited) agent.kill("SIGKILL");
+  });
+
+  const inPlace = await waitForLog(logPath, (r) => r.msg === "host rules and policy in place", 120_000, gone);
+  const firstProgram = inPlace.time - tSpawn;
+  const pid = nodePidOf(agent.pid as number);
+  const memFirst = procMemory(pid);
+  const recs = readLog(logPath);
+  const at = (pred: (r: LogRecord) => boolean): number | undefined => {
+    const r = recs.find(pred);
+    return r ? r.time - tSpawn : undefined;
+  };
+  const rendered = recs.find((r) => r.msg === "policy rendered");
+  const stages: Array<[string, number | undefined]> = [
+    ["node up, first log line", at(() => true)],
+    ["subnet lease acquired", at((r) => r.msg === "subnet lease acquired")],
+    ["iptables backend chosen (probes done; policy list starts)", at((r) => r.msg === "iptables backend chosen")],
+    ["policy data listed (etcd list + decode)", at((r) => r.msg === "policy data listed")],
+    ["render started", rendered ? rendered.time - Number(rendered["ms"]) - tSpawn : undefined],
+    ["render done", rendered ? rendered.time - tSpawn : undefined],
+    ["ipsets created and filled (ipset restore)", at((r) => r.msg === "ipsets updated" && r["step"] === "prepare")],
+    ["filter table written (iptables-restore)", at((r) => r.msg === "iptables updated" && r["table"] === "filter")],
+    ["host rules and policy in place", firstProgram],
+  ];
+  say(`${mode}: first full program after ${firstProgram} ms`);
+  await sleep(500); // let the first apply's removeStale and any follow-up settle
+
+  // Counts, against the pure render of the same snapshot.
+  const save = await nsSh(ns, `${bins.save} -t filter`);
+  const ipsetSave = await nsSh(ns, "ipset save");
+  const rules = countRules(save);
+  const ipsets = countIpsets(ipsetSave);
+  const spec = hostRuleset({ family: 4, network: parseCidr(NETWORK), subnet: parseCidr(LOCAL_SUBNET), ipMasq: false, randomFully: false, forwardRules: true }, ctx.base, ["filter"]);
+  const filterSpec = spec.tables[0] as (typeof spec.tables)[number];
+  const expectRules = filterSpec.chains.reduce((n, c) => n + c.rules.length, 0);
+  const expectMembers = ctx.base.ipsets.reduce((n, s) => n + s.members.length, 0);
+  const modelMatches = rules.rules === expectRules && rules.chains === filterSpec.chains.length && ipsets.sets === ctx.base.ipsets.length && ipsets.members === expectMembers ? "yes" : `NO (model: ${filterSpec.chains.length} chains, ${expectRules} rules, ${ctx.base.ipsets.length} sets, ${expectMembers} members)`;
+
+  // Label changes. Each waits for the previous apply to finish and settles for a moment.
+  const change = async (m: Mutation, toMutated: boolean, cond: string): Promise<ChangeSample> => {
+    const key = podKey(m.ep.namespace, m.ep.pod);
+    const stored = JSON.parse((await client.get(key).string()) ?? "null") as KubeObject | null;
+    if (!stored) throw new Error(`pod ${key} is not in etcd`);
+    stored.metadata.labels = toMutated ? m.mutated : m.original;
+    const text = JSON.stringify(stored);
+    const poller = pollInNs(ns, cond);
+    cleanup.add("poller", () => poller.kill());
+    await poller.armed;
+    const t0 = Date.now();
+    await client.put(key).value(text);
+    const put = Date.now() - t0;
+    const doneAt = await poller.done;
+    const applied = await waitForLog(logPath, (r) => r.msg === "policy dataplane applied" && r.time >= t0, 60_000, gone);
+    const after = readLog(logPath).filter((r) => r.time >= t0);
+    const first = (pred: (r: LogRecord) => boolean): LogRecord | undefined => after.find(pred);
+    const rend = first((r) => r.msg === "policy rendered");
+    const ips = first((r) => r.msg === "ipsets updated" && r["step"] === "prepare");
+    const ipt = first((r) => r.msg === "iptables updated" && r["table"] === "filter");
+    await sleep(250);
+    return {
+      latency: doneAt - t0,
+      put,
+      renderStart: rend ? rend.time - Number(rend["ms"]) - t0 : undefined,
+      render: rend ? Number(rend["ms"]) : undefined,
+      ipsetsDone: ips ? ips.time - t0 : undefined,
+      iptablesDone: ipt ? ipt.time - t0 : undefined,
+      applyDone: applied.time - t0,
+      applyMs: Number(applied["ms"]),
+      pollIterations: poller.iterations(),
+    };
+  };
+
+  const setCond = (m: Mutation, toMutated: boolean): string => {
+    const last = m.sets[m.sets.length - 1] as SetChange; // the restore writes sets in name order: the last one is updated last
+    const present = last.inMutated === toMutated;
+    return `${present ? "" : "! "}ipset test ${q(last.name)} ${q(last.member)} 2>/dev/null`;
+  };
+  const chainCond = (m: Mutation, toMutated: boolean): string => {
+    const chain = endpointChainName("ingress", m.ep.hostIface);
+    const want = toMutated ? m.ingressTargets.mutated : m.ingressTargets.original;
+    return `[ "$(${bins.save.replace(/-save$/, "")} -w -S ${q(chain)} 2>/dev/null | grep -o 'slc-pi-[0-9a-f]*' | tr '\\n' ' ' | sed 's/ $//')" = ${q(want)} ]`;
+  };
+
+  const remote: ChangeSample[] = [];
+  for (let i = 0; i < o.changes; i++) {
+    const toMutated = i % 2 === 0;
+    remote.push(await change(ctx.remote, toMutated, setCond(ctx.remote, toMutated)));
+    say(`${mode}: remote label change ${i + 1}/${o.changes}: ${remote[i]?.latency.toFixed(0)} ms`);
+  }
+  if (o.changes % 2 === 1) await change(ctx.remote, false, setCond(ctx.remote, false)); // back to the original labels
+  const local: ChangeSample[] = [];
+  for (let i = 0; i < o.localChanges; i++) {
+    const toMutated = i % 2 === 0;
+    local.push(await change(ctx.local, toMutated, chainCond(ctx.local, toMutated)));
+    say(`${mode}: local label change ${i + 1}/${o.localChanges}: ${local[i]?.latency.toFixed(0)} ms`);
+  }
+  if (o.localChanges % 2 === 1) await change(ctx.local, false, chainCond(ctx.local, false));
+
+  // Nothing changes for a while: what do the periodic resyncs cost?
+  say(`${mode}: quiet window of ${o.quietS} s`);
+  const cpu0 = procCpu(pid);
+  const q0 = Date.now();
+  await sleep(o.quietS * 1000);
+  const cpu1 = procCpu(pid);
+  const quietSeconds = (Date.now() - q0) / 1000;
+  const appliesInQuiet = readLog(logPath).filter((r) => r.time >= q0 && r.msg === "policy dataplane applied").length;
+  const memEnd = procMemory(pid);
+
+  // Baselines: the agent's final state restored into empty namespaces; reads alone.
+  say(`${mode}: baselines`);
+  const finalSave = await nsSh(ns, `${bins.save} -t filter`);
+  const finalIpsets = await nsSh(ns, "ipset save");
+  const saveFile = join(dir, `filter-${mode}.save`);
+  const ipsetFile = join(dir, `ipset-${mode}.save`);
+  writeFileSync(saveFile, finalSave);
+  writeFileSync(ipsetFile, finalIpsets);
+  // What a one-chain update costs on top of a full table: the local pod's chain rewritten as it is.
+  const tw = endpointChainName("ingress", ctx.local.ep.hostIface);
+  const oneChainFile = join(dir, `one-chain-${mode}.restore`);
+  writeFileSync(oneChainFile, ["*filter", `:${tw} - [0:0]`, ...finalSave.split("\n").filter((l) => l.startsWith(`-A ${tw} `)), "COMMIT", ""].join("\n"));
+  const baseline: ModeResult["baseline"] = { ipsetRestore: [], iptablesRestore: [], iptablesSave: [], ipsetList: [], ipsetSave: [], ipsetTerse: [], oneChainRestore: [], chainPoll: [], setPoll: [], nsExec: [], saveBytes: finalSave.length, ipsetBytes: finalIpsets.length };
+  for (let i = 0; i < 3; i++) {
+    const fresh = await makeNs(`${prefix}-r${mode === "nft" ? "n" : "l"}${i}`, cleanup);
+    baseline.ipsetRestore.push(await timeInNs(fresh, `ipset restore < ${q(ipsetFile)}`));
+    baseline.iptablesRestore.push(await timeInNs(fresh, `${bins.restore} -w 5 < ${q(saveFile)}`));
+    baseline.oneChainRestore.push(await timeInNs(fresh, `${bins.restore} -w 5 --noflush < ${q(oneChainFile)}`));
+    await removeNs(fresh);
+  }
+  for (let i = 0; i < 3; i++) {
+    baseline.iptablesSave.push(await timeInNs(ns, `${bins.save} -t filter`));
+    baseline.ipsetList.push(await timeInNs(ns, "ipset list"));
+    baseline.ipsetSave.push(await timeInNs(ns, "ipset save"));
+    baseline.ipsetTerse.push(await timeInNs(ns, "ipset list -t"));
+    baseline.chainPoll.push(await timeInNs(ns, `${bins.save.replace(/-save$/, "")} -w -S ${q(endpointChainName("ingress", ctx.local.ep.hostIface))}`));
+    baseline.setPoll.push(await timeInNs(ns, `ipset test ${q(ctx.remote.sets[0]?.name ?? "")} ${q(ctx.remote.sets[0]?.member ?? "")} 2>/dev/null || true`));
+    const t = performance.now();
+    await nsSh(ns, "true");
+    baseline.nsExec.push(performance.now() - t);
+  }
+
+  // The agent's own apply path, replayed in this process against the agent's namespace:
+  // with the same desired state it must write nothing, and each phase is timed.
+  say(`${mode}: no-op apply, phase by phase`);
+  const listed = await listSnapshot(client);
+  const tr = performance.now();
+  const render = renderOf(listed.snapshot);
+  const renderMs = performance.now() - tr;
+  const nspec = hostRuleset({ family: 4, network: parseCidr(NETWORK), subnet: parseCidr(LOCAL_SUBNET), ipMasq: false, randomFully: false, forwardRules: true }, render, ["filter"]);
+  const dp = new PolicyDataplane({ family: 4, mode, netns: ns, log: pino({ level: "silent" }) });
+  const noop: ModeResult["noop"] = { list: listed.ms, render: renderMs, ipsetExec: [], ipsetParse: [], ipsetPlan: [], iptablesExec: [], iptablesParse: [], iptablesHash: [], iptablesDiff: [], apply: [], wrote: false };
+  for (let i = 0; i < 3; i++) {
+    // The driver's reads, split into the command (spawned and captured as run() does) and the parse.
+    let t = performance.now();
+    const ipsetText = await nsSh(ns, "ipset list");
+    noop.ipsetExec.push(performance.now() - t);
+    t = performance.now();
+    const sets = parseIpsetList(ipsetText);
+    noop.ipsetParse.push(performance.now() - t);
+    t = performance.now();
+    planPrepare(4, render.ipsets, sets);
+    noop.ipsetPlan.push(performance.now() - t);
+    t = performance.now();
+    const saveText = await nsSh(ns, `${bins.save} -t filter`);
+    noop.iptablesExec.push(performance.now() - t);
+    t = performance.now();
+    const parsed = parseSave(saveText);
+    noop.iptablesParse.push(performance.now() - t);
+    t = performance.now();
+    const rendered = renderTable(nspec.tables[0] as (typeof nspec.tables)[number]);
+    noop.iptablesHash.push(performance.now() - t);
+    t = performance.now();
+    planTable(rendered, parsed.get("filter"));
+    noop.iptablesDiff.push(performance.now() - t);
+    t = performance.now();
+    const rep = await dp.apply(4, nspec, render.ipsets);
+    noop.apply.push(performance.now() - t);
+    noop.wrote ||= rep.wrote;
+  }
+
+  agent.kill("SIGTERM");
+  for (let i = 0; i < 50 && !exited; i++) await sleep(100);
+  await removeNs(ns);
+  await removeNs(`${ns}p`);
+  return { mode, firstProgram, stages, rules, ipsets, modelMatches, memFirst, memEnd, remote, local, quiet: { seconds: quietSeconds, cpuSelf: cpu1.self - cpu0.self, cpuChildren: cpu1.children - cpu0.children, applies: appliesInQuiet }, baseline, noop };
+}
+
+// ---------------------------------------------------------------- report
+
+function table(title: string, header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (cells: string[]): string => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i] as number) : c.padStart(widths[i] as number))).join("  ");
+  return [`\n${title}`, line(header), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(line)].join("\n");
+}
+
+function report(o: Options, setup: Array<[string, string]>, results: ModeResult[]): string {
+  const modes = results.map((r) => r.mode);
+  const row = (label: string, f: (r: ModeResult) => string): string[] => [label, ...results.map(f)];
+  const ms = (xs: readonly number[]): string => `${fmt(median(xs))} / ${fmt(max(xs))}`;
+  const opt = (xs: Array<number | undefined>): number[] => xs.filter((x): x is number => x !== undefined);
+  const out: string[] = [];
+  out.push(["\nSetup", ...setup.map(([k, v]) => `  ${k}: ${v}`)].join("\n"));
+  out.push(
+    table("Policy scale: figures (times in ms; \"a / b\" = median / max)", ["figure", ...modes], [
+      row("time to first full program (spawn -> in place)", (r) => fmt(r.firstProgram)),
+      row("rules in our chains (iptables-save -A lines)", (r) => String(r.rules.rules)),
+      row("our chains", (r) => String(r.rules.chains)),
+      row("jump rules in built-in chains", (r) => String(r.rules.hooks)),
+      row("ipsets (hash:ip / hash:net / hash:ip,port)", (r) => `${r.ipsets.sets} (${r.ipsets.byType["hash:ip"] ?? 0}/${r.ipsets.byType["hash:net"] ?? 0}/${r.ipsets.byType["hash:ip,port"] ?? 0})`),
+      row("ipset members total (largest set)", (r) => `${r.ipsets.members} (${r.ipsets.largest})`),
+      row("kernel state = pure render of the same snapshot", (r) => r.modelMatches),
+      row("agent RSS after first program, MiB (VmHWM)", (r) => `${fmt(r.memFirst.rssMiB)} (${fmt(r.memFirst.hwmMiB)})`),
+      row("agent RSS at the end, MiB (VmHWM)", (r) => `${fmt(r.memEnd.rssMiB)} (${fmt(r.memEnd.hwmMiB)})`),
+      row(`remote pod label change -> ipset (n=${o.changes})`, (r) => ms(r.remote.map((s) => s.latency))),
+      row(`local pod label change -> its slc-tw chain (n=${o.localChanges})`, (r) => ms(r.local.map((s) => s.latency))),
+      row("iptables-restore alone, final ruleset, empty ns (3 runs)", (r) => ms(r.baseline.iptablesRestore)),
+      row("ipset restore alone, final sets, empty ns (3 runs)", (r) => ms(r.baseline.ipsetRestore)),
+      row("iptables-restore --noflush of one chain into that table", (r) => ms(r.baseline.oneChainRestore)),
+      row("both restores together (medians summed)", (r) => fmt(median(r.baseline.iptablesRestore) + median(r.baseline.ipsetRestore))),
+      row("first program / (ipset + iptables restore)", (r) => `${fmt(r.firstProgram / (median(r.baseline.iptablesRestore) + median(r.baseline.ipsetRestore)), 1)}x`),
+      row("first program / iptables-restore alone", (r) => `${fmt(r.firstProgram / median(r.baseline.iptablesRestore), 1)}x`),
+      row("iptables-save -t filter alone", (r) => ms(r.baseline.iptablesSave)),
+      row("ipset list alone (what the driver reads)", (r) => ms(r.baseline.ipsetList)),
+      row("ipset save alone", (r) => ms(r.baseline.ipsetSave)),
+      row("ipset list -t alone (headers only, no members)", (r) => ms(r.baseline.ipsetTerse)),
+      row("no-op apply, agent's code (PolicyDataplane)", (r) => ms(r.noop.apply)),
+      row("no-op apply wrote anything (must be no)", (r) => (r.noop.wrote ? "YES" : "no")),
+      row(`agent CPU while idle, % of one core (${o.quietS} s)`, (r) => `${fmt(((r.quiet.cpuSelf + r.quiet.cpuChildren) / r.quiet.seconds) * 100, 1)} (node ${fmt((r.quiet.cpuSelf / r.quiet.seconds) * 100, 1)})`),
+    ]),
+  );
+  out.push(
+    table("First program, stages (ms after spawn, from the agent's log)", ["stage", ...modes], (results[0]?.stages ?? []).map(([label], i) => [label, ...results.map((r) => fmt(r.stages[i]?.[1] ?? NaN))])),
+  );
+  const stageRows = (pick: (r: ModeResult) => ChangeSample[]): string[][] => [
+    row("  etcd put", (r) => ms(pick(r).map((s) => s.put))),
+    row("  render starts (watch + 15 ms debounce + snapshot rebuild)", (r) => ms(opt(pick(r).map((s) => s.renderStart)))),
+    row("  render (pure, whole snapshot)", (r) => ms(opt(pick(r).map((s) => s.render)))),
+    row("  ipset restore done", (r) => ms(opt(pick(r).map((s) => s.ipsetsDone)))),
+    row("  iptables-restore done (when chains changed)", (r) => ms(opt(pick(r).map((s) => s.iptablesDone)))),
+    row("  apply done (after removeStale)", (r) => ms(opt(pick(r).map((s) => s.applyDone)))),
+    row("  dataplane apply alone (agent's ms)", (r) => ms(opt(pick(r).map((s) => s.applyMs)))),
+    row("  poller iterations (each ~5 ms + one ipset/iptables call)", (r) => ms(pick(r).map((s) => s.pollIterations))),
+  ];
+  out.push(
+    table("Label change -> dataplane, stages (ms after the etcd write, from the agent's log; median / max)", ["stage", ...modes], [
+      row("remote pod, seen in the kernel (poller)", (r) => ms(r.remote.map((s) => s.latency))),
+      ...stageRows((r) => r.remote),
+      row("local pod, seen in the kernel (poller)", (r) => ms(r.local.map((s) => s.latency))),
+      ...stageRows((r) => r.local),
+    ]),
+  );
+  out.push(
+    table("Where an apply's time goes: the agent's code replayed as a no-op (ms; median / max of 3)", ["phase", ...modes], [
+      row("etcd list + decode + snapshot (PolicySource, once)", (r) => fmt(r.noop.list)),
+      row("render (renderPolicy, once)", (r) => fmt(r.noop.render)),
+      row("ipset list, spawned + captured (runs twice per apply)", (r) => ms(r.noop.ipsetExec)),
+      row("  parseIpsetList (pure; twice per apply)", (r) => ms(r.noop.ipsetParse)),
+      row("  planPrepare (pure: canonicalizes every member)", (r) => ms(r.noop.ipsetPlan)),
+      row("iptables-save -t filter, spawned + captured", (r) => ms(r.noop.iptablesExec)),
+      row("  parseSave (pure)", (r) => ms(r.noop.iptablesParse)),
+      row("  renderTable (pure: sha256 per rule)", (r) => ms(r.noop.iptablesHash)),
+      row("  planTable (pure: diff)", (r) => ms(r.noop.iptablesDiff)),
+      row("whole no-op apply", (r) => ms(r.noop.apply)),
+      row("`ip netns exec` overhead per command (bench side)", (r) => ms(r.baseline.nsExec)),
+      row("poll cost: iptables -S <chain>", (r) => ms(r.baseline.chainPoll)),
+      row("poll cost: ipset test", (r) => ms(r.baseline.setPoll)),
+      row("sizes: iptables-save text / ipset save text, KiB", (r) => `${fmt(r.baseline.saveBytes / 1024)} / ${fmt(r.baseline.ipsetBytes / 1024)}`),
+    ]),
+  );
+  return out.join("\n") + "\n";
+}
+
+// ---------------------------------------------------------------- main
+
+async function bench(o: Options, prefix: string, dir: string, cleanup: Cleanup): Promise<void> {
+  const etcdDir = join(dir, "etcd");
+  const etcd = await startEtcd({ dir: etcdDir });
+  cleanup.add("etcd", () => etcd.stop());
+  const client = connectEtcd({ endpoints: [etcd.endpoint] }); // the agent's client settings
+  cleanup.add("etcd client", () => client.close());
+  await client.put("/coreos.com/network/config").value(JSON.stringify({ Network: NETWORK, SubnetLen: 22, SubnetMin: LOCAL_SUBNET.split("/")[0], SubnetMax: LOCAL_SUBNET.split("/")[0], Backend: { Type: "host-gw" } }));
+
+  say(`generating ${o.pods} pods (${o.local} local), ${o.policies} policies in ${o.namespaces} namespaces`);
+  const cluster = synthCluster({ namespaces: o.namespaces, pods: o.pods, localPods: o.local, policies: o.policies, remoteNodes: o.remoteNodes, localNode: NODE, localSubnet: LOCAL_SUBNET, remoteSubnet, seed: o.seed });
+  const store = new EtcdResourceStore(client);
+  let t = performance.now();
+  const objects: KubeObject[] = [...cluster.namespaces, ...cluster.pods, ...cluster.policies];
+  for (const batch of chunks(objects, 128)) await store.applyAll(batch);
+  for (const batch of chunks(cluster.endpoints, 128)) {
+    const puts = batch.map((r) => {
+      const v = parseWorkloadEndpointRecord(r);
+      if (!v.ok) throw new Error(`synthetic endpoint ${r.namespace}/${r.pod} is invalid: ${v.reason}`);
+      return { request_put: { key: Buffer.from(workloadEndpointKey(r.node, r.namespace, r.pod, r.ifName)), value: Buffer.from(JSON.stringify(v.record)) } };
+    });
+    await client.kv.txn({ compare: [], success: puts, failure: [] });
+  }
+  const populateMs = performance.now() - t;
+  say(`populated etcd in ${fmt(populateMs)} ms`);
+
+  const listed = await listSnapshot(client);
+  say(`listed ${listed.snapshot.endpoints.length} endpoints in ${fmt(listed.ms)} ms`);
+  t = performance.now();
+  const base = renderOf(listed.snapshot);
+  const renderMs = performance.now() - t;
+  say(`rendered in ${fmt(renderMs)} ms; choosing the pods to relabel`);
+  const remote = pickRemoteMutation(listed.snapshot, base);
+  const local = pickLocalMutation(listed.snapshot, base);
+  const sizeRes = await client.maintenance.status();
+  const setup: Array<[string, string]> = [
+    ["cluster", `${o.pods} pods (${o.local} on ${NODE}, rest on ${o.remoteNodes} nodes), ${o.policies} NetworkPolicies, ${o.namespaces} namespaces`],
+    ["etcd keys under /sluice/v1", `${objects.length + cluster.endpoints.length} (${fmt(Number(sizeRes.dbSize) / 1024 / 1024, 1)} MiB db)`],
+    ["populate (EtcdResourceStore.applyAll, 128 per txn)", `${fmt(populateMs)} ms`],
+    ["bench-side list + decode (PolicySource) / render", `${fmt(listed.ms)} ms / ${fmt(renderMs)} ms`],
+    ["remote change", `${remote.ep.namespace}/${remote.ep.pod} on ${remote.ep.node}: tier frontend <-> backend; ${remote.sets.length} set memberships move (${[...new Set(remote.sets.map((s) => s.name))].length} sets); polled: ${remote.sets[remote.sets.length - 1]?.name}`],
+    ["local change", `${local.ep.namespace}/${local.ep.pod}: track ${local.original["track"] ?? "(none)"} <-> canary; ingress policies ${local.ingressTargets.original.split(" ").filter(Boolean).length} -> ${local.ingressTargets.mutated.split(" ").filter(Boolean).length}; ${local.chains.length} chains and ${local.sets.length} set memberships change`],
+    ["machine", `${(await run("nproc", [])).stdout.trim()} cores, node ${process.version}, kernel ${(await run("uname", ["-r"])).stdout.trim()}; load average at start ${loadavg().map((x) => x.toFixed(1)).join(" ")}`],
+  ];
+  for (const [k, v] of setup) say(`${k}: ${v}`);
+
+  const results: ModeResult[] = [];
+  for (const mode of o.modes) results.push(await runMode(mode, o, { prefix, dir, cleanup, client, etcdEndpoint: etcd.endpoint, snap: listed.snapshot, base, remote, local }));
+  setup.push(["load average at the end", loadavg().map((x) => x.toFixed(1)).join(" ")]);
+  process.stdout.write(report(o, setup, results));
+}
+
+async function main(): Promise<number> {
+  let o: Options;
+  try {
+    o = parseArgs(process.argv.slice(2));
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n`);
+    return 2;
+  }
+  if (process.getuid?.() !== 0) {
+    process.stderr.write("policyScale needs root (network namespaces, iptables, ipset)\n");
+    return 2;
+  }
+  const prefix = `slb${process.pid.toString(36)}`;
+  const dir = mkdtempSync(join(tmpdir(), "sluice-bench-"));
+  const cleanup = new Cleanup();
+  cleanup.add("temp dir", () => rmSync(dir, { recursive: true, force: true }));
+  const onSignal = (sig: NodeJS.Signals): void => {
+    say(`${sig}: cleaning up`);
+    void cleanup.runAll().then(() => process.exit(130));
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  const started = Date.now();
+  try {
+    await bench(o, prefix, dir, cleanup);
+    say(`done in ${fmt((Date.now() - started) / 1000, 1)} s`);
+    return 0;
+  } catch (err) {
+    process.stderr.write(`policyScale failed: ${(err as Error).stack ?? String(err)}\n`);
+    for (const mode of o.modes) {
+      const path = join(dir, `agent-${mode}.log`);
+      if (existsSync(path)) process.stderr.write(`last lines of the agent's log (${mode}):\n${readFileSync(path, "utf8").trimEnd().split("\n").slice(-15).join("\n")}\n`);
+    }
+    return 1;
+  } finally {
+    await cleanup.runAll();
+    const left = (await listNetns()).filter((n) => n.startsWith(prefix));
+    if (left.length) process.stderr.write(`namespaces left behind: ${left.join(", ")}\n`);
+  }
+}
+
+void main().then((code) => process.exit(code));
