@@ -315,7 +315,9 @@ export class ConnectivityAgent {
     const counts = await reconcileRouting(nl, desired, vxlanDevices, this.log);
     const changed = Object.values(counts).some((n) => n > 0);
     if (changed) this.log.info({ ...counts, peers: desired.decisions }, "routing reconciled");
-    await this.resyncRules(["nat", "filter"]);
+    // With policy on, the filter table follows policy events and its own (longer) resync;
+    // checking it on every route resync would cost a full iptables-save + ipset list.
+    await this.resyncRules(this.policy ? ["nat"] : ["nat", "filter"]);
     // With policy on, subnet.env (which the CNI plugin needs to wire a pod) appears only
     // once the policy chains are in place: on a fresh node no pod can start unpoliced.
     if (this.policy && !this.rulesInPlace) return;

@@ -120,7 +120,8 @@ export function connectivitySuite(tag: string, backend: SandboxBackend, segments
         await eventually(async () => {
           const f = await nsExec(n.ns, "iptables", ["-S", "SLUICE-FORWARD"]);
           const p = await nsExec(n.ns, "iptables", ["-t", "nat", "-S", "SLUICE-POSTROUTING"]);
-          return f.split("\n").filter((l) => l.startsWith("-A")).length === 4 && p.split("\n").filter((l) => l.startsWith("-A")).length === 6;
+          // SLUICE-FORWARD: the policy engine's mark reset and two dispatch jumps, then the two accept rules
+          return f.split("\n").filter((l) => l.startsWith("-A")).length === 5 && p.split("\n").filter((l) => l.startsWith("-A")).length === 6;
         }, 10_000),
         "iptables repaired",
       );
