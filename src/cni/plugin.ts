@@ -251,8 +251,10 @@ async function cmdDel(ctx: Ctx): Promise<void> {
   const { env, conf, log } = ctx;
   const owner = ownerOf(env);
   const ipam = PodIpam.forNetwork(conf.dataDir, conf.name);
-  const released = ipamCall("releasing addresses", () => ipam.releaseByOwner(owner));
 
+  // Order: links, then the etcd record, then the addresses. The address is freed last so
+  // that a failed DEL (etcd unreachable) never leaves a free address that a stale record
+  // still claims; the runtime retries DEL, and the retry finishes the job.
   // The pod end, inside the pod: deleting it takes the host end (and its routes) along.
   const podDeleted = env.netns ? deletePodIface(env.netns, env.ifName) : false;
   let identity: { namespace: string; pod: string } | undefined;
@@ -286,6 +288,7 @@ async function cmdDel(ctx: Ctx): Promise<void> {
       store.close();
     }
   }
+  const released = ipamCall("releasing addresses", () => ipam.releaseByOwner(owner));
   log.info({ released: released.map((ip) => formatIp(ip)), podDeleted }, "pod unwired");
 }
 
