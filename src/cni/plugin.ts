@@ -366,7 +366,6 @@ async function cmdGc(ctx: Ctx): Promise<void> {
   const { conf, log } = ctx;
   const valid = validAttachments(conf);
   const keep = new Set(valid.map((v) => `${v.containerId}/${v.ifName}`));
-  const released = ipamCall("collecting addresses", () => PodIpam.forNetwork(conf.dataDir, conf.name).gc(valid));
   const stray = (listOwnedHostVeths()).filter((l) => l.owner.network === conf.name && !keep.has(`${l.owner.containerId}/${l.owner.ifName}`));
   deleteHostLinks(stray.map((l) => l.name));
   let records = 0;
@@ -380,5 +379,7 @@ async function cmdGc(ctx: Ctx): Promise<void> {
       store.close();
     }
   }
+  // Addresses last (as in DEL): a GC that fails on etcd must not free addresses stale records still claim.
+  const released = ipamCall("collecting addresses", () => PodIpam.forNetwork(conf.dataDir, conf.name).gc(valid));
   log.info({ released: released.map((a) => formatIp(a.ip)), veths: stray.map((l) => l.name), records }, "garbage collected");
 }
