@@ -251,8 +251,10 @@ async function cmdDel(ctx: Ctx): Promise<void> {
   const { env, conf, log } = ctx;
   const owner = ownerOf(env);
   const ipam = PodIpam.forNetwork(conf.dataDir, conf.name);
-  const released = ipamCall("releasing addresses", () => ipam.releaseByOwner(owner));
 
+  // Order: links, then the etcd record, then the addresses. The address is freed last so
+  // that a failed DEL (etcd unreachable) never leaves a free address that a stale record
+  // still claims; the runtime retries DEL, and the retry finishes the job.
   // The pod end, inside the pod: deleting it takes the host end (and its routes) along.
   const podDeleted = env.netns ? deletePodIface(env.netns, env.ifName) : false;
   let identity: { namespace: string; pod: string } | undefined;
@@ -286,6 +288,7 @@ async function cmdDel(ctx: Ctx): Promise<void> {
       store.close();
     }
   }
+  const released = ipamCall("releasing addresses", () => ipam.releaseByOwner(owner));
   log.info({ released: released.map((ip) => formatIp(ip)), podDeleted }, "pod unwired");
 }
 
@@ -363,7 +366,6 @@ async function cmdGc(ctx: Ctx): Promise<void> {
   const { conf, log } = ctx;
   const valid = validAttachments(conf);
   const keep = new Set(valid.map((v) => `${v.containerId}/${v.ifName}`));
-  const released = ipamCall("collecting addresses", () => PodIpam.forNetwork(conf.dataDir, conf.name).gc(valid));
   const stray = (listOwnedHostVeths()).filter((l) => l.owner.network === conf.name && !keep.has(`${l.owner.containerId}/${l.owner.ifName}`));
   deleteHostLinks(stray.map((l) => l.name));
   let records = 0;
@@ -377,5 +379,7 @@ async function cmdGc(ctx: Ctx): Promise<void> {
       store.close();
     }
   }
+  // Addresses last (as in DEL): a GC that fails on etcd must not free addresses stale records still claim.
+  const released = ipamCall("collecting addresses", () => PodIpam.forNetwork(conf.dataDir, conf.name).gc(valid));
   log.info({ released: released.map((a) => formatIp(a.ip)), veths: stray.map((l) => l.name), records }, "garbage collected");
 }

@@ -1,10 +1,12 @@
 /**
- * Node cleanup (`sluicectl cleanup`): removes our iptables chains and jump rules, our
- * VXLAN devices and the routes we installed. Other tools' rules, chains and routes are
+ * Node cleanup (`sluicectl cleanup`): removes our iptables chains and jump rules, then our
+ * ipsets (slc4-/slc6-/slct-; only once no rule of ours references them), our VXLAN devices
+ * and the routes we installed. Other tools' rules, chains and routes are
  * left alone; the kernel objects are found by name/protocol, so it also works after a
  * crash.
  */
 import { pino } from "pino";
+import { IpsetDriver } from "../dataplane/ipset.js";
 import { IptablesDriver, binaries, detectMode } from "../dataplane/iptables.js";
 import { Netlink, SLUICE_RT_PROTO } from "../dataplane/netlink.js";
 import { formatCidr } from "../model/ip.js";
@@ -22,6 +24,15 @@ export async function cleanupNode(backend: "auto" | "nft" | "legacy"): Promise<s
       }
     } catch (err) {
       report.push(`iptables (IPv${family}): ${(err as Error).message}`);
+    }
+  }
+  // After the iptables rules: a set a rule still references cannot be destroyed.
+  for (const family of [4, 6] as const) {
+    try {
+      const r = await new IpsetDriver({ family }, log).removeAll(4);
+      if (r.plan.destroyed.length) report.push(`ipsets (IPv${family}): removed ${r.plan.destroyed.join(", ")}`);
+    } catch (err) {
+      report.push(`ipsets (IPv${family}): ${(err as Error).message}`);
     }
   }
   const nl = new Netlink();

@@ -11,7 +11,7 @@ import { ConfigError } from "../config/errors.js";
 import { type FlagSpec, type RawFlags, parseDuration } from "../config/flags.js";
 import { run } from "../dataplane/exec.js";
 import { STATE_FILE, Sandbox, type SandboxBackend, type SandboxNode, teardown } from "../sandbox/cluster.js";
-import { listNetns } from "../sandbox/netns.js";
+import { listNetns, sandboxNetns } from "../sandbox/netns.js";
 import {
   createNamespace,
   createPod,
@@ -144,7 +144,7 @@ async function up(flags: RawFlags, io: Io): Promise<number> {
     const why = old.etcdAlive() ? `a sandbox is already up there (${old.nodes.length} nodes, prefix ${old.o.prefix})` : "a sandbox that is no longer running left its state there";
     throw new ConfigError("--state-dir", `${stateDir}: ${why}; remove it first with: sluicectl sandbox down --state-dir ${stateDir}`, SRC);
   }
-  const leftovers = (await listNetns()).filter((n) => n.startsWith(`${prefix}-`));
+  const leftovers = sandboxNetns(prefix, await listNetns());
   if (leftovers.length) throw new ConfigError("--prefix", `namespaces named ${prefix}-... already exist (${leftovers.slice(0, 3).join(", ")}${leftovers.length > 3 ? ", ..." : ""}), from another sandbox or a crash; remove them with: sluicectl sandbox down --prefix ${prefix} --state-dir ${stateDir}, or pick another --prefix`, SRC);
   const sb = new Sandbox({ prefix, stateDir, nodes, backend: backend as SandboxBackend, segments, network: str(flags, "network") ?? "10.244.0.0/16", detached: true });
   const abort = (): void => {
@@ -181,7 +181,7 @@ async function down(flags: RawFlags, io: Io): Promise<number> {
       /* a damaged state file: go by --prefix */
     }
   }
-  const namespaces = (await listNetns()).filter((n) => n.startsWith(`${prefix}-`));
+  const namespaces = sandboxNetns(prefix, await listNetns());
   const hadState = existsSync(stateDir);
   await teardown(prefix, stateDir);
   io.out(namespaces.length || hadState ? `sandbox removed: ${namespaces.length} namespaces (${prefix}-*), its processes and ${stateDir}\n` : `nothing to remove (no namespaces ${prefix}-*, no ${stateDir})\n`);

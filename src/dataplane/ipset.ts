@@ -94,9 +94,12 @@ export class IpsetDriver {
     return this.restore(plan, "removeStale");
   }
 
-  /** Destroys every set of ours of this family (for `sluicectl cleanup`); fails on sets still in use. */
-  async removeAll(): Promise<IpsetReport> {
-    const report = await this.removeStale([], 0);
+  /**
+   * Destroys every set of ours of this family (for `sluicectl cleanup`); fails on sets
+   * still in use after `retries` brief retries (a reference can outlive its rule a moment).
+   */
+  async removeAll(retries = 0): Promise<IpsetReport> {
+    const report = await this.removeStale([], retries);
     if (report.plan.inUse.length) throw new Error(`ipsets still referenced: ${report.plan.inUse.join(", ")}`);
     return report;
   }

@@ -4,11 +4,15 @@
  * "<containerId>\r\n<ifName>" (host-local's own format), plus a last-reserved cursor per
  * family so a released address is not handed out again until the range wraps.
  *
- * Files are created with O_EXCL, so concurrent plugin processes can never take the same
- * address; no lock is held. Synchronous on purpose: a plugin process does one thing at
+ * An allocation file appears complete or not at all: the owner is written to a temp file
+ * that is then hard-linked to the address's name (link fails with EEXIST when the name
+ * exists), so concurrent plugin processes can never take the same address and a plugin
+ * killed midway never leaves an empty allocation behind; no lock is held. gc() also
+ * removes empty or unreadable allocation files (older stores, crashes of other writers)
+ * and leftover temp files once they are older than STALE_PARTIAL_MS. Synchronous on purpose: a plugin process does one thing at
  * a time, and tiny synchronous file operations are faster than the thread pool.
  */
-import { mkdirSync, readFileSync, readdirSync, renameSync, unlinkSync, writeFileSync } from "node:fs";
+import { linkSync, lstatSync, mkdirSync, readFileSync, readdirSync, renameSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type Cidr, type Family, type IpAddr, cidrContainsIp, cidrSize, formatCidr, formatIp, parseIp } from "../model/ip.js";
 
@@ -33,6 +37,10 @@ export class NoFreeAddressError extends Error {
 }
 
 const CURSOR = "last_reserved_ip.";
+/** Temp files (owner being written, cursor being replaced) start with a dot. */
+const TEMP_PREFIX = ".";
+/** An empty/unreadable allocation file or a temp file this old is a leftover of a killed writer. */
+export const STALE_PARTIAL_MS = 60_000;
 const LINE_BREAK = "\r\n";
 const ownerKey = (o: IpamOwner): string => `${o.containerId}${LINE_BREAK}${o.ifName}`;
 
@@ -88,7 +96,7 @@ export class PodIpam {
       if (isErrno(err, "ENOENT")) return undefined;
       throw err;
     }
-    // Empty: another process created the file and has not written it yet.
+    // Empty: a writer (an older version, or another tool) created it and has not written it yet, or died.
     if (text === "") return undefined;
     const [containerId = "", ifName = ""] = text.split(/\r?\n/);
     return { containerId: containerId.trim(), ifName: ifName.trim() };
@@ -137,10 +145,14 @@ export class PodIpam {
     }
   }
 
+  private tempPath(what: string): string {
+    return join(this.dir, `${TEMP_PREFIX}${what}${process.pid}.${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`);
+  }
+
   private writeCursor(ip: IpAddr): void {
     // Replace, never truncate in place: a concurrent reader sees the old or the new cursor.
     const path = this.cursorPath(ip.family);
-    const tmp = join(this.dir, `.${CURSOR}${process.pid}.${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`);
+    const tmp = this.tempPath(CURSOR);
     writeFileSync(tmp, formatIp(ip));
     renameSync(tmp, path);
   }
@@ -155,18 +167,29 @@ export class PodIpam {
     const taken = new Set(this.names());
     const cursor = this.readCursor(subnet);
     const start = cursor === undefined ? 0n : (cursor - first + 1n) % (count || 1n);
-    for (let i = 0n; i < count; i++) {
-      const ip: IpAddr = { family: subnet.family, value: first + ((start + i) % count) };
-      const name = formatIp(ip);
-      if (taken.has(name)) continue;
-      try {
-        writeFileSync(join(this.dir, name), ownerKey(owner), { flag: "wx", mode: 0o644 });
-      } catch (err) {
-        if (isErrno(err, "EEXIST")) continue; // another ADD got there first
-        throw err;
+    // The owner goes into a temp file first; link() then publishes it complete, atomically.
+    const tmp = this.tempPath("alloc.");
+    writeFileSync(tmp, ownerKey(owner), { flag: "wx", mode: 0o644 });
+    try {
+      for (let i = 0n; i < count; i++) {
+        const ip: IpAddr = { family: subnet.family, value: first + ((start + i) % count) };
+        const name = formatIp(ip);
+        if (taken.has(name)) continue;
+        try {
+          linkSync(tmp, join(this.dir, name));
+        } catch (err) {
+          if (isErrno(err, "EEXIST")) continue; // another ADD got there first
+          throw err;
+        }
+        this.writeCursor(ip);
+        return ip;
       }
-      this.writeCursor(ip);
-      return ip;
+    } finally {
+      try {
+        unlinkSync(tmp);
+      } catch {
+        // left for gc(), which removes stale temp files
+      }
     }
     throw new NoFreeAddressError(subnet, this.inUse(subnet));
   }
@@ -186,12 +209,59 @@ export class PodIpam {
     return released;
   }
 
-  /** Releases every allocation whose owner is not in `valid` (CNI GC). */
-  gc(valid: readonly IpamOwner[]): Allocation[] {
+  /**
+   * Releases every allocation whose owner is not in `valid` (CNI GC). Also removes
+   * allocation files that are empty or unreadable and older than STALE_PARTIAL_MS
+   * (returned with an empty owner), and temp files left by killed writers.
+   */
+  gc(valid: readonly IpamOwner[], now: number = Date.now()): Allocation[] {
     const keep = new Set(valid.map(ownerKey));
     const released: Allocation[] = [];
-    for (const a of this.list()) if (!keep.has(ownerKey(a)) && this.unlink(formatIp(a.ip))) released.push(a);
+    const stale = (name: string): boolean => {
+      try {
+        return now - lstatSync(join(this.dir, name)).mtimeMs > STALE_PARTIAL_MS;
+      } catch {
+        return false; // gone already
+      }
+    };
+    for (const name of this.names()) {
+      if (name.startsWith(TEMP_PREFIX)) {
+        if (stale(name)) this.unlinkQuietly(name);
+        continue;
+      }
+      const ip = tryParseIp(name);
+      if (!ip) continue;
+      let owner: IpamOwner | undefined;
+      let unreadable = false;
+      try {
+        owner = this.readOwner(name);
+      } catch {
+        unreadable = true;
+      }
+      if (owner && owner.containerId !== "") {
+        if (!keep.has(ownerKey(owner)) && this.unlink(name)) released.push({ ip, ...owner });
+      } else if ((unreadable || owner !== undefined || this.isEmpty(name)) && stale(name) && this.unlinkQuietly(name)) {
+        released.push({ ip, containerId: "", ifName: "" });
+      }
+    }
     return released;
+  }
+
+  private isEmpty(name: string): boolean {
+    try {
+      return lstatSync(join(this.dir, name)).size === 0;
+    } catch {
+      return false;
+    }
+  }
+
+  /** For garbage: a file that cannot be removed (a directory, say) must not fail the whole GC. */
+  private unlinkQuietly(name: string): boolean {
+    try {
+      return this.unlink(name);
+    } catch {
+      return false;
+    }
   }
 
   private unlink(name: string): boolean {

@@ -13,7 +13,7 @@ import { binPath } from "./paths.js";
 import { run } from "../dataplane/exec.js";
 import { Etcd3 } from "etcd3";
 import { startEtcd, type EtcdServer } from "./etcdServer.js";
-import { addNetns, delNetns, ip, listNetns, netnsPids, nsExec } from "./netns.js";
+import { addNetns, delNetns, ip, listNetns, netnsPids, nsExec, sandboxNetns } from "./netns.js";
 
 export type SandboxBackend = "vxlan" | "host-gw" | "vxlan-direct";
 
@@ -336,10 +336,27 @@ function readPid(path: string): number | undefined {
   }
 }
 
+/**
+ * Whether a command-line argument names `dir` or a path inside it (only a path inside it
+ * with `insideOnly`): as the whole argument, or embedded (unix://<dir>/etcd.sock,
+ * --x=<dir>/f, a JSON argument with "<dir>/s/..."), but only at path-name boundaries, so
+ * /tmp/sb does not match /tmp/sb-2/... or /var/tmp/sb/....
+ */
+export function argMentionsPath(arg: string, dir: string, insideOnly = false): boolean {
+  const d = resolve(dir);
+  const nameChar = /[A-Za-z0-9._~+-]/;
+  for (let i = arg.indexOf(d); i >= 0; i = arg.indexOf(d, i + 1)) {
+    const before = i === 0 ? "" : (arg[i - 1] as string);
+    const after = arg[i + d.length] ?? "";
+    if (!nameChar.test(before) && (insideOnly ? after === "/" : !nameChar.test(after))) return true;
+  }
+  return false;
+}
+
 /** Whether a running process names the state directory on its command line (so it is ours, not a reused pid). */
 export function isOurs(pid: number, stateDir: string): boolean {
   try {
-    return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").some((arg) => arg.startsWith(stateDir) || arg.includes(`${stateDir}/`));
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").some((arg) => argMentionsPath(arg, stateDir));
   } catch {
     return false;
   }
@@ -390,7 +407,7 @@ async function killNetnsProcesses(ns: string): Promise<void> {
  */
 export async function teardown(prefix: string, stateDir: string): Promise<void> {
   const dir = resolve(stateDir);
-  const namespaces = (await listNetns()).filter((n) => n.startsWith(`${prefix}-`));
+  const namespaces = sandboxNetns(prefix, await listNetns());
   for (const ns of namespaces) await killNetnsProcesses(ns);
   // Processes we started that may not be inside a namespace (etcd). A pid file can be
   // stale (a reboot, pid reuse): only a process whose command line names our state
@@ -415,14 +432,14 @@ export async function teardown(prefix: string, stateDir: string): Promise<void> 
 
 /** Processes (other than this one and its ancestors) with an argument inside `dir`. */
 export function processesUsing(dir: string): number[] {
-  const inside = resolve(dir) + "/";
+  const inside = resolve(dir);
   const skip = new Set<number>([process.pid, process.ppid]);
   const found: number[] = [];
   for (const entry of readdirSync("/proc")) {
     const pid = Number(entry);
     if (!Number.isInteger(pid) || skip.has(pid)) continue;
     try {
-      if (readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").some((a) => a.includes(inside))) found.push(pid);
+      if (readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").some((a) => argMentionsPath(a, inside, true))) found.push(pid);
     } catch {
       /* gone */
     }

@@ -294,12 +294,14 @@ export async function createPod(sb: Sandbox, spec: PodSpec): Promise<SandboxPod>
     const r = await c.if(podKey(ref.namespace, ref.name), "Create", "==", 0).then(c.put(podKey(ref.namespace, ref.name)).value(JSON.stringify(obj))).commit();
     if (!r.succeeded) throw new ConfigError("POD", `pod ${podId(ref)} already exists in etcd`, SOURCE);
   });
-  if (!existsSync(join(node.stateDir, "subnet.env"))) await sb.waitReady(node);
   const netns = podNetnsName(sb, ref);
   const containerId = randomBytes(32).toString("hex");
   const pod: SandboxPod = { ...ref, node: node.name, netns, containerId, uid, ips: [], hostIface: hostIfaceName(ref.namespace, ref.name), ports, serverPid: 0, ctlSocket, createdAt: new Date().toISOString() };
   let wired = false;
+  // Everything after the Pod object's put is inside the try: a failure (an agent that never
+  // gets ready included) removes the object, so the same create can be retried.
   try {
+    if (!existsSync(join(node.stateDir, "subnet.env"))) await sb.waitReady(node);
     mkdirSync(podsDir(sb), { recursive: true });
     mkdirSync(join(sb.o.stateDir, "s"), { recursive: true });
     await addNetns(netns);

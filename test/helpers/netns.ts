@@ -11,8 +11,17 @@ export async function makeNetns(name: string): Promise<string> {
   return name;
 }
 
+/**
+ * Whether `name` is `prefix` itself or `prefix-...` (a prefix ending in "-" is taken as is).
+ * A bare startsWith would let uniquePrefix of pid "rs" take the namespaces of pid "rs5".
+ */
+export function hasNetnsPrefix(name: string, prefix: string): boolean {
+  return prefix.endsWith("-") ? name.startsWith(prefix) : name === prefix || name.startsWith(`${prefix}-`);
+}
+
+/** Removes the namespace `prefix` and every `prefix-...` (processes inside first). */
 export async function removeNetnsWithPrefix(prefix: string): Promise<void> {
-  for (const ns of (await listNetns()).filter((n) => n.startsWith(prefix))) {
+  for (const ns of (await listNetns()).filter((n) => hasNetnsPrefix(n, prefix))) {
     for (const pid of await netnsPids(ns)) {
       try {
         process.kill(pid, "SIGKILL");

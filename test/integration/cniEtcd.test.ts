@@ -85,4 +85,24 @@ describe("sluice-cni in etcd mode", () => {
     assert.deepEqual(await node.links(pod), ["lo"]);
     assert.deepEqual(await etcd.client.getAll().prefix(workloadEndpointPrefix(nodeName(), PFX)).keys(), []);
   });
+
+  test("an unreachable etcd fails the DEL and keeps the address; the retried DEL completes it", async () => {
+    const pod = await node.pod("deldown");
+    const add = await node.add(pod, "ctr-deldown", "deldown", { conf });
+    assert.equal(add.code, 0, add.stdout + add.stderr);
+    const held = node.allocations();
+    assert.equal(held.length, 1);
+    const key = workloadEndpointKey(nodeName(), "ns1", "deldown", "eth0", PFX);
+    const dead = node.conf({ etcdEndpoints: [`unix://${join(node.dir, "no-etcd.sock")}`], etcdPrefix: PFX });
+    const del = await node.del(pod, "ctr-deldown", "deldown", { conf: dead });
+    assert.equal(del.code, 1);
+    assert.equal(del.json?.["code"], 11, del.stdout);
+    // The record still claims the address, so the address must stay taken (a later ADD must not get it).
+    assert.deepEqual(node.allocations(), held);
+    assert.deepEqual(await keys(), [key]);
+    const retry = await node.del(pod, "ctr-deldown", "deldown", { conf });
+    assert.equal(retry.code, 0, retry.stdout + retry.stderr);
+    assert.deepEqual(await keys(), []);
+    assert.deepEqual(node.allocations(), []);
+  });
 });

@@ -167,8 +167,13 @@ export function connectivitySuite(tag: string, backend: SandboxBackend, segments
       const n = sb.nodes[0] as SandboxNode;
       await sb.stopAgent(n);
       await nsExec(n.ns, "iptables", ["-N", "FOREIGN"]);
+      // Sets as the policy engine makes them (one referenced by a rule of ours), and one of someone else's.
+      await nsExec(n.ns, "ipset", ["restore"], "create slc4-cleanup hash:ip family inet\nadd slc4-cleanup 10.9.9.9\ncreate slc6-cleanup hash:net family inet6\ncreate foreign-set hash:ip family inet\n");
+      await nsExec(n.ns, "iptables", ["-I", "SLUICE-FORWARD", "-m", "set", "--match-set", "slc4-cleanup", "src", "-j", "RETURN"]);
       const out = await nsExec(n.ns, process.execPath, [binPath("sluicectl"), "cleanup"]);
       assert.match(out, /SLUICE-FORWARD/);
+      assert.match(out, /ipsets \(IPv4\): removed slc4-cleanup/);
+      assert.deepEqual((await nsExec(n.ns, "ipset", ["list", "-n"])).split("\n").filter(Boolean), ["foreign-set"], "our ipsets are gone, another's stays");
       const rules = await nsExec(n.ns, "iptables-save", []);
       assert.doesNotMatch(rules, /SLUICE-|sluice:/);
       assert.match(rules, /:FOREIGN/);
