@@ -9,7 +9,7 @@ import type { Etcd3, Watcher } from "etcd3";
 import type { Logger } from "pino";
 import type { AgentConfig } from "../config/agentConfig.js";
 import { type NetworkConfig, vxlanPort } from "../config/networkConfig.js";
-import { connectEtcd } from "../datastore/etcdClient.js";
+import { abandonWatcher, cancelWithin, connectEtcd } from "../datastore/etcdClient.js";
 import { EtcdSubnetRegistry, type LeaseEvent } from "../datastore/etcdSubnetRegistry.js";
 import { Netlink } from "../dataplane/netlink.js";
 import { reconcileRouting } from "../dataplane/routeReconciler.js";
@@ -223,8 +223,7 @@ export class ConnectivityAgent {
     // can wait forever, so drop it without waiting and relist.
     const old = this.watcher;
     this.watcher = undefined;
-    old?.removeAllListeners();
-    void cancelWithin(old, 2000);
+    abandonWatcher(old);
     try {
       await this.relistAndWatch();
     } finally {
@@ -379,8 +378,3 @@ export class ConnectivityAgent {
   }
 }
 
-/** Cancels a watcher, but never waits longer than `ms` (a half-dead connection may never answer). */
-async function cancelWithin(w: Watcher | undefined, ms: number): Promise<void> {
-  if (!w) return;
-  await Promise.race([w.cancel().catch(() => undefined), new Promise((r) => setTimeout(r, ms).unref())]);
-}

@@ -8,7 +8,7 @@ import type { Logger } from "pino";
 import type { AgentConfig } from "../config/agentConfig.js";
 import type { NetworkConfig } from "../config/networkConfig.js";
 import { type DataplaneCapabilities, probeCapabilities } from "../dataplane/capabilities.js";
-import { type IptablesMode, binaries, detectMode, supportsRandomFully } from "../dataplane/iptables.js";
+import { type IptablesMode, detectMode, supportsRandomFully } from "../dataplane/iptables.js";
 import { PolicyDataplane } from "../dataplane/policyDataplane.js";
 import type { Family } from "../model/ip.js";
 import type { Lease } from "../model/lease.js";
@@ -35,8 +35,8 @@ export class HostRules {
     const mode = await detectMode(cfg["iptables-backend"]);
     const d4 = new PolicyDataplane({ family: 4, mode, log });
     const d6 = new PolicyDataplane({ family: 6, mode, log });
-    const randomFully = !cfg["ip-masq-fully-random-disable"] && (await supportsRandomFully(binaries(4, mode)));
-    const capabilities = await probeCapabilities(binaries(4, mode), 4, log);
+    const randomFully = !cfg["ip-masq-fully-random-disable"] && (await supportsRandomFully(d4.iptables.bin));
+    const capabilities = await probeCapabilities(d4.iptables.bin, 4, log);
     if (cfg["enable-policy"] && !capabilities.setMatch) {
       // Every policy apply would fail and pods would run unpoliced: refuse to start instead.
       throw new Error(`iptables (${mode}) cannot match ipsets (-m set; kernel module xt_set) so policy cannot be enforced: ${capabilities.notes.join("; ")}. Load xt_set, or run with --enable-policy=false`);

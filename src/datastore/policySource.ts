@@ -29,6 +29,7 @@ import type { NamespaceObject, NetworkPolicyObject, PodObject } from "../config/
 import { type KubeObject, type ResourceKind, KINDS, namespaceKind, networkPolicyKind, podKind } from "../config/resourceKinds.js";
 import { NAMESPACE_NAME_LABEL, type NamespaceInfo, type PodEndpoint, type WorkloadEndpointRecord } from "../model/endpoint.js";
 import { joinEndpoints } from "../model/joinEndpoints.js";
+import { abandonWatcher, cancelWithin } from "./etcdClient.js";
 import { decodeStoredObject, parseResourceKey } from "./etcdResources.js";
 import { SLUICE_PREFIX } from "./resourceKeys.js";
 
@@ -219,18 +220,17 @@ export class PolicySource extends EventEmitter {
    * engine isolates every pod of its namespace both ways until it is fixed. Failing open
    * here would let a typo make isolated pods reachable.
    */
-  private standsForDenyAll(key: string): boolean {
+  private denyAllStandIn(key: string): NetworkPolicyObject | undefined {
     const info = parseResourceKey(key, this.prefix, this.kinds);
-    return info !== undefined && info.type === "object" && info.kind.kind === networkPolicyKind.kind && info.namespace !== undefined;
+    if (info?.type !== "object" || info.kind.kind !== networkPolicyKind.kind || info.namespace === undefined) return undefined;
+    return { apiVersion: "networking.k8s.io/v1", kind: "NetworkPolicy", metadata: { name: info.name, namespace: info.namespace }, spec: { podSelector: {}, policyTypes: ["Ingress", "Egress"] } };
   }
 
   private denyAllStandIns(): NetworkPolicyObject[] {
     const out: NetworkPolicyObject[] = [];
     for (const key of [...this.invalid.keys()].sort(cmp)) {
-      if (this.entries.has(key) || !this.standsForDenyAll(key)) continue;
-      const info = parseResourceKey(key, this.prefix, this.kinds);
-      if (info?.type !== "object" || info.namespace === undefined) continue;
-      out.push({ apiVersion: "networking.k8s.io/v1", kind: "NetworkPolicy", metadata: { name: info.name, namespace: info.namespace }, spec: { podSelector: {}, policyTypes: ["Ingress", "Egress"] } });
+      const standIn = this.entries.has(key) ? undefined : this.denyAllStandIn(key);
+      if (standIn) out.push(standIn);
     }
     return out;
   }
@@ -278,8 +278,8 @@ export class PolicySource extends EventEmitter {
       const hadGood = this.entries.has(key);
       const wasRefused = this.invalid.has(key);
       this.refuse(key, d.reason, hadGood);
-      // Without a last good version the key now stands for a deny-all (denyAllStandIns).
-      if (!hadGood && !wasRefused && this.standsForDenyAll(key)) this.changed({ cause: "put", key, revision: this.revision });
+      // Without a last good version the key now stands for a deny-all (denyAllStandIn).
+      if (!hadGood && !wasRefused && this.denyAllStandIn(key) !== undefined) this.changed({ cause: "put", key, revision: this.revision });
       return;
     }
     if (this.invalid.delete(key)) this.log.info({ key }, "value in etcd is valid again");
@@ -289,7 +289,7 @@ export class PolicySource extends EventEmitter {
 
   private onDelete(kv: IKeyValue): void {
     const key = kv.key.toString();
-    const wasStandIn = this.invalid.delete(key) && !this.entries.has(key) && this.standsForDenyAll(key);
+    const wasStandIn = this.invalid.delete(key) && !this.entries.has(key) && this.denyAllStandIn(key) !== undefined;
     const old = this.entries.get(key);
     if (kv.mod_revision) this.revision = kv.mod_revision;
     if (!this.entries.delete(key)) {
@@ -378,8 +378,7 @@ export class PolicySource extends EventEmitter {
     // can wait forever, so drop it without waiting.
     const old = this.watcher;
     this.watcher = undefined;
-    old?.removeAllListeners();
-    void cancelWithin(old, 2000);
+    abandonWatcher(old);
     try {
       await this.relistLoop();
     } finally {
@@ -407,11 +406,6 @@ export class PolicySource extends EventEmitter {
   }
 }
 
-/** Cancels a watcher, but never waits longer than `ms` (a half-dead connection may never answer). */
-async function cancelWithin(w: Watcher | undefined, ms: number): Promise<void> {
-  if (!w) return;
-  await Promise.race([w.cancel().catch(() => undefined), new Promise((r) => setTimeout(r, ms).unref())]);
-}
 
 async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
