@@ -9,7 +9,8 @@ import type { Logger } from "pino";
 import type { PolicySnapshot } from "../datastore/policySource.js";
 import type { Family } from "../model/ip.js";
 import type { PolicyRender } from "../render/policyContract.js";
-import { renderPolicy } from "../render/policy.js";
+import { renderPolicyModel } from "../render/policy.js";
+import { type PolicyModel, buildPolicyModel } from "../policy/model.js";
 
 /** What the engine needs of a datastore: the etcd PolicySource, later the Kubernetes one. */
 export interface PolicyFeed {
@@ -54,6 +55,17 @@ export class PolicyEngine extends EventEmitter {
     return before ? [...before].filter((a) => !now.has(a)) : [];
   }
 
+  private lastWarnings = new Set<string>();
+
+  /** The policy model of a snapshot; new warnings are logged once. */
+  private modelOf(snapshot: PolicySnapshot): PolicyModel {
+    const model = buildPolicyModel(snapshot);
+    const now = new Set(model.warnings);
+    for (const w of now) if (!this.lastWarnings.has(w)) this.log.warn({ warning: w }, "policy warning");
+    this.lastWarnings = now;
+    return model;
+  }
+
   /**
    * The render of each family, or undefined until the datastore has been listed once (the
    * caller then leaves the filter table as it is). Cached per snapshot: the source hands out
@@ -65,22 +77,11 @@ export class PolicyEngine extends EventEmitter {
     const key = families.join(",");
     if (this.cache && this.cache.snapshot === snapshot && this.cache.families === key) return this.cache.renders;
     const started = performance.now();
+    const model = this.modelOf(snapshot);
     const renders = new Map<Family, PolicyRender>();
-    for (const family of families) {
-      renders.set(
-        family,
-        renderPolicy({
-          family,
-          nodeName: this.nodeName,
-          endpoints: snapshot.endpoints,
-          namespaces: snapshot.namespaces,
-          networkPolicies: snapshot.networkPolicies,
-          sctpSupported: this.sctpSupported,
-        }),
-      );
-    }
+    for (const family of families) renders.set(family, renderPolicyModel({ family, nodeName: this.nodeName, model, sctpSupported: this.sctpSupported }));
     const local = snapshot.endpoints.filter((e) => e.node === this.nodeName).length;
-    this.log.debug({ ms: Math.round(performance.now() - started), endpoints: snapshot.endpoints.length, local, policies: snapshot.networkPolicies.length, revision: snapshot.revision }, "policy rendered");
+    this.log.debug({ ms: Math.round(performance.now() - started), endpoints: snapshot.endpoints.length, local, policies: model.policies.length, revision: snapshot.revision }, "policy rendered");
     this.cache = { snapshot, families: key, renders };
     return renders;
   }

@@ -11,16 +11,39 @@
  */
 import type { PodEndpoint, Protocol } from "../model/endpoint.js";
 import { cidrContainsIp, formatIp, parseCidr, parseIp } from "../model/ip.js";
-import type { EndpointIndex } from "./endpointIndex.js";
-import { type Direction, type Peer, type PolicyIR, type PortSpec, comparePolicies, rulesOf } from "./ir.js";
+import { EndpointIndex } from "./endpointIndex.js";
+import type { PolicyModel } from "./model.js";
+import { type Direction, type Peer, type PolicyIR, type PortSpec, type Tier, comparePolicies, rulesOf } from "./ir.js";
+
+/** ICMP means ICMP for IPv4 addresses and ICMPv6 for IPv6 ones. */
+export type ConnectionProtocol = Protocol | "ICMP";
 
 export interface Connection {
   /** Source and destination addresses (pods are recognised by address). */
   src: string;
   dst: string;
-  protocol: Protocol;
-  /** Destination port. */
+  protocol: ConnectionProtocol;
+  /** Destination port (0 for ICMP). */
   port: number;
+  /** Source port, when known (rules with source ports match only when it is given). */
+  srcPort?: number | undefined;
+  /** ICMP type and code; default an echo request (8, or 128 for ICMPv6), code 0. */
+  icmpType?: number | undefined;
+  icmpCode?: number | undefined;
+}
+
+/**
+ * One step of the path that decided a direction, for `sluicectl explain`: a rule that
+ * matched (with its action), or the end of a tier / the default. `text` is one line such
+ * as `[Admin] tenant-isolation rule 2: Deny` or `[NetworkPolicy] isolated by x/default-deny, no rule allows: Deny`.
+ */
+export interface ExplainStep {
+  tier: Tier | "default";
+  /** The policy's display name (origin), when a policy took the step. */
+  policy?: string | undefined;
+  rule?: string | undefined;
+  action: "allow" | "deny" | "pass" | "log";
+  text: string;
 }
 
 export interface EvaluateOptions {
@@ -34,6 +57,8 @@ export interface DirectionVerdict {
   /** The policy whose rule allowed it, when isolated and allowed. */
   allowedBy: string | undefined;
   allowed: boolean;
+  /** The steps taken, in order; the last one decided (empty for a non-pod end: no policy). */
+  path: ExplainStep[];
 }
 
 export interface Verdict {
@@ -54,6 +79,15 @@ export class PolicyEvaluator {
   ) {
     this.policies = [...policies].filter((p) => p.tier === "namespace").sort(comparePolicies);
     for (const ep of index.allPods()) for (const f of [4, 6] as const) for (const a of index.addresses(ep, f)) this.byAddr.set(a, ep);
+  }
+
+  /**
+   * The evaluator of a whole policy model (what explain uses). Endpoints with unknown
+   * metadata match no selector, as in the renderer.
+   */
+  static fromModel(model: PolicyModel, opts: EvaluateOptions): PolicyEvaluator {
+    const known = model.endpoints.filter((ep) => ep.metadataKnown !== false);
+    return new PolicyEvaluator(model.policies, new EndpointIndex(known, model.namespaces), opts);
   }
 
   podAt(addr: string): PodEndpoint | undefined {
@@ -95,7 +129,7 @@ export class PolicyEvaluator {
         }
       }
     }
-    return { isolatedBy, allowedBy, allowed: isolatedBy.length === 0 || allowedBy !== undefined };
+    return { isolatedBy, allowedBy, allowed: isolatedBy.length === 0 || allowedBy !== undefined, path: [] };
   }
 
   private peerMatches(peer: Peer, addr: string): boolean {
@@ -104,6 +138,7 @@ export class PolicyEvaluator {
       const pod = this.podAt(addr);
       return pod !== undefined && this.index.pods(peer.pods).includes(pod);
     }
+    if (peer.kind !== "ipBlock") return false; // nodes / networkSets: the tiers work fills these in
     const ip = parseIp(addr);
     const inBlock = (text: string): boolean => {
       const c = parseCidr(text);
@@ -113,7 +148,8 @@ export class PolicyEvaluator {
   }
 
   private portMatches(ps: PortSpec, c: Connection, dstPod: PodEndpoint | undefined): boolean {
-    if (ps.protocol !== c.protocol) return false;
+    if (ps.kind === "icmp") return false; // connections are TCP/UDP/SCTP so far
+    if (c.protocol === "ICMP" || ps.protocol !== c.protocol) return false;
     if (ps.protocol === "SCTP" && !this.opts.sctpSupported) return false;
     if (ps.kind === "protocol") return true;
     if (ps.kind === "range") return c.port >= ps.from && c.port <= ps.to;
@@ -123,7 +159,7 @@ export class PolicyEvaluator {
 }
 
 function open(): DirectionVerdict {
-  return { isolatedBy: [], allowedBy: undefined, allowed: true };
+  return { isolatedBy: [], allowedBy: undefined, allowed: true, path: [] };
 }
 
 function canonical(addr: string): string {

@@ -35,6 +35,7 @@ import { type Cidr, type Family, formatCidr, formatIp, parseCidr, bitsOf } from 
 import { EndpointIndex } from "../policy/endpointIndex.js";
 import { type Direction, type Peer, type PodSet, type PolicyIR, type PortSpec, type RuleIR, comparePolicies, podSetKey, protocolName, rulesOf } from "../policy/ir.js";
 import { networkPolicyToIr } from "../policy/networkPolicy.js";
+import type { NetworkSetInfo, NodeInfo, PolicyModel } from "../policy/model.js";
 import type { IpsetSpec, IpsetType } from "./ipsetSpec.js";
 import { IPSET_NAME_MAX } from "./ipsetSpec.js";
 import type { PolicyRender, PolicyRenderInput } from "./policyContract.js";
@@ -92,9 +93,22 @@ export function ipsetName(family: Family, type: IpsetType, definition: string): 
   return name;
 }
 
-/** NetworkPolicies -> PolicyRender: the entry point the agent calls. */
+/** NetworkPolicies only -> PolicyRender (tests and benchmarks of the namespace tier). */
 export function renderPolicy(input: PolicyRenderInput): PolicyRender {
   return renderPolicyIr({ ...input, policies: input.networkPolicies.map(networkPolicyToIr) });
+}
+
+export interface PolicyModelRenderInput {
+  family: Family;
+  nodeName: string;
+  model: PolicyModel;
+  sctpSupported: boolean;
+}
+
+/** The whole policy model (every tier) -> PolicyRender: the entry point the agent calls. */
+export function renderPolicyModel(input: PolicyModelRenderInput): PolicyRender {
+  const { model } = input;
+  return renderPolicyIr({ family: input.family, nodeName: input.nodeName, sctpSupported: input.sctpSupported, endpoints: model.endpoints, namespaces: model.namespaces, nodes: model.nodes, networkSets: model.networkSets, policies: model.policies });
 }
 
 export interface PolicyIrRenderInput {
@@ -102,6 +116,10 @@ export interface PolicyIrRenderInput {
   nodeName: string;
   endpoints: PodEndpoint[];
   namespaces: PolicyRenderInput["namespaces"];
+  /** For `nodes` peers; none when absent. */
+  nodes?: NodeInfo[] | undefined;
+  /** For `networkSets` peers; none when absent. */
+  networkSets?: NetworkSetInfo[] | undefined;
   policies: PolicyIR[];
   sctpSupported: boolean;
 }
@@ -243,6 +261,7 @@ function renderPolicyRules(p: PolicyIR, d: Direction, rules: readonly RuleIR[], 
  */
 function ruleMatch(p: PolicyIR, d: Direction, peer: Peer, port: PortSpec | undefined, sets: SetRegistry, sctp: boolean): string | undefined {
   const dir = d === "ingress" ? "src" : "dst";
+  if (port?.kind === "icmp") return undefined; // not rendered yet (the tiers work)
   if (port && port.protocol === "SCTP" && !sctp) return undefined;
 
   if (port?.kind === "named") {
@@ -271,6 +290,7 @@ function ruleMatch(p: PolicyIR, d: Direction, peer: Peer, port: PortSpec | undef
 function peerSetMatch(peer: Peer, dir: "src" | "dst", sets: SetRegistry): string | undefined {
   if (peer.kind === "any") return "";
   if (peer.kind === "pods") return `-m set --match-set ${sets.pods(peer.pods)} ${dir}`;
+  if (peer.kind !== "ipBlock") return undefined; // nodes / networkSets: not rendered yet (the tiers work)
   const name = sets.net(peer.cidr, peer.except);
   if (name === undefined) return undefined; // the other family: matches nothing here
   return name === "" ? "" : `-m set --match-set ${name} ${dir}`;
