@@ -45,6 +45,18 @@ export interface PolicySnapshot {
   workloadEndpoints: WorkloadEndpointRecord[];
   /** Every registered kind's objects by kind name ("NetworkPolicy", "ClusterNetworkPolicy", ...), sorted by key; [] when none. */
   objects: Readonly<Record<string, readonly KubeObject[]>>;
+  /**
+   * Stored objects that fail validation and have no last good version, by kind and name:
+   * the policy model puts a fail-closed stand-in in place of each policy among them.
+   */
+  refused?: RefusedObject[] | undefined;
+}
+
+export interface RefusedObject {
+  kind: string;
+  namespace?: string | undefined;
+  name: string;
+  reason: string;
 }
 
 export interface PolicySourceChange {

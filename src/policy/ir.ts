@@ -57,7 +57,9 @@ export type Peer =
   /** The addresses of the nodes whose labels match (NodeInfo.addresses). */
   | { kind: "nodes"; nodes: LabelSelector }
   /** Every CIDR of the matching network sets. */
-  | { kind: "networkSets"; sets: NetworkSetMatch };
+  | { kind: "networkSets"; sets: NetworkSetMatch }
+  /** Addresses that match every one of `peers` (GlobalNetworkPolicy ANDs selector, namespaceSelector and nets). */
+  | { kind: "allOf"; peers: Peer[] };
 
 export type PortSpec =
   /** Every port of one protocol. */
