@@ -1,40 +1,38 @@
 /**
- * The connectivity half of the agent (flanneld's job), wired the one-way DESIGN way:
- * lease watch -> peers -> (debounced) pure route/rule computation -> dataplane
- * reconcilers. Start-up, every change and the periodic resync all take the same path,
- * and shutdown leaves the dataplane in place so that a restart loses no traffic.
+ * The agent: connectivity (flanneld's job) and policy (Felix's), wired the one-way DESIGN
+ * way: subnet manager (lease, peers) and policy feed -> (debounced) pure route/rule
+ * computation -> dataplane reconcilers. Start-up, every change and the periodic resync all
+ * take the same path, and shutdown leaves the dataplane in place so that a restart loses
+ * no traffic. It knows only a SubnetManager and a PolicyFeed (datastores.ts picks etcd or
+ * Kubernetes), plus the files it shares with sluice-cni on the node (localEndpoints.ts).
  */
 import type { Server } from "node:http";
-import type { Etcd3, Watcher } from "etcd3";
 import type { Logger } from "pino";
 import type { AgentConfig } from "../config/agentConfig.js";
 import { type NetworkConfig, vxlanPort } from "../config/networkConfig.js";
-import { abandonWatcher, cancelWithin, connectEtcd } from "../datastore/etcdClient.js";
-import { EtcdSubnetRegistry, type LeaseEvent } from "../datastore/etcdSubnetRegistry.js";
+import type { SubnetManager } from "../datastore/subnetManager.js";
 import { Netlink } from "../dataplane/netlink.js";
 import { reconcileRouting } from "../dataplane/routeReconciler.js";
 import { ensureSysctl } from "../dataplane/sysctl.js";
 import { type Underlay, chooseUnderlay } from "../dataplane/underlay.js";
 import { ensureVxlanDevice, randomVtepMac } from "../dataplane/vxlanDevice.js";
-import { LeaseKeeper } from "../ipam/leaseKeeper.js";
-import { type IpAddr, formatCidr, formatIp, ipEquals, parseIp } from "../model/ip.js";
+import { type IpAddr, formatCidr, formatIp, parseIp } from "../model/ip.js";
 import type { Lease, LeaseAttrs } from "../model/lease.js";
 import { computeRouting, podMtu, vxlanDeviceName } from "../routing/backends.js";
+import { type AgentDatastore, type StartablePolicyFeed, openDatastore } from "./datastores.js";
 import { startHealthServer } from "./health.js";
+import { LocalEndpointWatcher, PolicyReadyMarks } from "./localEndpoints.js";
 import { leaseToPeer, vtepMacOf } from "./peers.js";
 import { HostRules, type PolicyInput } from "./hostRules.js";
 import { forgetConntrackOf } from "../dataplane/conntrack.js";
 import { PolicyEngine } from "./policyEngine.js";
-import { PolicySource } from "../datastore/policySource.js";
 import type { TableChoice } from "../render/hostRules.js";
 import { readSubnetEnv, renderDockerOpts, renderSubnetEnv, writeFileAtomic, type SubnetEnv } from "./subnetEnv.js";
 
 export class ConnectivityAgent {
-  private etcd: Etcd3 | undefined;
-  private registry: EtcdSubnetRegistry | undefined;
+  private datastore: AgentDatastore | undefined;
+  private subnets: SubnetManager | undefined;
   private nl: Netlink | undefined;
-  private keeper: LeaseKeeper | undefined;
-  private watcher: Watcher | undefined;
   private health: Server | undefined;
   private network: NetworkConfig | undefined;
   private underlay: Underlay | undefined;
@@ -42,9 +40,10 @@ export class ConnectivityAgent {
   private publicIPv6: IpAddr | undefined;
   private vtepMac: string | undefined;
   private vtepMac6: string | undefined;
-  private readonly peers = new Map<string, Lease>();
   private hostRules: HostRules | undefined;
-  private policySource: PolicySource | undefined;
+  private localEndpoints: LocalEndpointWatcher | undefined;
+  private readyMarks: PolicyReadyMarks | undefined;
+  private policyFeed: StartablePolicyFeed | undefined;
   private policy: PolicyEngine | undefined;
   private policyPending: NodeJS.Timeout | undefined;
   private timers: NodeJS.Timeout[] = [];
@@ -52,28 +51,34 @@ export class ConnectivityAgent {
   private running: Promise<void> = Promise.resolve();
   private subnetEnvWritten = false;
   private rulesInPlace = false;
+  private markedReady = false;
   private lastLoop = Date.now();
   private stopping = false;
 
+  /** `datastore`: for tests; by default the flags pick etcd or Kubernetes. */
   constructor(
     private readonly cfg: AgentConfig,
     private readonly log: Logger,
+    private readonly openStore: (cfg: AgentConfig, log: Logger) => AgentDatastore = openDatastore,
   ) {}
+
+  /** Why the node is not ready yet; empty once the first full sync is done. */
+  private notReadyReasons(): string[] {
+    const reasons: string[] = [];
+    if (!this.subnets?.healthy) reasons.push("no live subnet lease");
+    if (!this.rulesInPlace) reasons.push("iptables rules not yet in place");
+    if (this.policy && !this.policy.synced) reasons.push("policy data not yet listed from the datastore");
+    if (!this.subnetEnvWritten) reasons.push("subnet.env not yet written");
+    return reasons;
+  }
 
   async start(): Promise<void> {
     const { cfg, log } = this;
-    if (cfg["kube-subnet-mgr"]) {
-      throw new Error("--kube-subnet-mgr: the Kubernetes datastore is not part of this build yet; use the etcd datastore (--etcd-endpoints)");
-    }
     if (cfg["healthz-port"] > 0) {
       this.health = await startHealthServer(cfg["healthz-ip"], cfg["healthz-port"], {
         live: () => Date.now() - this.lastLoop < Math.max(60_000, 3 * cfg["route-resync"]),
         ready: () => {
-          const reasons: string[] = [];
-          if (!this.keeper?.healthy) reasons.push("no live subnet lease");
-          if (!this.rulesInPlace) reasons.push("iptables rules not yet in place");
-          if (this.policy && !this.policy.synced) reasons.push("policy data not yet listed from the datastore");
-          if (!this.subnetEnvWritten) reasons.push("subnet.env not yet written");
+          const reasons = this.notReadyReasons();
           return { ready: reasons.length === 0, reasons };
         },
       });
@@ -83,9 +88,11 @@ export class ConnectivityAgent {
     if (await ensureSysctl("net/ipv4/ip_forward", "1")) log.info("IPv4 forwarding was off; turned it on (net.ipv4.ip_forward=1)");
     else log.info("IPv4 forwarding is on");
 
-    this.etcd = connectEtcd({ endpoints: cfg["etcd-endpoints"], keyFile: cfg["etcd-keyfile"], certFile: cfg["etcd-certfile"], caFile: cfg["etcd-cafile"], username: cfg["etcd-username"], password: cfg["etcd-password"] });
-    this.registry = new EtcdSubnetRegistry(this.etcd, cfg["etcd-prefix"], log);
-    this.network = await this.waitForNetworkConfig();
+    this.datastore = this.openStore(cfg, log);
+    const subnets = this.datastore.subnets;
+    this.subnets = subnets;
+    log.info({ datastore: this.datastore.kind, node: cfg.nodeName }, "datastore chosen");
+    this.network = await subnets.networkConfig();
     const network = this.network;
     if (network.enableIPv6 && (await ensureSysctl("net/ipv6/conf/all/forwarding", "1"))) log.info("IPv6 forwarding was off; turned it on");
 
@@ -99,26 +106,21 @@ export class ConnectivityAgent {
 
     [this.vtepMac, this.vtepMac6] = await this.chooseVtepMacs();
     const previous = await readSubnetEnv(cfg["subnet-file"]);
-    this.keeper = new LeaseKeeper({
-      registry: this.registry,
-      config: network,
-      publicIP: this.publicIP,
-      publicIPv6: this.publicIPv6,
-      attrsFor: () => this.leaseAttrs(),
-      previous: previous ? { subnet: previous.subnet, subnet6: previous.ipv6Subnet } : undefined,
-      ttlMs: cfg["subnet-lease-ttl"],
-      renewMarginMs: cfg["subnet-lease-renew-margin"],
-      log,
-    });
-    this.keeper.on("changed", (lease, old) => {
+    subnets.on("changed", (lease: Lease, old: Lease | undefined) => {
       log.warn({ from: old?.subnet && formatCidr(old.subnet), to: lease.subnet && formatCidr(lease.subnet) }, "subnet lease changed; reprogramming");
       this.schedule(0);
     });
-    await this.keeper.acquire();
+    await subnets.acquire({ publicIP: this.publicIP, publicIPv6: this.publicIPv6, attrs: () => this.leaseAttrs(), previous: previous ? { subnet: previous.subnet, subnet6: previous.ipv6Subnet } : undefined });
 
     this.hostRules = await HostRules.create(cfg, log);
-    if (cfg["enable-policy"]) this.startPolicy(this.hostRules);
-    await this.startWatch();
+    this.localEndpoints = new LocalEndpointWatcher({ dataDir: cfg["cni-data-dir"], nodeName: cfg.nodeName, log });
+    this.readyMarks = new PolicyReadyMarks(cfg["cni-data-dir"], log);
+    await this.localEndpoints.start();
+    if (cfg["enable-policy"]) this.startPolicy(this.hostRules, this.localEndpoints);
+    // Without policy, a pod is "policy ready" once it is wired: the marks follow the records.
+    else this.localEndpoints.on("changed", () => this.schedulePolicy());
+    subnets.on("peers", () => this.schedule(50));
+    await subnets.startPeerWatch();
     // The first reconcile goes through the same queue as every later one, so they never overlap.
     await this.enqueue(() => this.reconcile(), true);
     this.timers.push(setInterval(() => this.schedule(0), cfg["route-resync"]));
@@ -130,12 +132,12 @@ export class ConnectivityAgent {
   }
 
   /** Lists and watches the policy data; until the first list the filter table is left as it is. */
-  private startPolicy(hostRules: HostRules): void {
-    const source = new PolicySource({ client: this.etcd as Etcd3, log: this.log, prefix: this.cfg["resource-prefix"] });
-    this.policySource = source;
-    this.policy = new PolicyEngine(source, this.cfg.nodeName, hostRules.capabilities.sctpMatch, this.log);
+  private startPolicy(hostRules: HostRules, local: LocalEndpointWatcher): void {
+    const feed = (this.datastore as AgentDatastore).policyFeed(local);
+    this.policyFeed = feed;
+    this.policy = new PolicyEngine(feed, this.cfg.nodeName, hostRules.capabilities.sctpMatch, this.log);
     this.policy.on("changed", () => this.schedulePolicy());
-    source.start().catch((err: Error) => {
+    feed.start().catch((err: Error) => {
       if (!this.stopping) this.log.error({ err: err.message }, "policy source stopped");
     });
   }
@@ -149,23 +151,6 @@ export class ConnectivityAgent {
     }, 15);
   }
 
-  private async waitForNetworkConfig(): Promise<NetworkConfig> {
-    let delay = 500;
-    for (;;) {
-      try {
-        const network = await (this.registry as EtcdSubnetRegistry).getNetworkConfig();
-        this.log.info({ ipv4: network.ipv4 && formatCidr(network.ipv4.network), ipv6: network.ipv6 && formatCidr(network.ipv6.network), backend: network.backend }, "network config loaded");
-        return network;
-      } catch (err) {
-        if ((err as Error).name === "ConfigError") throw err; // a bad config does not fix itself
-        if (this.stopping) throw err;
-        this.log.warn({ err: (err as Error).message, retryInMs: delay }, "waiting for the network config");
-        await new Promise((r) => setTimeout(r, delay));
-        delay = Math.min(delay * 2, 10_000);
-      }
-    }
-  }
-
   /**
    * The VTEP MACs (IPv4, IPv6) must survive restarts: each is the existing device's,
    * else the one in our old lease, else a new one.
@@ -175,14 +160,13 @@ export class ConnectivityAgent {
     const backend = network.backend;
     if (backend.type !== "vxlan") return [undefined, undefined];
     const links = await (this.nl as Netlink).links();
-    const { leases } = await (this.registry as EtcdSubnetRegistry).listLeases();
-    const own = leases.find((l) => (l.publicIP && this.publicIP && ipEquals(l.publicIP, this.publicIP)) || (l.publicIPv6 && this.publicIPv6 && ipEquals(l.publicIPv6, this.publicIPv6)));
+    const own = await (this.subnets as SubnetManager).previousAttrs(this.publicIP, this.publicIPv6);
     const pick = (family: 4 | 6, enabled: boolean, stored: unknown): string | undefined => {
       if (!enabled) return undefined;
       const dev = links.find((l) => l.name === vxlanDeviceName(backend.vni, family) && l.kind === "vxlan");
       return dev?.mac ?? vtepMacOf(stored) ?? randomVtepMac(backend.macPrefix);
     };
-    return [pick(4, network.enableIPv4, own?.attrs.BackendData), pick(6, network.enableIPv6, own?.attrs.BackendV6Data)];
+    return [pick(4, network.enableIPv4, own?.BackendData), pick(6, network.enableIPv6, own?.BackendV6Data)];
   }
 
   private leaseAttrs(): LeaseAttrs {
@@ -194,69 +178,6 @@ export class ConnectivityAgent {
       if (this.vtepMac6 && network.enableIPv6) attrs.BackendV6Data = { VNI: network.backend.vni, VtepMAC: this.vtepMac6 };
     }
     return attrs;
-  }
-
-  private async startWatch(): Promise<void> {
-    const registry = this.registry as EtcdSubnetRegistry;
-    const { leases, revision } = await registry.listLeases();
-    this.peers.clear();
-    for (const l of leases) this.peers.set(registry.keyOf(l.subnet, l.subnet6), l);
-    // A relist after a dead watch may be the only sign that our own lease went away.
-    const mine = this.keeper?.key;
-    if (mine && !this.peers.has(mine)) this.keeper?.onKeyDeleted(mine);
-    const next = (BigInt(revision) + 1n).toString();
-    this.watcher = await registry.watch(
-      next,
-      (e) => this.onLeaseEvent(e),
-      (err) => {
-        this.log.warn({ err: err.message }, "lease watch failed; relisting");
-        void this.restartWatch();
-      },
-    );
-  }
-
-  private restartingWatch = false;
-  private async restartWatch(): Promise<void> {
-    if (this.stopping || this.restartingWatch) return;
-    this.restartingWatch = true;
-    // A watcher that reported an error may already be detached by etcd3: cancelling it
-    // can wait forever, so drop it without waiting and relist.
-    const old = this.watcher;
-    this.watcher = undefined;
-    abandonWatcher(old);
-    try {
-      await this.relistAndWatch();
-    } finally {
-      this.restartingWatch = false;
-    }
-  }
-
-  private async relistAndWatch(): Promise<void> {
-    for (let delay = 500; !this.stopping; delay = Math.min(delay * 2, 10_000)) {
-      try {
-        await this.startWatch();
-        this.schedule(0);
-        return;
-      } catch (err) {
-        this.log.warn({ err: (err as Error).message, retryInMs: delay }, "relist failed; keeping the current dataplane");
-        await new Promise((r) => setTimeout(r, delay));
-      }
-    }
-  }
-
-  private onLeaseEvent(e: LeaseEvent): void {
-    const registry = this.registry as EtcdSubnetRegistry;
-    if (e.type === "put") {
-      const key = registry.keyOf(e.lease.subnet, e.lease.subnet6);
-      const isNew = !this.peers.has(key);
-      this.peers.set(key, e.lease);
-      if (isNew) this.log.info({ key, node: e.lease.attrs.NodeName, publicIP: e.lease.attrs.PublicIP }, "peer lease added");
-    } else {
-      this.peers.delete(e.key);
-      this.log.info({ key: e.key }, "lease removed");
-      this.keeper?.onKeyDeleted(e.key, e.etcdLeaseId);
-    }
-    this.schedule(50);
   }
 
   /** Coalesces bursts of events into one reconcile. */
@@ -282,7 +203,7 @@ export class ConnectivityAgent {
 
   private async reconcile(): Promise<void> {
     this.lastLoop = Date.now();
-    const lease = this.keeper?.lease;
+    const lease = this.subnets?.lease;
     const network = this.network as NetworkConfig;
     const underlay = this.underlay as Underlay;
     const nl = this.nl as Netlink;
@@ -305,7 +226,7 @@ export class ConnectivityAgent {
         vxlanDevices.push(f.name);
       }
     }
-    const peers = [...this.peers.values()].map(leaseToPeer);
+    const peers = (this.subnets as SubnetManager).peers().map(leaseToPeer);
     const desired = computeRouting(
       { backend, subnet: lease.subnet, subnet6: lease.subnet6, publicIP: this.publicIP, publicIPv6: this.publicIPv6, onLinkNetworks: underlay.onLinkNetworks, vxlanDevice: dev4, vxlanDevice6: dev6, blackholeRoute: this.cfg["ip-blackhole-route"] },
       peers,
@@ -322,6 +243,7 @@ export class ConnectivityAgent {
     if (this.policy && !this.rulesInPlace) return;
     const env: SubnetEnv = { network: network.ipv4?.network, subnet: lease.subnet, ipv6Network: network.ipv6?.network, ipv6Subnet: lease.subnet6, mtu, ipMasq: this.cfg["ip-masq"] };
     await this.writeSubnetEnv(env);
+    await this.markReadyOnce();
   }
 
   private policyInput(network: NetworkConfig, tables: readonly TableChoice[]): PolicyInput {
@@ -333,12 +255,13 @@ export class ConnectivityAgent {
   }
 
   private async resyncRules(tables: readonly TableChoice[]): Promise<void> {
-    const lease = this.keeper?.lease;
+    const lease = this.subnets?.lease;
     const network = this.network as NetworkConfig;
     if (!lease || !this.hostRules || this.stopping) return;
     try {
       const { filterApplied } = await this.hostRules.apply(network, lease, this.policyInput(network, tables), tables);
       if (filterApplied && this.policy) await forgetConntrackOf(this.policy.takeRemovedAddresses(), this.log);
+      if (filterApplied) await this.readyMarks?.sync(this.policy ? this.policy.renderedLocalEndpoints() : (this.localEndpoints?.records() ?? []));
       if (filterApplied && !this.rulesInPlace) {
         this.log.info(this.policy ? "host rules and policy in place" : "host iptables rules in place");
         this.rulesInPlace = true;
@@ -361,17 +284,29 @@ export class ConnectivityAgent {
     this.log.info({ path: this.cfg["subnet-file"], subnet: env.subnet && formatCidr(env.subnet), mtu: env.mtu }, "wrote subnet.env");
   }
 
+  /** Tells the datastore once the first full sync is done (Kubernetes: NetworkUnavailable=False); retried on every pass until it succeeds. */
+  private async markReadyOnce(): Promise<void> {
+    if (this.markedReady || this.stopping || this.notReadyReasons().length > 0) return;
+    try {
+      await (this.subnets as SubnetManager).markReady();
+      this.markedReady = true;
+      this.log.info("node ready: lease held, rules and policy in place, subnet.env written");
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, "cannot mark the node ready; will retry");
+    }
+  }
+
   /** Stops the loops; leaves routes, rules and the lease in place so a restart loses nothing. */
   async stop(): Promise<void> {
     this.stopping = true;
     for (const t of this.timers) clearInterval(t);
     if (this.pending) clearTimeout(this.pending);
     if (this.policyPending) clearTimeout(this.policyPending);
-    this.keeper?.stop();
-    await this.policySource?.stop();
+    this.localEndpoints?.stop();
+    await this.policyFeed?.stop();
     await this.running.catch(() => undefined);
-    await cancelWithin(this.watcher, 2000);
-    this.etcd?.close();
+    await this.subnets?.stop();
+    await this.datastore?.close();
     this.nl?.close();
     await new Promise<void>((r) => (this.health ? this.health.close(() => r()) : r()));
     this.log.info("stopped; dataplane left in place");

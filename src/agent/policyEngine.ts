@@ -12,7 +12,7 @@ import type { PolicyRender } from "../render/policyContract.js";
 import { renderPolicyModel } from "../render/policy.js";
 import { type PolicyModel, buildPolicyModel } from "../policy/model.js";
 
-/** What the engine needs of a datastore: the etcd PolicySource, later the Kubernetes one. */
+/** What the engine needs of a datastore: the etcd PolicySource or the Kubernetes KubePolicySource. */
 export interface PolicyFeed {
   readonly synced: boolean;
   snapshot(): PolicySnapshot;
@@ -56,6 +56,16 @@ export class PolicyEngine extends EventEmitter {
   }
 
   private lastWarnings = new Set<string>();
+  /** The snapshot of the last renders() call. */
+  private rendered: PolicySnapshot | undefined;
+
+  /**
+   * This node's endpoints (host interface and addresses) in the snapshot of the last
+   * renders() call: once the caller has applied that render, their chains are in place.
+   */
+  renderedLocalEndpoints(): Array<{ hostIface: string; ips: string[] }> {
+    return (this.rendered?.endpoints ?? []).filter((e) => e.node === this.nodeName).map((e) => ({ hostIface: e.hostIface, ips: e.ips }));
+  }
 
   /** The policy model of a snapshot; new warnings are logged once. */
   private modelOf(snapshot: PolicySnapshot): PolicyModel {
@@ -75,6 +85,7 @@ export class PolicyEngine extends EventEmitter {
     if (!this.feed.synced) return undefined;
     const snapshot = this.feed.snapshot();
     const key = families.join(",");
+    this.rendered = snapshot;
     if (this.cache && this.cache.snapshot === snapshot && this.cache.families === key) return this.cache.renders;
     const started = performance.now();
     const model = this.modelOf(snapshot);

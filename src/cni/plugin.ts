@@ -4,7 +4,12 @@
  * goes to stdout and the exit code; src/bin/sluice-cni.ts only does the I/O.
  *
  * ADD either completes or leaves nothing behind: every step registers its undo, and a
- * failure runs them in reverse (etcd record, veth pair, addresses).
+ * failure runs them in reverse (etcd record, local record, veth pair, addresses).
+ *
+ * Modes: with `etcdEndpoints` the pod's WorkloadEndpointRecord also goes to etcd (the
+ * agent's policy source reads it there); without, nothing talks to etcd (Kubernetes
+ * mode: addresses from the node subnet in subnet.env, the agent learns the pod's address
+ * from the record on the node and its metadata from the API server).
  */
 import { existsSync, readFileSync } from "node:fs";
 import { parseSubnetEnv, type SubnetEnv } from "../agent/subnetEnv.js";
@@ -14,6 +19,7 @@ import { type IpamOwner, NoFreeAddressError, PodIpam } from "../ipam/podIpam.js"
 import { type WorkloadEndpointRecord, hostIfaceName } from "../model/endpoint.js";
 import { formatCidr, formatIp, type IpAddr } from "../model/ip.js";
 import { EndpointStore } from "./endpointStore.js";
+import { clearReadyMark, gcLocalRecords, removeLocalRecord, removeLocalRecordsOf, waitPolicyReady, writeLocalRecord } from "./localRecords.js";
 import { type CniEnv, podIdentity, readCniEnv } from "./env.js";
 import { CNI_ERR, CniError, errorResult } from "./errors.js";
 import { type CniLog, makeCniLog } from "./log.js";
@@ -171,6 +177,8 @@ async function cmdAdd(ctx: Ctx): Promise<CniResult> {
   // 105 here). No scan of the address store: it costs a file read per pod on the node, and
   // an address left by an ADD that died before wiring is released by DEL or GC anyway.
   clearStaleHostLink(ctx, hostIface);
+  // Only a mark the agent writes after this point may count as this pod's.
+  if (conf.policyReadyTimeoutMs > 0) ipamCall("clearing the policy-ready mark", () => clearReadyMark(conf.dataDir, hostIface));
 
   const undo: Array<{ what: string; run: () => Promise<unknown> | unknown }> = [];
   let store: EndpointStore | undefined;
@@ -203,23 +211,36 @@ async function cmdAdd(ctx: Ctx): Promise<CniResult> {
     wirePod(plan); // removes its own partial work when it fails
     undo.push({ what: `delete ${hostIface}`, run: () => deleteHostLinks([hostIface]) });
 
+    const record: WorkloadEndpointRecord = {
+      node: conf.nodeName,
+      namespace,
+      pod,
+      containerId: env.containerId,
+      ifName: env.ifName,
+      hostIface,
+      ips: [plan.ipv4, plan.ipv6].filter((x): x is string => x !== undefined),
+      mac: plan.podMac,
+    };
+    // Registered first: a rename that failed midway leaves at most a temp file (GC's).
+    undo.push({ what: `remove the local record of ${hostIface}`, run: () => removeLocalRecord(conf.dataDir, hostIface, owner) });
+    ipamCall("writing the local endpoint record", () => writeLocalRecord(conf.dataDir, record));
     if (conf.etcdEndpoints) {
       store = EndpointStore.open(conf.etcdEndpoints, conf.etcdPrefix);
-      const record: WorkloadEndpointRecord = {
-        node: conf.nodeName,
-        namespace,
-        pod,
-        containerId: env.containerId,
-        ifName: env.ifName,
-        hostIface,
-        ips: [plan.ipv4, plan.ipv6].filter((x): x is string => x !== undefined),
-        mac: plan.podMac,
-      };
       const s = store;
       const key = s.keyOf(record);
       // Registered first: a put that timed out may still have landed (remove checks the owner).
       undo.push({ what: `delete ${key}`, run: () => s.remove(key, env.containerId) });
       await s.put(record);
+    }
+    if (conf.policyReadyTimeoutMs > 0) {
+      const waitStarted = Date.now();
+      if (!(await waitPolicyReady(conf.dataDir, hostIface, record.ips, conf.policyReadyTimeoutMs))) {
+        throw new CniError(
+          CNI_ERR.tryAgainLater,
+          `the Sluice agent on node ${conf.nodeName} did not program the policy of ${namespace}/${pod} (${hostIface}, ${record.ips.join(", ")}) within policyReadyTimeoutMs=${conf.policyReadyTimeoutMs}; the pod was unwired so that it never runs unpoliced (is the agent running and ready on this node?)`,
+        );
+      }
+      log.debug({ hostIface, ms: Date.now() - waitStarted }, "policy ready");
     }
     log.info({ hostIface, ipv4: plan.ipv4, ipv6: plan.ipv6, namespace, pod }, "pod wired");
 
@@ -252,7 +273,7 @@ async function cmdDel(ctx: Ctx): Promise<void> {
   const owner = ownerOf(env);
   const ipam = PodIpam.forNetwork(conf.dataDir, conf.name);
 
-  // Order: links, then the etcd record, then the addresses. The address is freed last so
+  // Order: links, then the etcd record, the local record, then the addresses. The address is freed last so
   // that a failed DEL (etcd unreachable) never leaves a free address that a stale record
   // still claims; the runtime retries DEL, and the retry finishes the job.
   // The pod end, inside the pod: deleting it takes the host end (and its routes) along.
@@ -288,6 +309,11 @@ async function cmdDel(ctx: Ctx): Promise<void> {
       store.close();
     }
   }
+  ipamCall("removing the local endpoint record", () => {
+    const removed = identity ? removeLocalRecord(conf.dataDir, hostIfaceName(identity.namespace, identity.pod), owner) : false;
+    // As with etcd: ADD may have had pod names DEL was not given.
+    if (!removed && !env.args.has("K8S_POD_NAME")) removeLocalRecordsOf(conf.dataDir, owner);
+  });
   const released = ipamCall("releasing addresses", () => ipam.releaseByOwner(owner));
   log.info({ released: released.map((ip) => formatIp(ip)), podDeleted }, "pod unwired");
 }
@@ -379,7 +405,8 @@ async function cmdGc(ctx: Ctx): Promise<void> {
       store.close();
     }
   }
+  const local = ipamCall("collecting local endpoint records", () => gcLocalRecords(conf.dataDir, keep));
   // Addresses last (as in DEL): a GC that fails on etcd must not free addresses stale records still claim.
   const released = ipamCall("collecting addresses", () => PodIpam.forNetwork(conf.dataDir, conf.name).gc(valid));
-  log.info({ released: released.map((a) => formatIp(a.ip)), veths: stray.map((l) => l.name), records }, "garbage collected");
+  log.info({ released: released.map((a) => formatIp(a.ip)), veths: stray.map((l) => l.name), records, localRecords: local }, "garbage collected");
 }

@@ -39,6 +39,7 @@ export const AGENT_FLAGS: readonly FlagSpec[] = [
   { name: "kubeconfig-file", kind: "string", help: "kubeconfig file" },
   { name: "kube-annotation-prefix", kind: "string", help: "prefix of the node annotations", default: "sluice.dev" },
   { name: "set-node-network-unavailable", kind: "boolean", help: "set the NetworkUnavailable node condition", default: "true" },
+  { name: "cni-data-dir", kind: "string", help: "Sluice: sluice-cni's dataDir (netconf); pod records are read from <dir>/_sluice/endpoints, policy-ready marks written to <dir>/_sluice/ready", default: "/var/lib/cni/networks" },
   { name: "enable-policy", kind: "boolean", help: "Sluice: enforce NetworkPolicy (and the other policy kinds) on this node's pods", default: "true" },
   { name: "policy-resync", kind: "string", help: "Sluice: seconds between full checks of the policy chains and ipsets (changes apply at once)", default: "60" },
   { name: "resource-prefix", kind: "string", help: "Sluice: etcd prefix of namespaces, pods, endpoints and policies", default: "/sluice/v1" },
@@ -116,6 +117,7 @@ const schema = z
     "kubeconfig-file": z.string().optional(),
     "kube-annotation-prefix": z.string().default("sluice.dev"),
     "set-node-network-unavailable": z.boolean().default(true),
+    "cni-data-dir": z.string().default("/var/lib/cni/networks").refine((s) => s.startsWith("/"), "must be an absolute path"),
     "enable-policy": z.boolean().default(true),
     "policy-resync": duration(1000, "seconds or a duration")
       .default(60_000)
@@ -150,6 +152,10 @@ export function loadAgentConfig(argv: readonly string[], env: NodeJS.ProcessEnv,
     throw new ConfigError(`--${first?.field ?? "?"}`, first?.reason ?? "is invalid", "sluice-agent");
   }
   // An empty NODE_NAME (e.g. a downward-API field that is not set) counts as unset.
-  const nodeName = parsed.data["node-name"] ?? (env["NODE_NAME"] || hostname);
+  const given = parsed.data["node-name"] ?? (env["NODE_NAME"] || undefined);
+  // In Kubernetes mode the name must be the Node object's: a host name that differs would
+  // make the agent wait forever for a podCIDR on a node that does not exist.
+  if (parsed.data["kube-subnet-mgr"] && given === undefined) throw new ConfigError("NODE_NAME", "must be set with --kube-subnet-mgr (from the downward API: fieldRef spec.nodeName), or pass --node-name", "sluice-agent");
+  const nodeName = given ?? hostname;
   return { ...parsed.data, nodeName };
 }

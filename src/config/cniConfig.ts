@@ -15,6 +15,8 @@ export const LATEST_CNI_VERSION: CniVersion = "1.1.0";
 
 export const DEFAULT_SUBNET_FILE = "/run/flannel/subnet.env";
 export const DEFAULT_DATA_DIR = "/var/lib/cni/networks";
+/** ADD must not hold the runtime for long: the kubelet's own CNI timeout is minutes, ours at most 2. */
+export const MAX_POLICY_READY_TIMEOUT_MS = 120_000;
 export const LOG_LEVELS = ["debug", "info", "warn", "error", "silent"] as const;
 export type CniLogLevel = (typeof LOG_LEVELS)[number];
 
@@ -40,6 +42,7 @@ const schema = z.looseObject({
   ),
   etcdPrefix: z._default(z.string().check(z.refine((s) => s.startsWith("/") && !s.endsWith("/"), { message: "must start with / and not end with /" })), SLUICE_PREFIX),
   logLevel: z._default(z.enum(LOG_LEVELS), "warn"),
+  policyReadyTimeoutMs: z._default(z.number().check(z.int(), z.minimum(0), z.maximum(MAX_POLICY_READY_TIMEOUT_MS)), 0),
   runtimeConfig: z.optional(z.record(z.string(), z.unknown())),
   capabilities: z.optional(z.record(z.string(), z.boolean())),
   args: z.optional(z.record(z.string(), z.unknown())),
@@ -54,10 +57,20 @@ export interface CniNetConf {
   dataDir: string;
   nodeName: string;
   mtu: number | undefined;
-  /** Set: etcd mode (ADD records a WorkloadEndpointRecord, DEL removes it). */
+  /**
+   * Set: etcd mode (ADD records a WorkloadEndpointRecord in etcd, DEL removes it). Unset
+   * (Kubernetes mode): no etcd at all. Either way ADD writes the record on the node too
+   * (src/cni/localRecords.ts).
+   */
   etcdEndpoints: string[] | undefined;
   etcdPrefix: string;
   logLevel: CniLogLevel;
+  /**
+   * > 0: ADD returns only once the node's agent has applied the new pod's policy chains
+   * with its addresses (the agent's ready mark), waiting at most this long; on timeout
+   * ADD fails and undoes everything (fail closed). 0: no wait.
+   */
+  policyReadyTimeoutMs: number;
   runtimeConfig: Record<string, unknown> | undefined;
   capabilities: Record<string, boolean> | undefined;
   args: Record<string, unknown> | undefined;
@@ -144,6 +157,7 @@ export function parseCniNetConf(input: unknown, env: NodeJS.ProcessEnv = process
     etcdEndpoints: d.etcdEndpoints,
     etcdPrefix: d.etcdPrefix,
     logLevel: d.logLevel,
+    policyReadyTimeoutMs: d.policyReadyTimeoutMs,
     runtimeConfig: d.runtimeConfig,
     capabilities: d.capabilities,
     args: d.args,

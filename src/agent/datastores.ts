@@ -1,0 +1,47 @@
+/**
+ * Picks the agent's datastore from its flags: etcd (the default; flannel's --etcd-* flags)
+ * or the Kubernetes API (--kube-subnet-mgr, with --kube-api-url / --kubeconfig-file /
+ * in-cluster credentials). Either way the agent gets a SubnetManager and a policy feed and
+ * knows nothing else of the datastore.
+ */
+import type { Logger } from "pino";
+import type { AgentConfig } from "../config/agentConfig.js";
+import { connectEtcd } from "../datastore/etcdClient.js";
+import { EtcdSubnetManager } from "../datastore/etcdSubnetManager.js";
+import { PolicySource } from "../datastore/policySource.js";
+import type { SubnetManager } from "../datastore/subnetManager.js";
+import type { LocalEndpointRecords } from "./localEndpoints.js";
+import type { PolicyFeed } from "./policyEngine.js";
+
+/** A policy feed the agent starts (resolves after the first complete list) and stops. */
+export interface StartablePolicyFeed extends PolicyFeed {
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface AgentDatastore {
+  readonly kind: "etcd" | "kubernetes";
+  readonly subnets: SubnetManager;
+  /**
+   * The policy feed. `local` is the pod records sluice-cni keeps on this node: the
+   * Kubernetes feed takes new local pods' addresses from them (etcd has the records itself).
+   */
+  policyFeed(local: LocalEndpointRecords): StartablePolicyFeed;
+  /** Closes the connection; call after the subnet manager and the feed have stopped. */
+  close(): Promise<void>;
+}
+
+export function openDatastore(cfg: AgentConfig, log: Logger): AgentDatastore {
+  if (cfg["kube-subnet-mgr"]) return openKubernetes(cfg, log);
+  const etcd = connectEtcd({ endpoints: cfg["etcd-endpoints"], keyFile: cfg["etcd-keyfile"], certFile: cfg["etcd-certfile"], caFile: cfg["etcd-cafile"], username: cfg["etcd-username"], password: cfg["etcd-password"] });
+  return {
+    kind: "etcd",
+    subnets: new EtcdSubnetManager({ client: etcd, prefix: cfg["etcd-prefix"], ttlMs: cfg["subnet-lease-ttl"], renewMarginMs: cfg["subnet-lease-renew-margin"], log }),
+    policyFeed: () => new PolicySource({ client: etcd, log, prefix: cfg["resource-prefix"] }),
+    close: async () => etcd.close(),
+  };
+}
+
+function openKubernetes(_cfg: AgentConfig, _log: Logger): AgentDatastore {
+  throw new Error("--kube-subnet-mgr: the Kubernetes datastore is not part of this build yet; use the etcd datastore (--etcd-endpoints)");
+}

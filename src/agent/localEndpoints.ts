@@ -1,0 +1,229 @@
+/**
+ * The agent's side of the files it shares with sluice-cni on the node (layout in
+ * src/model/localEndpoints.ts):
+ *
+ * - LocalEndpointWatcher reads the WorkloadEndpointRecords the plugin writes per wired pod:
+ *   fs.watch on the directory for promptness, plus a periodic rescan for anything a watch
+ *   misses (a directory made after start, an overflowed inotify queue). A file that does
+ *   not parse or validate (a partial write by something other than the plugin, a newer
+ *   format) keeps its last good version, or is ignored if it never had one. In Kubernetes
+ *   mode these records are how a new local pod's address reaches the policy source before
+ *   the kubelet reports it to the API server.
+ * - PolicyReadyMarks writes a pod's ready mark after each filter apply that programmed its
+ *   chains with its addresses, and removes the marks of endpoints that went; sluice-cni's
+ *   ADD waits for it when policyReadyTimeoutMs is set.
+ */
+import { EventEmitter } from "node:events";
+import { type FSWatcher, watch } from "node:fs";
+import { mkdir, readFile, readdir, unlink } from "node:fs/promises";
+import { join } from "node:path";
+import type { Logger } from "pino";
+import { parseWorkloadEndpointRecord } from "../config/endpointSchema.js";
+import type { WorkloadEndpointRecord } from "../model/endpoint.js";
+import { formatReadyMark, localEndpointsDir, policyReadyDir, policyReadyPath } from "../model/localEndpoints.js";
+import { writeFileAtomic } from "./subnetEnv.js";
+
+/** What the Kubernetes policy source takes (its `localRecords` option). */
+export interface LocalEndpointRecords {
+  records(): WorkloadEndpointRecord[];
+  on(event: "changed", listener: () => void): unknown;
+}
+
+export interface LocalEndpointWatcherOptions {
+  /** The plugin's data dir (the agent's --cni-data-dir). */
+  dataDir: string;
+  /** Every record in the directory is this node's, whatever name the plugin was configured with. */
+  nodeName: string;
+  log: Logger;
+  rescanMs?: number;
+}
+
+const isErrno = (err: unknown, code: string): boolean => (err as NodeJS.ErrnoException | null)?.code === code;
+
+export class LocalEndpointWatcher extends EventEmitter implements LocalEndpointRecords {
+  readonly dir: string;
+  private byFile = new Map<string, WorkloadEndpointRecord>();
+  private list: WorkloadEndpointRecord[] = [];
+  private key = "[]";
+  private watcher: FSWatcher | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private debounce: NodeJS.Timeout | undefined;
+  private scanning: Promise<void> | undefined;
+  private again = false;
+  private stopped = false;
+  /** Files already reported as invalid (by name and content), so a bad file is logged once. */
+  private reported = new Set<string>();
+
+  constructor(private readonly o: LocalEndpointWatcherOptions) {
+    super();
+    this.dir = localEndpointsDir(o.dataDir);
+  }
+
+  /** Scans once and starts watching. Never fails: a missing directory is an empty one until it appears. */
+  async start(): Promise<void> {
+    await this.rescan();
+    this.timer = setInterval(() => void this.rescan(), this.o.rescanMs ?? 5000);
+    this.timer.unref();
+  }
+
+  records(): WorkloadEndpointRecord[] {
+    return this.list;
+  }
+
+  /** Scans now (serialized: a request during a scan runs one more scan after it). */
+  rescan(): Promise<void> {
+    if (this.scanning) {
+      this.again = true;
+      return this.scanning;
+    }
+    this.scanning = (async () => {
+      do {
+        this.again = false;
+        await this.scanOnce();
+      } while (this.again && !this.stopped);
+    })().finally(() => {
+      this.scanning = undefined;
+    });
+    return this.scanning;
+  }
+
+  private ensureWatch(): void {
+    if (this.watcher || this.stopped) return;
+    try {
+      this.watcher = watch(this.dir, { persistent: false }, () => this.soon());
+      this.watcher.on("error", (err) => {
+        this.o.log.warn({ dir: this.dir, err: err.message }, "watching the local endpoint records failed; rescanning periodically");
+        this.watcher?.close();
+        this.watcher = undefined;
+      });
+    } catch (err) {
+      // The directory does not exist yet (no pod wired on this node): the next rescan tries again.
+      if (!isErrno(err, "ENOENT")) this.o.log.warn({ dir: this.dir, err: (err as Error).message }, "cannot watch the local endpoint records");
+    }
+  }
+
+  private soon(): void {
+    if (this.debounce || this.stopped) return;
+    this.debounce = setTimeout(() => {
+      this.debounce = undefined;
+      void this.rescan();
+    }, 5);
+  }
+
+  private async scanOnce(): Promise<void> {
+    if (this.stopped) return;
+    this.ensureWatch();
+    let names: string[];
+    try {
+      names = (await readdir(this.dir)).filter((n) => n.endsWith(".json") && !n.startsWith("."));
+    } catch (err) {
+      if (!isErrno(err, "ENOENT")) {
+        this.o.log.warn({ dir: this.dir, err: (err as Error).message }, "cannot list the local endpoint records; keeping the last ones");
+        return;
+      }
+      names = [];
+    }
+    const next = new Map<string, WorkloadEndpointRecord>();
+    for (const name of names) {
+      const r = await this.readRecord(name);
+      if (r) next.set(name, r);
+    }
+    this.byFile = next;
+    const list = [...next.values()].sort((a, b) => (a.hostIface < b.hostIface ? -1 : a.hostIface > b.hostIface ? 1 : 0));
+    const key = JSON.stringify(list);
+    if (key === this.key) return;
+    this.key = key;
+    this.list = list;
+    this.o.log.debug({ records: list.length }, "local endpoint records changed");
+    this.emit("changed");
+  }
+
+  /** The record in `name`, its last good version when it does not read as one now, or undefined. */
+  private async readRecord(name: string): Promise<WorkloadEndpointRecord | undefined> {
+    let text: string;
+    try {
+      text = await readFile(join(this.dir, name), "utf8");
+    } catch (err) {
+      return isErrno(err, "ENOENT") ? undefined : this.byFile.get(name);
+    }
+    let reason: string;
+    try {
+      const r = parseWorkloadEndpointRecord(JSON.parse(text));
+      if (r.ok && `${r.record.hostIface}.json` === name) {
+        this.reported.delete(name);
+        return { ...r.record, node: this.o.nodeName };
+      }
+      reason = r.ok ? `its hostIface ${r.record.hostIface} does not match the file name` : r.reason;
+    } catch (err) {
+      reason = `not JSON (${(err as Error).message})`;
+    }
+    const last = this.byFile.get(name);
+    if (!this.reported.has(name)) {
+      this.reported.add(name);
+      this.o.log.warn({ file: join(this.dir, name), reason, keptLastGood: last !== undefined }, "ignoring an invalid local endpoint record");
+    }
+    return last;
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    if (this.debounce) clearTimeout(this.debounce);
+    this.watcher?.close();
+    this.watcher = undefined;
+  }
+}
+
+export interface ProgrammedEndpoint {
+  hostIface: string;
+  ips: readonly string[];
+}
+
+export class PolicyReadyMarks {
+  readonly dir: string;
+  /** What this process wrote and still finds in place (the plugin only ever removes marks). */
+  private readonly written = new Map<string, string>();
+
+  constructor(
+    private readonly dataDir: string,
+    private readonly log: Logger,
+  ) {
+    this.dir = policyReadyDir(dataDir);
+  }
+
+  /**
+   * Makes the marks exactly `programmed`: writes the missing or different ones and removes
+   * the rest (a previous run's included). The directory is listed every time, so a mark the
+   * plugin removed (a new pod of the same name) is written again. Errors are logged, never thrown: a mark
+   * that is missing only delays a pod's start.
+   */
+  async sync(programmed: readonly ProgrammedEndpoint[]): Promise<void> {
+    try {
+      const want = new Map(programmed.map((e) => [e.hostIface, formatReadyMark(e.ips)]));
+      let present: string[];
+      try {
+        present = (await readdir(this.dir)).filter((n) => !n.startsWith("."));
+      } catch (err) {
+        if (!isErrno(err, "ENOENT")) throw err;
+        if (want.size === 0) return;
+        await mkdir(this.dir, { recursive: true });
+        present = [];
+      }
+      for (const name of present) {
+        if (want.has(name)) continue;
+        await unlink(join(this.dir, name)).catch((err: unknown) => {
+          if (!isErrno(err, "ENOENT")) throw err;
+        });
+      }
+      const here = new Set(present);
+      for (const name of [...this.written.keys()]) if (!want.has(name) || !here.has(name)) this.written.delete(name);
+      for (const [hostIface, text] of want) {
+        if (this.written.get(hostIface) === text) continue;
+        await writeFileAtomic(policyReadyPath(this.dataDir, hostIface), text);
+        this.written.set(hostIface, text);
+      }
+    } catch (err) {
+      this.log.warn({ dir: this.dir, err: (err as Error).message }, "cannot update the policy-ready marks; will retry");
+    }
+  }
+}

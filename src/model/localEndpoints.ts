@@ -1,0 +1,53 @@
+/**
+ * The files sluice-cni and the agent share on a node, under the plugin's data dir (the
+ * netconf's `dataDir`, the agent's --cni-data-dir):
+ *
+ *   <dataDir>/_sluice/endpoints/<hostIface>.json   one WorkloadEndpointRecord per wired pod
+ *                                                  (written by ADD, removed by DEL and GC)
+ *   <dataDir>/_sluice/ready/<hostIface>            {"ips": [...]}: the agent has applied the
+ *                                                  pod's policy chains with these addresses
+ *                                                  (written after each filter apply, removed
+ *                                                  when the endpoint goes)
+ *
+ * "_sluice" cannot clash with a network's address store (<dataDir>/<network>): network
+ * names start with a letter or digit. Every file appears whole or not at all (a temp file
+ * starting with "." renamed into place); readers skip names starting with ".".
+ */
+import { join } from "node:path";
+import { formatIp, parseIp } from "./ip.js";
+
+export const LOCAL_STATE_DIR = "_sluice";
+
+export const localEndpointsDir = (dataDir: string): string => join(dataDir, LOCAL_STATE_DIR, "endpoints");
+export const localEndpointPath = (dataDir: string, hostIface: string): string => join(localEndpointsDir(dataDir), `${hostIface}.json`);
+export const policyReadyDir = (dataDir: string): string => join(dataDir, LOCAL_STATE_DIR, "ready");
+export const policyReadyPath = (dataDir: string, hostIface: string): string => join(policyReadyDir(dataDir), hostIface);
+
+/** The content of a ready mark. */
+export interface PolicyReadyMark {
+  ips: string[];
+}
+
+export const formatReadyMark = (ips: readonly string[]): string => JSON.stringify({ ips: [...ips].sort() } satisfies PolicyReadyMark) + "\n";
+
+/** One spelling per address (an IPv6 address can be written several ways). */
+function canonical(ip: string): string {
+  try {
+    return formatIp(parseIp(ip));
+  } catch {
+    return ip;
+  }
+}
+
+/** Whether a ready mark's text says exactly these addresses are programmed (false for anything unreadable). */
+export function readyMarkCovers(text: string, ips: readonly string[]): boolean {
+  try {
+    const mark = JSON.parse(text) as Partial<PolicyReadyMark>;
+    if (!Array.isArray(mark.ips)) return false;
+    const want = ips.map(canonical).sort();
+    const got = mark.ips.map((ip) => canonical(String(ip))).sort();
+    return got.length === want.length && got.every((ip, i) => ip === want[i]);
+  } catch {
+    return false;
+  }
+}
