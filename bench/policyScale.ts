@@ -312,6 +312,8 @@ async function runMode(mode: IptablesMode, o: Options, ctx: { prefix: string; di
     "--etcd-endpoints", ctx.etcdEndpoint,
     "--iface", "eth0",
     "--subnet-file", join(dir, `subnet-${mode}.env`),
+    // Its 500 local pods get policy-ready marks: keep them in the bench's own directory.
+    "--cni-data-dir", join(dir, `cni-${mode}`),
     "--node-name", NODE,
     "--iptables-backend", mode,
     "--enable-policy",

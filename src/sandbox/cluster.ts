@@ -246,6 +246,8 @@ export class Sandbox {
       "--iface", "eth0",
       "--node-name", node.name,
       "--subnet-file", join(node.stateDir, "subnet.env"),
+      // The CNI plugin's dataDir (cni.ts): the pod records and policy-ready marks it shares with the agent.
+      "--cni-data-dir", join(node.stateDir, "ipam"),
       "--healthz-ip", "127.0.0.1",
       "--healthz-port", "9099",
       "--iptables-resync", "1",

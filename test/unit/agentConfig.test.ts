@@ -32,6 +32,7 @@ describe("loadAgentConfig defaults (flanneld's)", () => {
       "kube-subnet-mgr": false,
       "kube-annotation-prefix": "sluice.dev",
       "set-node-network-unavailable": true,
+      "cni-data-dir": "/var/lib/cni/networks",
       "enable-policy": true,
       "policy-resync": 60_000,
       "resource-prefix": "/sluice/v1",
@@ -333,6 +334,20 @@ describe("nodeName", () => {
 
   test("an empty --node-name is rejected", () => {
     reject(["--node-name="], "--node-name", /1/);
+  });
+
+  test("Kubernetes mode needs the Node's name (NODE_NAME from the downward API, or --node-name): no host-name guess", () => {
+    reject(["--kube-subnet-mgr"], "NODE_NAME", /must be set with --kube-subnet-mgr \(from the downward API/);
+    reject(["--kube-subnet-mgr"], "NODE_NAME", /downward API/, { NODE_NAME: "" });
+    assert.equal(load(["--kube-subnet-mgr"], { NODE_NAME: "worker-3" }).nodeName, "worker-3");
+    assert.equal(load(["--kube-subnet-mgr", "--node-name", "worker-4"]).nodeName, "worker-4");
+  });
+});
+
+describe("--cni-data-dir", () => {
+  test("defaults to sluice-cni's default dataDir and must be absolute", () => {
+    assert.equal(load(["--cni-data-dir", "/srv/cni"])["cni-data-dir"], "/srv/cni");
+    reject(["--cni-data-dir", "srv/cni"], "--cni-data-dir", /must be an absolute path/);
   });
 });
 
