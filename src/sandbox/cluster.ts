@@ -14,6 +14,8 @@ import { run } from "../dataplane/exec.js";
 import { Etcd3 } from "etcd3";
 import { startEtcd, type EtcdServer } from "./etcdServer.js";
 import { addNetns, delNetns, ip, listNetns, netnsPids, nsExec, sandboxNetns } from "./netns.js";
+import { EtcdObjects, KubeObjects, type SandboxKubeApi, type SandboxObjects } from "./objects.js";
+import { cidr, formatCidr, parseCidr } from "../model/ip.js";
 
 export type SandboxBackend = "vxlan" | "host-gw" | "vxlan-direct";
 
@@ -38,6 +40,17 @@ export interface SandboxOptions {
   detached?: boolean;
   /** Dual stack: IPv6 underlay addresses and an IPv6 cluster network too. */
   ipv6?: boolean;
+  /**
+   * Kubernetes mode: starts the API server the agents use (--kube-subnet-mgr), given the
+   * underlay namespace and an address of it that every node reaches (a test's fake API
+   * server). The sandbox then runs no etcd: it writes Node objects (podCIDR node-k ->
+   * <network>.k.0/24) and its Namespaces and Pods there, and the agents read net-conf.json
+   * from the state dir. Not kept in the state file: a Kubernetes-mode sandbox lives as long
+   * as the process that made it.
+   */
+  kubeApi?: (netns: string, host: string) => Promise<SandboxKubeApi>;
+  /** sluice-cni's policyReadyTimeoutMs for every pod (default 0: no wait). */
+  policyReadyTimeoutMs?: number;
 }
 
 export interface SandboxNode {
@@ -101,6 +114,8 @@ export class Sandbox {
   readonly underlayNs: string;
   readonly nodes: SandboxNode[] = [];
   etcd: EtcdServer | undefined;
+  /** The API server, in Kubernetes mode. */
+  kube: SandboxKubeApi | undefined;
   /** The next node gets this index; never reused, so a removed node's name and address stay retired. */
   nextNodeIndex = 1;
   createdAt = new Date().toISOString();
@@ -119,6 +134,7 @@ export class Sandbox {
     const e = this.etcd;
     const options: SandboxOptions = { ...this.o };
     delete options.detached; // a loaded sandbox is always detached
+    delete options.kubeApi;
     const state: SandboxState = {
       version: 1,
       options,
@@ -176,6 +192,22 @@ export class Sandbox {
     return this.etcd !== undefined && isOurs(this.etcd.pid, this.etcd.dir);
   }
 
+  /** Where the Namespace and Pod objects live: etcd, or the API server in Kubernetes mode. */
+  get objects(): SandboxObjects {
+    return this.kube ? new KubeObjects(this.kube.objects) : new EtcdObjects(this.etcdEndpoint);
+  }
+
+  get netConfPath(): string {
+    return join(this.o.stateDir, "net-conf.json");
+  }
+
+  /** A node's podCIDR in Kubernetes mode (what kube-controller-manager would assign): the k-th /24 of the network. */
+  podCidrOf(index: number): string {
+    const net = parseCidr(this.o.network ?? "10.244.0.0/16");
+    if (net.family !== 4 || net.prefixLen > 24 || BigInt(index) >= 1n << BigInt(24 - net.prefixLen)) throw new Error(`network ${formatCidr(net)} has no /24 number ${index}`);
+    return formatCidr(cidr(4, net.ip + (BigInt(index) << 8n), 24));
+  }
+
   get etcdEndpoint(): string {
     if (!this.etcd) throw new Error("sandbox etcd is not running");
     return this.etcd.endpoint;
@@ -199,13 +231,23 @@ export class Sandbox {
       await ip("-n", this.underlayNs, "link", "set", `br${s}`, "up");
     }
     if (o.ipv6) await nsExec(this.underlayNs, "sysctl", ["-qw", "net.ipv6.conf.all.forwarding=1"]);
-    this.etcd = await startEtcd({ dir: join(o.stateDir, "etcd"), detached: o.detached ?? false });
+    if (o.kubeApi) {
+      if (o.ipv6) throw new Error("the sandbox's Kubernetes mode is IPv4 only");
+      this.kube = await o.kubeApi(this.underlayNs, underlayAddress(1, 1));
+    } else {
+      this.etcd = await startEtcd({ dir: join(o.stateDir, "etcd"), detached: o.detached ?? false });
+    }
     this.save();
     await this.putNetworkConfig(networkConfigFor(o.backend, o.network, o.ipv6 ?? false));
     for (let i = 1; i <= o.nodes; i++) await this.addNode();
   }
 
+  /** etcd: the config key; Kubernetes mode: net-conf.json (read by agents at start, as from a ConfigMap). */
   async putNetworkConfig(json: string): Promise<void> {
+    if (this.kube) {
+      writeFileSync(this.netConfPath, json);
+      return;
+    }
     const c = new Etcd3({ hosts: [this.etcdEndpoint] });
     try {
       await c.put("/coreos.com/network/config").value(json);
@@ -234,6 +276,17 @@ export class Sandbox {
       await ip("-n", node.ns, "-6", "route", "add", "default", "via", underlayAddress6(segment, 1));
     }
     if (this.o.forwardDrop ?? true) await nsExec(node.ns, "iptables", ["-P", "FORWARD", "DROP"]);
+    if (this.kube) {
+      // As the cluster would have it before the node's agent starts: registered by its kubelet, a podCIDR from the controller manager.
+      const podCIDR = this.podCidrOf(index);
+      await this.kube.objects.put({
+        apiVersion: "v1",
+        kind: "Node",
+        metadata: { name: node.name, labels: { "kubernetes.io/hostname": node.name, "kubernetes.io/os": "linux" } },
+        spec: { podCIDR, podCIDRs: [podCIDR] },
+        status: { addresses: [{ type: "InternalIP", address: node.address }, { type: "Hostname", address: node.name }] },
+      });
+    }
     this.nodes.push(node);
     this.save();
     await this.startAgent(node);
@@ -241,8 +294,9 @@ export class Sandbox {
   }
 
   agentArgs(node: SandboxNode): string[] {
+    const datastore = this.kube ? ["--kube-subnet-mgr", "--kube-api-url", this.kube.url, "--net-config-path", this.netConfPath] : ["--etcd-endpoints", this.etcdEndpoint];
     return [
-      "--etcd-endpoints", this.etcdEndpoint,
+      ...datastore,
       "--iface", "eth0",
       "--node-name", node.name,
       "--subnet-file", join(node.stateDir, "subnet.env"),
@@ -301,6 +355,7 @@ export class Sandbox {
     await this.stopAgent(node, "SIGKILL");
     await killNetnsProcesses(node.ns);
     await delNetns(node.ns);
+    await this.kube?.objects.remove({ apiVersion: "v1", kind: "Node", name: node.name });
     const i = this.nodes.findIndex((n) => n.name === node.name);
     if (i >= 0) this.nodes.splice(i, 1);
     this.save(); // its directory (agent.log) stays for inspection until the sandbox goes down
@@ -326,6 +381,7 @@ export class Sandbox {
   async down(): Promise<void> {
     await teardown(this.o.prefix, this.o.stateDir);
     await this.etcd?.stop();
+    await this.kube?.stop();
   }
 }
 

@@ -46,7 +46,9 @@ export function cniNetconf(sb: Sandbox, node: SandboxNode): Record<string, unkno
     subnetFile: join(node.stateDir, "subnet.env"),
     dataDir: join(node.stateDir, "ipam"),
     nodeName: node.name,
-    etcdEndpoints: sb.etcdEndpoint,
+    // Kubernetes mode: no etcd; the agent learns the pod from the record on the node.
+    ...(sb.kube ? {} : { etcdEndpoints: sb.etcdEndpoint }),
+    ...(sb.o.policyReadyTimeoutMs ? { policyReadyTimeoutMs: sb.o.policyReadyTimeoutMs } : {}),
   };
 }
 

@@ -1,12 +1,13 @@
 /**
  * Pods and namespaces in a sandbox. A pod is a network namespace wired by the real CNI
  * plugin (sluice-cni ADD run in its node's namespace, as a runtime does), with its
- * metadata recorded in etcd as a Kubernetes Pod object (labels, container ports, node),
- * and one server process inside that serves its declared ports and makes probes on
- * request (podServer.ts). Namespaces are Namespace objects in etcd.
+ * metadata recorded as a Kubernetes Pod object (labels, container ports, node) in the
+ * sandbox's datastore (etcd, or the API server in Kubernetes mode; objects.ts), and one
+ * server process inside that serves its declared ports and makes probes on request
+ * (podServer.ts). Namespaces are Namespace objects there.
  *
  * Local facts a later CLI process needs (netns, container id, server pid, addresses)
- * are kept in `<state>/pods/<ns>.<name>.json`; labels live only in etcd.
+ * are kept in `<state>/pods/<ns>.<name>.json`; labels live only in the datastore.
  */
 import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
@@ -15,7 +16,6 @@ import { Etcd3 } from "etcd3";
 import { ConfigError } from "../config/errors.js";
 import { type NamespaceObject, type PodObject, dns1123Label, dns1123Subdomain, formatIssuePath, labels as labelsSchema, namespaceObject, podObject } from "../config/k8sSchemas.js";
 import { type ContainerPort, NAMESPACE_NAME_LABEL, hostIfaceName } from "../model/endpoint.js";
-import { namespaceKey, podKey, workloadEndpointPrefix, SLUICE_PREFIX } from "../datastore/resourceKeys.js";
 import { type Sandbox, type SandboxNode, isOurs } from "./cluster.js";
 import { runCni } from "./cni.js";
 import { addNetns, delNetns, listNetns, netnsPids } from "./netns.js";
@@ -127,7 +127,7 @@ function applyLabelChanges(labels: Record<string, string>, c: LabelChanges): Rec
   return out;
 }
 
-// ---- etcd access ----
+// ---- etcd access (leases; the objects go through sb.objects) ----
 
 export async function withEtcd<T>(sb: Sandbox, fn: (c: Etcd3) => Promise<T>): Promise<T> {
   const c = new Etcd3({ hosts: [sb.etcdEndpoint], dialTimeout: 3000 });
@@ -138,27 +138,17 @@ export async function withEtcd<T>(sb: Sandbox, fn: (c: Etcd3) => Promise<T>): Pr
   }
 }
 
-async function getJson(c: Etcd3, key: string): Promise<unknown> {
-  const text = await c.get(key).string();
-  return text === null ? undefined : (JSON.parse(text) as unknown);
-}
-
 // ---- namespaces ----
 
 export async function getNamespace(sb: Sandbox, name: string): Promise<NamespaceObject | undefined> {
-  return withEtcd(sb, async (c) => {
-    const v = await getJson(c, namespaceKey(name));
-    return v === undefined ? undefined : namespaceObject.parse(v);
-  });
+  const v = await sb.objects.get("Namespace", undefined, name);
+  return v === undefined ? undefined : namespaceObject.parse(v);
 }
 
 export async function listNamespaces(sb: Sandbox): Promise<NamespaceObject[]> {
-  return withEtcd(sb, async (c) => {
-    const all = await c.getAll().prefix(`${SLUICE_PREFIX}/namespaces/`).strings();
-    return Object.values(all).flatMap((t) => {
-      const r = namespaceObject.safeParse(JSON.parse(t));
-      return r.success ? [r.data] : [];
-    });
+  return (await sb.objects.list("Namespace")).flatMap((v) => {
+    const r = namespaceObject.safeParse(v);
+    return r.success ? [r.data] : [];
   });
 }
 
@@ -170,33 +160,24 @@ export async function createNamespace(sb: Sandbox, name: string, labels: Record<
     kind: "Namespace",
     metadata: { name, uid: randomUUID(), creationTimestamp: new Date().toISOString(), labels: { ...labels, [NAMESPACE_NAME_LABEL]: name } },
   });
-  await withEtcd(sb, async (c) => {
-    const r = await c.if(namespaceKey(name), "Create", "==", 0).then(c.put(namespaceKey(name)).value(JSON.stringify(obj))).commit();
-    if (!r.succeeded) throw new ConfigError("NAMESPACE", `namespace "${name}" already exists`, SOURCE);
-  });
+  if (!(await sb.objects.create(obj))) throw new ConfigError("NAMESPACE", `namespace "${name}" already exists`, SOURCE);
   return obj;
 }
 
 export async function labelNamespace(sb: Sandbox, name: string, changes: LabelChanges): Promise<Record<string, string>> {
-  return withEtcd(sb, async (c) => {
-    const v = await getJson(c, namespaceKey(name));
-    if (v === undefined) throw new ConfigError("NAMESPACE", `namespace "${name}" does not exist`, SOURCE);
-    const obj = namespaceObject.parse(v);
-    const labels = { ...applyLabelChanges(obj.metadata.labels ?? {}, changes), [NAMESPACE_NAME_LABEL]: name };
-    obj.metadata.labels = labels;
-    await c.put(namespaceKey(name)).value(JSON.stringify(obj));
-    return labels;
-  });
+  const obj = await getNamespace(sb, name);
+  if (obj === undefined) throw new ConfigError("NAMESPACE", `namespace "${name}" does not exist`, SOURCE);
+  const labels = { ...applyLabelChanges(obj.metadata.labels ?? {}, changes), [NAMESPACE_NAME_LABEL]: name };
+  obj.metadata.labels = labels;
+  await sb.objects.put(obj);
+  return labels;
 }
 
 /** Deletes a namespace object; refuses while pods of it exist. */
 export async function deleteNamespace(sb: Sandbox, name: string): Promise<void> {
   const pods = listPods(sb).filter((p) => p.namespace === name);
   if (pods.length) throw new ConfigError("NAMESPACE", `namespace "${name}" still has pods (${pods.map(podId).join(", ")}); delete them first`, SOURCE);
-  await withEtcd(sb, async (c) => {
-    const r = await c.delete().key(namespaceKey(name));
-    if (r.deleted === "0") throw new ConfigError("NAMESPACE", `namespace "${name}" does not exist`, SOURCE);
-  });
+  if (!(await sb.objects.delete("Namespace", undefined, name))) throw new ConfigError("NAMESPACE", `namespace "${name}" does not exist`, SOURCE);
 }
 
 // ---- pods ----
@@ -237,22 +218,17 @@ function writeRecord(sb: Sandbox, pod: SandboxPod): void {
   renameSync(`${path}.tmp`, path);
 }
 
-/** The Pod objects in etcd (every namespace, or one). */
+/** The Pod objects (every namespace, or one). */
 export async function podObjects(sb: Sandbox, namespace?: string): Promise<PodObject[]> {
-  return withEtcd(sb, async (c) => {
-    const all = await c.getAll().prefix(`${SLUICE_PREFIX}/pods/${namespace ? `${namespace}/` : ""}`).strings();
-    return Object.values(all).flatMap((t) => {
-      const r = podObject.safeParse(JSON.parse(t));
-      return r.success ? [r.data] : [];
-    });
+  return (await sb.objects.list("Pod", namespace)).flatMap((v) => {
+    const r = podObject.safeParse(v);
+    return r.success ? [r.data] : [];
   });
 }
 
 export async function getPodObject(sb: Sandbox, ref: PodRef): Promise<PodObject | undefined> {
-  return withEtcd(sb, async (c) => {
-    const v = await getJson(c, podKey(ref.namespace, ref.name));
-    return v === undefined ? undefined : podObject.parse(v);
-  });
+  const v = await sb.objects.get("Pod", ref.namespace, ref.name);
+  return v === undefined ? undefined : podObject.parse(v);
 }
 
 function buildPodObject(spec: PodSpec, node: SandboxNode, uid: string, ports: readonly ContainerPort[]): PodObject {
@@ -276,7 +252,7 @@ function buildPodObject(spec: PodSpec, node: SandboxNode, uid: string, ports: re
 }
 
 /**
- * Creates a pod: its Pod object in etcd, its network namespace, the real CNI ADD in its
+ * Creates a pod: its Pod object, its network namespace, the real CNI ADD in its
  * node's namespace, its server (waited for), and the pod IP in the object's status.
  * Anything half-made is undone when a step fails.
  */
@@ -289,11 +265,8 @@ export async function createPod(sb: Sandbox, spec: PodSpec): Promise<SandboxPod>
   if (existsSync(recordPath(sb, ref))) throw new ConfigError("POD", `pod ${podId(ref)} already exists`, SOURCE);
   const ctlSocket = socketPath(sb, ref);
   if (Buffer.byteLength(ctlSocket) > 107) throw new ConfigError("--state-dir", `"${sb.o.stateDir}" is too long for the pods' control sockets (${ctlSocket} exceeds 107 bytes)`, SOURCE);
-  await withEtcd(sb, async (c) => {
-    if ((await c.get(namespaceKey(ref.namespace)).string()) === null) throw new ConfigError("POD", `namespace "${ref.namespace}" does not exist (create it with: sluicectl sandbox ns create ${ref.namespace})`, SOURCE);
-    const r = await c.if(podKey(ref.namespace, ref.name), "Create", "==", 0).then(c.put(podKey(ref.namespace, ref.name)).value(JSON.stringify(obj))).commit();
-    if (!r.succeeded) throw new ConfigError("POD", `pod ${podId(ref)} already exists in etcd`, SOURCE);
-  });
+  if ((await sb.objects.get("Namespace", undefined, ref.namespace)) === undefined) throw new ConfigError("POD", `namespace "${ref.namespace}" does not exist (create it with: sluicectl sandbox ns create ${ref.namespace})`, SOURCE);
+  if (!(await sb.objects.create(obj))) throw new ConfigError("POD", `pod ${podId(ref)} already exists in the datastore`, SOURCE);
   const netns = podNetnsName(sb, ref);
   const containerId = randomBytes(32).toString("hex");
   const pod: SandboxPod = { ...ref, node: node.name, netns, containerId, uid, ips: [], hostIface: hostIfaceName(ref.namespace, ref.name), ports, serverPid: 0, ctlSocket, createdAt: new Date().toISOString() };
@@ -313,11 +286,11 @@ export async function createPod(sb: Sandbox, spec: PodSpec): Promise<SandboxPod>
     pod.serverPid = spawnPodServer(netns, uniq, ctlSocket, logPath(sb, ref));
     await waitPodServer(ctlSocket, pod.serverPid, logPath(sb, ref));
     writeRecord(sb, pod);
-    await withEtcd(sb, async (c) => {
-      const cur = podObject.parse(await getJson(c, podKey(ref.namespace, ref.name)));
-      cur.status = { ...(cur.status ?? {}), phase: "Running", podIP: pod.ips[0], podIPs: pod.ips.map((a) => ({ ip: a })) };
-      await c.put(podKey(ref.namespace, ref.name)).value(JSON.stringify(cur));
-    });
+    // As a kubelet does once the sandbox is up: only now does the datastore learn the address.
+    const cur = await getPodObject(sb, ref);
+    if (!cur) throw new Error(`pod ${podId(ref)} vanished from the datastore while it was created`);
+    cur.status = { ...(cur.status ?? {}), phase: "Running", podIP: pod.ips[0], podIPs: pod.ips.map((a) => ({ ip: a })) };
+    await sb.objects.put(cur);
     return pod;
   } catch (err) {
     await removePodParts(sb, pod, wired).catch(() => undefined);
@@ -363,26 +336,21 @@ async function removePodParts(sb: Sandbox, pod: SandboxPod, wired: boolean): Pro
     }
   }
   if (namespaces.includes(pod.netns)) await delNetns(pod.netns);
-  await withEtcd(sb, async (c) => {
-    await c.delete().key(podKey(pod.namespace, pod.name));
-    // The CNI plugin deletes its endpoint record on DEL; when DEL could not run, we do.
-    await c.delete().prefix(`${workloadEndpointPrefix(pod.node)}${pod.namespace}/${pod.name}/`);
-  });
+  await sb.objects.delete("Pod", pod.namespace, pod.name);
+  // The CNI plugin deletes its endpoint record on DEL; when DEL could not run, we do.
+  await sb.objects.forgetEndpoints(pod.node, pod.namespace, pod.name);
   for (const f of [recordPath(sb, pod), logPath(sb, pod), pod.ctlSocket]) rmSync(f, { force: true });
   return warnings;
 }
 
 export async function labelPod(sb: Sandbox, ref: string | PodRef, changes: LabelChanges): Promise<Record<string, string>> {
   const p = typeof ref === "string" ? parsePodRef(ref) : ref;
-  return withEtcd(sb, async (c) => {
-    const v = await getJson(c, podKey(p.namespace, p.name));
-    if (v === undefined) throw new ConfigError("POD", `no pod ${podId(p)} in etcd`, SOURCE);
-    const obj = podObject.parse(v);
-    const labels = applyLabelChanges(obj.metadata.labels ?? {}, changes);
-    const r = labelsSchema.safeParse(labels);
-    if (!r.success) throw new ConfigError("LABEL", r.error.issues[0]?.message ?? "invalid", SOURCE);
-    obj.metadata.labels = labels;
-    await c.put(podKey(p.namespace, p.name)).value(JSON.stringify(obj));
-    return labels;
-  });
+  const obj = await getPodObject(sb, p);
+  if (obj === undefined) throw new ConfigError("POD", `no pod ${podId(p)} in the datastore`, SOURCE);
+  const labels = applyLabelChanges(obj.metadata.labels ?? {}, changes);
+  const r = labelsSchema.safeParse(labels);
+  if (!r.success) throw new ConfigError("LABEL", r.error.issues[0]?.message ?? "invalid", SOURCE);
+  obj.metadata.labels = labels;
+  await sb.objects.put(obj);
+  return labels;
 }

@@ -3,7 +3,7 @@ import { existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before } from "node:test";
-import { Sandbox, type SandboxBackend, processesUsing, teardown } from "../../src/sandbox/cluster.js";
+import { Sandbox, type SandboxBackend, type SandboxOptions, processesUsing, teardown } from "../../src/sandbox/cluster.js";
 import { listNetns } from "../../src/sandbox/netns.js";
 import { createNamespace } from "../../src/sandbox/pods.js";
 import { run } from "../../src/dataplane/exec.js";
@@ -17,6 +17,9 @@ export interface TestClusterOptions {
   ipv6?: boolean;
   /** Another sluice-cni build than dist/bin/sluice-cni.js. */
   cniBin?: string;
+  /** Kubernetes mode (SandboxOptions.kubeApi). */
+  kubeApi?: SandboxOptions["kubeApi"];
+  policyReadyTimeoutMs?: number;
 }
 
 /** What a sandbox left behind: namespaces with its prefix, processes naming its state dir, the dir itself. */
@@ -38,7 +41,7 @@ export async function leftovers(prefix: string, stateDir: string): Promise<strin
 export function testCluster(tag: string, o: TestClusterOptions): Sandbox {
   const prefix = uniquePrefix(tag);
   const stateDir = join(tmpdir(), prefix);
-  const sb = new Sandbox({ prefix, stateDir, nodes: o.nodes, backend: o.backend, segments: o.segments, ipv6: o.ipv6 ?? false, ...(o.agentArgs ? { agentArgs: o.agentArgs } : {}), ...(o.cniBin ? { cniBin: o.cniBin } : {}) });
+  const sb = new Sandbox({ prefix, stateDir, nodes: o.nodes, backend: o.backend, segments: o.segments, ipv6: o.ipv6 ?? false, ...(o.agentArgs ? { agentArgs: o.agentArgs } : {}), ...(o.cniBin ? { cniBin: o.cniBin } : {}), ...(o.kubeApi ? { kubeApi: o.kubeApi } : {}), ...(o.policyReadyTimeoutMs ? { policyReadyTimeoutMs: o.policyReadyTimeoutMs } : {}) });
   before(async () => {
     await teardown(prefix, stateDir); // a crashed earlier run of this file (same pid is unlikely, but cheap)
     await sb.up();
