@@ -55,11 +55,9 @@ export class ConnectivityAgent {
   private lastLoop = Date.now();
   private stopping = false;
 
-  /** `datastore`: for tests; by default the flags pick etcd or Kubernetes. */
   constructor(
     private readonly cfg: AgentConfig,
     private readonly log: Logger,
-    private readonly openStore: (cfg: AgentConfig, log: Logger) => AgentDatastore = openDatastore,
   ) {}
 
   /** Why the node is not ready yet; empty once the first full sync is done. */
@@ -88,7 +86,7 @@ export class ConnectivityAgent {
     if (await ensureSysctl("net/ipv4/ip_forward", "1")) log.info("IPv4 forwarding was off; turned it on (net.ipv4.ip_forward=1)");
     else log.info("IPv4 forwarding is on");
 
-    this.datastore = this.openStore(cfg, log);
+    this.datastore = await openDatastore(cfg, log);
     const subnets = this.datastore.subnets;
     this.subnets = subnets;
     log.info({ datastore: this.datastore.kind, node: cfg.nodeName }, "datastore chosen");

@@ -31,7 +31,7 @@ export interface AgentDatastore {
   close(): Promise<void>;
 }
 
-export function openDatastore(cfg: AgentConfig, log: Logger): AgentDatastore {
+export async function openDatastore(cfg: AgentConfig, log: Logger): Promise<AgentDatastore> {
   if (cfg["kube-subnet-mgr"]) return openKubernetes(cfg, log);
   const etcd = connectEtcd({ endpoints: cfg["etcd-endpoints"], keyFile: cfg["etcd-keyfile"], certFile: cfg["etcd-certfile"], caFile: cfg["etcd-cafile"], username: cfg["etcd-username"], password: cfg["etcd-password"] });
   return {
@@ -42,6 +42,6 @@ export function openDatastore(cfg: AgentConfig, log: Logger): AgentDatastore {
   };
 }
 
-function openKubernetes(_cfg: AgentConfig, _log: Logger): AgentDatastore {
+async function openKubernetes(_cfg: AgentConfig, _log: Logger): Promise<AgentDatastore> {
   throw new Error("--kube-subnet-mgr: the Kubernetes datastore is not part of this build yet; use the etcd datastore (--etcd-endpoints)");
 }
