@@ -11,6 +11,7 @@ import { type WorkloadEndpointRecord, hostIfaceName } from "../../src/model/endp
 import { startEtcd } from "../../src/sandbox/etcdServer.js";
 import { startTestEtcd, type TestEtcd } from "../helpers/etcd.js";
 import { captureLog } from "../helpers/log.js";
+import { buildPolicyModel } from "../../src/policy/model.js";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 let counter = 0;
@@ -266,7 +267,13 @@ describe("PolicySource", () => {
       await etcd.client.put(`${prefix}/workloadendpoints/n1/x/pod/eth0`).value(JSON.stringify({ ...wep("x", "other-pod", "n1", "10.0.0.1") }));
       await etcd.client.put(`${prefix}/networkpolicies/too/many/parts`).value("{}");
       await waitFor("three refusals", () => src.invalidValues().length === 3);
-      assert.deepEqual(src.snapshot().networkPolicies, [{ apiVersion: "networking.k8s.io/v1", kind: "NetworkPolicy", metadata: { name: "p", namespace: "x" }, spec: { podSelector: {}, policyTypes: ["Ingress", "Egress"] } }]);
+      assert.deepEqual(src.snapshot().networkPolicies, []);
+      const refused = src.snapshot().refused ?? [];
+      assert.deepEqual(refused.map((r) => [r.kind, r.namespace, r.name]), [["NetworkPolicy", "x", "p"]], "only the object key; the endpoint record and the bad key are not objects");
+      assert.match(refused[0]?.reason ?? "", /^spec\.podSelector\.matchLabels/);
+      // The policy model puts a deny-all of namespace x in its place.
+      const standIn = buildPolicyModel(src.snapshot()).policies.find((p) => p.id === "x/p");
+      assert.deepEqual([standIn?.tier, standIn?.origin?.kind, standIn?.subject, standIn?.ingress, standIn?.egress], ["namespace", "StandIn", { namespaces: { kind: "name", name: "x" }, pods: {} }, [], []]);
       assert.equal(src.snapshot().endpoints.length, 0);
       assert.deepEqual(
         src.invalidValues().map((v) => [v.key.slice(prefix.length), v.keptLastGood]),
@@ -293,6 +300,7 @@ describe("PolicySource", () => {
       assert.ok(!src.invalidValues().some((v) => v.key === key));
       await etcd.client.put(key).value(badValue);
       await waitFor("refused again", () => src.invalidValues().some((v) => v.key === key));
+      assert.equal(src.snapshot().refused?.length, 0, "a key with a last good version is not refused: the good version stays");
       await etcd.client.delete().key(key);
       await waitFor("deleted", () => src.snapshot().networkPolicies.length === 0 && !src.invalidValues().some((v) => v.key === key));
       // Still watching.
