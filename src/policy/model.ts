@@ -68,8 +68,8 @@ export interface PolicyModelInput {
 
 /** The admin-tier priority of the stand-in for an unreadable cluster-wide policy: before every CNP (0..1000) and GNP. */
 export const STAND_IN_PRIORITY = -1;
-/** How many overlapping pairs one equal-priority warning names. */
-const MAX_PAIRS_NAMED = 10;
+/** How many overlapping pairs (and policies) one equal-priority warning names. */
+const MAX_NAMED = 10;
 
 const objectsOf = <T extends KubeObject>(input: PolicyModelInput, kind: string): readonly T[] => (input.objects[kind] ?? []) as readonly T[];
 const cmp = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
@@ -135,7 +135,7 @@ function equalPriorityWarnings(policies: readonly PolicyIR[], index: EndpointInd
   }
   const members = new Map<string, ReadonlySet<PodEndpoint>>();
   const podsOf = (p: PolicyIR): ReadonlySet<PodEndpoint> => {
-    const key = podSetKey(p.subject);
+    const key = keyOf(p);
     let hit = members.get(key);
     if (!hit) {
       hit = new Set(index.pods(p.subject));
@@ -143,9 +143,15 @@ function equalPriorityWarnings(policies: readonly PolicyIR[], index: EndpointInd
     }
     return hit;
   };
+  const keys = new Map<PolicyIR, string>();
+  const keyOf = (p: PolicyIR): string => {
+    let k = keys.get(p);
+    if (k === undefined) keys.set(p, (k = podSetKey(p.subject)));
+    return k;
+  };
   const overlapMemo = new Map<string, boolean>();
   const overlap = (a: PolicyIR, b: PolicyIR): boolean => {
-    const [ka, kb] = [podSetKey(a.subject), podSetKey(b.subject)].sort(cmp) as [string, string];
+    const [ka, kb] = [keyOf(a), keyOf(b)].sort(cmp) as [string, string];
     const key = `${ka}\u0000${kb}`;
     let hit = overlapMemo.get(key);
     if (hit === undefined) {
@@ -169,8 +175,9 @@ function equalPriorityWarnings(policies: readonly PolicyIR[], index: EndpointInd
     const pairs: string[] = [];
     for (let i = 0; i < sorted.length; i++) for (let j = i + 1; j < sorted.length; j++) if (overlap(sorted[i] as PolicyIR, sorted[j] as PolicyIR)) pairs.push(`${nameOf(sorted[i] as PolicyIR)} and ${nameOf(sorted[j] as PolicyIR)}`);
     if (pairs.length === 0) continue;
-    const named = pairs.slice(0, MAX_PAIRS_NAMED).join(", ") + (pairs.length > MAX_PAIRS_NAMED ? ` and ${pairs.length - MAX_PAIRS_NAMED} more pairs` : "");
-    out.push(`Admin ClusterNetworkPolicies with the same priority ${priority} select common pods: ${named}; Sluice evaluates them by name (${sorted.map(nameOf).join(", ")}); give them distinct priorities if the order matters`);
+    const named = pairs.slice(0, MAX_NAMED).join(", ") + (pairs.length > MAX_NAMED ? ` and ${pairs.length - MAX_NAMED} more pairs` : "");
+    const order = sorted.slice(0, MAX_NAMED).map(nameOf).join(", ") + (sorted.length > MAX_NAMED ? `, ... (${sorted.length} policies)` : "");
+    out.push(`Admin ClusterNetworkPolicies with the same priority ${priority} select common pods: ${named}; Sluice evaluates them by name (${order}); give them distinct priorities if the order matters`);
   }
   return out;
 }

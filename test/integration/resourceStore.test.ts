@@ -199,7 +199,7 @@ describe("PolicySource", () => {
         { namespace: "prod", pod: "web-1", node: "node-1", hostIface: hostIfaceName("prod", "web-1"), ips: ["10.244.1.5"], labels: { app: "web" }, ports: [{ name: "http", containerPort: 8080, protocol: "TCP" }] },
       ]);
       assert.deepEqual(s.networkPolicies.map((p) => `${p.metadata.namespace}/${p.metadata.name}`), ["prod/deny-all"]);
-      assert.deepEqual(Object.keys(s.objects).sort(), ["Namespace", "NetworkPolicy", "Pod"]);
+      assert.deepEqual(Object.keys(s.objects).sort(), ["ClusterNetworkPolicy", "GlobalNetworkPolicy", "GlobalNetworkSet", "Namespace", "NetworkPolicy", "NetworkSet", "Node", "Pod"], "every registered kind, [] when none");
       assert.equal(src.objectsOf(networkPolicyKind)[0]?.spec.podSelector !== undefined, true);
       assert.equal(src.snapshot(), s, "the snapshot is cached until something changes");
       assert.deepEqual(src.invalidValues(), []);
@@ -306,6 +306,27 @@ describe("PolicySource", () => {
       // Still watching.
       await store.put(np("x", "q"));
       await waitFor("still watching", () => src.snapshot().networkPolicies.length === 1);
+    } finally {
+      await src.stop();
+    }
+  });
+
+  test("a never-valid cluster-wide policy is refused at startup: the model denies every pod both ways until it is deleted", async () => {
+    const prefix = uniquePrefix();
+    const key = resourceKey("clusternetworkpolicies", undefined, "tenants", prefix);
+    // Written before the agent starts (e.g. by a newer sluicectl): the first list refuses it.
+    await etcd.client.put(key).value(JSON.stringify({ apiVersion: "policy.networking.k8s.io/v1alpha2", kind: "ClusterNetworkPolicy", metadata: { name: "tenants" }, spec: { tier: "Admin", priority: 5000, subject: { namespaces: {} } } }));
+    const src = new PolicySource({ client: etcd.client, log: captureLog().log, prefix });
+    await src.start();
+    try {
+      assert.deepEqual(src.snapshot().refused, [{ kind: "ClusterNetworkPolicy", namespace: undefined, name: "tenants", reason: "spec.priority: must be between 0 and 1000" }]);
+      assert.deepEqual(src.snapshot().objects["ClusterNetworkPolicy"], []);
+      const model = buildPolicyModel(src.snapshot());
+      assert.deepEqual(model.policies.map((p) => [p.id, p.tier, p.priority, p.origin?.kind]), [["cnp:tenants", "admin", -1, "StandIn"]]);
+      assert.match(model.warnings[0] ?? "", /^ClusterNetworkPolicy tenants cannot be read \(spec\.priority: must be between 0 and 1000\); every pod is denied/);
+      await etcd.client.delete().key(key);
+      await waitFor("the refusal goes with the key", () => src.snapshot().refused?.length === 0);
+      assert.deepEqual(buildPolicyModel(src.snapshot()).policies, []);
     } finally {
       await src.stop();
     }
