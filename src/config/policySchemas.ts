@@ -44,6 +44,14 @@ const cidr43 = z.string().max(43, "must be at most 43 characters").refine(isCidr
 /** What a rule's `name` may be (the published CNP: at most 100 characters). */
 export const ruleName = z.string().max(100, "must be at most 100 characters");
 
+/** apiVersion and kind of one kind, with kubectl-like messages. */
+function typeMeta<A extends string, K extends string>(apiVersion: A, kind: K) {
+  return { apiVersion: z.literal(apiVersion, { message: `must be "${apiVersion}"` }), kind: z.literal(kind) };
+}
+
+/** An integer in min..max. */
+const intBetween = (min: number, max: number) => z.number().int("must be an integer").min(min, `must be between ${min} and ${max}`).max(max, `must be between ${min} and ${max}`);
+
 const statusConditions = z.object({ conditions: z.array(z.object({ type: z.string(), status: z.string() }).loose()).optional() }).loose();
 
 // ---- ClusterNetworkPolicy (policy.networking.k8s.io/v1alpha2) ----
@@ -112,13 +120,12 @@ export type CnpIngressRule = z.infer<typeof cnpIngressRule>;
 export type CnpEgressRule = z.infer<typeof cnpEgressRule>;
 
 export const clusterNetworkPolicyObject = z.object({
-  apiVersion: z.literal("policy.networking.k8s.io/v1alpha2", { message: 'must be "policy.networking.k8s.io/v1alpha2"' }),
-  kind: z.literal("ClusterNetworkPolicy"),
+  ...typeMeta("policy.networking.k8s.io/v1alpha2", "ClusterNetworkPolicy"),
   metadata: objectMeta,
   spec: z
     .object({
       tier: z.enum(["Admin", "Baseline"], { message: "must be Admin or Baseline" }),
-      priority: z.number().int("must be an integer").min(0, "must be between 0 and 1000").max(1000, "must be between 0 and 1000"),
+      priority: intBetween(0, 1000),
       subject: z
         .object({ namespaces: labelSelector.optional(), pods: namespacedPod.optional() })
         .strict()
@@ -132,6 +139,8 @@ export const clusterNetworkPolicyObject = z.object({
 export type ClusterNetworkPolicyObject = z.infer<typeof clusterNetworkPolicyObject>;
 
 // ---- GlobalNetworkPolicy (sluice.dev/v1) ----
+
+const SLUICE_V1 = "sluice.dev/v1";
 
 export const GNP_PROTOCOLS = ["TCP", "UDP", "SCTP", "ICMP", "ICMPv6"] as const;
 export type GnpProtocol = (typeof GNP_PROTOCOLS)[number];
@@ -177,8 +186,8 @@ const gnpRule = z
     protocol: z.enum(GNP_PROTOCOLS, { message: "must be TCP, UDP, SCTP, ICMP or ICMPv6" }).optional(),
     icmp: z
       .object({
-        type: z.number().int("must be an integer").min(0, "must be between 0 and 254").max(254, "must be between 0 and 254").optional(),
-        code: z.number().int("must be an integer").min(0, "must be between 0 and 255").max(255, "must be between 0 and 255").optional(),
+        type: intBetween(0, 254).optional(),
+        code: intBetween(0, 255).optional(),
       })
       .strict()
       .superRefine((i, ctx) => {
@@ -208,8 +217,7 @@ const gnpRule = z
 export type GnpRule = z.infer<typeof gnpRule>;
 
 export const globalNetworkPolicyObject = z.object({
-  apiVersion: z.literal("sluice.dev/v1", { message: 'must be "sluice.dev/v1"' }),
-  kind: z.literal("GlobalNetworkPolicy"),
+  ...typeMeta(SLUICE_V1, "GlobalNetworkPolicy"),
   metadata: objectMeta,
   spec: z
     .object({
@@ -243,16 +251,14 @@ const MAX_SET_NETS = 10_000;
 const networkSetSpec = z.object({ nets: z.array(cidr43).max(MAX_SET_NETS, `must have at most ${MAX_SET_NETS} items`).optional() }).strict();
 
 export const networkSetObject = z.object({
-  apiVersion: z.literal("sluice.dev/v1", { message: 'must be "sluice.dev/v1"' }),
-  kind: z.literal("NetworkSet"),
+  ...typeMeta(SLUICE_V1, "NetworkSet"),
   metadata: objectMeta.extend({ namespace: dns1123Label.default("default") }),
   spec: networkSetSpec.default({}),
 });
 export type NetworkSetObject = z.infer<typeof networkSetObject>;
 
 export const globalNetworkSetObject = z.object({
-  apiVersion: z.literal("sluice.dev/v1", { message: 'must be "sluice.dev/v1"' }),
-  kind: z.literal("GlobalNetworkSet"),
+  ...typeMeta(SLUICE_V1, "GlobalNetworkSet"),
   metadata: objectMeta,
   spec: networkSetSpec.default({}),
 });
@@ -262,8 +268,7 @@ export type GlobalNetworkSetObject = z.infer<typeof globalNetworkSetObject>;
 
 export const nodeObject = z
   .object({
-    apiVersion: z.literal("v1", { message: 'must be "v1"' }),
-    kind: z.literal("Node"),
+    ...typeMeta("v1", "Node"),
     metadata: objectMeta.extend({ name: dns1123Subdomain, labels: labels.optional() }).loose(),
     spec: z.object({ podCIDR: cidrText.optional(), podCIDRs: z.array(cidrText).max(2, "must have at most 2 items (one per family)").optional() }).loose().default({}),
     status: z

@@ -193,6 +193,12 @@ export const globalNetworkPolicyKind = defineKind<GlobalNetworkPolicyObject>({
   ],
 });
 
+/** NETS and (wide) LABELS, for NetworkSet and GlobalNetworkSet. */
+const setColumns: Column<NetworkSetObject | GlobalNetworkSetObject>[] = [
+  { header: "NETS", value: (o) => netsText(o.spec.nets) },
+  { header: "LABELS", wide: true, value: (o) => labelsText(o.metadata.labels) },
+];
+
 export const networkSetKind = defineKind<NetworkSetObject>({
   group: SLUICE_GROUP,
   version: "v1",
@@ -202,10 +208,7 @@ export const networkSetKind = defineKind<NetworkSetObject>({
   namespaced: true,
   shortNames: ["netsets"],
   schema: networkSetObject,
-  columns: [
-    { header: "NETS", value: (o) => netsText(o.spec.nets) },
-    { header: "LABELS", wide: true, value: (o) => labelsText(o.metadata.labels) },
-  ],
+  columns: setColumns,
 });
 
 export const globalNetworkSetKind = defineKind<GlobalNetworkSetObject>({
@@ -217,10 +220,7 @@ export const globalNetworkSetKind = defineKind<GlobalNetworkSetObject>({
   namespaced: false,
   shortNames: ["globalnetsets"],
   schema: globalNetworkSetObject,
-  columns: [
-    { header: "NETS", value: (o) => netsText(o.spec.nets) },
-    { header: "LABELS", wide: true, value: (o) => labelsText(o.metadata.labels) },
-  ],
+  columns: setColumns,
 });
 
 const NODE_ROLE_PREFIX = "node-role.kubernetes.io/";
