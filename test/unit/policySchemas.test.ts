@@ -359,6 +359,38 @@ describe("zod and the CRDs agree on good and bad objects", () => {
     });
   }
 
+  test("the CRD schemas are structural and use only JSONSchemaProps fields", () => {
+    const KEYS = new Set(
+      "description type format title default maximum exclusiveMaximum minimum exclusiveMinimum maxLength minLength pattern maxItems minItems uniqueItems multipleOf enum maxProperties minProperties required items allOf oneOf anyOf not properties additionalProperties nullable x-kubernetes-preserve-unknown-fields x-kubernetes-embedded-resource x-kubernetes-int-or-string x-kubernetes-list-map-keys x-kubernetes-list-type x-kubernetes-map-type x-kubernetes-validations".split(" "),
+    );
+    const problemsOf = (node: Json, path: string, inJunctor: boolean): string[] => {
+      const out: string[] = [];
+      for (const k of Object.keys(node)) if (!KEYS.has(k)) out.push(`${path}: unknown field ${k}`);
+      const intOrString = node["x-kubernetes-int-or-string"] === true;
+      if (inJunctor) {
+        for (const k of ["description", "default", "additionalProperties", "nullable"]) if (k in node) out.push(`${path}: ${k} inside anyOf/allOf/oneOf/not`);
+      } else if (node["type"] === undefined && !intOrString && node["x-kubernetes-preserve-unknown-fields"] !== true) out.push(`${path}: no type`);
+      if (node["uniqueItems"] === true) out.push(`${path}: uniqueItems may not be true`);
+      if (node["properties"] !== undefined && node["additionalProperties"] !== undefined) out.push(`${path}: properties and additionalProperties together`);
+      for (const r of (node["x-kubernetes-validations"] as Json[] | undefined) ?? []) if (typeof r["rule"] !== "string" || typeof r["message"] !== "string") out.push(`${path}: a validation rule needs rule and message`);
+      for (const [k, v] of Object.entries((node["properties"] as Record<string, Json> | undefined) ?? {})) out.push(...problemsOf(v, `${path}.${k}`, inJunctor));
+      for (const k of ["items", "additionalProperties", "not"]) if (typeof node[k] === "object") out.push(...problemsOf(node[k] as Json, `${path}.${k}`, inJunctor || k === "not"));
+      for (const k of ["anyOf", "allOf", "oneOf"]) {
+        const branches = (node[k] as Json[] | undefined) ?? [];
+        // The one place a junctor may carry types: int-or-string's anyOf [{type: integer}, {type: string}].
+        const intOrStringPattern = intOrString && k === "anyOf" && branches.length === 2 && branches.every((b) => Object.keys(b).length === 1) && branches[0]?.["type"] === "integer" && branches[1]?.["type"] === "string";
+        if (!intOrStringPattern) branches.forEach((b, i) => out.push(...problemsOf(b, `${path}.${k}[${i}]`, true)));
+      }
+      return out;
+    };
+    for (const file of ["policy.networking.k8s.io_clusternetworkpolicies.yaml", "sluice.dev_globalnetworkpolicies.yaml", "sluice.dev_networksets.yaml", "sluice.dev_globalnetworksets.yaml"]) {
+      const crd = parse(readFileSync(join(packageRoot(), "crds", file), "utf8")) as { apiVersion: string; spec: { versions: { served: boolean; storage: boolean; schema: { openAPIV3Schema: Json } }[] } };
+      assert.equal(crd.apiVersion, "apiextensions.k8s.io/v1");
+      assert.deepEqual(crd.spec.versions.map((v) => [v.served, v.storage]), [[true, true]]);
+      assert.deepEqual(problemsOf(crd.spec.versions[0]?.schema.openAPIV3Schema as Json, file, false), []);
+    }
+  });
+
   test("the CRDs name the kinds as the registry does", () => {
     for (const [file, kind] of [
       ["policy.networking.k8s.io_clusternetworkpolicies.yaml", clusterNetworkPolicyKind],
