@@ -86,7 +86,7 @@ export function buildPolicyModel(input: PolicyModelInput): PolicyModel {
   for (const r of [...(input.refused ?? [])].sort((a, b) => cmp(refusedText(a), refusedText(b)))) {
     const standIn = standInFor(r);
     if (standIn) policies.push(standIn.policy);
-    warnings.push(standIn ? standIn.warning : `${refusedText(r)} cannot be read (${r.reason}); what it would add to policy peers is missing until it is fixed`);
+    warnings.push(standIn ? standIn.warning : `${refusedText(r)} cannot be read (${r.reason}); ${UNREADABLE[r.kind] ?? "what it would add to policy peers is missing until it is fixed"}`);
   }
 
   const known = input.endpoints.filter((ep) => ep.metadataKnown !== false);
@@ -100,6 +100,12 @@ export function buildPolicyModel(input: PolicyModelInput): PolicyModel {
     warnings,
   };
 }
+
+/** What an unreadable object that is not a policy means (the datastore source decides it; see joinEndpoints). */
+const UNREADABLE: Readonly<Record<string, string>> = {
+  Pod: "its pod's labels are unknown: it matches no selector and is isolated both ways until it is fixed",
+  Namespace: "its labels are unknown: its pods match no selector and are isolated both ways until it is fixed",
+};
 
 const refusedText = (r: RefusedObject): string => `${r.kind} ${r.namespace !== undefined ? `${r.namespace}/` : ""}${r.name}`;
 

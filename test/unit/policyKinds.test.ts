@@ -245,6 +245,7 @@ describe("buildPolicyModel", () => {
           { kind: "NetworkPolicy", namespace: "red", name: "broken", reason: "not JSON: x" },
           { kind: "ClusterNetworkPolicy", name: "c", reason: "spec.priority: is required (number)" },
           { kind: "NetworkSet", namespace: "blue", name: "s", reason: "spec.nets[0]: must be a CIDR" },
+          { kind: "Pod", namespace: "blue", name: "web", reason: "metadata.labels: bad" },
         ],
       }),
     );
@@ -260,6 +261,7 @@ describe("buildPolicyModel", () => {
       "GlobalNetworkPolicy g cannot be read (spec.order: must be between 0 and 1000000000); every pod is denied all traffic both ways until it is fixed or deleted",
       "NetworkPolicy red/broken cannot be read (not JSON: x); every pod of namespace red is isolated both ways until it is fixed or deleted",
       "NetworkSet blue/s cannot be read (spec.nets[0]: must be a CIDR); what it would add to policy peers is missing until it is fixed",
+      "Pod blue/web cannot be read (metadata.labels: bad); its pod's labels are unknown: it matches no selector and is isolated both ways until it is fixed",
     ]);
   });
 
