@@ -64,8 +64,9 @@ export interface ExplainStep {
   rule?: string | undefined;
   action: "allow" | "deny" | "pass" | "log";
   text: string;
-  /** The policy's id (PolicyIR.id), when a policy took the step. */
+  /** The policy's id (PolicyIR.id) and the rule's index in its direction (0-based), when a rule took the step. */
   policyId?: string | undefined;
+  ruleIndex?: number | undefined;
   /** Why a step that no rule took was taken (tier "default"). */
   reason?: "own-node" | "self" | "metadata-unknown" | "isolated" | "not-isolated" | undefined;
 }
@@ -353,7 +354,7 @@ class RuleMatcher {
 function ruleStep(tier: Tier, p: PolicyIR, r: RuleIR, index: number): ExplainStep {
   const policy = policyDisplayName(p);
   const rule = ruleLabel(r, index);
-  return { tier, policy, policyId: p.id, rule, action: r.action, text: `[${TIER_LABEL[tier]}] ${policy} ${rule}: ${ACTION_LABEL[r.action]}` };
+  return { tier, policy, policyId: p.id, rule, ruleIndex: index, action: r.action, text: `[${TIER_LABEL[tier]}] ${policy} ${rule}: ${ACTION_LABEL[r.action]}` };
 }
 
 function decided(allowed: boolean, isolatedBy: string[], allowedBy: string | undefined, last: ExplainStep | undefined, path: ExplainStep[] = []): DirectionVerdict {

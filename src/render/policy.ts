@@ -13,11 +13,12 @@
  *   slc-fw-<iface>: conntrack; anti-spoofing; to its own node: RETURN; to itself: RETURN;
  *                   clear the accept and pass bits; [unknown labels: DROP];
  *                   admin tier:     per selecting policy `[-m mark --mark 0x0/0x20000] -j slc-po-<hash>`
- *                                   + `-m mark --mark ACCEPT -j RETURN` (no jump once the pass bit is set);
+ *                                   (the guard: no jump once a pass set the pass bit; only after a chain
+ *                                   that can pass) + `-m mark --mark ACCEPT -j RETURN` (after a chain that can allow);
  *                   namespace tier: per selecting policy `-j slc-po-<hash>` + `-m mark --mark ACCEPT -j RETURN`,
  *                                   then -j DROP when any selected it (isolated), else
- *                   baseline tier:  clear the pass bit, policies as in the admin tier (the last one
- *                                   without its RETURN), then -j RETURN (default allow)
+ *                   baseline tier:  clear the pass bit (if an admin chain can pass), policies as in the
+ *                                   admin tier (the last one without its RETURN), then -j RETURN (default allow)
  *   slc-tw-<iface>: the same without anti-spoofing and the own-node RETURN (SLUICE-OUTPUT), with slc-pi-<hash>
  *   slc-pi/po-<hash>: one chain per policy and direction, shared by all local pods it selects;
  *                   rules in order: allow sets the accept bit, pass the pass bit (each followed by
@@ -181,7 +182,8 @@ export function renderPolicyIr(input: PolicyIrRenderInput): PolicyRender {
       // An admin/baseline policy that matches nothing here has no effect; a NetworkPolicy isolates.
       if (p.tier !== "namespace" && rendered.rules.length === 0) continue;
       const name = policyChainName(d, p.id);
-      for (const ep of selected) selecting.get(ep)?.[d][p.tier].push(name);
+      const jump: PolicyJump = { chain: name, allows: rendered.allows, passes: rendered.passes };
+      for (const ep of selected) selecting.get(ep)?.[d][p.tier].push(jump);
       policyChains.push({ name, rules: rendered.rules }, ...rendered.extra);
     }
   }
@@ -209,7 +211,13 @@ export function renderPolicyIr(input: PolicyIrRenderInput): PolicyRender {
   };
 }
 
-type TierChains = Record<Tier, string[]>;
+/** A policy chain an endpoint chain jumps to, and whether it can set the accept / pass bit. */
+interface PolicyJump {
+  chain: string;
+  allows: boolean;
+  passes: boolean;
+}
+type TierChains = Record<Tier, PolicyJump[]>;
 const noChains = (): TierChains => ({ admin: [], namespace: [], baseline: [] });
 
 /**
@@ -245,19 +253,25 @@ function endpointRules(d: Direction, tiers: TierChains, addrs: readonly string[]
     return rules;
   }
   const accepted = `-m mark --mark ${MARK_ACCEPT} -j RETURN`;
-  // Admin tier: the first chain to allow returns; deny drops inside; a pass skips the rest.
-  tiers.admin.forEach((chain, i) => rules.push(i === 0 ? `-j ${chain}` : `-m mark --mark ${MARK_PASS_CLEAR} -j ${chain}`, accepted));
+  // Admin and baseline tiers: the first chain to allow returns (deny drops inside); once a
+  // chain has passed, the rest of the tier is skipped. Checks no chain can need are left out.
+  const tier = (jumps: readonly PolicyJump[], last: "return" | "continue"): void => {
+    let passed = false;
+    jumps.forEach((j, i) => {
+      rules.push(passed ? `-m mark --mark ${MARK_PASS_CLEAR} -j ${j.chain}` : `-j ${j.chain}`);
+      if (j.allows && (last === "continue" || i < jumps.length - 1)) rules.push(accepted);
+      passed ||= j.passes;
+    });
+  };
+  tier(tiers.admin, "continue");
   if (tiers.namespace.length > 0) {
-    for (const chain of tiers.namespace) rules.push(`-j ${chain}`, accepted);
+    for (const j of tiers.namespace) rules.push(`-j ${j.chain}`, accepted);
     rules.push("-j DROP"); // isolated: nothing allowed it
     return rules;
   }
   // Baseline tier, only when no NetworkPolicy isolates the pod; a pass there skips to the default.
-  if (tiers.baseline.length > 0 && tiers.admin.length > 0) rules.push(`-j MARK --set-xmark ${MARK_PASS_CLEAR}`);
-  tiers.baseline.forEach((chain, i) => {
-    rules.push(i === 0 ? `-j ${chain}` : `-m mark --mark ${MARK_PASS_CLEAR} -j ${chain}`);
-    if (i < tiers.baseline.length - 1) rules.push(accepted);
-  });
+  if (tiers.baseline.length > 0 && tiers.admin.some((j) => j.passes)) rules.push(`-j MARK --set-xmark ${MARK_PASS_CLEAR}`);
+  tier(tiers.baseline, "return");
   rules.push("-j RETURN"); // default allow
   return rules;
 }
@@ -273,9 +287,11 @@ export function logPrefix(p: PolicyIR, d: Direction, ruleIndex: number): string 
 }
 
 /** The body of slc-pi-/slc-po-<hash>, and the rule and log chains some of its rules need. */
-function renderPolicyRules(p: PolicyIR, d: Direction, rules: readonly RuleIR[], sets: SetRegistry, sctp: boolean): { rules: string[]; extra: ChainSpec[] } {
+function renderPolicyRules(p: PolicyIR, d: Direction, rules: readonly RuleIR[], sets: SetRegistry, sctp: boolean): { rules: string[]; extra: ChainSpec[]; allows: boolean; passes: boolean } {
   const out: string[] = [];
   const extra: ChainSpec[] = [];
+  let allows = false;
+  let passes = false;
   const compiler = new RuleCompiler(p, d, sets, sctp);
   let pendingReturn: string | undefined;
   rules.forEach((rule, index) => {
@@ -302,9 +318,11 @@ function renderPolicyRules(p: PolicyIR, d: Direction, rules: readonly RuleIR[], 
       extra.push({ name: ruleChain, rules: body });
       out.push(`-j ${ruleChain}`);
     }
+    allows ||= rule.action === "allow";
+    passes ||= rule.action === "pass";
     pendingReturn = rule.action === "allow" ? `-m mark --mark ${MARK_ACCEPT} -j RETURN` : rule.action === "pass" ? `-m mark --mark ${MARK_PASS} -j RETURN` : undefined;
   });
-  return { rules: out, extra };
+  return { rules: out, extra, allows, passes };
 }
 
 function actionTarget(a: RuleIR["action"], p: PolicyIR, d: Direction, index: number): string {
