@@ -29,11 +29,12 @@
  * without kernel SCTP support SCTP specs match nothing (the renderer leaves them out).
  */
 import type { PodEndpoint, Protocol } from "../model/endpoint.js";
-import { type Cidr, type Family, cidrContainsIp, formatIp, parseCidr, parseIp } from "../model/ip.js";
+import { type Cidr, type Family, type IpAddr, cidrContainsIp, formatIp, parseCidr, parseIp } from "../model/ip.js";
 import { ClusterAddresses } from "./clusterAddresses.js";
 import { EndpointIndex } from "./endpointIndex.js";
 import type { NetworkSetInfo, NodeInfo, PolicyModel } from "./model.js";
-import { type Direction, type Peer, type PolicyIR, type PortSpec, type RuleIR, type Tier, comparePolicies, rulesOf } from "./ir.js";
+import { type Direction, type Peer, type PodSet, type PolicyIR, type PortSpec, type RuleIR, type Tier, comparePolicies, podSetKey, rulesOf } from "./ir.js";
+import { canonicalSelector } from "./selectors.js";
 
 /** ICMP means ICMP for IPv4 addresses and ICMPv6 for IPv6 ones. */
 export type ConnectionProtocol = Protocol | "ICMP";
@@ -133,10 +134,12 @@ export class PolicyEvaluator {
   private readonly canonical = new Map<string, string>();
   private readonly unknown = new Set<PodEndpoint>();
   private readonly tiers: Record<Tier, PolicyIR[]> = { admin: [], namespace: [], baseline: [] };
-  private readonly selected = new Map<PolicyIR, Set<PodEndpoint>>();
   private readonly addrs: ClusterAddresses;
   private readonly cidrs = new Map<string, Cidr>();
+  private readonly ips = new Map<string, IpAddr>();
   private readonly nodeAddrs = new Map<string, Set<string>>();
+  private readonly members = new Map<string, Set<PodEndpoint>>();
+  private readonly nodeSelected = new Map<string, Set<string>>();
 
   constructor(
     policies: readonly PolicyIR[],
@@ -243,12 +246,17 @@ export class PolicyEvaluator {
   }
 
   private selects(p: PolicyIR, ep: PodEndpoint): boolean {
-    let s = this.selected.get(p);
+    return this.podsOf(p.subject).has(ep);
+  }
+
+  private podsOf(set: PodSet): Set<PodEndpoint> {
+    const key = podSetKey(set);
+    let s = this.members.get(key);
     if (!s) {
-      s = new Set(this.index.pods(p.subject));
-      this.selected.set(p, s);
+      s = new Set(this.index.pods(set));
+      this.members.set(key, s);
     }
-    return s.has(ep);
+    return s;
   }
 
   /** The canonical addresses of the node a pod runs on (none when the node is not known). */
@@ -267,12 +275,19 @@ export class PolicyEvaluator {
         return true;
       case "pods": {
         const pod = this.podAt(addr);
-        return pod !== undefined && !this.unknown.has(pod) && this.index.pods(peer.pods).includes(pod);
+        return pod !== undefined && !this.unknown.has(pod) && this.podsOf(peer.pods).has(pod);
       }
       case "ipBlock":
         return this.inCidr(peer.cidr, addr) && !peer.except.some((e) => this.inCidr(e, addr));
-      case "nodes":
-        return this.addrs.nodeAddresses(peer.nodes).includes(this.canon(addr));
+      case "nodes": {
+        const key = canonicalSelector(peer.nodes);
+        let s = this.nodeSelected.get(key);
+        if (!s) {
+          s = new Set(this.addrs.nodeAddresses(peer.nodes));
+          this.nodeSelected.set(key, s);
+        }
+        return s.has(this.canon(addr));
+      }
       case "networkSets":
         return this.addrs.networkSetNets(peer.sets).some((n) => this.inCidr(n, addr));
       case "allOf":
@@ -282,7 +297,7 @@ export class PolicyEvaluator {
 
   portMatches(ps: PortSpec, c: Connection, pod: PodEndpoint | undefined, port: number | undefined): boolean {
     if (ps.kind === "icmp") {
-      const family = parseIp(c.dst).family;
+      const family = c.dst.includes(":") ? 6 : 4;
       if (c.protocol !== "ICMP" || ps.family !== family) return false;
       if (ps.type === undefined) return true;
       if ((c.icmpType ?? echoRequest(family)) !== ps.type) return false;
@@ -303,7 +318,11 @@ export class PolicyEvaluator {
       c = parseCidr(text);
       this.cidrs.set(text, c);
     }
-    const ip = parseIp(addr);
+    let ip = this.ips.get(addr);
+    if (!ip) {
+      ip = parseIp(addr);
+      this.ips.set(addr, ip);
+    }
     return c.family === ip.family && cidrContainsIp(c, ip);
   }
 

@@ -1,7 +1,5 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
 import { networkPolicyObject, type NetworkPolicyObject } from "../../src/config/k8sSchemas.js";
 import { type ContainerPort, type NamespaceInfo, type PodEndpoint, type Protocol, hostIfaceName } from "../../src/model/endpoint.js";
 import type { Family } from "../../src/model/ip.js";
@@ -15,7 +13,7 @@ import { EndpointIndex } from "../../src/policy/endpointIndex.js";
 import { PolicyEvaluator } from "../../src/policy/evaluate.js";
 import type { NodeInfo } from "../../src/policy/model.js";
 import { Node, type Packet, type SimCluster, UPLINK, VXLAN, crossCheck as runCrossCheck } from "../helpers/policySim.js";
-import { packageRoot } from "../../src/sandbox/paths.js";
+import { assertPolicyGolden, mulberry32 } from "../helpers/golden.js";
 
 // ---------------------------------------------------------------- fixtures
 
@@ -180,21 +178,12 @@ const EXTERNALS = ["192.0.2.7", "10.9.9.9", "10.244.2.77", "fd00:244:2::77", "fd
 
 // ---------------------------------------------------------------- tests
 
-const goldenDir = join(packageRoot(), "test", "golden", "policy");
-const UPDATE = process.env["UPDATE_GOLDEN"] === "1";
 
 describe("policy render: golden files", () => {
   for (const s of scenarios) {
     test(`${s.name}: ${s.description}`, () => {
       const input = inputOf(s);
-      const text = header(s, input) + formatPolicyRender(renderPolicy(input));
-      const file = join(goldenDir, `${s.name}.txt`);
-      if (UPDATE) {
-        mkdirSync(goldenDir, { recursive: true });
-        writeFileSync(file, text);
-      }
-      assert.ok(existsSync(file), `${file} is missing: run with UPDATE_GOLDEN=1 and review it`);
-      assert.equal(text, readFileSync(file, "utf8"), `${file} differs: if the change is intended, run with UPDATE_GOLDEN=1 and review the diff`);
+      assertPolicyGolden(s.name, header(s, input) + formatPolicyRender(renderPolicy(input)));
     });
   }
 });
@@ -405,16 +394,6 @@ const RANDOM_PROBES: [Protocol, number][] = [
   ["UDP", 80],
   ["SCTP", 80],
 ];
-
-function mulberry32(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randomScenario(rnd: () => number): { endpoints: PodEndpoint[]; namespaces: NamespaceInfo[]; policies: NetworkPolicyObject[]; sctp: boolean } {
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)] as T;

@@ -6,8 +6,6 @@
  */
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
 import { networkPolicyObject } from "../../src/config/k8sSchemas.js";
 import type { LabelSelector } from "../../src/config/k8sSchemas.js";
 import { type ContainerPort, type NamespaceInfo, type PodEndpoint, hostIfaceName } from "../../src/model/endpoint.js";
@@ -21,7 +19,7 @@ import { normalizeSelector } from "../../src/policy/selectors.js";
 import { LOG_PREFIX_MAX, endpointChainName, logPrefix, policyChainName, renderPolicyIr, renderPolicyModel } from "../../src/render/policy.js";
 import { formatPolicyRender } from "../../src/render/policyText.js";
 import type { PolicyRender } from "../../src/render/policyContract.js";
-import { packageRoot } from "../../src/sandbox/paths.js";
+import { assertPolicyGolden, mulberry32 } from "../helpers/golden.js";
 import { DEFAULT_SPORT, Node, type SimCluster, crossCheck, simulate } from "../helpers/policySim.js";
 
 // ---------------------------------------------------------------- fixtures
@@ -259,8 +257,6 @@ function header(s: Scenario, family: Family): string {
   return `${lines.join("\n")}\n`;
 }
 
-const goldenDir = join(packageRoot(), "test", "golden", "policy");
-const UPDATE = process.env["UPDATE_GOLDEN"] === "1";
 
 // ---------------------------------------------------------------- tests
 
@@ -270,14 +266,7 @@ describe("policy tiers: golden files", () => {
       if (family === 6 && !["tier-gnp-nets-icmp", "tier-exclusions"].includes(s.name)) continue;
       const name = family === 4 ? s.name : `${s.name}-v6`;
       test(`${name}: ${s.description}`, () => {
-        const text = header(s, family) + formatPolicyRender(render(s, family));
-        const file = join(goldenDir, `${name}.txt`);
-        if (UPDATE) {
-          mkdirSync(goldenDir, { recursive: true });
-          writeFileSync(file, text);
-        }
-        assert.ok(existsSync(file), `${file} is missing: run with UPDATE_GOLDEN=1 and review it`);
-        assert.equal(text, readFileSync(file, "utf8"), `${file} differs: if the change is intended, run with UPDATE_GOLDEN=1 and review the diff`);
+        assertPolicyGolden(name, header(s, family) + formatPolicyRender(render(s, family)));
       });
     }
   }
@@ -479,16 +468,6 @@ describe("policy tiers: structure", () => {
 });
 
 // ---------------------------------------------------------------- random IR (seeded)
-
-function mulberry32(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randomScenario(rnd: () => number, round: number): Scenario {
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)] as T;
