@@ -431,7 +431,8 @@ export function namespacesAndEndpoints(kinds: readonly ResourceKind[], objects: 
   return { namespaces: [...namespaces.values()].sort((a, b) => cmp(a.name, b.name)), endpoints };
 }
 
-async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+/** Rejects when `p` has not settled within `ms` (a late failure of `p` is swallowed). */
+export async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   p.catch(() => undefined); // a late failure after the timeout must not go unhandled
   try {

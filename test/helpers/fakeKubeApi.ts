@@ -18,9 +18,11 @@
  *   application/merge-patch+json, application/strategic-merge-patch+json (maps merge; lists
  *   with the merge keys Kubernetes declares for the fields we use, e.g. status.conditions by
  *   type) and application/json-patch+json. For kinds with a status subresource (nodes, pods,
- *   namespaces) writes to the main resource keep the stored status and writes to `/status`
- *   change only the status. A write that changes nothing keeps the resourceVersion and
- *   sends no event. One resourceVersion counter for every kind (etcd's revision).
+ *   namespaces) writes to the main resource keep the stored status, and writes to `/status`
+ *   never change the spec (built-in kinds take the metadata from them too, as the real
+ *   nodes/status does: flannel publishes its node annotations that way). A write that
+ *   changes nothing keeps the resourceVersion and sends no event. One resourceVersion
+ *   counter for every kind (etcd's revision).
  * - Errors as Status objects (NotFound, AlreadyExists, Conflict, BadRequest, Expired).
  *
  * Test controls (FakeKubeApi methods): put/remove/get objects directly, compact (watches or
@@ -39,6 +41,7 @@ import type { Socket } from "node:net";
 import { join } from "node:path";
 import { isDeepStrictEqual } from "node:util";
 import { KINDS, type ResourceKind } from "../../src/config/resourceKinds.js";
+import { parseSelectorText, selectorMatches } from "../../src/ctl/apply.js";
 
 export type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 export type JsonObject = { [k: string]: Json };
@@ -216,14 +219,17 @@ export class FakeKubeApi {
   // ------------------------------------------------------------------ controls
 
   /**
-   * Creates or replaces an object as a client's create/update would (fresh uid and
-   * creationTimestamp on create, kept on replace, a new resourceVersion when it changed).
-   * No validation: tests may store what a real server would refuse. Returns the stored object.
+   * Creates or replaces an object as given, status included (as if its owner and the
+   * kubelet or controller had written it): fresh uid and creationTimestamp on create, kept
+   * on replace, a new resourceVersion when it changed. No validation: tests may store what a
+   * real server would refuse. Returns the stored object.
    */
   put(object: FakeObject): FakeObject {
     const res = this.resourceOf(object.apiVersion, object.kind);
     const ns = this.namespaceFor(res, object.metadata.namespace);
-    return this.write(res, ns, object.metadata.name, clone(object), "replace");
+    const metadata = { ...object.metadata };
+    delete metadata["resourceVersion"]; // no precondition: the control always writes
+    return this.write(res, ns, object.metadata.name, clone({ ...object, metadata }), "replace", "all");
   }
 
   /** Deletes an object; returns whether it existed. */
@@ -346,7 +352,7 @@ export class FakeKubeApi {
    * Stores `object` under ns/name. `mode`: "create" fails if it exists, "update" if it does
    * not; "replace" does either. Keeps status/spec as the subresource rules say (`part`).
    */
-  private write(res: ResourceType, ns: string | undefined, name: string, object: FakeObject, mode: "create" | "update" | "replace", part: "main" | "status" = "main"): FakeObject {
+  private write(res: ResourceType, ns: string | undefined, name: string, object: FakeObject, mode: "create" | "update" | "replace", part: "main" | "status" | "all" = "main"): FakeObject {
     const m = this.store.get(res) as Map<string, FakeObject>;
     const key = keyOf(ns, name);
     const old = m.get(key);
@@ -362,7 +368,10 @@ export class FakeKubeApi {
     else delete next.metadata.namespace;
     if (old) {
       if (res.status && part === "main") next = withField(next, "status", old["status"]);
-      if (part === "status") next = { ...old, status: next["status"] as Json };
+      // Built-in status strategies (nodes, pods, namespaces) keep only the old spec, so
+      // metadata changes go through /status (flannel publishes its node annotations that
+      // way); a CRD's status subresource takes nothing but the status.
+      if (part === "status") next = res.builtin ? withField(next, "spec", old["spec"]) : { ...old, status: next["status"] as Json };
       next.metadata = { ...next.metadata, uid: old.metadata["uid"], creationTimestamp: old.metadata["creationTimestamp"], resourceVersion: old.metadata["resourceVersion"] };
       if (isDeepStrictEqual(next, old)) return clone(old);
     } else {
@@ -655,41 +664,17 @@ export class FakeKubeApi {
 
 // ------------------------------------------------------------------ selectors
 
-type LabelRequirement = { key: string; op: "=" | "!=" | "in" | "notin" | "exists" | "!"; values: string[] };
+type LabelRequirement = ReturnType<typeof parseSelectorText>[number];
 type FieldRequirement = { path: string; op: "=" | "!="; value: string };
 
-/** Kubernetes label selector text: `a=b,c!=d,e in (x,y),f notin (z),g,!h`. */
-export function parseLabelSelector(text: string | undefined): LabelRequirement[] {
+/** Kubernetes label selector text (`a=b,c!=d,e in (x,y),f notin (z),g,!h`), as sluicectl get -l parses it. */
+function parseLabelSelector(text: string | undefined): LabelRequirement[] {
   if (!text) return [];
-  const out: LabelRequirement[] = [];
-  // Split on commas outside parentheses.
-  const parts: string[] = [];
-  let depth = 0;
-  let cur = "";
-  for (const ch of text) {
-    if (ch === "(") depth++;
-    if (ch === ")") depth--;
-    if (ch === "," && depth === 0) {
-      parts.push(cur);
-      cur = "";
-    } else cur += ch;
+  try {
+    return parseSelectorText(text);
+  } catch (err) {
+    throw new HttpError(400, "BadRequest", `unable to parse requirement: ${(err as Error).message}`);
   }
-  parts.push(cur);
-  for (const raw of parts.map((p) => p.trim()).filter(Boolean)) {
-    let m: RegExpExecArray | null;
-    if ((m = /^(\S+)\s+(in|notin)\s+\((.*)\)$/.exec(raw))) {
-      out.push({ key: m[1] as string, op: m[2] as "in" | "notin", values: (m[3] as string).split(",").map((v) => v.trim()) });
-    } else if ((m = /^([^=!\s]+)\s*(==|=|!=)\s*(\S*)$/.exec(raw))) {
-      out.push({ key: m[1] as string, op: m[2] === "!=" ? "!=" : "=", values: [m[3] as string] });
-    } else if ((m = /^!\s*(\S+)$/.exec(raw))) {
-      out.push({ key: m[1] as string, op: "!", values: [] });
-    } else if (/^\S+$/.test(raw)) {
-      out.push({ key: raw, op: "exists", values: [] });
-    } else {
-      throw new HttpError(400, "BadRequest", `unable to parse requirement: ${raw}`);
-    }
-  }
-  return out;
 }
 
 const FIELDS: Record<string, readonly string[]> = {
@@ -715,13 +700,7 @@ function parseFieldSelector(rt: ResourceType, text: string | undefined): FieldRe
 }
 
 function matches(o: FakeObject, labels: LabelRequirement[], fields: FieldRequirement[]): boolean {
-  const l = (isRecord(o.metadata["labels"]) ? o.metadata["labels"] : {}) as Record<string, string>;
-  for (const r of labels) {
-    const has = Object.prototype.hasOwnProperty.call(l, r.key);
-    const v = l[r.key];
-    const ok = r.op === "=" ? v === r.values[0] : r.op === "!=" ? v !== r.values[0] : r.op === "in" ? has && r.values.includes(v as string) : r.op === "notin" ? !has || !r.values.includes(v as string) : r.op === "exists" ? has : !has;
-    if (!ok) return false;
-  }
+  if (!selectorMatches(labels, (isRecord(o.metadata["labels"]) ? o.metadata["labels"] : {}) as Record<string, string>)) return false;
   for (const f of fields) {
     let cur: unknown = o;
     for (const k of f.path.split(".")) cur = isRecord(cur) ? cur[k] : undefined;

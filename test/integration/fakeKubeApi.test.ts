@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { request } from "node:http";
 import type { CoreV1Api, KubeConfig, KubernetesObject, V1Node } from "@kubernetes/client-node" with { "resolution-mode": "import" };
 import { FakeKubeApi, FakeKubeApiProcess, type FakeObject } from "../helpers/fakeKubeApi.js";
+import { nodeObject, podObject, until } from "../helpers/kube.js";
 import { makeNetns, removeNetnsWithPrefix, uniquePrefix } from "../helpers/netns.js";
 import { nsExec } from "../../src/sandbox/netns.js";
 
@@ -17,8 +18,8 @@ before(async () => {
   k8s = await import("@kubernetes/client-node");
 });
 
-const node = (name: string, extra: Record<string, unknown> = {}): FakeObject => ({ apiVersion: "v1", kind: "Node", metadata: { name, labels: { "kubernetes.io/hostname": name } }, spec: { podCIDR: "10.244.1.0/24" }, status: { conditions: [{ type: "Ready", status: "True" }] }, ...extra });
-const pod = (ns: string, name: string, labels: Record<string, string> = {}, nodeName = "n1"): FakeObject => ({ apiVersion: "v1", kind: "Pod", metadata: { name, namespace: ns, labels }, spec: { nodeName, containers: [{ name: "c" }] }, status: { phase: "Running", podIP: "10.244.1.5" } });
+const node = (name: string, extra: Record<string, unknown> = {}): FakeObject => ({ ...nodeObject(name, { podCIDRs: ["10.244.1.0/24"] }), ...extra });
+const pod = (ns: string, name: string, labels: Record<string, string> = {}): FakeObject => podObject(ns, name, { node: "n1", ips: ["10.244.1.5"], labels });
 
 function clientFor(api: { kubeconfig(): string }): { kc: KubeConfig; core: CoreV1Api } {
   const kc = new k8s.KubeConfig();
@@ -55,14 +56,6 @@ function rawGet(url: string, lines = Infinity, timeoutMs = 3000): Promise<{ stat
     req.on("error", reject);
     req.end();
   });
-}
-
-async function until(what: string, check: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 describe("fake Kubernetes API server with the real client library", () => {
