@@ -262,7 +262,7 @@ export class KubeSubnetManager extends EventEmitter implements SubnetManager {
         waitReason = err.message;
       } catch (err) {
         if (err instanceof PodCidrNotAssignedError || this.stopping) throw err;
-        waitReason = kubeErrorStatus(err) === 404 ? `node "${name}" does not exist in the API (is NODE_NAME / --node-name this node's name?)` : `cannot read node "${name}": ${describeKubeError(err)}`;
+        waitReason = kubeErrorStatus(err) === 404 ? `node "${name}" does not exist in the API (is NODE_NAME / --node-name this node's name?)` : `cannot read or annotate node "${name}": ${describeKubeError(err)}`;
       }
       this.o.log.error({ node: name, retryInMs: delay }, waitReason);
       await this.sleep(delay);

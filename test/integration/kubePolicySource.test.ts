@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { EventEmitter } from "node:events";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { parseAllDocuments } from "yaml";
 import { z } from "zod";
 import type { KubeConfig } from "@kubernetes/client-node" with { "resolution-mode": "import" };
 import { objectMeta } from "../../src/config/k8sSchemas.js";
@@ -16,7 +17,7 @@ import { KINDS, type KubeObject, defineKind } from "../../src/config/resourceKin
 import { EtcdResourceStore } from "../../src/datastore/etcdResources.js";
 import { KubePolicySource, type LocalEndpointRecords } from "../../src/datastore/kubePolicySource.js";
 import { type PolicySnapshot, PolicySource } from "../../src/datastore/policySource.js";
-import { workloadEndpointKey } from "../../src/datastore/resourceKeys.js";
+import { resourceKey, workloadEndpointKey } from "../../src/datastore/resourceKeys.js";
 import { type WorkloadEndpointRecord, hostIfaceName } from "../../src/model/endpoint.js";
 import type { PolicyFeed } from "../../src/agent/policyEngine.js";
 import { buildPolicyModel } from "../../src/policy/model.js";
@@ -70,7 +71,17 @@ const MORE_POLICIES = [
 const MORE_PODS: [string, string, PodSpec][] = [
   ["ghost", "lost", { node: NODE, ips: ["10.244.1.7"], labels: { app: "web" } }], // no Namespace object
   ["ops", "host", { node: NODE, ips: ["192.168.50.11"], hostNetwork: true }], // not an endpoint
+  ["blue", "b1", { node: NODE, ips: ["10.244.1.30", "fd00:244:1::30"], labels: { app: "web" }, ports: [tcp("metrics", 9090)] }],
+  ["red", "r1", { node: "n2", ips: ["10.244.2.30"], labels: { app: "db" } }],
+  ["monitoring", "prom", { node: "n2", ips: ["10.244.2.31"], labels: { app: "prom" } }],
 ];
+/** Every policy tier and set kind (p-kinds' fixture: CNPs, a GNP, network sets, a Node) and the tenants they name. */
+function tieredObjects(): FakeObject[] {
+  const docs = parseAllDocuments(readFileSync(join(packageRoot(), "test", "fixtures", "policy-kinds.yaml"), "utf8")).map((d) => d.toJS() as FakeObject);
+  return [...docs.filter((d) => d !== null), namespaceObject("blue", { tenant: "blue" }), namespaceObject("red", { tenant: "red" }), namespaceObject("monitoring")];
+}
+/** A NetworkPolicy neither store can read (sluicectl apply refuses it; a direct write gets it in): a fail-closed stand-in in both modes. */
+const UNREADABLE = networkPolicyObject("prod", "typo", { podSelector: {}, ingress: [{ from: [{ ipBlock: { cidr: "10.0.0.0/33" } }] }] });
 
 /** An object without what each store sets on write (uid, resourceVersion, creationTimestamp). */
 function withoutServerFields<T extends KubeObject>(o: T): T {
@@ -124,13 +135,14 @@ describe("KubePolicySource", () => {
       etcd = await startTestEtcd();
       const all = (pods: [string, string, PodSpec][], policies: FakeObject[]): FakeObject[] => [...NAMESPACES, ...pods.map(([ns, n, p]) => podObject(ns, n, p)), ...policies];
       for (const [i, set] of [
-        { name: "golden", pods: PODS, policies: GOLDEN_POLICIES },
-        { name: "more", pods: [...PODS, ...MORE_PODS], policies: [...GOLDEN_POLICIES, ...MORE_POLICIES] },
+        { name: "golden", pods: PODS, policies: GOLDEN_POLICIES, unreadable: [] },
+        { name: "more", pods: [...PODS, ...MORE_PODS], policies: [...GOLDEN_POLICIES, ...MORE_POLICIES, ...tieredObjects()], unreadable: [UNREADABLE] },
       ].entries()) {
         const objects = all(set.pods, set.policies);
         // etcd mode: sluicectl apply writes the objects, the CNI plugin the records of wired pods.
         const prefix = `/sluice-test-${i}`;
         await new EtcdResourceStore(etcd.client, { prefix }).applyAll(objects as unknown as KubeObject[]);
+        for (const u of set.unreadable) await etcd.client.put(resourceKey("networkpolicies", u.metadata.namespace, u.metadata.name, prefix)).value(JSON.stringify(u));
         const records = set.pods.filter(([, , p]) => !p.hostNetwork).map(([ns, n, p]) => record(ns, n, p.ips ?? [], p.node));
         const orphan = record("prod", "orphan", ["10.244.1.9"]); // wired, Pod object gone
         for (const r of [...records, orphan]) await etcd.client.put(workloadEndpointKey(r.node, r.namespace, r.pod, r.ifName, prefix)).value(JSON.stringify(r));
@@ -140,7 +152,7 @@ describe("KubePolicySource", () => {
         await etcdSource.stop();
 
         // Kubernetes mode: the API holds the same objects; the CNI plugin's record of the orphan is local.
-        reset(objects);
+        reset([...objects, ...set.unreadable]);
         const local = new Records();
         local.set([orphan]);
         const { src } = await source({ records: local });
@@ -150,6 +162,14 @@ describe("KubePolicySource", () => {
         assert.deepEqual(fromKube.endpoints, fromEtcd.endpoints, `${set.name}: endpoints`);
         assert.deepEqual(fromKube.namespaces, fromEtcd.namespaces, `${set.name}: namespaces`);
         assert.deepEqual(fromKube.networkPolicies.map(withoutServerFields), fromEtcd.networkPolicies.map(withoutServerFields), `${set.name}: policies`);
+        for (const k of KINDS) assert.deepEqual(fromKube.objects[k.kind]?.map(withoutServerFields), fromEtcd.objects[k.kind]?.map(withoutServerFields), `${set.name}: ${k.kind} objects`);
+        const refusedOf = (x: PolicySnapshot): string[] => (x.refused ?? []).map((r) => `${r.kind} ${r.namespace}/${r.name}`);
+        assert.deepEqual(refusedOf(fromKube), refusedOf(fromEtcd), `${set.name}: refused`);
+        assert.equal(refusedOf(fromKube).length, set.unreadable.length);
+        if (set.name === "more") {
+          const tiers = new Set(buildPolicyModel(fromKube).policies.map((p) => p.tier));
+          assert.ok(tiers.has("admin") && tiers.has("baseline"), `every tier is compared (${[...tiers].join(", ")})`);
+        }
         let renders = 0;
         for (const nodeName of [NODE, "n2"]) {
           for (const family of [4, 6] as const) {

@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { KubeConfig } from "@kubernetes/client-node" with { "resolution-mode": "import" };
 import { KubeSubnetManager, PodCidrNotAssignedError, annotationKeys } from "../../src/datastore/kubeSubnetManager.js";
-import type { LeaseAttrs } from "../../src/model/lease.js";
+import type { Lease, LeaseAttrs } from "../../src/model/lease.js";
 import { formatCidr, parseIp } from "../../src/model/ip.js";
 import { FakeKubeApi, type FakeObject } from "../helpers/fakeKubeApi.js";
 import { kubeConfigFor, nodeObject, until } from "../helpers/kube.js";
@@ -184,6 +184,24 @@ describe("KubeSubnetManager", () => {
     await api.recover();
     await until("relisted after the outage", () => names().join(",") === "p1 10.244.1.0/24 192.168.50.11,p4 10.244.4.0/24 192.168.50.14");
     await until("live again", () => m.live);
+  });
+
+  test("our node's pod CIDR changing under us is reported as a changed lease; our node deleted makes us unhealthy", async () => {
+    api.put(nodeObject("c1", { podCIDRs: ["10.244.8.0/24"] }));
+    const { m } = manager("c1");
+    await m.networkConfig();
+    await m.acquire(acquireOpts(() => attrs("c1")));
+    await m.startPeerWatch();
+    const changes: string[] = [];
+    m.on("changed", (lease: Lease, old: Lease) => changes.push(`${lease.subnet && formatCidr(lease.subnet)} was ${old.subnet && formatCidr(old.subnet)}`));
+    const n = api.get({ apiVersion: "v1", kind: "Node", name: "c1" }) as FakeObject;
+    api.put({ ...n, spec: { podCIDR: "10.244.9.0/24", podCIDRs: ["10.244.9.0/24"] } });
+    await until("changed", () => changes.length === 1);
+    assert.deepEqual(changes, ["10.244.9.0/24 was 10.244.8.0/24"]);
+    assert.equal(m.lease?.subnet && formatCidr(m.lease.subnet), "10.244.9.0/24");
+    assert.equal(m.healthy, true);
+    api.remove({ apiVersion: "v1", kind: "Node", name: "c1" });
+    await until("unhealthy", () => !m.healthy);
   });
 
   test("public-ip-overwrite on our node replaces the published address", async () => {
