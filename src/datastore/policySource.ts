@@ -202,23 +202,12 @@ export class PolicySource extends EventEmitter {
       if (e.type === "workloadendpoint") records.push(e.record);
       else (objects[e.kind.kind] ??= []).push(e.object);
     }
-    const nsObjects = (objects[namespaceKind.kind] ?? []) as NamespaceObject[];
     const pods = (objects[podKind.kind] ?? []) as PodObject[];
     const networkPolicies = (objects[networkPolicyKind.kind] ?? []) as NetworkPolicyObject[];
-    const namespaces = new Map<string, NamespaceInfo>();
-    for (const n of nsObjects) namespaces.set(n.metadata.name, { name: n.metadata.name, labels: { ...n.metadata.labels, [NAMESPACE_NAME_LABEL]: n.metadata.name } });
-    const implicit = (name: string | undefined): void => {
-      if (name !== undefined && !namespaces.has(name)) namespaces.set(name, { name, labels: { [NAMESPACE_NAME_LABEL]: name } });
-    };
-    const declared = new Set(namespaces.keys());
-    for (const r of records) implicit(r.namespace);
-    for (const k of this.kinds) if (k.namespaced) for (const o of objects[k.kind] ?? []) implicit(o.metadata.namespace);
-    // A pod in a namespace whose object is missing has unknown namespace labels: like a
-    // pod without its Pod object, it matches no selector and is isolated (fail closed).
-    const endpoints = joinEndpoints(records, pods).map((ep) => (declared.has(ep.namespace) ? ep : { ...ep, metadataKnown: false }));
+    const { namespaces, endpoints } = namespacesAndEndpoints(this.kinds, objects, records);
     return {
       revision: this.revision,
-      namespaces: [...namespaces.values()].sort((a, b) => cmp(a.name, b.name)),
+      namespaces,
       endpoints,
       networkPolicies,
       pods,
@@ -421,7 +410,31 @@ export class PolicySource extends EventEmitter {
 }
 
 
-async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+/**
+ * The namespaces and endpoints of a snapshot, alike for every datastore: Namespace objects
+ * (labelled with their name) plus implicit namespaces for names that objects or records
+ * use without a Namespace object, and the records joined with their Pods; an endpoint in a
+ * namespace without its object has unknown labels (metadataKnown false).
+ */
+export function namespacesAndEndpoints(kinds: readonly ResourceKind[], objects: Readonly<Record<string, readonly KubeObject[]>>, records: readonly WorkloadEndpointRecord[]): { namespaces: NamespaceInfo[]; endpoints: PodEndpoint[] } {
+  const nsObjects = (objects[namespaceKind.kind] ?? []) as NamespaceObject[];
+  const pods = (objects[podKind.kind] ?? []) as PodObject[];
+  const namespaces = new Map<string, NamespaceInfo>();
+  for (const n of nsObjects) namespaces.set(n.metadata.name, { name: n.metadata.name, labels: { ...n.metadata.labels, [NAMESPACE_NAME_LABEL]: n.metadata.name } });
+  const implicit = (name: string | undefined): void => {
+    if (name !== undefined && !namespaces.has(name)) namespaces.set(name, { name, labels: { [NAMESPACE_NAME_LABEL]: name } });
+  };
+  const declared = new Set(namespaces.keys());
+  for (const r of records) implicit(r.namespace);
+  for (const k of kinds) if (k.namespaced) for (const o of objects[k.kind] ?? []) implicit(o.metadata.namespace);
+  // A pod in a namespace whose object is missing has unknown namespace labels: like a
+  // pod without its Pod object, it matches no selector and is isolated (fail closed).
+  const endpoints = joinEndpoints(records, pods).map((ep) => (declared.has(ep.namespace) ? ep : { ...ep, metadataKnown: false }));
+  return { namespaces: [...namespaces.values()].sort((a, b) => cmp(a.name, b.name)), endpoints };
+}
+
+/** Rejects when `p` has not settled within `ms` (a late failure of `p` is swallowed). */
+export async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   p.catch(() => undefined); // a late failure after the timeout must not go unhandled
   try {

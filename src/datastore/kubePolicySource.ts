@@ -1,0 +1,320 @@
+/**
+ * The policy engine's view of a Kubernetes cluster (the PolicyFeed of Kubernetes mode):
+ * one informer per registry kind (Namespaces, Pods, NetworkPolicies and every kind later
+ * appended to KINDS, generically by group/version/plural), producing the same
+ * PolicySnapshot as the etcd PolicySource, so nothing downstream knows which is in use.
+ *
+ * - Every object is validated with its kind's zod schema (validateObject). An invalid one
+ *   keeps its last good version if it had one; otherwise it is listed in `refused` and left
+ *   out of `objects` (buildPolicyModel stands a fail-closed deny-all in for a policy).
+ * - Pods are endpoints with their IPs from status.podIPs/podIP, node from spec.nodeName and
+ *   the host veth hostIfaceName(namespace, pod). hostNetwork pods, pods that ended
+ *   (Succeeded/Failed) and pods without an IP are not endpoints. `localRecords` (what the
+ *   CNI plugin recorded on this node) supply a local pod's IPs before the kubelet reports
+ *   them: for this node's pods the record wins. A record without its Pod is still an
+ *   endpoint, with unknown labels (fail closed), as in etcd mode.
+ * - A namespace without its Namespace object gives its endpoints unknown labels (as etcd).
+ * - `synced` once every informer has listed; "changed" on each change; 410 Gone relists
+ *   (the informer does), other failures are retried with back-off; the last snapshot stays
+ *   through an outage; `live` while every watch is connected. Nothing here throws into the
+ *   process: watch errors and listener bugs are logged.
+ */
+import { EventEmitter } from "node:events";
+import type { Logger } from "pino";
+import type { KubeConfig } from "@kubernetes/client-node" with { "resolution-mode": "import" };
+import type { NetworkPolicyObject, PodObject } from "../config/k8sSchemas.js";
+import { type KubeObject, type ResourceKind, KINDS, networkPolicyKind, podKind, validateObject } from "../config/resourceKinds.js";
+import { type WorkloadEndpointRecord, hostIfaceName } from "../model/endpoint.js";
+import { KubeCollectionWatch, type RawKubeObject } from "./kubeWatch.js";
+import { type InvalidValue, type PolicySnapshot, type RefusedObject, namespacesAndEndpoints } from "./policySource.js";
+
+/** What the CNI plugin recorded for this node's pods (k-agent reads them from its files). */
+export interface LocalEndpointRecords {
+  records(): WorkloadEndpointRecord[];
+  on(event: "changed", listener: () => void): unknown;
+}
+
+export interface KubePolicySourceOptions {
+  /** From kubeConfigFrom(). */
+  kc: KubeConfig;
+  log: Logger;
+  /** This node: local records stand for its pods. */
+  nodeName: string;
+  /** Default KINDS. */
+  kinds?: readonly ResourceKind[];
+  localRecords?: LocalEndpointRecords;
+  /** Restart back-off of a failed informer; defaults 500 / 10 000 ms. */
+  initialBackoffMs?: number;
+  maxBackoffMs?: number;
+  /** A list slower than this counts as failed. Default 30 000 ms. */
+  requestTimeoutMs?: number;
+  /** See KubeCollectionWatch. */
+  watchTimeoutSeconds?: number;
+}
+
+export interface KubePolicySourceChange {
+  cause: "list" | "put" | "delete" | "records";
+  /** "Pod", "NetworkPolicy", ... */
+  kind?: string;
+  /** namespace/name (or name). */
+  key?: string;
+  revision: string;
+}
+
+interface Entry {
+  /** The last version that passed validation. */
+  good: KubeObject | undefined;
+  /** Why the current version is refused, if it is. */
+  invalid: string | undefined;
+  namespace: string | undefined;
+  name: string;
+}
+
+interface KindState {
+  kind: ResourceKind;
+  entries: Map<string, Entry>;
+  watch: KubeCollectionWatch;
+}
+
+interface KubePolicySourceEvents {
+  /** Once per change that altered the snapshot (coalescing is the caller's job). */
+  changed: [change: KubePolicySourceChange];
+  /** Once, after every kind has been listed. */
+  synced: [];
+}
+
+export class KubePolicySource extends EventEmitter<KubePolicySourceEvents> {
+  private readonly o: KubePolicySourceOptions;
+  private readonly kinds: readonly ResourceKind[];
+  private readonly states: KindState[];
+  private revision = "0";
+  private cached: PolicySnapshot | undefined;
+  private isSynced = false;
+  private starting: Promise<void> | undefined;
+
+  constructor(o: KubePolicySourceOptions) {
+    super();
+    this.o = o;
+    this.kinds = o.kinds ?? KINDS;
+    this.states = this.kinds.map((kind) => {
+      const entries = new Map<string, Entry>();
+      const state: KindState = {
+        kind,
+        entries,
+        watch: new KubeCollectionWatch({
+          kc: o.kc,
+          log: o.log,
+          resource: kind,
+          handlers: {
+            list: (items, rv) => this.onList(state, items, rv),
+            upsert: (obj) => this.onUpsert(state, obj),
+            remove: (obj) => this.onRemove(state, obj),
+          },
+          // A CRD that is not installed holds nothing; it must not hold back the rest.
+          absentIsEmpty: kind.group !== "" && kind.group !== "networking.k8s.io",
+          ...(o.initialBackoffMs !== undefined ? { initialBackoffMs: o.initialBackoffMs } : {}),
+          ...(o.maxBackoffMs !== undefined ? { maxBackoffMs: o.maxBackoffMs } : {}),
+          ...(o.requestTimeoutMs !== undefined ? { requestTimeoutMs: o.requestTimeoutMs } : {}),
+          ...(o.watchTimeoutSeconds !== undefined ? { watchTimeoutSeconds: o.watchTimeoutSeconds } : {}),
+        }),
+      };
+      return state;
+    });
+    o.localRecords?.on("changed", () => this.changed({ cause: "records", revision: this.revision }));
+  }
+
+  /** True once every kind has been listed (stays true through outages: the snapshot is the last one). */
+  get synced(): boolean {
+    return this.isSynced;
+  }
+
+  /** True while every watch is connected: false during an API outage (for readiness). */
+  get live(): boolean {
+    return this.states.every((s) => s.watch.live);
+  }
+
+  /** Lists of every kind so far (first lists included; relists after 410 add to it). */
+  get listCount(): number {
+    return this.states.reduce((n, s) => n + s.watch.listCount, 0);
+  }
+
+  /** Starts every informer; resolves once all have listed (retrying meanwhile), rejects if stopped first. */
+  start(): Promise<void> {
+    this.starting ??= Promise.all(this.states.map((s) => s.watch.start())).then(() => undefined);
+    return this.starting;
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.states.map((s) => s.watch.stop()));
+  }
+
+  snapshot(): PolicySnapshot {
+    this.cached ??= this.build();
+    return this.cached;
+  }
+
+  /** The objects of one registered kind, typed. */
+  objectsOf<T extends KubeObject>(kind: ResourceKind<T>): T[] {
+    return [...(this.snapshot().objects[kind.kind] ?? [])] as T[];
+  }
+
+  /** Objects currently refused by validation (key "Kind namespace/name"). */
+  invalidValues(): InvalidValue[] {
+    const out: InvalidValue[] = [];
+    for (const s of this.states) for (const [key, e] of [...s.entries].sort(([a], [b]) => cmp(a, b))) if (e.invalid !== undefined) out.push({ key: `${s.kind.kind} ${key}`, reason: e.invalid, keptLastGood: e.good !== undefined });
+    return out;
+  }
+
+  // ------------------------------------------------------------------ events
+
+  private decode(state: KindState, raw: RawKubeObject): { key: string; entry: Entry } | undefined {
+    const name = raw.metadata?.name;
+    if (!name) return undefined;
+    const namespace = state.kind.namespaced ? (raw.metadata?.namespace ?? "default") : undefined;
+    const key = namespace !== undefined ? `${namespace}/${name}` : name;
+    const v = validateObject(state.kind, raw);
+    if (v.ok) return { key, entry: { good: v.object, invalid: undefined, namespace, name } };
+    const reason = v.issues.map((i) => `${i.path}: ${i.message}`).join("; ");
+    return { key, entry: { good: undefined, invalid: reason, namespace, name } };
+  }
+
+  /** Merges a decoded version with what was there: an invalid one keeps the last good version. Logs transitions. */
+  private merge(state: KindState, key: string, next: Entry): Entry {
+    const before = state.entries.get(key);
+    if (next.invalid === undefined) {
+      if (before?.invalid !== undefined) this.o.log.info({ kind: state.kind.kind, key }, "object is valid again");
+      return next;
+    }
+    const good = before?.good;
+    if (before?.invalid !== next.invalid) this.o.log.warn({ kind: state.kind.kind, key, reason: next.invalid }, good ? "invalid object; keeping its last good version" : "invalid object; refused (a policy gets a fail-closed stand-in)");
+    return { ...next, good };
+  }
+
+  private onList(state: KindState, items: RawKubeObject[], rv: string): void {
+    const next = new Map<string, Entry>();
+    for (const raw of items) {
+      const d = this.decode(state, raw);
+      if (d) next.set(d.key, this.merge(state, d.key, d.entry));
+    }
+    state.entries.clear();
+    for (const [k, e] of next) state.entries.set(k, e);
+    if (rv) this.revision = rv;
+    this.changed({ cause: "list", kind: state.kind.kind, revision: this.revision });
+    if (!this.isSynced && this.states.every((s) => s.watch.synced || s === state)) {
+      this.isSynced = true;
+      try {
+        this.emit("synced");
+      } catch (err) {
+        this.o.log.error({ err: (err as Error).message }, "a policy source listener failed");
+      }
+    }
+  }
+
+  private onUpsert(state: KindState, raw: RawKubeObject): void {
+    const d = this.decode(state, raw);
+    if (!d) return;
+    const before = state.entries.get(d.key);
+    const entry = this.merge(state, d.key, d.entry);
+    state.entries.set(d.key, entry);
+    this.noteRevision(raw);
+    if (entry.invalid !== undefined) {
+      // The snapshot changes only when a refused object appears or its reason changes: an
+      // invalid version over a good one leaves the good one in place.
+      if (entry.good !== undefined) return;
+      if (before !== undefined && before.good === undefined && before.invalid === entry.invalid) return;
+    }
+    this.changed({ cause: "put", kind: state.kind.kind, key: d.key, revision: this.revision });
+  }
+
+  private onRemove(state: KindState, raw: RawKubeObject): void {
+    const d = this.decode(state, raw);
+    if (!d || !state.entries.delete(d.key)) return;
+    this.noteRevision(raw);
+    this.changed({ cause: "delete", kind: state.kind.kind, key: d.key, revision: this.revision });
+  }
+
+  private noteRevision(raw: RawKubeObject): void {
+    const rv = raw.metadata?.resourceVersion;
+    if (rv) this.revision = rv;
+  }
+
+  private changed(c: KubePolicySourceChange): void {
+    this.cached = undefined;
+    try {
+      this.emit("changed", c);
+    } catch (err) {
+      // A listener's bug must not take the watch down with it.
+      this.o.log.error({ err: (err as Error).message }, "a policy source listener failed");
+    }
+  }
+
+  // ------------------------------------------------------------------ snapshot
+
+  private build(): PolicySnapshot {
+    const objects: Record<string, KubeObject[]> = {};
+    const refused: RefusedObject[] = [];
+    for (const s of this.states) {
+      const list: KubeObject[] = (objects[s.kind.kind] = []);
+      for (const key of [...s.entries.keys()].sort(cmp)) {
+        const e = s.entries.get(key) as Entry;
+        if (e.good) list.push(e.good);
+        else if (e.invalid !== undefined) refused.push({ kind: s.kind.kind, namespace: e.namespace, name: e.name, reason: e.invalid });
+      }
+    }
+    const pods = (objects[podKind.kind] ?? []) as PodObject[];
+    const { namespaces, endpoints } = namespacesAndEndpoints(this.kinds, objects, this.endpointRecords(pods));
+    return {
+      revision: this.revision,
+      namespaces,
+      endpoints,
+      networkPolicies: (objects[networkPolicyKind.kind] ?? []) as NetworkPolicyObject[],
+      pods,
+      // What the CNI plugin recorded (as in etcd mode); the Pods' own addresses are in `endpoints`.
+      workloadEndpoints: (this.o.localRecords?.records() ?? []).filter((r) => r.node === this.o.nodeName),
+      objects,
+      refused,
+    };
+  }
+
+  /**
+   * One record per pod interface, for joinEndpoints: this node's CNI records, else what the
+   * Pod's status says (containerId is not known then and left empty).
+   */
+  private endpointRecords(pods: readonly PodObject[]): WorkloadEndpointRecord[] {
+    const node = this.o.nodeName;
+    const local = new Map<string, WorkloadEndpointRecord[]>();
+    for (const r of this.o.localRecords?.records() ?? []) {
+      if (r.node !== node) continue;
+      const k = `${r.namespace}/${r.pod}`;
+      local.set(k, [...(local.get(k) ?? []), r]);
+    }
+    const out: WorkloadEndpointRecord[] = [];
+    for (const p of pods) {
+      const ns = p.metadata.namespace;
+      const k = `${ns}/${p.metadata.name}`;
+      const recs = local.get(k);
+      local.delete(k);
+      if (p.spec.hostNetwork === true) continue;
+      if (p.status?.phase === "Succeeded" || p.status?.phase === "Failed") continue;
+      if (recs && (p.spec.nodeName === undefined || p.spec.nodeName === node)) {
+        out.push(...recs);
+        continue;
+      }
+      const ips = podIps(p);
+      if (!p.spec.nodeName || ips.length === 0) continue;
+      out.push({ node: p.spec.nodeName, namespace: ns, pod: p.metadata.name, containerId: "", ifName: "eth0", hostIface: hostIfaceName(ns, p.metadata.name), ips });
+    }
+    // Records of pods the API has not shown us (yet, or any more): endpoints with unknown labels.
+    for (const recs of local.values()) out.push(...recs);
+    return out;
+  }
+}
+
+/** A Pod's addresses: status.podIPs, else status.podIP. */
+export function podIps(p: PodObject): string[] {
+  const list = (p.status?.podIPs ?? []).map((x) => x.ip).filter(Boolean);
+  if (list.length) return list;
+  return p.status?.podIP ? [p.status.podIP] : [];
+}
+
+const cmp = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);

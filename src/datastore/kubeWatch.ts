@@ -1,0 +1,257 @@
+/**
+ * One Kubernetes collection (nodes, pods, a CRD...) listed and watched with the client
+ * library's informer (ListWatch + Watch), made to survive what the informer leaves to its
+ * user:
+ * - 410 Gone (an ERROR event or status during a watch): the informer relists by itself;
+ *   every listing reaches `handlers.list` as a whole, so the owner replaces its state.
+ * - Any other failure (list or watch: the API server unreachable, 5xx, a reset) stops the
+ *   informer: it is restarted with exponential back-off, resuming the watch from its last
+ *   resourceVersion (a relist if that is too old by then). The owner's state stays as it
+ *   was meanwhile (keep the dataplane through an outage).
+ * - A watch that goes quiet because the network dropped (no FIN, no RST) would hang
+ *   forever: watches ask the server to end them after `watchTimeoutSeconds` (as client-go
+ *   does) and are aborted client-side if they outlive that by a grace period.
+ * - Objects come as the API server sends them (raw JSON, lists and events alike); list
+ *   items get their apiVersion/kind filled in (the server omits them for built-in types).
+ * - A handler that throws is logged; it never stops the watch or the process.
+ */
+import { EventEmitter } from "node:events";
+import type { Logger } from "pino";
+import type { KubeConfig, KubernetesListObject, KubernetesObject, ListWatch } from "@kubernetes/client-node" with { "resolution-mode": "import" };
+import { collectionPath, describeKubeError, kubeErrorStatus, kubeGetJson, loadK8s } from "./kubeClient.js";
+
+/** An object as the API server sends it. */
+export interface RawKubeObject extends KubernetesObject {
+  [k: string]: unknown;
+}
+
+export interface CollectionHandlers {
+  /** A complete listing (the first one, or a relist): replaces everything known of the collection. */
+  list(items: RawKubeObject[], resourceVersion: string): void;
+  /** An object was added or changed. */
+  upsert(o: RawKubeObject): void;
+  /** An object was deleted (the last state the server had). */
+  remove(o: RawKubeObject): void;
+}
+
+export interface CollectionResource {
+  group: string;
+  version: string;
+  plural: string;
+  kind: string;
+}
+
+export interface KubeCollectionWatchOptions {
+  kc: KubeConfig;
+  log: Logger;
+  resource: CollectionResource;
+  handlers: CollectionHandlers;
+  labelSelector?: string;
+  fieldSelector?: string;
+  /** First restart delay after a failure; doubles per failure up to maxBackoffMs. Default 500. */
+  initialBackoffMs?: number;
+  /** Default 10 000. */
+  maxBackoffMs?: number;
+  /** A list slower than this counts as failed. Default 30 000. */
+  requestTimeoutMs?: number;
+  /** The server ends each watch after this; it is then reopened from its resourceVersion. Default 300 (+ up to 25% jitter). */
+  watchTimeoutSeconds?: number;
+  /**
+   * A collection the server does not serve (404: its CRD is not installed) counts as
+   * listed and empty, so one missing optional kind does not hold everything else back;
+   * it is retried with back-off and picked up once it appears.
+   */
+  absentIsEmpty?: boolean;
+}
+
+interface Events {
+  /** live: a watch is connected (false after a failure until a watch connects again). */
+  state: [live: boolean];
+}
+
+export class KubeCollectionWatch extends EventEmitter<Events> {
+  private readonly o: KubeCollectionWatchOptions;
+  private informer: ListWatch<RawKubeObject> | undefined;
+  private isSynced = false;
+  private isLive = false;
+  private lists = 0;
+  private isAbsent = false;
+  private stopping = false;
+  private backoff: number;
+  private restartTimer: NodeJS.Timeout | undefined;
+  private firstList: { promise: Promise<void>; resolve: () => void; reject: (e: Error) => void };
+  private starting: Promise<void> | undefined;
+  /** The current watch's controller and its client-side deadline. */
+  private current: { controller: AbortController; deadline: NodeJS.Timeout } | undefined;
+
+  constructor(o: KubeCollectionWatchOptions) {
+    super();
+    this.o = o;
+    this.backoff = o.initialBackoffMs ?? 500;
+    let resolve!: () => void;
+    let reject!: (e: Error) => void;
+    const promise = new Promise<void>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    promise.catch(() => undefined);
+    this.firstList = { promise, resolve, reject };
+  }
+
+  get what(): string {
+    const r = this.o.resource;
+    return r.group ? `${r.plural}.${r.group}` : r.plural;
+  }
+
+  /** True once a complete list has been handed over (stays true through outages). */
+  get synced(): boolean {
+    return this.isSynced;
+  }
+
+  /** True while a watch is connected. */
+  get live(): boolean {
+    return this.isLive;
+  }
+
+  /** How many complete lists were handed over (first list included). */
+  get listCount(): number {
+    return this.lists;
+  }
+
+  /** Starts listing and watching; resolves after the first complete list (retrying meanwhile), rejects if stopped first. */
+  start(): Promise<void> {
+    this.starting ??= this.begin();
+    return this.starting.then(() => this.firstList.promise);
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    clearTimeout(this.restartTimer);
+    this.dropCurrent();
+    this.firstList.reject(new Error(`watch of ${this.what} stopped before its first list`));
+    this.setLive(false);
+    await this.informer?.stop();
+  }
+
+  private async begin(): Promise<void> {
+    const k8s = await loadK8s();
+    const { kc, resource } = this.o;
+    const path = collectionPath(resource);
+    const timeoutSeconds = this.o.watchTimeoutSeconds ?? 300;
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    const self = this;
+    class TrackedWatch extends k8s.Watch {
+      override async watch(p: string, query: Record<string, string | number | boolean | undefined>, callback: (phase: string, obj: RawKubeObject, raw?: unknown) => void, done: (err: unknown) => void): Promise<AbortController> {
+        let ended = false;
+        // `done` may run before super.watch returns (the request failed at once).
+        const box: { controller?: AbortController } = {};
+        const jittered = Math.round(timeoutSeconds * (1 + Math.random() * 0.25));
+        box.controller = await super.watch(p, { ...query, allowWatchBookmarks: true, timeoutSeconds: jittered }, callback, (err: unknown) => {
+          ended = true;
+          if (box.controller !== undefined && self.current?.controller === box.controller) self.dropCurrent();
+          done(err);
+        });
+        if (!ended && !self.stopping) self.onConnected(box.controller, jittered);
+        return box.controller;
+      }
+    }
+    const listFn = async (): Promise<KubernetesListObject<RawKubeObject>> => {
+      const query: Record<string, string> = {};
+      if (this.o.labelSelector) query["labelSelector"] = this.o.labelSelector;
+      if (this.o.fieldSelector) query["fieldSelector"] = this.o.fieldSelector;
+      let body: unknown;
+      try {
+        body = await kubeGetJson(kc, path, query, this.o.requestTimeoutMs ?? 30_000);
+      } catch (err) {
+        if (this.o.absentIsEmpty && kubeErrorStatus(err) === 404 && !this.stopping) this.absent();
+        throw err;
+      }
+      this.isAbsent = false;
+      const list = body as { items?: unknown; metadata?: { resourceVersion?: unknown } };
+      if (!Array.isArray(list.items)) throw new Error(`GET ${path}: the answer is not a list`);
+      const apiVersion = resource.group ? `${resource.group}/${resource.version}` : resource.version;
+      const items = (list.items as RawKubeObject[]).map((i) => ({ ...i, apiVersion: i.apiVersion ?? apiVersion, kind: i.kind ?? resource.kind }));
+      const rv = typeof list.metadata?.resourceVersion === "string" ? list.metadata.resourceVersion : "";
+      if (!this.stopping) this.handOver(items, rv);
+      return { apiVersion, kind: `${resource.kind}List`, metadata: { resourceVersion: rv }, items };
+    };
+    const informer = new k8s.ListWatch<RawKubeObject>(path, new TrackedWatch(kc), listFn, false, this.o.labelSelector, this.o.fieldSelector);
+    informer.on("add", (o) => this.call("upsert", () => this.o.handlers.upsert(o)));
+    informer.on("update", (o) => this.call("upsert", () => this.o.handlers.upsert(o)));
+    informer.on("delete", (o) => this.call("remove", () => this.o.handlers.remove(o)));
+    informer.on("error", (err) => this.onError(err));
+    this.informer = informer;
+    if (this.stopping) return;
+    informer.start().catch((err: unknown) => this.onError(err));
+  }
+
+  /** The collection is not served: hand over an empty list once (until it is served again). */
+  private absent(): void {
+    if (this.isAbsent) return;
+    this.isAbsent = true;
+    this.o.log.warn({ resource: this.what }, "the API server does not serve this resource (CRD not installed?); treating it as empty until it appears");
+    this.handOver([], "");
+  }
+
+  private handOver(items: RawKubeObject[], rv: string): void {
+    this.lists++;
+    const first = !this.isSynced;
+    this.call("list", () => this.o.handlers.list(items, rv));
+    this.isSynced = true;
+    this.o.log.info({ resource: this.what, items: items.length, resourceVersion: rv }, first ? "listed" : "relisted");
+    if (first) this.firstList.resolve();
+  }
+
+  private onConnected(controller: AbortController, timeoutSeconds: number): void {
+    this.dropCurrent();
+    // The server ends the watch after timeoutSeconds; if nothing ended it well after that, the connection is dead.
+    const deadline = setTimeout(() => {
+      this.o.log.warn({ resource: this.what }, "watch outlived its timeout (connection lost?); reconnecting");
+      controller.abort();
+    }, (timeoutSeconds + 30) * 1000);
+    deadline.unref();
+    this.current = { controller, deadline };
+    this.backoff = this.o.initialBackoffMs ?? 500;
+    this.setLive(true);
+  }
+
+  private dropCurrent(): void {
+    if (!this.current) return;
+    clearTimeout(this.current.deadline);
+    this.current = undefined;
+  }
+
+  private onError(err: unknown): void {
+    if (this.stopping) return;
+    this.setLive(false);
+    if (this.restartTimer) return; // a restart is already scheduled
+    const delay = this.backoff;
+    this.backoff = Math.min(this.backoff * 2, this.o.maxBackoffMs ?? 10_000);
+    // A collection known to be absent is retried quietly (its warning was logged once).
+    this.o.log[this.isAbsent ? "debug" : "warn"]({ resource: this.what, err: describeKubeError(err), retryInMs: delay }, this.isSynced ? "watch failed; keeping the last known state and retrying" : "cannot list yet; retrying");
+    this.restartTimer = setTimeout(() => {
+      this.restartTimer = undefined;
+      if (this.stopping) return;
+      this.informer?.start().catch((e: unknown) => this.onError(e));
+    }, delay);
+  }
+
+  private setLive(live: boolean): void {
+    if (this.isLive === live) return;
+    this.isLive = live;
+    try {
+      this.emit("state", live);
+    } catch (err) {
+      this.o.log.error({ resource: this.what, err: (err as Error).message }, "a watch state listener failed");
+    }
+  }
+
+  private call(what: string, fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.o.log.error({ resource: this.what, handler: what, err: (err as Error).stack ?? String(err) }, "a watch handler failed");
+    }
+  }
+}
