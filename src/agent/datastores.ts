@@ -8,9 +8,11 @@ import type { Logger } from "pino";
 import type { AgentConfig } from "../config/agentConfig.js";
 import { connectEtcd } from "../datastore/etcdClient.js";
 import { EtcdSubnetManager } from "../datastore/etcdSubnetManager.js";
+import { kubeConfigFrom } from "../datastore/kubeClient.js";
+import { KubePolicySource, type LocalEndpointRecords } from "../datastore/kubePolicySource.js";
+import { KubeSubnetManager } from "../datastore/kubeSubnetManager.js";
 import { PolicySource } from "../datastore/policySource.js";
 import type { SubnetManager } from "../datastore/subnetManager.js";
-import type { LocalEndpointRecords } from "./localEndpoints.js";
 import type { PolicyFeed } from "./policyEngine.js";
 
 /** A policy feed the agent starts (resolves after the first complete list) and stops. */
@@ -42,6 +44,14 @@ export async function openDatastore(cfg: AgentConfig, log: Logger): Promise<Agen
   };
 }
 
-async function openKubernetes(_cfg: AgentConfig, _log: Logger): Promise<AgentDatastore> {
-  throw new Error("--kube-subnet-mgr: the Kubernetes datastore is not part of this build yet; use the etcd datastore (--etcd-endpoints)");
+async function openKubernetes(cfg: AgentConfig, log: Logger): Promise<AgentDatastore> {
+  const kc = await kubeConfigFrom({ kubeconfigFile: cfg["kubeconfig-file"], apiUrl: cfg["kube-api-url"] });
+  log.info({ server: kc.getCurrentCluster()?.server }, "Kubernetes API server");
+  return {
+    kind: "kubernetes",
+    subnets: new KubeSubnetManager({ kc, nodeName: cfg.nodeName, netConfigPath: cfg["net-config-path"], annotationPrefix: cfg["kube-annotation-prefix"], setNodeNetworkUnavailable: cfg["set-node-network-unavailable"], log }),
+    policyFeed: (local) => new KubePolicySource({ kc, log, nodeName: cfg.nodeName, localRecords: local }),
+    // The client keeps no connection between requests; the watches end with stop().
+    close: async () => undefined,
+  };
 }

@@ -19,15 +19,11 @@ import { mkdir, readFile, readdir, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "pino";
 import { parseWorkloadEndpointRecord } from "../config/endpointSchema.js";
+import type { LocalEndpointRecords } from "../datastore/kubePolicySource.js";
 import type { WorkloadEndpointRecord } from "../model/endpoint.js";
 import { formatReadyMark, localEndpointsDir, policyReadyDir, policyReadyPath } from "../model/localEndpoints.js";
 import { writeFileAtomic } from "./subnetEnv.js";
 
-/** What the Kubernetes policy source takes (its `localRecords` option). */
-export interface LocalEndpointRecords {
-  records(): WorkloadEndpointRecord[];
-  on(event: "changed", listener: () => void): unknown;
-}
 
 export interface LocalEndpointWatcherOptions {
   /** The plugin's data dir (the agent's --cni-data-dir). */
