@@ -584,7 +584,12 @@ class SetRegistry {
     const c = this.cidr(cidrText);
     if (c.family !== this.family) return undefined;
     if (c.prefixLen === 0 && except.length === 0) return "";
-    return this.get("hash:net", `net|${cidrText}|${except.join(",")}`, () => [...netMembers([c]), ...except.map((e) => `${netMember(this.cidr(e))} nomatch`)]);
+    return this.get("hash:net", `net|${cidrText}|${except.join(",")}`, () => {
+      const excepts = except.map((e) => netMember(this.cidr(e)));
+      // A /0 block is held as two /1 halves: an exception equal to a half removes it (ipset
+      // cannot hold one element both with and without nomatch; the plan refuses the set).
+      return [...netMembers([c]).filter((m) => !excepts.includes(m)), ...excepts.map((e) => `${e} nomatch`)];
+    });
   }
 
   /** hash:ip,port of `<ip>,<proto>:<port>` for the named container port of the pods ("all": every pod). */

@@ -20,6 +20,7 @@ import { LOG_PREFIX_MAX, endpointChainName, logPrefix, policyChainName, renderPo
 import { formatPolicyRender } from "../../src/render/policyText.js";
 import type { PolicyRender } from "../../src/render/policyContract.js";
 import { assertPolicyGolden, mulberry32 } from "../helpers/golden.js";
+import { planPrepare } from "../../src/dataplane/ipsetPlan.js";
 import { DEFAULT_SPORT, Node, type SimCluster, crossCheck, simulate } from "../helpers/policySim.js";
 
 // ---------------------------------------------------------------- fixtures
@@ -455,6 +456,26 @@ describe("policy tiers: structure", () => {
     assert.deepEqual(texts(viaModel, "egress"), ["[Admin] sets rule 2: Deny"]);
     const bare = new PolicyEvaluator(s.policies, new EndpointIndex(endpoints, namespaces), { sctpSupported: false });
     assert.equal(bare.evaluate({ src: ip(tool), dst: "198.51.100.9", protocol: "TCP", port: 80 }).allowed, true, "without network sets the set is empty");
+  });
+
+  test("an ipBlock of the whole space except one half: the set is one ipset can hold, and it matches as the evaluator says", () => {
+    // Valid NetworkPolicy (except strictly within cidr); ipset holds /0 as two /1 halves, so
+    // the excepted half must not also be listed without nomatch (planPrepare refuses that,
+    // and with it every policy update on the node).
+    const s: Scenario = {
+      name: "x",
+      description: "",
+      policies: [knp("prod", "upper-half", { podSelector: {}, ingress: [{ from: [{ ipBlock: { cidr: "0.0.0.0/0", except: ["0.0.0.0/1"] } }, { ipBlock: { cidr: "::/0", except: ["8000::/1"] } }] }] })],
+    };
+    for (const family of [4, 6] as const) {
+      const r = render(s, family);
+      assert.doesNotThrow(() => planPrepare(family, r.ipsets, new Map()), `IPv${family} sets`);
+      crossCheck(clusterOf(s, family), evaluatorOf(s), EXTERNALS, PROBES);
+    }
+    assert.equal(check(s, { src: ip(api), dst: ip(web), protocol: "TCP", port: 80 }).allowed, false, "10.244.2.4 is in the excepted half");
+    assert.equal(check(s, { src: "192.0.2.7", dst: ip(web), protocol: "TCP", port: 80 }).allowed, true);
+    assert.equal(check(s, { src: "2001:db8::1", dst: ip(web, 6), protocol: "TCP", port: 80 }).allowed, true, "2001:db8::1 is in ::/1");
+    assert.equal(check(s, { src: ip(api, 6), dst: ip(web, 6), protocol: "TCP", port: 80 }).allowed, false, "fd00:244:2::4 is in the excepted 8000::/1");
   });
 
   test("deterministic: input order does not matter", () => {
