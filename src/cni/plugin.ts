@@ -136,7 +136,7 @@ function loadSubnetEnv(conf: CniNetConf, code: number): Partial<SubnetEnv> {
   return env;
 }
 
-/** File-system trouble in the IPAM store is an I/O error (code 5); an exhausted subnet is ours (101). */
+/** File-system trouble (the address store, the local endpoint records) is an I/O error (code 5); an exhausted subnet is ours (101). */
 function ipamCall<T>(what: string, fn: () => T): T {
   try {
     return fn();
