@@ -92,6 +92,13 @@ export async function addExternalHost(sb: Sandbox, ports: readonly ServedPort[] 
     await ip("-n", host.ns, "route", "add", "default", "via", EXTERNAL_GATEWAY);
     host.serverPid = spawnPodServer(host.ns, ports, host.ctlSocket, logPath(sb, name));
     await waitPodServer(host.ctlSocket, host.serverPid, logPath(sb, name));
+    // Ready when the underlay (the nodes' gateway) reaches it: its bridge port forwards and
+    // its address is resolved before the first probe.
+    for (let i = 0; ; i++) {
+      const r = await nsTry(sb.underlayNs, "ping", ["-n", "-q", "-c", "1", "-W", "1", host.address], 3000);
+      if (r.code === 0) break;
+      if (i === 4) throw new Error(`external host ${name} (${host.address}) does not answer pings from the underlay: ${r.stdout.trim() || r.stderr.trim()}`);
+    }
     writeFileSync(`${recordPath(sb, name)}.tmp`, JSON.stringify(host, null, 2) + "\n");
     renameSync(`${recordPath(sb, name)}.tmp`, recordPath(sb, name));
     return host;
