@@ -173,7 +173,8 @@ export function effectivePolicyTypes(np: NetworkPolicyObject): { ingress: boolea
   return { ingress: true, egress: np.spec.egress !== undefined && np.spec.egress.length > 0 };
 }
 
-function isCidr(s: string): boolean {
+/** True when `s` parses as a CIDR (host bits may be set, as the API server accepts). */
+export function isCidr(s: string): boolean {
   try {
     parseCidr(s);
     return true;

@@ -9,6 +9,19 @@
 import type { z } from "zod";
 import { type LabelSelector, type NamespaceObject, type NetworkPolicyObject, type PodObject, formatIssuePath, namespaceObject, networkPolicyObject, podObject } from "./k8sSchemas.js";
 import { NAMESPACE_NAME_LABEL } from "../model/endpoint.js";
+import {
+  type ClusterNetworkPolicyObject,
+  type GlobalNetworkPolicyObject,
+  type GlobalNetworkSetObject,
+  type NetworkSetObject,
+  type NodeObject,
+  clusterNetworkPolicyObject,
+  globalNetworkPolicyObject,
+  globalNetworkSetObject,
+  gnpTypes,
+  networkSetObject,
+  nodeObject,
+} from "./policySchemas.js";
 
 /** What every stored object has in common (the parts the store and the CLI look at). */
 export interface KubeObject {
@@ -128,11 +141,128 @@ export const networkPolicyKind = defineKind<NetworkPolicyObject>({
   columns: [{ header: "POD-SELECTOR", value: (o) => formatLabelSelector(o.spec.podSelector) }],
 });
 
+const SLUICE_GROUP = "sluice.dev";
+
+/** A CNP subject in selector text: `namespaces: tenant=blue` or `pods: <namespace selector> / <pod selector>`. */
+function cnpSubjectText(o: ClusterNetworkPolicyObject): string {
+  const s = o.spec.subject;
+  if (s.namespaces) return `namespaces: ${formatLabelSelector(s.namespaces)}`;
+  return `pods: ${formatLabelSelector(s.pods?.namespaceSelector)} / ${formatLabelSelector(s.pods?.podSelector)}`;
+}
+
+/** The first nets of a set, then how many more: `10.0.0.0/8,172.16.0.0/12 + 3 more`. */
+function netsText(nets: readonly string[] | undefined): string {
+  const n = nets ?? [];
+  if (n.length === 0) return "<none>";
+  const shown = n.slice(0, 3).join(",");
+  return n.length > 3 ? `${shown} + ${n.length - 3} more` : shown;
+}
+
+const directionsText = (d: { ingress: boolean; egress: boolean }): string => [d.ingress ? "Ingress" : "", d.egress ? "Egress" : ""].filter(Boolean).join(",") || "<none>";
+
+export const clusterNetworkPolicyKind = defineKind<ClusterNetworkPolicyObject>({
+  group: "policy.networking.k8s.io",
+  version: "v1alpha2",
+  kind: "ClusterNetworkPolicy",
+  plural: "clusternetworkpolicies",
+  singular: "clusternetworkpolicy",
+  namespaced: false,
+  shortNames: ["cnp"],
+  schema: clusterNetworkPolicyObject,
+  columns: [
+    { header: "TIER", value: (o) => o.spec.tier },
+    { header: "PRIORITY", value: (o) => String(o.spec.priority) },
+    { header: "SUBJECT", wide: true, value: cnpSubjectText },
+  ],
+});
+
+export const globalNetworkPolicyKind = defineKind<GlobalNetworkPolicyObject>({
+  group: SLUICE_GROUP,
+  version: "v1",
+  kind: "GlobalNetworkPolicy",
+  plural: "globalnetworkpolicies",
+  singular: "globalnetworkpolicy",
+  namespaced: false,
+  shortNames: ["gnp"],
+  schema: globalNetworkPolicyObject,
+  columns: [
+    { header: "ORDER", value: (o) => (o.spec.order === undefined ? "<none>" : String(o.spec.order)) },
+    { header: "SELECTOR", value: (o) => formatLabelSelector(o.spec.selector) },
+    { header: "NAMESPACE-SELECTOR", wide: true, value: (o) => formatLabelSelector(o.spec.namespaceSelector) },
+    { header: "TYPES", wide: true, value: (o) => directionsText(gnpTypes(o)) },
+  ],
+});
+
+/** NETS and (wide) LABELS, for NetworkSet and GlobalNetworkSet. */
+const setColumns: Column<NetworkSetObject | GlobalNetworkSetObject>[] = [
+  { header: "NETS", value: (o) => netsText(o.spec.nets) },
+  { header: "LABELS", wide: true, value: (o) => labelsText(o.metadata.labels) },
+];
+
+export const networkSetKind = defineKind<NetworkSetObject>({
+  group: SLUICE_GROUP,
+  version: "v1",
+  kind: "NetworkSet",
+  plural: "networksets",
+  singular: "networkset",
+  namespaced: true,
+  shortNames: ["netsets"],
+  schema: networkSetObject,
+  columns: setColumns,
+});
+
+export const globalNetworkSetKind = defineKind<GlobalNetworkSetObject>({
+  group: SLUICE_GROUP,
+  version: "v1",
+  kind: "GlobalNetworkSet",
+  plural: "globalnetworksets",
+  singular: "globalnetworkset",
+  namespaced: false,
+  shortNames: ["globalnetsets"],
+  schema: globalNetworkSetObject,
+  columns: setColumns,
+});
+
+const NODE_ROLE_PREFIX = "node-role.kubernetes.io/";
+const nodeAddress = (o: NodeObject, type: string): string => o.status?.addresses?.find((a) => a.type === type)?.address ?? "<none>";
+
+export const nodeKind = defineKind<NodeObject>({
+  group: "",
+  version: "v1",
+  kind: "Node",
+  plural: "nodes",
+  singular: "node",
+  namespaced: false,
+  shortNames: ["no"],
+  schema: nodeObject,
+  columns: [
+    {
+      header: "STATUS",
+      value: (o) => {
+        const ready = o.status?.conditions?.find((c) => c.type === "Ready")?.status;
+        return ready === "True" ? "Ready" : ready === "False" ? "NotReady" : "Unknown";
+      },
+    },
+    {
+      header: "ROLES",
+      value: (o) =>
+        Object.keys(o.metadata.labels ?? {})
+          .filter((k) => k.startsWith(NODE_ROLE_PREFIX) && k.length > NODE_ROLE_PREFIX.length)
+          .map((k) => k.slice(NODE_ROLE_PREFIX.length))
+          .sort()
+          .join(",") || "<none>",
+    },
+    { header: "INTERNAL-IP", wide: true, value: (o) => nodeAddress(o, "InternalIP") },
+    { header: "EXTERNAL-IP", wide: true, value: (o) => nodeAddress(o, "ExternalIP") },
+    { header: "POD-CIDR", wide: true, value: (o) => o.spec.podCIDRs?.join(",") ?? o.spec.podCIDR ?? "<none>" },
+  ],
+});
+
 /**
  * Every kind Sluice stores. Append new kinds here (and nowhere else): the store, the
  * agent's PolicySource (snapshot().objects[kind]) and sluicectl pick them up.
  */
-export const KINDS: readonly ResourceKind[] = [namespaceKind, podKind, networkPolicyKind] as ResourceKind[];
+export const KINDS: readonly ResourceKind[] = [namespaceKind, podKind, networkPolicyKind, clusterNetworkPolicyKind, globalNetworkPolicyKind, networkSetKind, globalNetworkSetKind, nodeKind] as ResourceKind[];
 
 /** etcd key segments that are not registry kinds but live under the same prefix. */
 export const RESERVED_PLURALS: readonly string[] = ["workloadendpoints"];

@@ -9,9 +9,10 @@
  * - Every stored value is validated (JSON, the kind's zod schema, name/namespace matching
  *   the key). An invalid value is logged and never crashes the source. If the key had a
  *   valid value before, that last good version stays in the snapshot (so a policy broken
- *   by a bad write keeps isolating what it isolated); if it never had one, the value is
- *   ignored as if absent. Note that ignoring a never-valid NetworkPolicy means it isolates
- *   nothing: `sluicectl apply` refuses such objects, so only a direct etcd write gets here.
+ *   by a bad write keeps isolating what it isolated); if it never had one, the object is
+ *   listed in the snapshot's `refused` (kind, namespace, name, reason) and left out of
+ *   `objects`: buildPolicyModel stands a fail-closed deny-all in for a policy of any kind.
+ *   `sluicectl apply` refuses such objects, so only a direct etcd write gets here.
  * - A watch that fails, is cancelled (e.g. its revision was compacted) or loses its
  *   connection is dropped and replaced by a fresh list + watch, retried with exponential
  *   back-off. Until a list succeeds the last good snapshot stays in place: while etcd is
@@ -219,30 +220,31 @@ export class PolicySource extends EventEmitter {
       revision: this.revision,
       namespaces: [...namespaces.values()].sort((a, b) => cmp(a.name, b.name)),
       endpoints,
-      networkPolicies: [...networkPolicies, ...this.denyAllStandIns()],
+      networkPolicies,
       pods,
       workloadEndpoints: records,
       objects,
+      refused: this.refusedObjects(),
     };
   }
 
   /**
-   * A stored NetworkPolicy that fails validation and has no last good version (e.g. after
-   * a restart) cannot be read, but it was written to isolate something: in its place the
-   * engine isolates every pod of its namespace both ways until it is fixed. Failing open
-   * here would let a typo make isolated pods reachable.
+   * The registry object a refused key stands for, when it fits the layout. The policy
+   * model decides what an unreadable object means (buildPolicyModel: a fail-closed
+   * stand-in for a policy of any kind, a warning for the rest).
    */
-  private denyAllStandIn(key: string): NetworkPolicyObject | undefined {
+  private refusedObject(key: string, reason: string): RefusedObject | undefined {
     const info = parseResourceKey(key, this.prefix, this.kinds);
-    if (info?.type !== "object" || info.kind.kind !== networkPolicyKind.kind || info.namespace === undefined) return undefined;
-    return { apiVersion: "networking.k8s.io/v1", kind: "NetworkPolicy", metadata: { name: info.name, namespace: info.namespace }, spec: { podSelector: {}, policyTypes: ["Ingress", "Egress"] } };
+    if (info?.type !== "object") return undefined;
+    return { kind: info.kind.kind, namespace: info.namespace, name: info.name, reason };
   }
 
-  private denyAllStandIns(): NetworkPolicyObject[] {
-    const out: NetworkPolicyObject[] = [];
-    for (const key of [...this.invalid.keys()].sort(cmp)) {
-      const standIn = this.entries.has(key) ? undefined : this.denyAllStandIn(key);
-      if (standIn) out.push(standIn);
+  /** Refused objects without a last good version, sorted by key. */
+  private refusedObjects(): RefusedObject[] {
+    const out: RefusedObject[] = [];
+    for (const [key, reason] of [...this.invalid].sort(([a], [b]) => cmp(a, b))) {
+      const r = this.entries.has(key) ? undefined : this.refusedObject(key, reason);
+      if (r) out.push(r);
     }
     return out;
   }
@@ -288,10 +290,10 @@ export class PolicySource extends EventEmitter {
     this.revision = kv.mod_revision;
     if (!d.ok) {
       const hadGood = this.entries.has(key);
-      const wasRefused = this.invalid.has(key);
+      const before = this.invalid.get(key);
       this.refuse(key, d.reason, hadGood);
-      // Without a last good version the key now stands for a deny-all (denyAllStandIn).
-      if (!hadGood && !wasRefused && this.denyAllStandIn(key) !== undefined) this.changed({ cause: "put", key, revision: this.revision });
+      // Without a last good version the key is now (or for a new reason) a refused object.
+      if (!hadGood && before !== d.reason && this.refusedObject(key, d.reason) !== undefined) this.changed({ cause: "put", key, revision: this.revision });
       return;
     }
     if (this.invalid.delete(key)) this.log.info({ key }, "value in etcd is valid again");
@@ -301,11 +303,11 @@ export class PolicySource extends EventEmitter {
 
   private onDelete(kv: IKeyValue): void {
     const key = kv.key.toString();
-    const wasStandIn = this.invalid.delete(key) && !this.entries.has(key) && this.denyAllStandIn(key) !== undefined;
+    const wasRefused = this.invalid.delete(key) && !this.entries.has(key) && this.refusedObject(key, "") !== undefined;
     const old = this.entries.get(key);
     if (kv.mod_revision) this.revision = kv.mod_revision;
     if (!this.entries.delete(key)) {
-      if (wasStandIn) this.changed({ cause: "delete", key, revision: this.revision });
+      if (wasRefused) this.changed({ cause: "delete", key, revision: this.revision });
       return;
     }
     this.changed({ cause: "delete", key, kind: this.kindOf(old), revision: this.revision });

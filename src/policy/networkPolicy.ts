@@ -35,6 +35,7 @@ export function networkPolicyToIr(np: NetworkPolicyObject): PolicyIR {
     subject: { namespaces: { kind: "name", name: ns }, pods: normalizeSelector(np.spec.podSelector) },
     ingress,
     egress,
+    origin: { kind: "NetworkPolicy", namespace: ns, name: np.metadata.name },
   };
 }
 
@@ -64,6 +65,6 @@ export function translatePort(p: NetworkPolicyPort): PortSpec {
 }
 
 /** Network address text with host bits cleared (the API server accepts `10.0.0.1/8`). */
-function canonicalCidr(text: string): string {
+export function canonicalCidr(text: string): string {
   return formatCidr(parseCidr(text));
 }

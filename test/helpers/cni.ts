@@ -23,6 +23,8 @@ export interface CniCall {
   /** The network config; an object is serialized, a string is sent as is. */
   conf: Record<string, unknown> | string;
   env?: Record<string, string>;
+  /** The plugin's executable (default: node and the built dist/bin/sluice-cni.js). */
+  plugin?: string;
 }
 
 export interface CniReply {
@@ -46,7 +48,7 @@ export async function invokeCni(nodeNs: string, c: CniCall): Promise<CniReply> {
   const input = typeof c.conf === "string" ? c.conf : JSON.stringify(c.conf);
   const started = performance.now();
   return new Promise((resolve, reject) => {
-    const child = spawn("ip", ["netns", "exec", nodeNs, process.execPath, binPath("sluice-cni")], { env, stdio: ["pipe", "pipe", "pipe"] });
+    const child = spawn("ip", ["netns", "exec", nodeNs, ...(c.plugin ? [c.plugin] : [process.execPath, binPath("sluice-cni")])], { env, stdio: ["pipe", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));

@@ -11,6 +11,7 @@ import { type WorkloadEndpointRecord, hostIfaceName } from "../../src/model/endp
 import { startEtcd } from "../../src/sandbox/etcdServer.js";
 import { startTestEtcd, type TestEtcd } from "../helpers/etcd.js";
 import { captureLog } from "../helpers/log.js";
+import { buildPolicyModel } from "../../src/policy/model.js";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 let counter = 0;
@@ -198,7 +199,7 @@ describe("PolicySource", () => {
         { namespace: "prod", pod: "web-1", node: "node-1", hostIface: hostIfaceName("prod", "web-1"), ips: ["10.244.1.5"], labels: { app: "web" }, ports: [{ name: "http", containerPort: 8080, protocol: "TCP" }] },
       ]);
       assert.deepEqual(s.networkPolicies.map((p) => `${p.metadata.namespace}/${p.metadata.name}`), ["prod/deny-all"]);
-      assert.deepEqual(Object.keys(s.objects).sort(), ["Namespace", "NetworkPolicy", "Pod"]);
+      assert.deepEqual(Object.keys(s.objects).sort(), ["ClusterNetworkPolicy", "GlobalNetworkPolicy", "GlobalNetworkSet", "Namespace", "NetworkPolicy", "NetworkSet", "Node", "Pod"], "every registered kind, [] when none");
       assert.equal(src.objectsOf(networkPolicyKind)[0]?.spec.podSelector !== undefined, true);
       assert.equal(src.snapshot(), s, "the snapshot is cached until something changes");
       assert.deepEqual(src.invalidValues(), []);
@@ -266,7 +267,13 @@ describe("PolicySource", () => {
       await etcd.client.put(`${prefix}/workloadendpoints/n1/x/pod/eth0`).value(JSON.stringify({ ...wep("x", "other-pod", "n1", "10.0.0.1") }));
       await etcd.client.put(`${prefix}/networkpolicies/too/many/parts`).value("{}");
       await waitFor("three refusals", () => src.invalidValues().length === 3);
-      assert.deepEqual(src.snapshot().networkPolicies, [{ apiVersion: "networking.k8s.io/v1", kind: "NetworkPolicy", metadata: { name: "p", namespace: "x" }, spec: { podSelector: {}, policyTypes: ["Ingress", "Egress"] } }]);
+      assert.deepEqual(src.snapshot().networkPolicies, []);
+      const refused = src.snapshot().refused ?? [];
+      assert.deepEqual(refused.map((r) => [r.kind, r.namespace, r.name]), [["NetworkPolicy", "x", "p"]], "only the object key; the endpoint record and the bad key are not objects");
+      assert.match(refused[0]?.reason ?? "", /^spec\.podSelector\.matchLabels/);
+      // The policy model puts a deny-all of namespace x in its place.
+      const standIn = buildPolicyModel(src.snapshot()).policies.find((p) => p.id === "x/p");
+      assert.deepEqual([standIn?.tier, standIn?.origin?.kind, standIn?.subject, standIn?.ingress, standIn?.egress], ["namespace", "StandIn", { namespaces: { kind: "name", name: "x" }, pods: {} }, [], []]);
       assert.equal(src.snapshot().endpoints.length, 0);
       assert.deepEqual(
         src.invalidValues().map((v) => [v.key.slice(prefix.length), v.keptLastGood]),
@@ -293,11 +300,33 @@ describe("PolicySource", () => {
       assert.ok(!src.invalidValues().some((v) => v.key === key));
       await etcd.client.put(key).value(badValue);
       await waitFor("refused again", () => src.invalidValues().some((v) => v.key === key));
+      assert.equal(src.snapshot().refused?.length, 0, "a key with a last good version is not refused: the good version stays");
       await etcd.client.delete().key(key);
       await waitFor("deleted", () => src.snapshot().networkPolicies.length === 0 && !src.invalidValues().some((v) => v.key === key));
       // Still watching.
       await store.put(np("x", "q"));
       await waitFor("still watching", () => src.snapshot().networkPolicies.length === 1);
+    } finally {
+      await src.stop();
+    }
+  });
+
+  test("a never-valid cluster-wide policy is refused at startup: the model denies every pod both ways until it is deleted", async () => {
+    const prefix = uniquePrefix();
+    const key = resourceKey("clusternetworkpolicies", undefined, "tenants", prefix);
+    // Written before the agent starts (e.g. by a newer sluicectl): the first list refuses it.
+    await etcd.client.put(key).value(JSON.stringify({ apiVersion: "policy.networking.k8s.io/v1alpha2", kind: "ClusterNetworkPolicy", metadata: { name: "tenants" }, spec: { tier: "Admin", priority: 5000, subject: { namespaces: {} } } }));
+    const src = new PolicySource({ client: etcd.client, log: captureLog().log, prefix });
+    await src.start();
+    try {
+      assert.deepEqual(src.snapshot().refused, [{ kind: "ClusterNetworkPolicy", namespace: undefined, name: "tenants", reason: "spec.priority: must be between 0 and 1000" }]);
+      assert.deepEqual(src.snapshot().objects["ClusterNetworkPolicy"], []);
+      const model = buildPolicyModel(src.snapshot());
+      assert.deepEqual(model.policies.map((p) => [p.id, p.tier, p.priority, p.origin?.kind]), [["cnp:tenants", "admin", -1, "StandIn"]]);
+      assert.match(model.warnings[0] ?? "", /^ClusterNetworkPolicy tenants cannot be read \(spec\.priority: must be between 0 and 1000\); every pod is denied/);
+      await etcd.client.delete().key(key);
+      await waitFor("the refusal goes with the key", () => src.snapshot().refused?.length === 0);
+      assert.deepEqual(buildPolicyModel(src.snapshot()).policies, []);
     } finally {
       await src.stop();
     }

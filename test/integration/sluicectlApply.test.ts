@@ -1,10 +1,10 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { run } from "../../src/dataplane/exec.js";
-import { binPath } from "../../src/sandbox/paths.js";
+import { binPath, packageRoot } from "../../src/sandbox/paths.js";
 import { startTestEtcd, type TestEtcd } from "../helpers/etcd.js";
 
 let etcd: TestEtcd;
@@ -118,9 +118,12 @@ describe("sluicectl apply", () => {
 
   test("an unknown kind is named with its apiVersion", async () => {
     const c = ctl();
-    const r = await c.run(["apply", "-f", "-"], "apiVersion: crd.projectcalico.org/v1\nkind: GlobalNetworkPolicy\nmetadata: {name: g}\nspec: {}\n");
+    const r = await c.run(["apply", "-f", "-"], "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\nspec: {}\n");
     assert.equal(r.code, 1);
-    assert.match(r.stderr, /^error: document 1 \(GlobalNetworkPolicy g\): no kind "GlobalNetworkPolicy" is registered for version "crd\.projectcalico\.org\/v1" \(known kinds: /);
+    assert.match(r.stderr, /^error: document 1 \(Widget w\): no kind "Widget" is registered for version "example\.com\/v1" \(known kinds: /);
+    const calico = await c.run(["apply", "-f", "-"], "apiVersion: crd.projectcalico.org/v1\nkind: GlobalNetworkPolicy\nmetadata: {name: g}\nspec: {}\n");
+    assert.equal(calico.code, 1);
+    assert.equal(calico.stderr, 'error: document 1 (GlobalNetworkPolicy g): no kind "GlobalNetworkPolicy" is registered for version "crd.projectcalico.org/v1" (Sluice serves GlobalNetworkPolicy as sluice.dev/v1)\nerror: 1 problem found; nothing was applied\n');
   });
 
   test("-n fills in the namespace; a different metadata.namespace is an error and nothing is written", async () => {
@@ -236,3 +239,92 @@ describe("sluicectl get and delete", () => {
     assert.match(h.stdout, /--etcd-endpoints value/);
   });
 });
+
+describe("sluicectl and the policy kinds", () => {
+  const KINDS_FILE = join(packageRoot(), "test", "fixtures", "policy-kinds.yaml");
+
+  test("apply stores every kind of the board's examples; a second apply changes nothing; get prints each kind's columns", async () => {
+    const c = ctl();
+    const r = await c.run(["apply", "-f", KINDS_FILE]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(
+      r.stdout,
+      [
+        "clusternetworkpolicy.policy.networking.k8s.io/tenant-blue created",
+        "clusternetworkpolicy.policy.networking.k8s.io/baseline-tenants created",
+        "globalnetworkpolicy.sluice.dev/web-corp created",
+        "networkset.sluice.dev/partners created",
+        "globalnetworkset.sluice.dev/corporate created",
+        "node/node-1 created",
+        "",
+      ].join("\n"),
+    );
+    assert.deepEqual((await c.keys()).sort(), ["/clusternetworkpolicies/baseline-tenants", "/clusternetworkpolicies/tenant-blue", "/globalnetworkpolicies/web-corp", "/globalnetworksets/corporate", "/networksets/blue/partners", "/nodes/node-1"]);
+    assert.match((await c.run(["apply", "-f", KINDS_FILE])).stdout, /^(\S+ unchanged\n){6}$/);
+
+    const table = async (...args: string[]): Promise<string> => {
+      const t = await c.run(["get", ...args]);
+      assert.equal(t.code, 0, t.stderr);
+      return t.stdout;
+    };
+    /** A wide table's cells (columns are at least three spaces apart; cells hold at most one space), ages as "Ns". */
+    const cells = (t: string): string[][] => t.trimEnd().split("\n").map((l) => l.split(/ {3,}/).map((c) => c.replace(/^\d+s$/, "Ns")));
+    assert.equal(ages(await table("cnp")), TABLES.cnp);
+    assert.deepEqual(cells(await table("clusternetworkpolicies", "-o", "wide")), TABLES.cnpWide);
+    assert.deepEqual(cells(await table("gnp", "-o", "wide")), TABLES.gnpWide);
+    assert.equal(ages(await table("netsets", "-n", "blue")), TABLES.netsets);
+    assert.deepEqual(cells(await table("networksets", "-A", "-o", "wide")), TABLES.netsetsAll);
+    assert.equal(ages(await table("globalnetsets")), TABLES.globalnetsets);
+    assert.deepEqual(cells(await table("no", "-o", "wide")), TABLES.nodesWide);
+
+    // What kubectl would store: the Node keeps its status; the CNP keeps its rule names.
+    const node = JSON.parse((await c.run(["get", "node", "node-1", "-o", "json"])).stdout) as { status: { addresses: { type: string; address: string }[] } };
+    assert.deepEqual(node.status.addresses[0], { type: "InternalIP", address: "192.168.50.11" });
+    const stored = JSON.parse((await etcd.client.get(`${c.prefix}/clusternetworkpolicies/tenant-blue`).string()) ?? "{}") as { spec: { egress: { name: string }[] } };
+    assert.deepEqual(stored.spec.egress.map((e) => e.name), ["deny-to-other-tenants", "accept-dns-on-control-plane", "deny-blocked-ranges"]);
+
+    const d = await c.run(["delete", "cnp", "tenant-blue"]);
+    assert.equal(d.stdout, 'clusternetworkpolicy.policy.networking.k8s.io "tenant-blue" deleted\n');
+  });
+
+  test("an invalid object of a new kind is refused with its field and nothing is written", async () => {
+    const c = ctl();
+    const text = readFileSync(KINDS_FILE, "utf8").replace("priority: 10", "priority: 1001").replace("notPorts: [53]", "notPorts: [DNS]");
+    const r = await c.run(["apply", "-f", "-"], text);
+    assert.equal(r.code, 1);
+    assert.equal(
+      r.stderr,
+      [
+        "error: document 1 (ClusterNetworkPolicy tenant-blue): spec.priority: must be between 0 and 1000",
+        "error: document 3 (GlobalNetworkPolicy web-corp): spec.egress[1].destination.notPorts[0]: \"DNS\" is not a port number, a range \"start:end\" or a port name (IANA_SVC_NAME: at most 15 lower-case letters, digits and '-', at least one letter)",
+        "error: 2 problems found; nothing was applied",
+        "",
+      ].join("\n"),
+    );
+    assert.deepEqual(await c.keys(), []);
+  });
+});
+
+/** Narrow tables end with AGE (normalized by ages()); wide ones are compared cell by cell. */
+const TABLES = {
+  cnp: ["NAME               TIER       PRIORITY   AGE", "baseline-tenants   Baseline   50         Ns", "tenant-blue        Admin      10         Ns", ""].join("\n"),
+  cnpWide: [
+    ["NAME", "TIER", "PRIORITY", "AGE", "SUBJECT"],
+    ["baseline-tenants", "Baseline", "50", "Ns", "pods: tenant / <none>"],
+    ["tenant-blue", "Admin", "10", "Ns", "namespaces: tenant=blue"],
+  ],
+  gnpWide: [
+    ["NAME", "ORDER", "SELECTOR", "AGE", "NAMESPACE-SELECTOR", "TYPES"],
+    ["web-corp", "100", "app=web", "Ns", "tenant=blue", "Ingress,Egress"],
+  ],
+  netsets: ["NAME       NETS                                AGE", "partners   198.51.100.0/24,2001:db8:100::/48   Ns", ""].join("\n"),
+  netsetsAll: [
+    ["NAMESPACE", "NAME", "NETS", "AGE", "LABELS"],
+    ["blue", "partners", "198.51.100.0/24,2001:db8:100::/48", "Ns", "partner=true"],
+  ],
+  globalnetsets: ["NAME        NETS                       AGE", "corporate   10.0.0.0/8,172.16.0.0/12   Ns", ""].join("\n"),
+  nodesWide: [
+    ["NAME", "STATUS", "ROLES", "AGE", "INTERNAL-IP", "EXTERNAL-IP", "POD-CIDR"],
+    ["node-1", "Ready", "control-plane", "Ns", "192.168.50.11", "<none>", "10.244.1.0/24"],
+  ],
+};

@@ -104,7 +104,10 @@ spec:
 
   test("unknown kinds name their apiVersion and kind; a known kind in the wrong version says which version Sluice serves", () => {
     assert.deepEqual(errors("apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\n"), [
-      'error: document 1 (Widget w): no kind "Widget" is registered for version "example.com/v1" (known kinds: Namespace (v1), Pod (v1), NetworkPolicy (networking.k8s.io/v1))',
+      'error: document 1 (Widget w): no kind "Widget" is registered for version "example.com/v1" (known kinds: Namespace (v1), Pod (v1), NetworkPolicy (networking.k8s.io/v1), ClusterNetworkPolicy (policy.networking.k8s.io/v1alpha2), GlobalNetworkPolicy (sluice.dev/v1), NetworkSet (sluice.dev/v1), GlobalNetworkSet (sluice.dev/v1), Node (v1))',
+    ]);
+    assert.deepEqual(errors("apiVersion: crd.projectcalico.org/v1\nkind: GlobalNetworkPolicy\nmetadata: {name: g}\nspec: {}\n"), [
+      'error: document 1 (GlobalNetworkPolicy g): no kind "GlobalNetworkPolicy" is registered for version "crd.projectcalico.org/v1" (Sluice serves GlobalNetworkPolicy as sluice.dev/v1)',
     ]);
     assert.deepEqual(errors("apiVersion: extensions/v1beta1\nkind: NetworkPolicy\nmetadata: {name: old}\nspec: {podSelector: {}}\n"), [
       'error: document 1 (NetworkPolicy old): no kind "NetworkPolicy" is registered for version "extensions/v1beta1" (Sluice serves NetworkPolicy as networking.k8s.io/v1)',

@@ -19,7 +19,7 @@ function pod(namespace: string, name: string, ip: string, labels: Record<string,
 describe("NetworkPolicy -> IR: directions", () => {
   test("only a podSelector: Ingress applies with no rules (deny all ingress), egress untouched", () => {
     const ir = networkPolicyToIr(np("prod", "deny", { podSelector: {} }));
-    assert.deepEqual(ir, { id: "prod/deny", tier: "namespace", priority: 0, subject: { namespaces: { kind: "name", name: "prod" }, pods: {} }, ingress: [], egress: undefined });
+    assert.deepEqual(ir, { id: "prod/deny", tier: "namespace", priority: 0, subject: { namespaces: { kind: "name", name: "prod" }, pods: {} }, ingress: [], egress: undefined, origin: { kind: "NetworkPolicy", namespace: "prod", name: "deny" } });
   });
 
   test("egress rules without policyTypes: both directions apply", () => {
