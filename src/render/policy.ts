@@ -10,13 +10,22 @@
  *
  *   slc-from-wl:    -i <iface> -g slc-fw-<iface>   per local pod, then -j DROP (fail closed)
  *   slc-to-wl:      -o <iface> -g slc-tw-<iface>   per local pod, then -j DROP
- *   slc-fw-<iface>: conntrack; anti-spoofing; clear marks; [admin tier]; namespace tier:
- *                   per selecting policy `-j slc-po-<hash>` + `-m mark --mark ACCEPT -j RETURN`,
- *                   then -j DROP when isolated, else [baseline tier] -j RETURN
- *   slc-tw-<iface>: the same without anti-spoofing, with slc-pi-<hash>
+ *   slc-fw-<iface>: conntrack; anti-spoofing; to its own node: RETURN; to itself: RETURN;
+ *                   clear the accept and pass bits; [unknown labels: DROP];
+ *                   admin tier:     per selecting policy `[-m mark --mark 0x0/0x20000] -j slc-po-<hash>`
+ *                                   (the guard: no jump once a pass set the pass bit; only after a chain
+ *                                   that can pass) + `-m mark --mark ACCEPT -j RETURN` (after a chain that can allow);
+ *                   namespace tier: per selecting policy `-j slc-po-<hash>` + `-m mark --mark ACCEPT -j RETURN`,
+ *                                   then -j DROP when any selected it (isolated), else
+ *                   baseline tier:  clear the pass bit (if an admin chain can pass), policies as in the
+ *                                   admin tier (the last one without its RETURN), then -j RETURN (default allow)
+ *   slc-tw-<iface>: the same without anti-spoofing and the own-node RETURN (SLUICE-OUTPUT), with slc-pi-<hash>
  *   slc-pi/po-<hash>: one chain per policy and direction, shared by all local pods it selects;
- *                   each allowed (peer x port) sets the accept bit; a RETURN on the accept bit
- *                   follows each rule.
+ *                   rules in order: allow sets the accept bit, pass the pass bit (each followed by
+ *                   a RETURN on that bit), deny is a DROP, log a rate-limited LOG (and on).
+ *   slc-ri/ro-<hash>: a rule that cannot be one line per (peer x port): its exclusions (notPeers,
+ *                   notPorts, ...) RETURN first, then its matches with the action;
+ *   slc-li/lo-<hash>: the LOG of a log rule matched by several lines, reached by goto (logs once).
  *
  * Allowed traffic RETURNs to the caller (SLUICE-FORWARD then reaches the next dispatch or
  * the accept rules); denied traffic is DROPped inside. The dispatch chains `goto` the
@@ -26,14 +35,20 @@
  *
  * Peers are ipsets, never per-pod rules: the rule count grows with policies + local pods,
  * and membership changes only touch sets. Set names hash the set's definition, so they
- * are stable across runs and nodes, and a name's type never changes.
+ * are stable across runs and nodes, and a name's type never changes. Rules are written as
+ * iptables-save prints them: -p first, matches in order, one tcp/udp/sctp match per rule
+ * (iptables-nft merges a second one into the first).
  */
 import { createHash } from "node:crypto";
 import type { Protocol } from "../model/endpoint.js";
 import { HOST_IFACE_PREFIX, type PodEndpoint } from "../model/endpoint.js";
 import { type Cidr, type Family, formatCidr, formatIp, parseCidr, bitsOf } from "../model/ip.js";
 import { EndpointIndex } from "../policy/endpointIndex.js";
-import { type Direction, type Peer, type PodSet, type PolicyIR, type PortSpec, type RuleIR, comparePolicies, podSetKey, protocolName, rulesOf } from "../policy/ir.js";
+import { ClusterAddresses } from "../policy/clusterAddresses.js";
+import { policyDisplayName } from "../policy/evaluate.js";
+import { type Direction, type NetworkSetMatch, type Peer, type PodSet, type PolicyIR, type PortSpec, type RuleIR, type Tier, comparePolicies, namespaceMatchKey, podSetKey, protocolName, rulesOf } from "../policy/ir.js";
+import { canonicalSelector } from "../policy/selectors.js";
+import type { LabelSelector } from "../config/k8sSchemas.js";
 import { networkPolicyToIr } from "../policy/networkPolicy.js";
 import type { NetworkSetInfo, NodeInfo, PolicyModel } from "../policy/model.js";
 import type { IpsetSpec, IpsetType } from "./ipsetSpec.js";
@@ -47,8 +62,10 @@ export const CHAIN_NAME_MAX = 28;
 
 /** Set by a policy chain that allows the packet. */
 export const MARK_ACCEPT = "0x10000/0x10000";
-/** Set by an admin-tier Pass (issue 5). */
+/** Set by a Pass (admin or baseline tier): the rest of the tier is skipped. */
 export const MARK_PASS = "0x20000/0x20000";
+/** As a match: the pass bit is not set. As a MARK: clears it (before the baseline tier). */
+export const MARK_PASS_CLEAR = "0x0/0x20000";
 /** Clears both policy bits, leaving everyone else's mark bits alone. */
 export const MARK_CLEAR = "0x0/0x30000";
 /**
@@ -66,6 +83,12 @@ const CT_ESTABLISHED = "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT";
 const CT_INVALID = "-m conntrack --ctstate INVALID -j DROP";
 /** ICMPv6 a pod must send to its host for IPv6 to work at all: MLD 130-132, RS 133, NS 135, NA 136. */
 const ICMPV6_HOST_TYPES = [130, 131, 132, 133, 135, 136];
+
+/** Log rules: at most this many lines a minute per rule, after a burst of LOG_BURST. */
+export const LOG_PER_MINUTE = 10;
+export const LOG_BURST = 10;
+/** The kernel keeps 29 characters of a LOG prefix. */
+export const LOG_PREFIX_MAX = 29;
 
 const hash = (text: string, len: number): string => createHash("sha256").update(text).digest("hex").slice(0, len);
 
@@ -124,7 +147,7 @@ export interface PolicyIrRenderInput {
   sctpSupported: boolean;
 }
 
-/** The IR from every source (NetworkPolicy now, the admin/baseline tiers later) -> PolicyRender. */
+/** The IR of every tier -> PolicyRender. */
 export function renderPolicyIr(input: PolicyIrRenderInput): PolicyRender {
   const { family } = input;
   // An endpoint whose Pod or Namespace object is missing has unknown labels: it must not
@@ -133,7 +156,7 @@ export function renderPolicyIr(input: PolicyIrRenderInput): PolicyRender {
   // when local, isolated both ways below (fail closed).
   const known = input.endpoints.filter((ep) => ep.metadataKnown !== false);
   const index = new EndpointIndex(known, input.namespaces);
-  const sets = new SetRegistry(family, index);
+  const sets = new SetRegistry(family, index, new ClusterAddresses(input.nodes ?? [], input.networkSets ?? [], index));
 
   // Local endpoints with a usable interface name, one per interface, sorted by interface.
   // A malformed name would make iptables-restore reject the whole table, so such an
@@ -146,19 +169,22 @@ export function renderPolicyIr(input: PolicyIrRenderInput): PolicyRender {
   const locals = [...byIface.values()].sort((a, b) => (a.hostIface < b.hostIface ? -1 : a.hostIface > b.hostIface ? 1 : 0));
   const localSet = new Set(locals);
 
-  // Which policies (in evaluation order) select each local endpoint, per direction.
-  const selecting = new Map<PodEndpoint, { ingress: string[]; egress: string[] }>(locals.map((ep) => [ep, { ingress: [], egress: [] }]));
+  // Which policy chains (in evaluation order) each local endpoint jumps to, per direction and tier.
+  const selecting = new Map<PodEndpoint, Record<Direction, TierChains>>(locals.map((ep) => [ep, { ingress: noChains(), egress: noChains() }]));
   const policyChains: ChainSpec[] = [];
   for (const p of [...input.policies].sort(comparePolicies)) {
-    if (p.tier !== "namespace") continue; // admin/baseline tiers: issue 5
     const selected = index.pods(p.subject).filter((ep) => localSet.has(ep));
     if (selected.length === 0) continue;
     for (const d of ["ingress", "egress"] as const) {
       const rules = rulesOf(p, d);
       if (rules === undefined) continue;
+      const rendered = renderPolicyRules(p, d, rules, sets, input.sctpSupported);
+      // An admin/baseline policy that matches nothing here has no effect; a NetworkPolicy isolates.
+      if (p.tier !== "namespace" && rendered.rules.length === 0) continue;
       const name = policyChainName(d, p.id);
-      for (const ep of selected) selecting.get(ep)?.[d].push(name);
-      policyChains.push({ name, rules: renderPolicyRules(p, d, rules, sets, input.sctpSupported) });
+      const jump: PolicyJump = { chain: name, allows: rendered.allows, passes: rendered.passes };
+      for (const ep of selected) selecting.get(ep)?.[d][p.tier].push(jump);
+      policyChains.push({ name, rules: rendered.rules }, ...rendered.extra);
     }
   }
 
@@ -167,7 +193,7 @@ export function renderPolicyIr(input: PolicyIrRenderInput): PolicyRender {
     { name: CHAIN_TO_WL, rules: [...locals.map((ep) => `-o ${ep.hostIface} -g ${endpointChainName("ingress", ep.hostIface)}`), "-j DROP"] },
   ];
   for (const ep of locals) {
-    const sel = selecting.get(ep) ?? { ingress: [], egress: [] };
+    const sel = selecting.get(ep) ?? { ingress: noChains(), egress: noChains() };
     const own = index.addresses(ep, family);
     const unknown = ep.metadataKnown === false;
     chains.push({ name: endpointChainName("egress", ep.hostIface), rules: endpointRules("egress", sel.egress, own, family, unknown) });
@@ -185,13 +211,22 @@ export function renderPolicyIr(input: PolicyIrRenderInput): PolicyRender {
   };
 }
 
+/** A policy chain an endpoint chain jumps to, and whether it can set the accept / pass bit. */
+interface PolicyJump {
+  chain: string;
+  allows: boolean;
+  passes: boolean;
+}
+type TierChains = Record<Tier, PolicyJump[]>;
+const noChains = (): TierChains => ({ admin: [], namespace: [], baseline: [] });
+
 /**
- * One local endpoint's chain for one direction. `namespaceTier`: the chains of the
- * NetworkPolicies selecting it, in order; `addrs`: its own addresses (egress
- * anti-spoofing, and a pod is never cut off from itself); `unknown`: its Pod or Namespace
- * object is missing, so it is isolated both ways until its labels are known.
+ * One local endpoint's chain for one direction. `tiers`: the chains of the policies
+ * selecting it, per tier, in order; `addrs`: its own addresses (egress anti-spoofing, and
+ * a pod is never cut off from itself); `unknown`: its Pod or Namespace object is missing,
+ * so it is isolated both ways until its labels are known.
  */
-function endpointRules(d: Direction, namespaceTier: readonly string[], addrs: readonly string[], family: Family, unknown = false): string[] {
+function endpointRules(d: Direction, tiers: TierChains, addrs: readonly string[], family: Family, unknown = false): string[] {
   const rules = [CT_ESTABLISHED, CT_INVALID];
   const host = bitsOf(family);
   if (d === "egress") {
@@ -217,86 +252,296 @@ function endpointRules(d: Direction, namespaceTier: readonly string[], addrs: re
     rules.push("-j DROP"); // labels unknown: fail closed
     return rules;
   }
-  // Admin tier (ClusterNetworkPolicy tier Admin, GlobalNetworkPolicy): issue 5, goes here.
-  if (namespaceTier.length > 0) {
-    for (const chain of namespaceTier) rules.push(`-j ${chain}`, `-m mark --mark ${MARK_ACCEPT} -j RETURN`);
+  const accepted = `-m mark --mark ${MARK_ACCEPT} -j RETURN`;
+  // Admin and baseline tiers: the first chain to allow returns (deny drops inside); once a
+  // chain has passed, the rest of the tier is skipped. Checks no chain can need are left out.
+  const tier = (jumps: readonly PolicyJump[], last: "return" | "continue"): void => {
+    let passed = false;
+    jumps.forEach((j, i) => {
+      rules.push(passed ? `-m mark --mark ${MARK_PASS_CLEAR} -j ${j.chain}` : `-j ${j.chain}`);
+      if (j.allows && (last === "continue" || i < jumps.length - 1)) rules.push(accepted);
+      passed ||= j.passes;
+    });
+  };
+  tier(tiers.admin, "continue");
+  if (tiers.namespace.length > 0) {
+    for (const j of tiers.namespace) rules.push(`-j ${j.chain}`, accepted);
     rules.push("-j DROP"); // isolated: nothing allowed it
     return rules;
   }
-  // Baseline tier (ClusterNetworkPolicy tier Baseline): issue 5, goes here.
-  rules.push("-j RETURN"); // not isolated: default allow
+  // Baseline tier, only when no NetworkPolicy isolates the pod; a pass there skips to the default.
+  if (tiers.baseline.length > 0 && tiers.admin.some((j) => j.passes)) rules.push(`-j MARK --set-xmark ${MARK_PASS_CLEAR}`);
+  tier(tiers.baseline, "return");
+  rules.push("-j RETURN"); // default allow
   return rules;
 }
 
-/** The body of slc-pi-/slc-po-<hash>. */
-function renderPolicyRules(p: PolicyIR, d: Direction, rules: readonly RuleIR[], sets: SetRegistry, sctp: boolean): string[] {
-  const out: string[] = [];
-  let pendingReturn: string | undefined;
-  for (const rule of rules) {
-    const matches = new Set<string>();
-    for (const peer of rule.peers) {
-      for (const port of rule.ports === "all" ? [undefined] : rule.ports) {
-        const m = ruleMatch(p, d, peer, port, sets, sctp);
-        if (m !== undefined) matches.add(m);
-      }
-    }
-    if (matches.size === 0) continue;
-    const [target, done] = actionTargets(rule.action);
-    if (pendingReturn) out.push(pendingReturn); // the previous rule's RETURN, once we know more follows
-    for (const m of matches) out.push(m ? `${m} ${target}` : target);
-    pendingReturn = done;
-  }
-  return out;
+/** A log rule's prefix: `slc-<tier A|N|B><direction i|e> <policy> r<n> `, at most 29 characters. */
+export function logPrefix(p: PolicyIR, d: Direction, ruleIndex: number): string {
+  const head = `slc-${p.tier === "admin" ? "A" : p.tier === "baseline" ? "B" : "N"}${d === "ingress" ? "i" : "e"} `;
+  const tail = ` r${ruleIndex + 1} `;
+  let name = policyDisplayName(p).replace(/[^A-Za-z0-9._:/-]/g, "_");
+  const room = Math.max(6, LOG_PREFIX_MAX - head.length - tail.length);
+  if (name.length > room) name = `${name.slice(0, room - 5)}~${hash(name, 4)}`;
+  return `${head}${name}${tail}`.slice(0, LOG_PREFIX_MAX);
+}
 
-  function actionTargets(a: RuleIR["action"]): [string, string | undefined] {
-    if (a === "allow") return [`-j MARK --set-xmark ${MARK_ACCEPT}`, `-m mark --mark ${MARK_ACCEPT} -j RETURN`];
-    if (a === "pass") return [`-j MARK --set-xmark ${MARK_PASS}`, `-m mark --mark ${MARK_PASS} -j RETURN`];
-    return ["-j DROP", undefined];
+/** The body of slc-pi-/slc-po-<hash>, and the rule and log chains some of its rules need. */
+function renderPolicyRules(p: PolicyIR, d: Direction, rules: readonly RuleIR[], sets: SetRegistry, sctp: boolean): { rules: string[]; extra: ChainSpec[]; allows: boolean; passes: boolean } {
+  const out: string[] = [];
+  const extra: ChainSpec[] = [];
+  let allows = false;
+  let passes = false;
+  const compiler = new RuleCompiler(p, d, sets, sctp);
+  let pendingReturn: string | undefined;
+  rules.forEach((rule, index) => {
+    // NetworkPolicy is an allow-list: only allow (and log) rules mean anything in that tier.
+    if (p.tier === "namespace" && (rule.action === "deny" || rule.action === "pass")) return;
+    const compiled = compiler.compile(rule);
+    if (compiled.terms.length === 0) return;
+    const target = actionTarget(rule.action, p, d, index);
+    if (pendingReturn) out.push(pendingReturn); // the previous rule's RETURN, once we know more follows
+    const several = compiled.terms.length > 1;
+    if (compiled.exclusions === undefined && !(rule.action === "log" && several)) {
+      for (const t of compiled.terms) out.push(t ? `${t} ${target}` : target);
+    } else {
+      // A chain of its own: exclusions RETURN first; a LOG matched by several lines is reached by goto, so it logs once.
+      const ruleChain = ruleChainName("r", d, p.id, index);
+      const body = (compiled.exclusions ?? []).map((x) => `${x} -j RETURN`);
+      let lineTarget = target;
+      if (rule.action === "log" && several) {
+        const logChain = ruleChainName("l", d, p.id, index);
+        extra.push({ name: logChain, rules: [target] });
+        lineTarget = `-g ${logChain}`;
+      }
+      for (const t of compiled.terms) body.push(t ? `${t} ${lineTarget}` : lineTarget);
+      extra.push({ name: ruleChain, rules: body });
+      out.push(`-j ${ruleChain}`);
+    }
+    allows ||= rule.action === "allow";
+    passes ||= rule.action === "pass";
+    pendingReturn = rule.action === "allow" ? `-m mark --mark ${MARK_ACCEPT} -j RETURN` : rule.action === "pass" ? `-m mark --mark ${MARK_PASS} -j RETURN` : undefined;
+  });
+  return { rules: out, extra, allows, passes };
+}
+
+function actionTarget(a: RuleIR["action"], p: PolicyIR, d: Direction, index: number): string {
+  if (a === "allow") return `-j MARK --set-xmark ${MARK_ACCEPT}`;
+  if (a === "pass") return `-j MARK --set-xmark ${MARK_PASS}`;
+  if (a === "deny") return "-j DROP";
+  return `-m limit --limit ${LOG_PER_MINUTE}/min --limit-burst ${LOG_BURST} -j LOG --log-prefix "${logPrefix(p, d, index)}"`;
+}
+
+/** `slc-r{i,o}-<hash>` (a rule's own chain) or `slc-l{i,o}-<hash>` (its LOG), from the policy id and rule index. */
+function ruleChainName(kind: "r" | "l", d: Direction, policyId: string, index: number): string {
+  return `slc-${kind}${d === "ingress" ? "i" : "o"}-${hash(`${policyId}|${index}`, 16)}`;
+}
+
+interface SetTest {
+  name: string;
+  dirs: string;
+  neg: boolean;
+}
+interface PortTest {
+  from: number;
+  to: number;
+  neg: boolean;
+}
+interface IcmpTest {
+  type: number;
+  code: number | undefined;
+  neg: boolean;
+}
+
+/** A conjunction of matches, printed in iptables-save's order by formatMatch. */
+interface Match {
+  proto: string | undefined;
+  /** Print -p even without a port or ICMP test (a named-port set already implies its protocol). */
+  showProto: boolean;
+  sets: SetTest[];
+  sport?: PortTest | undefined;
+  dport?: PortTest | undefined;
+  icmp?: IcmpTest | undefined;
+}
+
+const EVERYTHING: Match = { proto: undefined, showProto: false, sets: [] };
+
+/** Both conjunctions at once, or undefined when no packet matches both. Source and destination port tests come from different parts, so never collide. */
+function merge(a: Match, b: Match): Match | undefined {
+  if (a.proto !== undefined && b.proto !== undefined && a.proto !== b.proto) return undefined;
+  let icmp = a.icmp ?? b.icmp;
+  if (a.icmp && b.icmp) {
+    if (a.icmp.type !== b.icmp.type || (a.icmp.code !== undefined && b.icmp.code !== undefined && a.icmp.code !== b.icmp.code)) return undefined;
+    icmp = { type: a.icmp.type, code: a.icmp.code ?? b.icmp.code, neg: false };
   }
+  return { proto: a.proto ?? b.proto, showProto: a.showProto || b.showProto, sets: [...a.sets, ...b.sets], sport: a.sport ?? b.sport, dport: a.dport ?? b.dport, icmp };
 }
 
 /**
- * The match part of one (peer x port) rule, "" for "everything", undefined when it can
- * match nothing here (an ipBlock of the other family, SCTP without kernel support).
+ * `t` without the packets of `n` as one conjunction: `t` itself when `n` cannot match
+ * inside it, null when `n` covers it, "chain" when that takes more than one negated test.
  */
-function ruleMatch(p: PolicyIR, d: Direction, peer: Peer, port: PortSpec | undefined, sets: SetRegistry, sctp: boolean): string | undefined {
-  const dir = d === "ingress" ? "src" : "dst";
-  if (port?.kind === "icmp") return undefined; // not rendered yet (the tiers work)
-  if (port && port.protocol === "SCTP" && !sctp) return undefined;
+function exclude(t: Match, n: Match): Match | null | "chain" {
+  if (n.proto !== undefined && t.proto !== undefined && n.proto !== t.proto) return t;
+  const needsProto = n.proto !== undefined && t.proto === undefined && (n.showProto || n.sport !== undefined || n.dport !== undefined || n.icmp !== undefined);
+  const tests = (needsProto ? 1 : 0) + n.sets.length + (n.sport ? 1 : 0) + (n.dport ? 1 : 0) + (n.icmp ? 1 : 0);
+  if (tests === 0) return null;
+  if (tests > 1 || needsProto) return "chain";
+  const set = n.sets[0];
+  if (set) return { ...t, sets: [...t.sets, { ...set, neg: true }] };
+  for (const k of ["sport", "dport"] as const) {
+    const np = n[k];
+    if (!np) continue;
+    const tp = t[k];
+    if (!tp) return { ...t, [k]: { ...np, neg: true } };
+    if (tp.neg) return "chain";
+    if (np.to < tp.from || np.from > tp.to) return t;
+    return np.from <= tp.from && np.to >= tp.to ? null : "chain";
+  }
+  const ni = n.icmp as IcmpTest;
+  if (!t.icmp) return { ...t, icmp: { ...ni, neg: true } };
+  if (t.icmp.neg) return "chain";
+  if (t.icmp.type !== ni.type || (t.icmp.code !== undefined && ni.code !== undefined && t.icmp.code !== ni.code)) return t;
+  return ni.code === undefined || ni.code === t.icmp.code ? null : "chain";
+}
 
-  if (port?.kind === "named") {
-    // A named port is the DESTINATION pod's port: for ingress the selected pod, for egress
-    // the peer pod (any pod at all for ipBlock/any peers, so non-pods never match).
-    if (d === "ingress") {
-      const peerMatch = peerSetMatch(peer, dir, sets);
-      if (peerMatch === undefined) return undefined;
-      return join(peerMatch, `-m set --match-set ${sets.namedPorts(p.subject, port.name, port.protocol)} dst,dst`);
-    }
-    if (peer.kind === "pods") return `-m set --match-set ${sets.namedPorts(peer.pods, port.name, port.protocol)} dst,dst`;
-    const peerMatch = peerSetMatch(peer, dir, sets);
-    if (peerMatch === undefined) return undefined;
-    return join(peerMatch, `-m set --match-set ${sets.namedPorts("all", port.name, port.protocol)} dst,dst`);
+const portText = (p: PortTest): string => (p.from === p.to ? `${p.from}` : `${p.from}:${p.to}`);
+const not = (neg: boolean): string => (neg ? "! " : "");
+
+/** As iptables-save prints it: -p, the set matches in order, one port match, the ICMP match. */
+function formatMatch(m: Match): string {
+  const parts: string[] = [];
+  const ports = m.sport !== undefined || m.dport !== undefined;
+  if (m.proto !== undefined && (m.showProto || ports || m.icmp !== undefined)) parts.push(`-p ${m.proto}`);
+  for (const s of m.sets) parts.push(`-m set ${not(s.neg)}--match-set ${s.name} ${s.dirs}`);
+  if (ports) {
+    let p = `-m ${m.proto as string}`;
+    if (m.sport) p += ` ${not(m.sport.neg)}--sport ${portText(m.sport)}`;
+    if (m.dport) p += ` ${not(m.dport.neg)}--dport ${portText(m.dport)}`;
+    parts.push(p);
+  }
+  if (m.icmp) {
+    const t = m.icmp.code === undefined ? `${m.icmp.type}` : `${m.icmp.type}/${m.icmp.code}`;
+    parts.push(m.proto === "icmp" ? `-m icmp ${not(m.icmp.neg)}--icmp-type ${t}` : `-m icmp6 ${not(m.icmp.neg)}--icmpv6-type ${t}`);
+  }
+  return parts.join(" ");
+}
+
+/** One IR rule of one policy and direction -> the match lines of its action (and exclusions when it needs its own chain). */
+class RuleCompiler {
+  private readonly peerDir: "src" | "dst";
+  private readonly selfDir: "src" | "dst";
+
+  constructor(
+    private readonly p: PolicyIR,
+    private readonly d: Direction,
+    private readonly sets: SetRegistry,
+    private readonly sctp: boolean,
+  ) {
+    this.peerDir = d === "ingress" ? "src" : "dst";
+    this.selfDir = d === "ingress" ? "dst" : "src";
   }
 
-  const peerMatch = peerSetMatch(peer, dir, sets);
-  if (peerMatch === undefined) return undefined;
-  if (!port) return peerMatch;
-  // iptables-save's order: -p first, then the matches in order.
-  const proto = protocolName(port.protocol);
-  const portMatch = port.kind === "range" ? `-m ${proto} --dport ${port.from === port.to ? port.from : `${port.from}:${port.to}`}` : "";
-  return join(`-p ${proto}`, peerMatch, portMatch);
+  /**
+   * `terms`: one line per (peer x self x port x source port) that can match, "" for
+   * everything. `exclusions`: undefined when every exclusion fits into the lines;
+   * otherwise lines that must RETURN before the terms are tried (in a chain of the rule's own).
+   */
+  compile(rule: RuleIR): { terms: string[]; exclusions: string[] | undefined } {
+    const terms: Match[] = [];
+    for (const peer of rule.peers) {
+      for (const own of rule.self ? rule.self.peers : [undefined]) {
+        for (const port of rule.ports === "all" ? [undefined] : rule.ports) {
+          for (const sport of rule.srcPorts ?? [undefined]) {
+            // Egress to a named port of pods: that set of (pod address, port) is the peer test as well.
+            const namedOfPeer = port?.kind === "named" && this.d === "egress" && peer.kind === "pods";
+            const parts = [
+              namedOfPeer ? EVERYTHING : this.peer(peer, this.peerDir),
+              own ? this.peer(own, this.selfDir) : EVERYTHING,
+              port === undefined ? EVERYTHING : namedOfPeer && port.kind === "named" && peer.kind === "pods" ? this.named(peer.pods, port.name, port.protocol, "dst,dst") : this.port(port, "dport"),
+              sport === undefined ? EVERYTHING : this.port(sport, "sport"),
+            ];
+            let m: Match | undefined = EVERYTHING;
+            for (const part of parts) m = m && part && merge(m, part);
+            if (m) terms.push(m);
+          }
+        }
+      }
+    }
+    const exclusions: Match[] = [];
+    const add = (m: Match | undefined): void => void (m && exclusions.push(m));
+    for (const n of rule.notPeers ?? []) add(this.peer(n, this.peerDir));
+    for (const n of rule.self?.notPeers ?? []) add(this.peer(n, this.selfDir));
+    for (const n of rule.notPorts ?? []) add(this.port(n, "dport"));
+    for (const n of rule.notSrcPorts ?? []) add(this.port(n, "sport"));
+
+    const inline: Match[] = [];
+    for (const t of terms) {
+      let cur: Match | null | "chain" = t;
+      for (const n of exclusions) {
+        cur = exclude(cur, n);
+        if (cur === null || cur === "chain") break;
+      }
+      if (cur === "chain") {
+        const lines = exclusions.map(formatMatch);
+        // An exclusion of everything leaves nothing to match.
+        return lines.includes("") ? { terms: [], exclusions: undefined } : { terms: unique(terms.map(formatMatch)), exclusions: unique(lines) };
+      }
+      if (cur) inline.push(cur);
+    }
+    return { terms: unique(inline.map(formatMatch)), exclusions: undefined };
+  }
+
+  /** The test on one end's address; undefined when it matches nothing in this family. */
+  private peer(peer: Peer, dir: "src" | "dst"): Match | undefined {
+    const set = (name: string): Match => ({ ...EVERYTHING, sets: [{ name, dirs: dir, neg: false }] });
+    switch (peer.kind) {
+      case "any":
+        return EVERYTHING;
+      case "pods":
+        return set(this.sets.pods(peer.pods));
+      case "ipBlock": {
+        const name = this.sets.net(peer.cidr, peer.except);
+        return name === undefined ? undefined : name === "" ? EVERYTHING : set(name);
+      }
+      case "nodes":
+        return set(this.sets.nodes(peer.nodes));
+      case "networkSets":
+        return set(this.sets.networkSets(peer.sets));
+      case "allOf": {
+        let m: Match | undefined = EVERYTHING;
+        for (const p of peer.peers) {
+          const part = this.peer(p, dir);
+          m = m && part && merge(m, part);
+        }
+        return m;
+      }
+    }
+  }
+
+  /** The test of one port spec on the destination or source port; undefined when it matches nothing here. */
+  private port(ps: PortSpec, which: "dport" | "sport"): Match | undefined {
+    if (ps.kind === "icmp") {
+      if (ps.family !== this.sets.family) return undefined;
+      const icmp = ps.type === undefined ? undefined : { type: ps.type, code: ps.code, neg: false };
+      return { ...EVERYTHING, proto: ps.family === 4 ? "icmp" : "ipv6-icmp", showProto: true, icmp };
+    }
+    if (ps.protocol === "SCTP" && !this.sctp) return undefined;
+    const proto = protocolName(ps.protocol);
+    if (ps.kind === "protocol") return { ...EVERYTHING, proto, showProto: true };
+    if (ps.kind === "range") return { ...EVERYTHING, proto, showProto: true, [which]: { from: ps.from, to: ps.to, neg: false } };
+    // A named port is a port of the pod at that end: the selected pod (destination port of
+    // ingress, source port of egress) or any pod at all (so never a non-pod).
+    const own = (which === "dport") === (this.d === "ingress");
+    return this.named(own ? this.p.subject : "all", ps.name, ps.protocol, which === "dport" ? "dst,dst" : "src,src");
+  }
+
+  private named(pods: PodSet | "all", name: string, protocol: Protocol, dirs: string): Match {
+    return { proto: protocolName(protocol), showProto: false, sets: [{ name: this.sets.namedPorts(pods, name, protocol), dirs, neg: false }] };
+  }
 }
 
-function peerSetMatch(peer: Peer, dir: "src" | "dst", sets: SetRegistry): string | undefined {
-  if (peer.kind === "any") return "";
-  if (peer.kind === "pods") return `-m set --match-set ${sets.pods(peer.pods)} ${dir}`;
-  if (peer.kind !== "ipBlock") return undefined; // nodes / networkSets: not rendered yet (the tiers work)
-  const name = sets.net(peer.cidr, peer.except);
-  if (name === undefined) return undefined; // the other family: matches nothing here
-  return name === "" ? "" : `-m set --match-set ${name} ${dir}`;
-}
-
-const join = (...parts: string[]): string => parts.filter((s) => s !== "").join(" ");
+const unique = (xs: string[]): string[] => [...new Set(xs)];
 
 /** The ipsets the emitted rules reference, members computed once per definition. */
 class SetRegistry {
@@ -305,8 +550,9 @@ class SetRegistry {
   private readonly cidrs = new Map<string, Cidr>();
 
   constructor(
-    private readonly family: Family,
+    readonly family: Family,
     private readonly index: EndpointIndex,
+    private readonly cluster: ClusterAddresses,
   ) {}
 
   /** hash:ip of the pods' addresses of this family, cluster-wide. */
@@ -318,24 +564,27 @@ class SetRegistry {
     });
   }
 
+  /** hash:ip of the addresses of this family of the nodes whose labels match. */
+  nodes(sel: LabelSelector): string {
+    return this.get("hash:ip", `nodes|${canonicalSelector(sel)}`, () => this.cluster.nodeAddresses(sel).filter((a) => a.includes(":") === (this.family === 6)));
+  }
+
+  /** hash:net of the CIDRs of this family of the matching network sets. */
+  networkSets(m: NetworkSetMatch): string {
+    const def = `nsets|${m.namespaces === "global" ? "global" : namespaceMatchKey(m.namespaces)}|${canonicalSelector(m.selector)}`;
+    return this.get("hash:net", def, () => netMembers(this.cluster.networkSetNets(m).map((n) => this.cidr(n)).filter((c) => c.family === this.family)));
+  }
+
   /**
    * hash:net of an ipBlock: the CIDR plus its exceptions as `nomatch`. Returns "" when
    * the block is the whole address space without exceptions (no match needed) and
    * undefined when it is of the other family (matches nothing in this table).
    */
   net(cidrText: string, except: readonly string[]): string | undefined {
-    let c = this.cidrs.get(cidrText);
-    if (!c) {
-      c = parseCidr(cidrText);
-      this.cidrs.set(cidrText, c);
-    }
+    const c = this.cidr(cidrText);
     if (c.family !== this.family) return undefined;
     if (c.prefixLen === 0 && except.length === 0) return "";
-    return this.get("hash:net", `net|${cidrText}|${except.join(",")}`, () => {
-      // ipset refuses /0: two halves cover the same space.
-      const whole = c.prefixLen === 0 ? [`${formatIp({ family: c.family, value: 0n })}/1`, `${formatIp({ family: c.family, value: 1n << BigInt(bitsOf(c.family) - 1) })}/1`] : [cidrText];
-      return [...whole.map(netMember), ...except.map((e) => `${netMember(e)} nomatch`)];
-    });
+    return this.get("hash:net", `net|${cidrText}|${except.join(",")}`, () => [...netMembers([c]), ...except.map((e) => `${netMember(this.cidr(e))} nomatch`)]);
   }
 
   /** hash:ip,port of `<ip>,<proto>:<port>` for the named container port of the pods ("all": every pod). */
@@ -356,18 +605,31 @@ class SetRegistry {
     return [...this.byName.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
 
+  private cidr(text: string): Cidr {
+    let c = this.cidrs.get(text);
+    if (!c) {
+      c = parseCidr(text);
+      this.cidrs.set(text, c);
+    }
+    return c;
+  }
+
   private get(type: IpsetType, def: string, members: () => string[]): string {
     const known = this.byDef.get(def);
     if (known !== undefined) return known;
     const name = ipsetName(this.family, type, def);
     this.byDef.set(def, name);
-    this.byName.set(name, { name, type, family: this.family, members: members().sort() });
+    this.byName.set(name, { name, type, family: this.family, members: [...new Set(members())].sort() });
     return name;
   }
 }
 
+/** hash:net members of CIDRs; ipset refuses /0, so two /1 halves cover the same space. */
+function netMembers(cidrs: readonly Cidr[]): string[] {
+  return cidrs.flatMap((c) => (c.prefixLen === 0 ? [`${formatIp({ family: c.family, value: 0n })}/1`, `${formatIp({ family: c.family, value: 1n << BigInt(bitsOf(c.family) - 1) })}/1`] : [netMember(c)]));
+}
+
 /** A hash:net member as `ipset save` prints it: a host prefix is the bare address. */
-function netMember(cidrText: string): string {
-  const c = parseCidr(cidrText);
+function netMember(c: Cidr): string {
   return c.prefixLen === bitsOf(c.family) ? formatIp({ family: c.family, value: c.ip }) : formatCidr(c);
 }

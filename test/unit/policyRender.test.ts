@@ -1,20 +1,19 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
 import { networkPolicyObject, type NetworkPolicyObject } from "../../src/config/k8sSchemas.js";
 import { type ContainerPort, type NamespaceInfo, type PodEndpoint, type Protocol, hostIfaceName } from "../../src/model/endpoint.js";
-import { type Cidr, type Family, cidrContainsIp, formatIp, parseCidr, parseIp } from "../../src/model/ip.js";
+import type { Family } from "../../src/model/ip.js";
 import { renderPolicy, policyChainName, endpointChainName } from "../../src/render/policy.js";
-import type { PolicyRender, PolicyRenderInput } from "../../src/render/policyContract.js";
+import type { PolicyRenderInput } from "../../src/render/policyContract.js";
 import { formatFreshRestore, formatIpsets, formatPolicyRender, policyTableSpec } from "../../src/render/policyText.js";
-import { type RenderedTable, renderTable } from "../../src/render/ruleset.js";
-import type { IpsetSpec } from "../../src/render/ipsetSpec.js";
+import { renderTable } from "../../src/render/ruleset.js";
 import { planTable } from "../../src/dataplane/iptablesPlan.js";
 import { networkPolicyToIr } from "../../src/policy/networkPolicy.js";
 import { EndpointIndex } from "../../src/policy/endpointIndex.js";
 import { PolicyEvaluator } from "../../src/policy/evaluate.js";
-import { packageRoot } from "../../src/sandbox/paths.js";
+import type { NodeInfo } from "../../src/policy/model.js";
+import { Node, type Packet, type SimCluster, UPLINK, VXLAN, crossCheck as runCrossCheck } from "../helpers/policySim.js";
+import { assertPolicyGolden, mulberry32 } from "../helpers/golden.js";
 
 // ---------------------------------------------------------------- fixtures
 
@@ -145,285 +144,10 @@ function header(s: Scenario, input: PolicyRenderInput): string {
   return `${lines.join("\n")}\n`;
 }
 
-// ---------------------------------------------------------------- a small iptables + ipset simulator
-//
-// It runs our rule vocabulary exactly as netfilter does (jump/goto/RETURN stack, MARK
-// --set-xmark, ipset hash:ip / hash:net with nomatch / hash:ip,port) and throws on any
-// token it does not know, so the rendered text is also checked for staying inside it.
+// ---------------------------------------------------------------- simulated nodes (test/helpers/policySim.ts)
 
-interface Packet {
-  inIface?: string;
-  outIface?: string;
-  src: string;
-  dst: string;
-  proto: "tcp" | "udp" | "sctp" | "ipv6-icmp";
-  dport: number;
-  icmpType?: number;
-  ctstate: "NEW" | "ESTABLISHED" | "INVALID";
-  mark: number;
-}
-
-type Verdict = "ACCEPT" | "DROP" | "RETURN";
-
-/** A rule compiled once: its matches, and what it does when they all hold. */
-interface CompiledRule {
-  text: string;
-  matches: ((p: Packet) => boolean)[];
-  action: { kind: "verdict"; verdict: Verdict } | { kind: "mark"; value: number; mask: number } | { kind: "jump" | "goto"; chain: string };
-}
-
-class Netfilter {
-  private readonly chains = new Map<string, CompiledRule[]>();
-  private readonly sets = new Map<string, IpsetSpec>();
-  private readonly members = new Map<string, Set<string>>();
-  private readonly nets = new Map<string, { cidr: Cidr; nomatch: boolean }[]>();
-
-  constructor(
-    table: RenderedTable,
-    sets: readonly IpsetSpec[],
-    private readonly family: Family,
-  ) {
-    for (const s of sets) {
-      assert.equal(s.family, family);
-      this.sets.set(s.name, s);
-      this.members.set(s.name, new Set(s.members));
-      if (s.type === "hash:net") {
-        this.nets.set(
-          s.name,
-          s.members.map((m) => {
-            const [net, flag] = m.split(" ") as [string, string | undefined];
-            const c = cidrOf(net.includes("/") ? net : `${net}/${family === 4 ? 32 : 128}`);
-            assert.ok(c.prefixLen > 0, "ipset refuses /0");
-            return { cidr: c, nomatch: flag === "nomatch" };
-          }),
-        );
-      }
-    }
-    for (const c of table.chains) this.chains.set(c.name, c.rules.map((r) => this.compile(r.body)));
-    for (const rules of this.chains.values()) {
-      for (const r of rules) if (r.action.kind === "jump" || r.action.kind === "goto") assert.ok(this.chains.has(r.action.chain), `${r.text}: no chain ${r.action.chain}`);
-    }
-  }
-
-  run(chain: string, p: Packet, depth = 0): Verdict {
-    if (depth > 20) throw new Error("chain recursion too deep");
-    for (const r of this.chains.get(chain) as CompiledRule[]) {
-      if (!r.matches.every((m) => m(p))) continue;
-      const a = r.action;
-      if (a.kind === "verdict") return a.verdict;
-      if (a.kind === "mark") {
-        p.mark = (p.mark & ~a.mask) ^ a.value;
-        continue;
-      }
-      const v = this.run(a.chain, p, depth + 1);
-      if (a.kind === "goto") return v; // goto: the chain's RETURN goes back to our caller
-      if (v !== "RETURN") return v;
-    }
-    return "RETURN";
-  }
-
-  /** Parses one rule body of our vocabulary; throws on anything else. */
-  private compile(body: string): CompiledRule {
-    const t = tokens(body);
-    const matches: ((p: Packet) => boolean)[] = [];
-    let i = 0;
-    let neg = false;
-    let proto: string | undefined;
-    const next = (): string => {
-      const v = t[i++];
-      if (v === undefined) throw new Error(`truncated rule ${body}`);
-      return v;
-    };
-    const add = (m: (p: Packet) => boolean): void => {
-      const negated = neg;
-      matches.push(negated ? (p) => !m(p) : m);
-      neg = false;
-    };
-    while (i < t.length) {
-      const tok = next();
-      if (tok === "!") {
-        neg = true;
-        continue;
-      }
-      switch (tok) {
-        case "-i":
-        case "-o": {
-          const want = next();
-          const out = tok === "-o";
-          const prefix = want.endsWith("+") ? want.slice(0, -1) : undefined;
-          add((p) => {
-            const have = out ? p.outIface : p.inIface;
-            return have !== undefined && (prefix !== undefined ? have.startsWith(prefix) : have === want);
-          });
-          break;
-        }
-        case "-s":
-        case "-d": {
-          const c = cidrOf(next());
-          assert.equal(c.family, this.family, `rule of the wrong family: ${body}`);
-          const src = tok === "-s";
-          add((p) => cidrContainsIp(c, ipOf(src ? p.src : p.dst)));
-          break;
-        }
-        case "-p": {
-          const want = next();
-          proto = want;
-          assert.ok(["tcp", "udp", "sctp", "ipv6-icmp"].includes(want), `protocol ${want}`);
-          add((p) => p.proto === want);
-          break;
-        }
-        case "-m": {
-          const mod = next();
-          assert.ok(["conntrack", "mark", "set", "tcp", "udp", "sctp", "icmp6", "comment"].includes(mod), `module ${mod}`);
-          if (["tcp", "udp", "sctp"].includes(mod)) assert.equal(proto, mod, `-m ${mod} without -p ${mod}: ${body}`);
-          if (mod === "icmp6") assert.equal(proto, "ipv6-icmp");
-          break;
-        }
-        case "--comment":
-          assert.match(next(), /^"sluice:[0-9a-f]{16}"$/);
-          break;
-        case "--ctstate": {
-          const states = next().split(",");
-          add((p) => states.includes(p.ctstate));
-          break;
-        }
-        case "--mark": {
-          const [v, m] = next().split("/").map((x) => parseInt(x, 16)) as [number, number];
-          add((p) => (p.mark & m) === v);
-          break;
-        }
-        case "--match-set": {
-          const name = next();
-          const dirs = next();
-          const set = this.sets.get(name);
-          assert.ok(set, `rule references undeclared set ${name}`);
-          add(this.setMatch(set, dirs));
-          break;
-        }
-        case "--dport": {
-          const [a, b] = next().split(":").map(Number) as [number, number | undefined];
-          add((p) => p.dport >= a && p.dport <= (b ?? a));
-          break;
-        }
-        case "--icmpv6-type": {
-          const type = Number(next());
-          add((p) => p.icmpType === type);
-          break;
-        }
-        case "-j":
-        case "-g": {
-          assert.equal(neg, false, "negated target");
-          const target = next();
-          let action: CompiledRule["action"];
-          if (target === "MARK") {
-            assert.equal(next(), "--set-xmark");
-            const [value, mask] = next().split("/").map((x) => parseInt(x, 16)) as [number, number];
-            action = { kind: "mark", value, mask };
-          } else if (target === "ACCEPT" || target === "DROP" || target === "RETURN") {
-            assert.equal(tok, "-j");
-            action = { kind: "verdict", verdict: target };
-          } else action = { kind: tok === "-g" ? "goto" : "jump", chain: target };
-          assert.equal(i, t.length, `junk after target: ${body}`);
-          return { text: body, matches, action };
-        }
-        default:
-          throw new Error(`unknown token ${tok} in ${body}`);
-      }
-    }
-    throw new Error(`rule without target: ${body}`);
-  }
-
-  private setMatch(s: IpsetSpec, dirs: string): (p: Packet) => boolean {
-    const members = this.members.get(s.name) as Set<string>;
-    if (s.type === "hash:ip") {
-      assert.ok(dirs === "src" || dirs === "dst");
-      return (p) => members.has(canon(dirs === "src" ? p.src : p.dst));
-    }
-    if (s.type === "hash:net") {
-      assert.ok(dirs === "src" || dirs === "dst");
-      const nets = this.nets.get(s.name) ?? [];
-      return (p) => {
-        const ip = ipOf(dirs === "src" ? p.src : p.dst);
-        let best: { len: number; nomatch: boolean } | undefined;
-        for (const m of nets) if (cidrContainsIp(m.cidr, ip) && (!best || m.cidr.prefixLen > best.len)) best = { len: m.cidr.prefixLen, nomatch: m.nomatch };
-        return best !== undefined && !best.nomatch;
-      };
-    }
-    assert.equal(dirs, "dst,dst");
-    return (p) => members.has(`${canon(p.dst)},${p.proto}:${p.dport}`);
-  }
-}
-
-const tokens = (body: string): string[] => body.split(" ").filter(Boolean);
-const memo = <T>(f: (k: string) => T): ((k: string) => T) => {
-  const m = new Map<string, T>();
-  return (k) => {
-    let v = m.get(k);
-    if (v === undefined) {
-      v = f(k);
-      m.set(k, v);
-    }
-    return v;
-  };
-};
-const ipOf = memo(parseIp);
-const cidrOf = memo((t) => parseCidr(t, true));
-const canon = memo((a) => formatIp(parseIp(a)));
-
-const UPLINK = "eth0";
-const VXLAN = "sluice.1";
 const HOST_IP: Record<string, Record<Family, string>> = { n1: { 4: "192.168.0.1", 6: "fd99::1" }, n2: { 4: "192.168.0.2", 6: "fd99::2" } };
-
-/** One node's filter table as the kernel would run it. */
-class Node {
-  readonly nf: Netfilter;
-  constructor(
-    readonly name: string,
-    readonly render: PolicyRender,
-    readonly family: Family,
-  ) {
-    this.nf = new Netfilter(renderTable(policyTableSpec(render)), render.ipsets, family);
-  }
-
-  /** FORWARD: our rules first; falling through them reaches the cluster accept rules. */
-  forward(p: Packet): boolean {
-    return this.nf.run("SLUICE-FORWARD", p) !== "DROP";
-  }
-  input(p: Packet): boolean {
-    return this.nf.run("SLUICE-INPUT", p) !== "DROP";
-  }
-  output(p: Packet): Verdict {
-    return this.nf.run("SLUICE-OUTPUT", p);
-  }
-}
-
-const PROTO: Record<Protocol, Packet["proto"]> = { TCP: "tcp", UDP: "udp", SCTP: "sctp" };
-
-/**
- * Is a NEW connection src -> dst allowed, judged by every node's rules it crosses?
- * Pods are found by address; `host:<node>` is that node's own address.
- */
-function simulate(nodes: Map<string, Node>, eps: PodEndpoint[], family: Family, src: string, dst: string, protocol: Protocol, port: number): boolean {
-  const podOf = (a: string): PodEndpoint | undefined => eps.find((e) => e.ips.some((x) => canon(x) === canon(a)));
-  const hostOf = (a: string): string | undefined => Object.keys(HOST_IP).find((n) => HOST_IP[n]?.[family] === a);
-  const sp = podOf(src);
-  const dp = podOf(dst);
-  const base = { src, dst, proto: PROTO[protocol], dport: port, ctstate: "NEW" as const, mark: 0x4000 };
-  let ok = true;
-  const dstHost = hostOf(dst);
-  if (sp && dstHost === sp.node) {
-    // pod -> its own host
-    return nodes.get(sp.node)?.input({ ...base, inIface: sp.hostIface }) ?? true;
-  }
-  if (sp) {
-    const out = dp && dp.node === sp.node ? dp.hostIface : dp ? VXLAN : UPLINK;
-    ok &&= nodes.get(sp.node)?.forward({ ...base, inIface: sp.hostIface, outIface: out }) ?? true;
-  }
-  if (dp && (!sp || sp.node !== dp.node)) {
-    ok &&= nodes.get(dp.node)?.forward({ ...base, inIface: sp ? VXLAN : UPLINK, outIface: dp.hostIface }) ?? true;
-  }
-  return ok;
-}
+const NODE_INFO: NodeInfo[] = Object.entries(HOST_IP).map(([name, a]) => ({ name, labels: {}, addresses: [a[4], a[6]] }));
 
 function nodesFor(input: Omit<PolicyRenderInput, "nodeName">): Map<string, Node> {
   const m = new Map<string, Node>();
@@ -433,41 +157,9 @@ function nodesFor(input: Omit<PolicyRenderInput, "nodeName">): Map<string, Node>
 
 /** Every flow between the addresses, every probe port: simulated chains == the IR's reference meaning. */
 function crossCheck(input: Omit<PolicyRenderInput, "nodeName">, extra: string[], probes: [Protocol, number][]): number {
-  const { family } = input;
-  const nodes = nodesFor(input);
-  const ev = new PolicyEvaluator(input.networkPolicies.map(networkPolicyToIr), new EndpointIndex(input.endpoints, input.namespaces), { sctpSupported: input.sctpSupported });
-  const isFam = (a: string): boolean => parseIp(a).family === family;
-  const podAddrs = input.endpoints.flatMap((e) => e.ips.filter(isFam));
-  const addrs = [...podAddrs, ...extra.filter(isFam)];
-  let checked = 0;
-  for (const src of addrs) {
-    for (const dst of addrs) {
-      if (src === dst) continue;
-      const srcPod = podAddrs.includes(src);
-      const dstPod = podAddrs.includes(dst);
-      if (!srcPod && !dstPod) continue;
-      for (const [protocol, port] of probes) {
-        const want = ev.evaluate({ src, dst, protocol, port }).allowed;
-        const got = simulate(nodes, input.endpoints, family, src, dst, protocol, port);
-        assert.equal(got, want, `${src} -> ${dst} ${protocol}/${port}: rules say ${got ? "allow" : "deny"}, the spec says ${want ? "allow" : "deny"}`);
-        checked++;
-      }
-    }
-  }
-  // Traffic to and from the node a pod runs on is always allowed, whatever the pod's policy:
-  // pod -> its own host (INPUT) and host -> local pod (OUTPUT).
-  for (const e of input.endpoints) {
-    for (const a of e.ips.filter(isFam)) {
-      const hostIp = HOST_IP[e.node]?.[family] as string;
-      for (const [protocol, port] of probes) {
-        assert.equal(simulate(nodes, input.endpoints, family, a, hostIp, protocol, port), true, `${a} -> its own host ${hostIp} ${protocol}/${port}`);
-        const n = nodes.get(e.node);
-        assert.equal(n?.output({ src: hostIp, dst: a, outIface: e.hostIface, proto: PROTO[protocol], dport: port, ctstate: "NEW", mark: 0 }), "ACCEPT");
-        checked++;
-      }
-    }
-  }
-  return checked;
+  const cl: SimCluster = { family: input.family, endpoints: input.endpoints, nodes: nodesFor(input), hostIp: HOST_IP };
+  const ev = new PolicyEvaluator(input.networkPolicies.map(networkPolicyToIr), new EndpointIndex(input.endpoints, input.namespaces), { sctpSupported: input.sctpSupported }, { nodes: NODE_INFO });
+  return runCrossCheck(cl, ev, extra, probes.map(([protocol, port]) => ({ protocol, port })));
 }
 
 const PROBES: [Protocol, number][] = [
@@ -486,21 +178,12 @@ const EXTERNALS = ["192.0.2.7", "10.9.9.9", "10.244.2.77", "fd00:244:2::77", "fd
 
 // ---------------------------------------------------------------- tests
 
-const goldenDir = join(packageRoot(), "test", "golden", "policy");
-const UPDATE = process.env["UPDATE_GOLDEN"] === "1";
 
 describe("policy render: golden files", () => {
   for (const s of scenarios) {
     test(`${s.name}: ${s.description}`, () => {
       const input = inputOf(s);
-      const text = header(s, input) + formatPolicyRender(renderPolicy(input));
-      const file = join(goldenDir, `${s.name}.txt`);
-      if (UPDATE) {
-        mkdirSync(goldenDir, { recursive: true });
-        writeFileSync(file, text);
-      }
-      assert.ok(existsSync(file), `${file} is missing: run with UPDATE_GOLDEN=1 and review it`);
-      assert.equal(text, readFileSync(file, "utf8"), `${file} differs: if the change is intended, run with UPDATE_GOLDEN=1 and review the diff`);
+      assertPolicyGolden(s.name, header(s, input) + formatPolicyRender(renderPolicy(input)));
     });
   }
 });
@@ -711,16 +394,6 @@ const RANDOM_PROBES: [Protocol, number][] = [
   ["UDP", 80],
   ["SCTP", 80],
 ];
-
-function mulberry32(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randomScenario(rnd: () => number): { endpoints: PodEndpoint[]; namespaces: NamespaceInfo[]; policies: NetworkPolicyObject[]; sctp: boolean } {
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)] as T;
