@@ -160,56 +160,37 @@ export class Explainer {
 
   explain(from: End, to: End, spec: ConnectionSpec): Explanation {
     const v = this.evaluator.evaluate({ src: from.address, dst: to.address, protocol: spec.protocol, port: spec.port });
-    const samePod = from.pod !== undefined && from.pod === to.pod;
-    const egress = side("egress", from, v.egress, samePod);
-    const ingress = side("ingress", to, v.ingress, samePod);
-    return { from, to, protocol: spec.protocol, port: spec.port, allowed: egress.allowed && ingress.allowed, egress, ingress };
+    const egress = side(from, v.egress);
+    const ingress = side(to, v.ingress);
+    return { from, to, protocol: spec.protocol, port: spec.port, allowed: v.allowed, egress, ingress };
   }
 
   /**
-   * The matrix policy predicts over the pods of `namespaces` (every pod when empty), by
-   * `ns/pod`, in name order: the same layout as `sluicectl sandbox matrix`.
+   * The matrix policy predicts over the pods of `namespaces` (every pod when empty) or the
+   * pods named, by `ns/pod` in name order: the layout of `sluicectl sandbox matrix`. Pods
+   * without an address of the family are left out.
    */
   matrix(spec: ConnectionSpec, o: { namespaces?: readonly string[]; pods?: readonly string[]; family?: Family } = {}): { pods: string[]; reachability: Reachability } {
     const family = o.family ?? 4;
     const wanted = o.pods ? new Set(o.pods) : undefined;
-    const ends = this.model.endpoints
-      .filter((ep) => (!o.namespaces?.length || o.namespaces.includes(ep.namespace)) && (!wanted || wanted.has(podName(ep))))
-      .flatMap((ep) => {
-        const address = Explainer.addressOf(ep, family);
-        return address ? [{ name: podName(ep), address, pod: ep }] : [];
-      })
-      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    const pods = this.model.endpoints
+      .filter((ep) => (!o.namespaces?.length || o.namespaces.includes(ep.namespace)) && (!wanted || wanted.has(podName(ep))) && Explainer.addressOf(ep, family) !== undefined)
+      .sort((a, b) => (podName(a) < podName(b) ? -1 : podName(a) > podName(b) ? 1 : 0));
+    const m = this.evaluator.matrix({ protocol: spec.protocol, port: spec.port }, { family, pods });
     const reachability: Reachability = {};
-    for (const f of ends) {
+    m.pods.forEach((f, i) => {
       const row: Record<string, boolean> = {};
-      for (const t of ends) row[t.name] = this.explain(f, t, spec).allowed;
-      reachability[f.name] = row;
-    }
-    return { pods: ends.map((e) => e.name), reachability };
+      m.pods.forEach((t, j) => (row[t] = m.cells[i]?.[j]?.allowed ?? false));
+      reachability[f] = row;
+    });
+    return { pods: m.pods, reachability };
   }
 }
 
-/**
- * One direction's explanation. The evaluator's path when it gives one; otherwise what
- * its verdict fields say, in the same form. A pod whose Pod or Namespace object is
- * missing matches no selector and is isolated both ways (the renderer's fail-closed
- * rule), whatever the evaluator makes of it.
- */
-function side(d: "egress" | "ingress", end: End, v: DirectionVerdict, samePod: boolean): SideExplanation {
+/** One direction: the evaluator's verdict and path for a pod end; an address that is no pod's has no policy. */
+function side(end: End, v: DirectionVerdict): SideExplanation {
   if (!end.pod) return { of: undefined, allowed: true, isolatedBy: [], allowedBy: undefined, path: [] };
-  const of = end.name;
-  const base = { of, isolatedBy: v.isolatedBy, allowedBy: v.allowedBy };
-  if (samePod) return { ...base, allowed: true, path: [{ tier: "default", action: "allow", text: `[default] a pod reaches itself: Allow` }] };
-  if (end.pod.metadataKnown === false) {
-    return { ...base, allowed: false, path: [{ tier: "default", action: "deny", text: `[default] ${of} has no Pod or Namespace object, so its labels are unknown: isolated both ways (fail closed): Deny` }] };
-  }
-  if (v.path.length > 0) return { ...base, allowed: v.allowed, path: v.path };
-  let step: ExplainStep;
-  if (v.isolatedBy.length === 0) step = { tier: "default", action: "allow", text: `[default] no policy selects ${of} for ${d}: Allow` };
-  else if (v.allowed) step = { tier: "namespace", policy: v.allowedBy, action: "allow", text: `[NetworkPolicy] ${v.allowedBy ?? v.isolatedBy.join(", ")}: Allow` };
-  else step = { tier: "namespace", action: "deny", text: `[NetworkPolicy] isolated by ${v.isolatedBy.join(", ")}, no rule allows: Deny` };
-  return { ...base, allowed: v.allowed, path: [step] };
+  return { of: end.name, allowed: v.allowed, isolatedBy: v.isolatedBy, allowedBy: v.allowedBy, path: v.path };
 }
 
 const endText = (e: End): string => (e.pod && e.name !== e.address ? `${e.name} (${e.address})` : e.address);

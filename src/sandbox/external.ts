@@ -12,12 +12,13 @@
  * echoes TCP and UDP on its ports and the kernel answers pings. Local facts live in
  * `<state>/external/<name>.json`, as pods' do.
  */
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { ConfigError } from "../config/errors.js";
 import { type Sandbox, isOurs } from "./cluster.js";
 import { addNetns, delNetns, ip, listNetns, netnsPids, nsTry } from "./netns.js";
 import { type ServedPort, spawnPodServer, waitPodServer } from "./podServer.js";
+import { readRecords, writeRecordFile } from "./pods.js";
 
 /** TEST-NET-3 (RFC 5737): never routed on the Internet, never a cluster network. */
 export const EXTERNAL_NETWORK = "203.0.113.0/24";
@@ -48,18 +49,7 @@ const recordPath = (sb: Sandbox, name: string): string => join(dirOf(sb), `${nam
 const logPath = (sb: Sandbox, name: string): string => join(dirOf(sb), `${name}.log`);
 
 export function listExternalHosts(sb: Sandbox): ExternalHost[] {
-  const dir = dirOf(sb);
-  if (!existsSync(dir)) return [];
-  return readdirSync(dir)
-    .filter((f) => f.endsWith(".json"))
-    .flatMap((f) => {
-      try {
-        return [JSON.parse(readFileSync(join(dir, f), "utf8")) as ExternalHost];
-      } catch {
-        return [];
-      }
-    })
-    .sort((a, b) => a.index - b.index);
+  return readRecords<ExternalHost>(dirOf(sb)).sort((a, b) => a.index - b.index);
 }
 
 /** By name (ext-1), number (1) or address. */
@@ -99,8 +89,7 @@ export async function addExternalHost(sb: Sandbox, ports: readonly ServedPort[] 
       if (r.code === 0) break;
       if (i === 4) throw new Error(`external host ${name} (${host.address}) does not answer pings from the underlay: ${r.stdout.trim() || r.stderr.trim()}`);
     }
-    writeFileSync(`${recordPath(sb, name)}.tmp`, JSON.stringify(host, null, 2) + "\n");
-    renameSync(`${recordPath(sb, name)}.tmp`, recordPath(sb, name));
+    writeRecordFile(recordPath(sb, name), host);
     return host;
   } catch (err) {
     await removeParts(sb, host).catch(() => undefined);

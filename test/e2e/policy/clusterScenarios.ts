@@ -56,6 +56,30 @@ function gnp(name: string, spec: string): string {
   return doc("sluice.dev/v1", "GlobalNetworkPolicy", `{name: ${name}}`, spec);
 }
 
+/** An Admin ClusterNetworkPolicy for the pods of x: one ingress rule from the pods of the namespaces `from` (a label selector in YAML flow form). */
+function adminToX(name: string, priority: number, action: "Accept" | "Deny" | "Pass", from: string): string {
+  return cnp(name, "Admin", priority, `
+    subject:
+      namespaces: {matchLabels: {ns: x}}
+    ingress:
+    - action: ${action}
+      from:
+      - namespaces: ${from}
+  `);
+}
+
+/** A GlobalNetworkPolicy for the pods of x: one ingress rule from the pods (and network sets) of namespace `from`. */
+function gnpToX(name: string, order: number, action: "Allow" | "Deny", from: string): string {
+  return gnp(name, `
+    order: ${order}
+    namespaceSelector: {matchLabels: {ns: x}}
+    ingress:
+    - action: ${action}
+      source:
+        namespaceSelector: {matchLabels: {ns: ${from}}}
+  `);
+}
+
 const X_DENY_ALL = np("x", "deny-all", `
   podSelector: {}
   policyTypes: [Ingress]
@@ -119,6 +143,20 @@ z/b   .   .   .   .   .   .   .   .   .
 z/c   .   .   .   .   .   .   .   .   .
 `;
 
+/** Only x receives (from everyone); everybody else receives nothing but from itself. */
+const ONLY_X_RECEIVES = `
+//   x/a x/b x/c y/a y/b y/c z/a z/b z/c
+x/a   .   .   .   X   X   X   X   X   X
+x/b   .   .   .   X   X   X   X   X   X
+x/c   .   .   .   X   X   X   X   X   X
+y/a   .   .   .   .   X   X   X   X   X
+y/b   .   .   .   X   .   X   X   X   X
+y/c   .   .   .   X   X   .   X   X   X
+z/a   .   .   .   X   X   X   .   X   X
+z/b   .   .   .   X   X   X   X   .   X
+z/c   .   .   .   X   X   X   X   X   .
+`;
+
 export const TENANT_LABELS: Step["label"] = [
   { ns: "x", set: { tenant: "red" } },
   { ns: "y", set: { tenant: "blue" } },
@@ -128,6 +166,22 @@ export const TENANT_LABELS: Step["label"] = [
 /** The pods of each node, to probe a host from all of them. */
 const FROM_ALL = ["x/a", "x/b", "x/c", "y/a", "y/b", "y/c", "z/a", "z/b", "z/c"];
 const hostsFrom = (host: string, open: (from: string) => boolean): NonNullable<Step["hosts"]> => FROM_ALL.map((from) => ({ from, host, expect: open(from) ? "." : "X" }));
+
+/** A tenant's namespaces deny ingress from every namespace of another tenant. */
+function tenantIsolation(tenant: string, priority: number): string {
+  return cnp(`tenant-${tenant}`, "Admin", priority, `
+    subject:
+      namespaces: {matchLabels: {tenant: ${tenant}}}
+    ingress:
+    - name: deny-other-tenants
+      action: Deny
+      from:
+      - namespaces:
+          matchExpressions:
+          - {key: tenant, operator: Exists}
+          - {key: tenant, operator: NotIn, values: [${tenant}]}
+  `);
+}
 
 export const MULTI_TENANT = [
   cnp("shared-services", "Admin", 5, `
@@ -139,30 +193,8 @@ export const MULTI_TENANT = [
       from:
       - namespaces: {}
   `),
-  cnp("tenant-red", "Admin", 10, `
-    subject:
-      namespaces: {matchLabels: {tenant: red}}
-    ingress:
-    - name: deny-other-tenants
-      action: Deny
-      from:
-      - namespaces:
-          matchExpressions:
-          - {key: tenant, operator: Exists}
-          - {key: tenant, operator: NotIn, values: [red]}
-  `),
-  cnp("tenant-blue", "Admin", 11, `
-    subject:
-      namespaces: {matchLabels: {tenant: blue}}
-    ingress:
-    - name: deny-other-tenants
-      action: Deny
-      from:
-      - namespaces:
-          matchExpressions:
-          - {key: tenant, operator: Exists}
-          - {key: tenant, operator: NotIn, values: [blue]}
-  `),
+  tenantIsolation("red", 10),
+  tenantIsolation("blue", 11),
   cnp("default-deny", "Baseline", 100, `
     subject:
       namespaces: {}
@@ -326,34 +358,13 @@ export const CLUSTER_SCENARIOS: Scenario<ClusterBullet>[] = [
         note: "deny-from-y (20) before accept-from-y (30)",
         apply:
           X_DENY_ALL +
-          cnp("accept-from-y", "Admin", 30, `
-            subject:
-              namespaces: {matchLabels: {ns: x}}
-            ingress:
-            - action: Accept
-              from:
-              - namespaces: {matchLabels: {ns: y}}
-          `) +
-          cnp("deny-from-y", "Admin", 20, `
-            subject:
-              namespaces: {matchLabels: {ns: x}}
-            ingress:
-            - action: Deny
-              from:
-              - namespaces: {matchLabels: {ns: y}}
-          `),
+          adminToX("accept-from-y", 30, "Accept", "{matchLabels: {ns: y}}") +
+          adminToX("deny-from-y", 20, "Deny", "{matchLabels: {ns: y}}"),
         port: 80, protocol: "TCP", expected: X_CLOSED,
       },
       {
         note: "accept-from-y moved to priority 10",
-        apply: cnp("accept-from-y", "Admin", 10, `
-          subject:
-            namespaces: {matchLabels: {ns: x}}
-          ingress:
-          - action: Accept
-            from:
-            - namespaces: {matchLabels: {ns: y}}
-        `),
+        apply: adminToX("accept-from-y", 10, "Accept", "{matchLabels: {ns: y}}"),
         port: 80, protocol: "TCP", expected: X_FROM_Y_ONLY,
       },
     ],
@@ -418,34 +429,13 @@ export const CLUSTER_SCENARIOS: Scenario<ClusterBullet>[] = [
         note: "deny-y (order 10) before allow-y (order 20)",
         apply:
           X_DENY_ALL +
-          gnp("deny-y", `
-            order: 10
-            namespaceSelector: {matchLabels: {ns: x}}
-            ingress:
-            - action: Deny
-              source:
-                namespaceSelector: {matchLabels: {ns: y}}
-          `) +
-          gnp("allow-y", `
-            order: 20
-            namespaceSelector: {matchLabels: {ns: x}}
-            ingress:
-            - action: Allow
-              source:
-                namespaceSelector: {matchLabels: {ns: y}}
-          `),
+          gnpToX("deny-y", 10, "Deny", "y") +
+          gnpToX("allow-y", 20, "Allow", "y"),
         port: 81, protocol: "TCP", expected: X_CLOSED,
       },
       {
         note: "deny-y moved to order 30",
-        apply: gnp("deny-y", `
-          order: 30
-          namespaceSelector: {matchLabels: {ns: x}}
-          ingress:
-          - action: Deny
-            source:
-              namespaceSelector: {matchLabels: {ns: y}}
-        `),
+        apply: gnpToX("deny-y", 30, "Deny", "y"),
         port: 81, protocol: "TCP", expected: X_FROM_Y_ONLY,
       },
     ],
@@ -457,22 +447,8 @@ export const CLUSTER_SCENARIOS: Scenario<ClusterBullet>[] = [
       {
         apply:
           X_DENY_ALL +
-          gnp("deny-y", `
-            order: 0
-            namespaceSelector: {matchLabels: {ns: x}}
-            ingress:
-            - action: Deny
-              source:
-                namespaceSelector: {matchLabels: {ns: y}}
-          `) +
-          cnp("accept-y", "Admin", 1000, `
-            subject:
-              namespaces: {matchLabels: {ns: x}}
-            ingress:
-            - action: Accept
-              from:
-              - namespaces: {matchLabels: {ns: y}}
-          `),
+          gnpToX("deny-y", 0, "Deny", "y") +
+          adminToX("accept-y", 1000, "Accept", "{matchLabels: {ns: y}}"),
         port: 80, protocol: "TCP", expected: X_FROM_Y_ONLY,
       },
       { note: "the ClusterNetworkPolicy deleted", delete: ["ClusterNetworkPolicy/accept-y"], port: 80, protocol: "TCP", expected: X_CLOSED },
@@ -484,22 +460,8 @@ export const CLUSTER_SCENARIOS: Scenario<ClusterBullet>[] = [
     steps: [
       {
         apply:
-          cnp("pass-y", "Admin", 10, `
-            subject:
-              namespaces: {matchLabels: {ns: x}}
-            ingress:
-            - action: Pass
-              from:
-              - namespaces: {matchLabels: {ns: y}}
-          `) +
-          cnp("deny-rest", "Admin", 20, `
-            subject:
-              namespaces: {matchLabels: {ns: x}}
-            ingress:
-            - action: Deny
-              from:
-              - namespaces: {}
-          `) +
+          adminToX("pass-y", 10, "Pass", "{matchLabels: {ns: y}}") +
+          adminToX("deny-rest", 20, "Deny", "{}") +
           np("x", "from-y-b", `
             podSelector: {}
             ingress:
@@ -544,18 +506,7 @@ export const CLUSTER_SCENARIOS: Scenario<ClusterBullet>[] = [
             - {}
           `),
         port: 80, protocol: "TCP",
-        expected: `
-          //   x/a x/b x/c y/a y/b y/c z/a z/b z/c
-          x/a   .   .   .   X   X   X   X   X   X
-          x/b   .   .   .   X   X   X   X   X   X
-          x/c   .   .   .   X   X   X   X   X   X
-          y/a   .   .   .   .   X   X   X   X   X
-          y/b   .   .   .   X   .   X   X   X   X
-          y/c   .   .   .   X   X   .   X   X   X
-          z/a   .   .   .   X   X   X   .   X   X
-          z/b   .   .   .   X   X   X   X   .   X
-          z/c   .   .   .   X   X   X   X   X   .
-        `,
+        expected: ONLY_X_RECEIVES,
         fromNodes: [
           { node: "node-1", to: "y/a", expect: "." },
           { node: "node-2", to: "z/b", expect: "." },
@@ -570,18 +521,7 @@ export const CLUSTER_SCENARIOS: Scenario<ClusterBullet>[] = [
           - {}
         `),
         port: 81, protocol: "UDP",
-        expected: `
-          //   x/a x/b x/c y/a y/b y/c z/a z/b z/c
-          x/a   .   .   .   X   X   X   X   X   X
-          x/b   .   .   .   X   X   X   X   X   X
-          x/c   .   .   .   X   X   X   X   X   X
-          y/a   .   .   .   .   X   X   X   X   X
-          y/b   .   .   .   X   .   X   X   X   X
-          y/c   .   .   .   X   X   .   X   X   X
-          z/a   .   .   .   X   X   X   .   X   X
-          z/b   .   .   .   X   X   X   X   .   X
-          z/c   .   .   .   X   X   X   X   X   .
-        `,
+        expected: ONLY_X_RECEIVES,
       },
     ],
   },
