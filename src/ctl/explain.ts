@@ -37,7 +37,8 @@ Prints the verdict (Allow or Deny), then for each end that is a pod the path tha
 decided its direction: egress of the source pod, ingress of the destination pod, tier by
 tier (Admin, NetworkPolicy, Baseline, default). An address that is no pod's has no
 policy. Reads etcd like the agents (--etcd-endpoints ...), or the sandbox's etcd with
---sandbox / --state-dir. Exit code: 0 Allow, 1 Deny, 2 bad arguments.`;
+--sandbox / --state-dir. Exit code: 0 Allow, 1 Deny, 2 bad arguments, 3 the datastore
+could not be read.`;
 
 export const EXPLAIN_FLAGS: FlagSpec[] = [
   ...RESOURCE_ETCD_FLAGS,
@@ -68,8 +69,8 @@ export interface LoadedModel {
  * model. Fails after `timeoutMs` when etcd does not answer.
  */
 export async function loadPolicyModel(client: Etcd3, o: { prefix?: string | undefined; timeoutMs?: number; endpoint?: string } = {}): Promise<LoadedModel> {
-  let lastError = "";
-  const log = pino({ level: "warn" }, { write: (line: string) => void (lastError = (JSON.parse(line) as { err?: string }).err ?? lastError) });
+  let firstError = "";
+  const log = pino({ level: "warn" }, { write: (line: string) => void (firstError ||= (JSON.parse(line) as { err?: string }).err ?? "") });
   const source = new PolicySource({ client, log, prefix: o.prefix ?? SLUICE_PREFIX, initialBackoffMs: 200, maxBackoffMs: 1000, requestTimeoutMs: o.timeoutMs ?? 5000 });
   const timeoutMs = o.timeoutMs ?? 5000;
   let timer: NodeJS.Timeout | undefined;
@@ -77,7 +78,7 @@ export async function loadPolicyModel(client: Etcd3, o: { prefix?: string | unde
     await Promise.race([
       source.start(),
       new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`error: etcd at ${o.endpoint ?? "?"}: cannot list the policy data within ${timeoutMs} ms${lastError ? ` (${lastError})` : ""}`)), timeoutMs);
+        timer = setTimeout(() => reject(new Error(`error: etcd at ${o.endpoint ?? "?"}: cannot list the policy data within ${timeoutMs} ms${firstError ? ` (${firstError})` : ""}`)), timeoutMs);
       }),
     ]);
   } finally {
@@ -239,12 +240,17 @@ export async function runExplain(flags: RawFlags, args: string[], io: Io): Promi
   if (!matrixMode && args.length !== 2) throw new ConfigError(args.length < 2 ? "TO" : (args[2] as string), args.length < 2 ? `explain needs two ends: FROM and TO (<ns>/<pod> or an IP)\n\n${EXPLAIN_USAGE}` : "unexpected argument (explain takes FROM and TO)", SRC);
   if (!matrixMode && namespaces.length > 0) throw new ConfigError("-n", "goes with --matrix", SRC);
 
-  const { client, endpoint } = datastoreFrom(flags);
   let loaded: LoadedModel;
   try {
-    loaded = await loadPolicyModel(client, { prefix: str(flags, "resource-prefix"), endpoint });
-  } finally {
-    client.close();
+    const { client, endpoint } = datastoreFrom(flags);
+    try {
+      loaded = await loadPolicyModel(client, { prefix: str(flags, "resource-prefix"), endpoint });
+    } finally {
+      client.close();
+    }
+  } catch (err) {
+    io.err(`${(err as Error).message}\n`);
+    return 3;
   }
   for (const bad of loaded.invalid) io.err(`warning: the invalid value at ${bad.key} is ${bad.keptLastGood ? "replaced by its last good version" : "ignored (a policy is replaced by a deny-all stand-in)"}: ${bad.reason}\n`);
   for (const w of loaded.model.warnings) io.err(`warning: ${w}\n`);
