@@ -53,9 +53,14 @@ function namespaceFlag(flags: RawFlags, cmd: string): string | undefined {
   return ns;
 }
 
-function storeFrom(flags: RawFlags): { store: EtcdResourceStore; client: Etcd3 } {
+/** The etcd client the RESOURCE_ETCD_FLAGS describe. */
+export function etcdClientFrom(flags: RawFlags): Etcd3 {
   const endpoints = (str(flags, "etcd-endpoints") ?? "http://127.0.0.1:2379").split(",").map((s) => s.trim());
-  const client = connectEtcd({ endpoints, caFile: str(flags, "etcd-cafile"), certFile: str(flags, "etcd-certfile"), keyFile: str(flags, "etcd-keyfile"), username: str(flags, "etcd-username"), password: str(flags, "etcd-password") });
+  return connectEtcd({ endpoints, caFile: str(flags, "etcd-cafile"), certFile: str(flags, "etcd-certfile"), keyFile: str(flags, "etcd-keyfile"), username: str(flags, "etcd-username"), password: str(flags, "etcd-password") });
+}
+
+function storeFrom(flags: RawFlags): { store: EtcdResourceStore; client: Etcd3 } {
+  const client = etcdClientFrom(flags);
   const maxText = str(flags, "max-txn-ops");
   const maxTxnOps = maxText === undefined ? DEFAULT_MAX_TXN_OPS : Number(maxText);
   if (!Number.isInteger(maxTxnOps) || maxTxnOps < 1) throw new ConfigError("--max-txn-ops", `"${maxText}" must be a positive integer`, "sluicectl");

@@ -16,6 +16,7 @@ import { ETCD_FLAGS } from "./etcdFlags.js";
 import { DEMO_PREFIX, DEMO_STATE, runDemo } from "./demo.js";
 import { RESOURCE_COMMANDS } from "./apply.js";
 import { SANDBOX_FLAGS, SANDBOX_USAGE, runSandbox } from "./sandbox.js";
+import { EXPLAIN_FLAGS, EXPLAIN_USAGE, runExplain } from "./explain.js";
 
 export interface Io {
   out: (s: string) => void;
@@ -146,6 +147,12 @@ export const COMMANDS: Record<string, Command> = {
       io.out(report.join("\n") + "\n");
       return 0;
     },
+  },
+  explain: {
+    summary: "why policy allows or denies a connection, tier by tier (explain x/a y/b --port 80/TCP), or the whole matrix it predicts (--matrix)",
+    usage: EXPLAIN_USAGE,
+    flags: EXPLAIN_FLAGS,
+    run: runExplain,
   },
   sandbox: {
     summary: "a cluster in network namespaces on this host: up/down/status, node, ns, pod, label, exec, probe, matrix",

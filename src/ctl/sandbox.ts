@@ -30,8 +30,10 @@ import {
   podObjects,
 } from "../sandbox/pods.js";
 import { leaseSubnets, listLeases, nodeSubnet, removeSandboxNode } from "../sandbox/nodes.js";
-import { DEFAULT_PROBE_TIMEOUT_MS, type ProbeResult, formatMatrix, parsePortSpec, probe, probeFromNode, probeMatrix } from "../sandbox/probe.js";
+import { DEFAULT_PROBE_TIMEOUT_MS, type ProbeResult, formatPortSpec, parseProbeSpec, probe, probeFromNode, probeMatrix } from "../sandbox/probe.js";
+import { addExternalHost, listExternalHosts, removeExternalHost } from "../sandbox/external.js";
 import type { Io } from "./commands.js";
+import { renderMatrixOutput } from "./matrixOutput.js";
 
 export const DEFAULT_SANDBOX_STATE = join(tmpdir(), "sluice-sandbox");
 export const DEFAULT_SANDBOX_PREFIX = "sluice-sb";
@@ -47,7 +49,8 @@ export const SANDBOX_FLAGS: FlagSpec[] = [
   { name: "node", kind: "string", help: "pod create: the node (node-2 or 2); default: the node with the fewest pods" },
   { name: "labels", kind: "string", help: "pod/ns create: labels k=v,k2=v2" },
   { name: "ports", kind: "string", help: "pod create: served ports name=80/TCP,...", default: "serve-80-tcp=80/TCP,serve-80-udp=80/UDP,serve-81-tcp=81/TCP,serve-81-udp=81/UDP" },
-  { name: "port", kind: "string", help: "probe/matrix: PORT[/TCP|UDP]", default: "80/TCP" },
+  { name: "port", kind: "string", help: "probe/matrix: PORT[/TCP|UDP], or icmp", default: "80/TCP" },
+  { name: "proto", kind: "string", help: "probe/matrix: TCP, UDP or ICMP (echo), when --port does not say" },
   { name: "timeout", kind: "string", help: "probe/matrix: how long one attempt may take (ms, or 2s)", default: String(DEFAULT_PROBE_TIMEOUT_MS) },
   { name: "n", kind: "list", help: "matrix: only pods of these namespaces (repeatable or comma-separated)" },
   { name: "o", kind: "string", help: "status/matrix: table or json", default: "table" },
@@ -64,8 +67,13 @@ export const SANDBOX_USAGE = `Usage:
   sluicectl sandbox pod delete <ns>/<pod>
   sluicectl sandbox label pod <ns>/<pod> k=v k2- ...  |  label ns <ns> k=v k2- ...
   sluicectl sandbox exec <ns>/<pod>|<node> -- CMD [ARG...]
-  sluicectl sandbox probe <ns>/<pod>|<node> <ns>/<pod>|<ip> [--port 80/TCP] [--timeout 1000]
-  sluicectl sandbox matrix [--port 80/TCP] [-n ns ...] [--timeout 1000] [-o json]
+  sluicectl sandbox external add | external remove <ext-N>
+  sluicectl sandbox probe <ns>/<pod>|<node> <ns>/<pod>|<ip> [--port 80/TCP | --proto ICMP] [--timeout 1000]
+  sluicectl sandbox matrix [--port 80/TCP | --proto ICMP] [-n ns ...] [--timeout 1000] [-o json]
+
+An external host is a machine outside the cluster on the underlay (203.0.113.0/24),
+serving 80 and 81 over TCP and UDP and answering pings: pods reach it through their
+node's masquerade, so rules for external addresses can be tried with real traffic.
 
 Everything lives in network namespaces named <prefix>-... (nothing in the host's own
 namespace); every subcommand finds the sandbox through <state-dir>/${STATE_FILE}
@@ -125,6 +133,8 @@ export async function runSandbox(flags: RawFlags, args: string[], io: Io): Promi
       return probeCmd(flags, rest, io);
     case "matrix":
       return matrix(flags, rest, io);
+    case "external":
+      return external(flags, rest, io);
     default:
       io.err(`sluicectl sandbox: unknown subcommand "${sub}"\n\n${SANDBOX_USAGE}\n`);
       return 2;
@@ -221,8 +231,9 @@ async function status(flags: RawFlags, io: Io): Promise<number> {
     for (const p of await podObjects(sb)) labelsOf.set(`${p.metadata.namespace}/${p.metadata.name}`, p.metadata.labels ?? {});
   }
   const pods = listPods(sb).map((p) => ({ pod: podId(p), node: p.node, ips: p.ips, hostIface: p.hostIface, netns: p.netns, serverPid: p.serverPid, labels: labelsOf.get(podId(p)) ?? {} }));
+  const externals = listExternalHosts(sb).map((h) => ({ name: h.name, address: h.address, netns: h.ns, ports: h.ports.map((p) => `${p.port}/${p.protocol}`) }));
   if (str(flags, "o") === "json") {
-    io.out(JSON.stringify({ prefix: sb.o.prefix, stateDir: sb.o.stateDir, backend: sb.o.backend, segments: sb.o.segments, etcd: { endpoint: sb.etcd?.endpoint, pid: sb.etcd?.pid, running: etcdUp }, nodes, leases, namespaces, pods }, null, 2) + "\n");
+    io.out(JSON.stringify({ prefix: sb.o.prefix, stateDir: sb.o.stateDir, backend: sb.o.backend, segments: sb.o.segments, etcd: { endpoint: sb.etcd?.endpoint, pid: sb.etcd?.pid, running: etcdUp }, nodes, leases, namespaces, pods, externals }, null, 2) + "\n");
     return 0;
   }
   io.out(`sandbox ${sb.o.prefix}: backend ${sb.o.backend}, ${sb.o.segments} segment(s), state ${sb.o.stateDir}\netcd: ${sb.etcd?.endpoint ?? "-"} (${etcdUp ? `pid ${sb.etcd?.pid}` : "NOT RUNNING"})\n\nNODES\n`);
@@ -233,6 +244,10 @@ async function status(flags: RawFlags, io: Io): Promise<number> {
   io.out(table([["NAME", "LABELS"], ...namespaces.map((n) => [n.name, fmtLabels(n.labels)])]));
   io.out(`\nPODS\n`);
   io.out(table([["POD", "NODE", "IP", "HOST-IFACE", "LABELS"], ...pods.map((p) => [p.pod, p.node, p.ips.join(",") || "-", p.hostIface, fmtLabels(p.labels)])]));
+  if (externals.length) {
+    io.out(`\nEXTERNAL HOSTS\n`);
+    io.out(table([["NAME", "ADDRESS", "NETNS", "SERVING"], ...externals.map((h) => [h.name, h.address, h.netns, h.ports.join(",")])]));
+  }
   return 0;
 }
 
@@ -344,11 +359,11 @@ async function probeCmd(flags: RawFlags, args: string[], io: Io): Promise<number
   const sb = Sandbox.load(stateDirOf(flags));
   const from = need(args, 0, "FROM (ns/pod or node)");
   const to = need(args, 1, "TO (ns/pod or address)");
-  const { port, protocol } = parsePortSpec(str(flags, "port") ?? "80/TCP");
+  const { port, protocol } = parseProbeSpec(str(flags, "port"), str(flags, "proto"));
   const timeoutMs = timeoutOf(flags);
   const fromNode = !from.includes("/") ? sb.nodes.find((n) => n.name === from) : undefined;
   const r = fromNode ? ((await probeFromNode(sb, fromNode.name, [to], { port, protocol, timeoutMs }))[0] as ProbeResult) : await probe(sb, from, to, { port, protocol, timeoutMs });
-  const what = `${r.from} -> ${r.to === r.host ? r.host : `${r.to} (${r.host})`} ${port}/${protocol}`;
+  const what = `${r.from} -> ${r.to === r.host ? r.host : `${r.to} (${r.host})`} ${formatPortSpec({ port, protocol })}`;
   if (str(flags, "o") === "json") io.out(JSON.stringify(r) + "\n");
   else io.out(r.connected ? `connected: ${what} in ${r.ms} ms\n` : `blocked: ${what}: ${r.status}${r.status === "timeout" ? ` after ${timeoutMs} ms` : ""}\n`);
   return r.connected ? 0 : 1;
@@ -356,18 +371,33 @@ async function probeCmd(flags: RawFlags, args: string[], io: Io): Promise<number
 
 async function matrix(flags: RawFlags, _args: string[], io: Io): Promise<number> {
   const sb = Sandbox.load(stateDirOf(flags));
-  const { port, protocol } = parsePortSpec(str(flags, "port") ?? "80/TCP");
-  const nsList = ((flags["n"] as string[] | undefined) ?? []).flatMap((s) => s.split(",")).map((s) => s.trim()).filter(Boolean);
+  const { port, protocol } = parseProbeSpec(str(flags, "port"), str(flags, "proto"));
+  const nsList = namespacesFlag(flags);
   const pods = listPods(sb).filter((p) => nsList.length === 0 || nsList.includes(p.namespace));
   if (pods.length === 0) throw new ConfigError(nsList.length ? "-n" : "POD", nsList.length ? `no pods in namespace(s) ${nsList.join(", ")}` : "the sandbox has no pods (create some with: sluicectl sandbox pod create x/a)", SRC);
   const m = await probeMatrix(sb, pods, { port, protocol, timeoutMs: timeoutOf(flags) });
-  if (str(flags, "o") === "json") {
-    io.out(JSON.stringify({ port, protocol, pods: m.pods, matrix: m.reachability, results: m.results, ms: m.ms }, null, 2) + "\n");
+  io.out(renderMatrixOutput({ port, protocol, pods: m.pods, reachability: m.reachability }, { json: str(flags, "o") === "json", yes: "connected", no: "blocked", summaryTail: ` (${m.ms} ms)`, extra: { results: m.results, ms: m.ms } }));
+  return 0;
+}
+
+/** `-n a -n b,c` -> [a, b, c]. */
+export function namespacesFlag(flags: RawFlags): string[] {
+  return ((flags["n"] as string[] | undefined) ?? []).flatMap((s) => s.split(",")).map((s) => s.trim()).filter(Boolean);
+}
+
+async function external(flags: RawFlags, args: string[], io: Io): Promise<number> {
+  const sb = Sandbox.load(stateDirOf(flags));
+  const action = need(args, 0, "external add|remove");
+  if (action === "add") {
+    const h = await addExternalHost(sb);
+    io.out(`external host ${h.name} added: ${h.address} (namespace ${h.ns}; serving ${h.ports.map((p) => `${p.port}/${p.protocol}`).join(", ")})\n`);
     return 0;
   }
-  const ok = m.results.filter((r) => r.connected).length;
-  io.out(`${port}/${protocol}: rows connect to columns ('.' connected, 'X' blocked)\n\n`);
-  io.out(formatMatrix(m));
-  io.out(`\n${ok}/${m.results.length} pairs connected (${m.ms} ms)\n`);
-  return 0;
+  if (action === "remove") {
+    const ref = need(args, 1, "EXTERNAL (ext-N)");
+    await removeExternalHost(sb, ref);
+    io.out(`external host ${ref} removed\n`);
+    return 0;
+  }
+  throw new ConfigError("external", `"${action}" must be add or remove`, SRC);
 }

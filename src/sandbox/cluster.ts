@@ -13,6 +13,9 @@ import { binPath } from "./paths.js";
 import { run } from "../dataplane/exec.js";
 import { Etcd3 } from "etcd3";
 import { startEtcd, type EtcdServer } from "./etcdServer.js";
+import { nodeKind } from "../config/resourceKinds.js";
+import type { NodeObject } from "../config/policySchemas.js";
+import { EtcdResourceStore } from "../datastore/etcdResources.js";
 import { addNetns, delNetns, ip, listNetns, netnsPids, nsExec, sandboxNetns } from "./netns.js";
 import { EtcdObjects, KubeObjects, type SandboxKubeApi, type SandboxObjects } from "./objects.js";
 import { cidr, formatCidr, parseCidr } from "../model/ip.js";
@@ -74,6 +77,24 @@ export function underlayAddress6(segment: number, host: number): string {
 export function networkConfigFor(backend: SandboxBackend, network = "10.244.0.0/16", ipv6 = false): string {
   const b = backend === "host-gw" ? { Type: "host-gw" } : backend === "vxlan-direct" ? { Type: "vxlan", DirectRouting: true } : { Type: "vxlan" };
   return JSON.stringify({ Network: network, ...(ipv6 ? { EnableIPv6: true, IPv6Network: "fd00:244::/56" } : {}), Backend: b });
+}
+
+/**
+ * The Node object the sandbox writes for a node, as a kubelet would register it: the
+ * hostname and OS labels, the underlay address as InternalIP (what `nodes` peers of
+ * ClusterNetworkPolicy match, and how policy knows a pod's own node).
+ */
+export function sandboxNodeObject(node: SandboxNode, address6?: string): NodeObject {
+  return {
+    apiVersion: "v1",
+    kind: "Node",
+    metadata: { name: node.name, labels: { "kubernetes.io/hostname": node.name, "kubernetes.io/os": "linux" } },
+    spec: {},
+    status: {
+      addresses: [{ type: "InternalIP", address: node.address }, ...(address6 ? [{ type: "InternalIP", address: address6 }] : []), { type: "Hostname", address: node.name }],
+      conditions: [{ type: "Ready", status: "True" }],
+    },
+  };
 }
 
 /** The state file a sandbox keeps in its state directory, so that later CLI processes can operate on it. */
@@ -276,21 +297,29 @@ export class Sandbox {
       await ip("-n", node.ns, "-6", "route", "add", "default", "via", underlayAddress6(segment, 1));
     }
     if (this.o.forwardDrop ?? true) await nsExec(node.ns, "iptables", ["-P", "FORWARD", "DROP"]);
+    // The Node object, as the cluster would have it before the node's agent starts: registered
+    // by its kubelet (labels, addresses) and, in Kubernetes mode, given a podCIDR by the
+    // controller manager. etcd mode keeps it where `sluicectl apply` would (for `nodes` peers).
+    const nodeObject = sandboxNodeObject(node, this.o.ipv6 ? underlayAddress6(segment, 10 + index) : undefined);
     if (this.kube) {
-      // As the cluster would have it before the node's agent starts: registered by its kubelet, a podCIDR from the controller manager.
       const podCIDR = this.podCidrOf(index);
-      await this.kube.objects.put({
-        apiVersion: "v1",
-        kind: "Node",
-        metadata: { name: node.name, labels: { "kubernetes.io/hostname": node.name, "kubernetes.io/os": "linux" } },
-        spec: { podCIDR, podCIDRs: [podCIDR] },
-        status: { addresses: [{ type: "InternalIP", address: node.address }, { type: "Hostname", address: node.name }] },
-      });
+      await this.kube.objects.put({ ...nodeObject, spec: { podCIDR, podCIDRs: [podCIDR] } });
     }
     this.nodes.push(node);
     this.save();
+    if (!this.kube) await this.withStore((store) => store.applyAll([nodeObject]));
     await this.startAgent(node);
     return node;
+  }
+
+  /** The resource store `sluicectl apply` writes through, on the sandbox's etcd. */
+  private async withStore<T>(work: (store: EtcdResourceStore) => Promise<T>): Promise<T> {
+    const c = new Etcd3({ hosts: [this.etcdEndpoint], dialTimeout: 3000 });
+    try {
+      return await work(new EtcdResourceStore(c));
+    } finally {
+      c.close();
+    }
   }
 
   agentArgs(node: SandboxNode): string[] {
@@ -350,12 +379,13 @@ export class Sandbox {
     }
   }
 
-  /** Removes a node: its agent, its namespace, its underlay link. Its lease stays until it expires or is deleted. */
+  /** Removes a node: its agent, its namespace, its underlay link, its Node object. Its lease stays until it expires or is deleted. */
   async removeNode(node: SandboxNode): Promise<void> {
     await this.stopAgent(node, "SIGKILL");
     await killNetnsProcesses(node.ns);
     await delNetns(node.ns);
-    await this.kube?.objects.remove({ apiVersion: "v1", kind: "Node", name: node.name });
+    if (this.kube) await this.kube.objects.remove({ apiVersion: "v1", kind: "Node", name: node.name });
+    else await this.withStore((store) => store.delete({ kind: nodeKind, name: node.name }));
     const i = this.nodes.findIndex((n) => n.name === node.name);
     if (i >= 0) this.nodes.splice(i, 1);
     this.save(); // its directory (agent.log) stays for inspection until the sandbox goes down

@@ -41,14 +41,14 @@ const escapeRegExp = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, "\\
 
 /**
  * The names of the namespaces a sandbox with this prefix makes, exactly:
- * <prefix>-underlay, <prefix>-node-<n>, <prefix>-ep-<n>-<name> (endpoints.ts) and
- * <prefix>-pod-<namespace>.<pod> (pods.ts podNetnsName). A prefix may itself contain '-',
- * so a bare startsWith(prefix + "-") would take another sandbox's namespaces too
+ * <prefix>-underlay, <prefix>-node-<n>, <prefix>-ep-<n>-<name> (endpoints.ts),
+ * <prefix>-pod-<namespace>.<pod> (pods.ts podNetnsName) and <prefix>-ext-<n> (external.ts).
+ * A prefix may itself contain '-', so a bare startsWith(prefix + "-") would take another sandbox's namespaces too
  * (sluice-sb vs sluice-sb-2). Left ambiguous: a prefix that ends like one of these
  * suffixes ("x-pod", "x-ep-1"); avoid such prefixes.
  */
 export function sandboxNetnsPattern(prefix: string): RegExp {
-  return new RegExp(`^${escapeRegExp(prefix)}-(?:underlay|node-\\d+|ep-\\d+-.+|pod-[^.]+\\..+)$`);
+  return new RegExp(`^${escapeRegExp(prefix)}-(?:underlay|node-\\d+|ext-\\d+|ep-\\d+-.+|pod-[^.]+\\..+)$`);
 }
 
 /** The namespaces in `names` that the sandbox with this prefix made. */

@@ -23,11 +23,12 @@ export interface ServedPort {
 
 export interface ProbeTarget {
   host: string;
+  /** Ignored for ICMP. */
   port: number;
-  protocol: "TCP" | "UDP";
+  protocol: "TCP" | "UDP" | "ICMP";
 }
 
-/** connected = a TCP echo round trip or a UDP reply came back within the timeout. */
+/** connected = a TCP echo round trip, a UDP reply or an ICMP echo reply came back within the timeout. */
 export type ProbeStatus = "connected" | "timeout" | "refused" | "reset" | "unreachable" | "closed" | "error";
 
 export interface ProbeOutcome {
@@ -39,7 +40,7 @@ export interface ProbeOutcome {
 
 export const POD_SERVER_JS = String.raw`
 "use strict";
-const net = require("net"), dgram = require("dgram"), fs = require("fs");
+const net = require("net"), dgram = require("dgram"), fs = require("fs"), cp = require("child_process");
 const cfg = JSON.parse(process.argv[1]);
 const log = (m) => process.stdout.write(new Date().toISOString() + " " + m + "\n");
 const fatal = (m) => { log("fatal: " + m); process.exit(1); };
@@ -100,7 +101,22 @@ function probeOne(t, ms) {
     };
     timer = setTimeout(() => finish("timeout"), ms);
     try {
-      if (t.protocol === "UDP") {
+      if (t.protocol === "ICMP") {
+        // Echo requests from the system's ping (node has no raw sockets), one every 200 ms
+        // like the UDP probe's datagrams, until a reply, an ICMP error or the timeout.
+        const count = String(Math.ceil(ms / 200) + 1);
+        const p = cp.spawn("ping", ["-n", "-i", "0.2", "-c", count, "-W", "1", t.host], { stdio: ["ignore", "pipe", "pipe"] });
+        cleanup = () => { try { p.kill("SIGKILL"); } catch (_) {} };
+        let out = "";
+        p.stdout.on("data", (d) => {
+          out += d.toString();
+          if (/ bytes from /.test(out)) finish("connected");
+          else if (/^From .*(Unreachable|filtered)/m.test(out)) finish("unreachable", (/^From .*$/m.exec(out) || [""])[0]);
+        });
+        p.stderr.on("data", (d) => { out += d.toString(); });
+        p.on("error", (e) => finish("error", "ping: " + e.message));
+        p.on("exit", (code) => { if (code === 2) finish(/unreachable/i.test(out) ? "unreachable" : "error", out.trim().split("\n").pop()); });
+      } else if (t.protocol === "UDP") {
         const u = dgram.createSocket(net.isIPv6(t.host) ? "udp6" : "udp4");
         let iv;
         cleanup = () => { clearInterval(iv); try { u.close(); } catch (_) {} };

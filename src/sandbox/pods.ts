@@ -189,19 +189,28 @@ const logPath = (sb: Sandbox, p: PodRef): string => join(podsDir(sb), `${p.names
 const socketPath = (sb: Sandbox, p: PodRef): string => join(sb.o.stateDir, "s", `${createHash("sha1").update(podId(p)).digest("hex").slice(0, 12)}.sock`);
 export const podNetnsName = (sb: Sandbox, p: PodRef): string => `${sb.o.prefix}-pod-${p.namespace}.${p.name}`;
 
-export function listPods(sb: Sandbox): SandboxPod[] {
-  const dir = podsDir(sb);
+/** The local records (`*.json`) a sandbox keeps in a directory of its state; unreadable ones are skipped. */
+export function readRecords<T>(dir: string): T[] {
   if (!existsSync(dir)) return [];
   return readdirSync(dir)
     .filter((f) => f.endsWith(".json"))
     .flatMap((f) => {
       try {
-        return [JSON.parse(readFileSync(join(dir, f), "utf8")) as SandboxPod];
+        return [JSON.parse(readFileSync(join(dir, f), "utf8")) as T];
       } catch {
         return [];
       }
-    })
-    .sort((a, b) => podId(a).localeCompare(podId(b)));
+    });
+}
+
+/** Writes a local record atomically (a temporary file, then a rename). */
+export function writeRecordFile(path: string, record: unknown): void {
+  writeFileSync(`${path}.tmp`, JSON.stringify(record, null, 2) + "\n");
+  renameSync(`${path}.tmp`, path);
+}
+
+export function listPods(sb: Sandbox): SandboxPod[] {
+  return readRecords<SandboxPod>(podsDir(sb)).sort((a, b) => podId(a).localeCompare(podId(b)));
 }
 
 export function getPod(sb: Sandbox, ref: string | PodRef): SandboxPod {
@@ -213,9 +222,7 @@ export function getPod(sb: Sandbox, ref: string | PodRef): SandboxPod {
 
 function writeRecord(sb: Sandbox, pod: SandboxPod): void {
   mkdirSync(podsDir(sb), { recursive: true });
-  const path = recordPath(sb, pod);
-  writeFileSync(`${path}.tmp`, JSON.stringify(pod, null, 2) + "\n");
-  renameSync(`${path}.tmp`, path);
+  writeRecordFile(recordPath(sb, pod), pod);
 }
 
 /** The Pod objects (every namespace, or one). */

@@ -9,11 +9,12 @@
  */
 import { isIP } from "node:net";
 import { ConfigError } from "../config/errors.js";
+import type { ConnectionProtocol } from "../policy/evaluate.js";
 import type { Sandbox } from "./cluster.js";
 import { type PodRef, type SandboxPod, getPod, listPods, parsePodRef, podId } from "./pods.js";
 import { type PodStream, type ProbeOutcome, type ProbeTarget, ctlRequest, openStream, probeFromNetns } from "./podServer.js";
 
-export type ProbeProtocol = "TCP" | "UDP";
+export type ProbeProtocol = "TCP" | "UDP" | "ICMP";
 
 export interface ProbeOptions {
   port: number;
@@ -49,15 +50,44 @@ export interface MatrixResult {
 
 export const DEFAULT_PROBE_TIMEOUT_MS = 1000;
 
-/** `80`, `80/TCP`, `81/udp` -> port and protocol. */
-export function parsePortSpec(text: string, field = "--port"): { port: number; protocol: ProbeProtocol } {
-  const m = /^(\d+)(?:\/([A-Za-z]+))?$/.exec(text.trim());
-  const port = m ? Number(m[1]) : NaN;
-  const protocol = (m?.[2] ?? "TCP").toUpperCase();
-  if (!m || port < 1 || port > 65535) throw new ConfigError(field, `"${text}" must be PORT[/TCP|UDP] (1-65535)`, "sluicectl sandbox");
-  if (protocol !== "TCP" && protocol !== "UDP") throw new ConfigError(field, `"${text}": only TCP and UDP can be probed`, "sluicectl sandbox");
-  return { port, protocol };
+/** What a connection is made of besides its ends: TCP/UDP/SCTP and a port, or ICMP (echo; port 0). */
+export interface ConnectionSpec<P extends string = ConnectionProtocol> {
+  port: number;
+  protocol: P;
 }
+
+/**
+ * `--port` and `--proto` text -> protocol and port: `80` (TCP), `80/TCP`, `53/udp`,
+ * `icmp`; `--proto` names the protocol when the port does not (`--port 53 --proto UDP`,
+ * `--proto ICMP`). Nothing given: 80/TCP. Shared by `sandbox probe/matrix` and `explain`.
+ */
+export function parseConnectionSpec(portText: string | undefined, protoText: string | undefined, source: string): ConnectionSpec {
+  const proto = protoText?.trim().toUpperCase();
+  if (proto !== undefined && !["TCP", "UDP", "SCTP", "ICMP"].includes(proto)) throw new ConfigError("--proto", `"${protoText}" must be TCP, UDP, SCTP or ICMP`, source);
+  const text = portText?.trim();
+  if (proto === "ICMP" || text?.toUpperCase() === "ICMP") {
+    if (text !== undefined && text.toUpperCase() !== "ICMP") throw new ConfigError("--port", `"${portText}": ICMP has no port (give --proto ICMP alone, or --port icmp)`, source);
+    if (proto !== undefined && proto !== "ICMP") throw new ConfigError("--proto", `"${protoText}" conflicts with --port ${portText}`, source);
+    return { port: 0, protocol: "ICMP" };
+  }
+  const m = /^(\d+)(?:\/([A-Za-z]+))?$/.exec(text ?? "80");
+  const port = m ? Number(m[1]) : NaN;
+  const inPort = m?.[2]?.toUpperCase();
+  if (!m || port < 1 || port > 65535) throw new ConfigError("--port", `"${portText}" must be PORT[/TCP|UDP|SCTP] (1-65535) or icmp`, source);
+  if (inPort !== undefined && !["TCP", "UDP", "SCTP"].includes(inPort)) throw new ConfigError("--port", `"${portText}": the protocol must be TCP, UDP or SCTP`, source);
+  if (inPort !== undefined && proto !== undefined && inPort !== proto) throw new ConfigError("--proto", `"${protoText}" conflicts with --port ${portText}`, source);
+  return { port, protocol: (inPort ?? proto ?? "TCP") as ConnectionProtocol };
+}
+
+/** parseConnectionSpec for real probes: SCTP cannot be probed here (no SCTP sockets in the kernel). */
+export function parseProbeSpec(portText: string | undefined, protoText: string | undefined, source = "sluicectl sandbox"): ConnectionSpec<ProbeProtocol> {
+  const s = parseConnectionSpec(portText, protoText, source);
+  if (s.protocol === "SCTP") throw new ConfigError(protoText !== undefined ? "--proto" : "--port", "only TCP, UDP and ICMP can be probed (the sandbox kernel has no SCTP sockets)", source);
+  return { port: s.port, protocol: s.protocol };
+}
+
+/** `80/TCP`, `53/UDP`, `ICMP`: how messages name a connection's protocol and port. */
+export const formatPortSpec = (s: ConnectionSpec<string>): string => (s.protocol === "ICMP" ? "ICMP" : `${s.port}/${s.protocol}`);
 
 const ref = (p: string | PodRef | SandboxPod): string => (typeof p === "string" ? podId(parsePodRef(p)) : podId(p));
 

@@ -96,6 +96,36 @@ describe("sluicectl sandbox: up, pods, probes, matrix, status, labels, nodes, do
     assert.match(await ok("matrix"), /4\/4 pairs connected/);
   });
 
+  test("ICMP: probe and matrix with --proto ICMP (echo); SCTP cannot be probed", async () => {
+    assert.match(await ok("probe", "x/a", "x/b", "--proto", "ICMP"), /^connected: x\/a -> x\/b \(10\.244\.\d+\.\d+\) ICMP in \d+ ms/);
+    assert.match(await ok("probe", "node-1", "x/b", "--port", "icmp"), /^connected: node-1 -> x\/b/);
+    assert.match(await ok("matrix", "--proto", "icmp"), /^ICMP: rows connect to columns[^]*4\/4 pairs connected/);
+    const none = await ctl("probe", "x/a", "10.244.255.254", "--proto", "ICMP", "--timeout", "400");
+    assert.equal(none.code, 1, none.stdout + none.stderr);
+    const sctp = await ctl("probe", "x/a", "x/b", "--port", "80/SCTP");
+    assert.equal(sctp.code, 2);
+    assert.match(sctp.stderr, /only TCP, UDP and ICMP can be probed/);
+  });
+
+  test("external add: a host outside the cluster on the underlay, reached through the node's masquerade", async () => {
+    assert.match(await ok("external", "add"), /^external host ext-1 added: 203\.0\.113\.11 /);
+    const st = (await status()) as Status & { externals: Array<{ name: string; address: string; netns: string }> };
+    assert.deepEqual(st.externals.map((h) => [h.name, h.address, h.netns]), [["ext-1", "203.0.113.11", `${prefix}-ext-1`]]);
+    assert.match(await ok("probe", "x/a", "203.0.113.11", "--port", "80/TCP"), /^connected/);
+    assert.match(await ok("probe", "x/b", "203.0.113.11", "--port", "81/UDP"), /^connected/);
+    assert.match(await ok("probe", "x/a", "203.0.113.11", "--proto", "ICMP"), /^connected/);
+    // The host saw node-1's address, not the pod's: conntrack on node-1 has the pod as the
+    // original source and the node as the reply's destination.
+    const podIp = st.pods.find((p) => p.pod === "x/a")?.ips[0] as string;
+    const ct = await ok("exec", "node-1", "--", "conntrack", "-L", "-p", "tcp", "-d", "203.0.113.11");
+    assert.match(ct, new RegExp(`src=${podIp.replace(/\./g, "\\.")} dst=203\\.0\\.113\\.11 .*src=203\\.0\\.113\\.11 dst=10\\.250\\.1\\.11 `));
+    // Its only way out is the underlay bridge.
+    const routes = (await run("ip", ["-n", `${prefix}-ext-1`, "-4", "route"])).stdout.trim().split("\n").sort();
+    assert.deepEqual(routes.map((r) => r.trim()), ["203.0.113.0/24 dev eth0 proto kernel scope link src 203.0.113.11", "default via 203.0.113.1 dev eth0"]);
+    await ok("external", "remove", "ext-1");
+    assert.ok(!(await listNetns()).includes(`${prefix}-ext-1`));
+  });
+
   test("label pod / label ns (k=v sets, k- removes); exec runs in the pod", async () => {
     await ok("label", "pod", "x/a", "app-", "tier=frontend");
     await ok("label", "ns", "x", "team-", "env=dev");

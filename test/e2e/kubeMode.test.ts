@@ -15,6 +15,9 @@ import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { ConfigError } from "../../src/config/errors.js";
+import { KINDS, apiVersionOf } from "../../src/config/resourceKinds.js";
+import { addExternalHost, listExternalHosts } from "../../src/sandbox/external.js";
+import type { ObjectRef } from "./policy/state.js";
 import { formatProblem, parseManifests } from "../../src/ctl/manifests.js";
 import { annotationKeys } from "../../src/datastore/kubeSubnetManager.js";
 import { hostIfaceName } from "../../src/model/endpoint.js";
@@ -30,8 +33,8 @@ import { FakeKubeApiProcess } from "../helpers/fakeKubeApi.js";
 import type { NodeProbeRequest, PodRequest, PolicyHarness, ProbeRequest } from "./policy/harness.js";
 import { DEFAULT_RUNNER_OPTIONS, PolicySuiteRunner } from "./policy/runner.js";
 import { SCENARIOS } from "./policy/scenarios.js";
+import { CLUSTER_SCENARIOS } from "./policy/clusterScenarios.js";
 
-const NP_VERSION = "networking.k8s.io/v1";
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** The scenarios run here: cross-node all of them (the 9×9 grid spans three nodes). */
@@ -42,6 +45,10 @@ const SUBSET = [
   "pod label changes add and remove peers (remote node, then same node)",
   "namespace labels changed: peers follow the namespaceSelector",
   "a selected pod deleted and created again (other node, then home) is isolated from the start",
+  // The cluster tiers, with every kind coming from the API server (CRDs through the same informers).
+  "multi-tenant: Admin Deny across tenants, Admin Pass for shared services, Baseline default-deny",
+  "the external range: Baseline egress deny, opened by a GlobalNetworkSet, a NetworkSet and an Admin networks rule",
+  "nodes peers: pods may not reach node-2 (but node-2's own pods do); updated to node-1 and node-3",
 ];
 
 /** PolicyHarness on a Kubernetes-mode sandbox: objects in the fake API server, policies put there as kubectl apply would. */
@@ -69,7 +76,9 @@ class KubePolicyHarness implements PolicyHarness {
 
   async deleteNamespace(name: string): Promise<void> {
     for (const p of listPods(this.sb).filter((x) => x.namespace === name)) await deletePod(this.sb, p);
-    for (const np of await this.api.list(NP_VERSION, "NetworkPolicy")) if (np.metadata.namespace === name) await this.deletePolicy(name, np.metadata.name);
+    for (const kind of KINDS.filter((k) => k.namespaced && k.kind !== "Pod")) {
+      for (const o of await this.api.list(apiVersionOf(kind), kind.kind)) if (o.metadata.namespace === name) await this.deleteObject({ kind: kind.kind as ObjectRef["kind"], namespace: name, name: o.metadata.name });
+    }
     await deleteNamespace(this.sb, name);
   }
 
@@ -98,8 +107,18 @@ class KubePolicyHarness implements PolicyHarness {
     for (const o of parsed.objects) await this.api.put(o.object as unknown as StoredObject);
   }
 
-  async deletePolicy(namespace: string, name: string): Promise<void> {
-    await this.api.remove({ apiVersion: NP_VERSION, kind: "NetworkPolicy", namespace, name });
+  async deleteObject(ref: ObjectRef): Promise<void> {
+    const kind = KINDS.find((k) => k.kind === ref.kind);
+    if (!kind) throw new Error(`no kind ${ref.kind} in the registry`);
+    await this.api.remove({ apiVersion: apiVersionOf(kind), kind: ref.kind, namespace: ref.namespace, name: ref.name });
+  }
+
+  async hostAddresses(): Promise<Record<string, string>> {
+    const out: Record<string, string> = {};
+    for (const n of this.sb.nodes) out[n.name] = n.address;
+    const ext = listExternalHosts(this.sb)[0] ?? (await addExternalHost(this.sb));
+    out[ext.name] = ext.address;
+    return out;
   }
 
   async probe(requests: readonly ProbeRequest[], timeoutMs: number): Promise<boolean[]> {
@@ -160,7 +179,7 @@ describe("Kubernetes mode (sandbox: vxlan, 3 nodes, agents with --kube-subnet-mg
   });
 
   for (const name of SUBSET) {
-    const sc = SCENARIOS.find((s) => s.name === name);
+    const sc = [...SCENARIOS, ...CLUSTER_SCENARIOS].find((s) => s.name === name);
     test(name, { timeout: 60_000 }, async (t) => {
       assert.ok(sc, `scenario "${name}" exists`);
       lines = [];

@@ -12,7 +12,8 @@
  * the header may start with `//`.
  */
 
-export type Protocol = "TCP" | "UDP";
+/** ICMP: an echo request (the step's port is 0). */
+export type Protocol = "TCP" | "UDP" | "ICMP";
 
 export interface Matrix {
   /** Pod keys `<namespace>/<pod>`, the same order for rows and columns. */

@@ -12,6 +12,7 @@ describe("sandbox namespace names", () => {
     "sluice-sb-pod-default.web-1",
     "sluice-sb-pod-x.a.b",
     "sluice-sb-ep-2-a",
+    "sluice-sb-ext-1",
     // another sandbox whose prefix starts with ours
     "sluice-sb-2-underlay",
     "sluice-sb-2-node-1",
@@ -21,13 +22,14 @@ describe("sandbox namespace names", () => {
     "sluice-sb",
     "sluice-sb-node-",
     "sluice-sb-node-1x",
+    "sluice-sb-ext-a",
     "sluice-sb-pod-nodot",
     "sluice-sbx-node-1",
     "xsluice-sb-node-1",
   ];
 
   test("match exactly the namespaces a sandbox with that prefix makes", () => {
-    assert.deepEqual(sandboxNetns("sluice-sb", all), ["sluice-sb-underlay", "sluice-sb-node-1", "sluice-sb-node-12", "sluice-sb-pod-default.web-1", "sluice-sb-pod-x.a.b", "sluice-sb-ep-2-a"]);
+    assert.deepEqual(sandboxNetns("sluice-sb", all), ["sluice-sb-underlay", "sluice-sb-node-1", "sluice-sb-node-12", "sluice-sb-pod-default.web-1", "sluice-sb-pod-x.a.b", "sluice-sb-ep-2-a", "sluice-sb-ext-1"]);
     assert.deepEqual(sandboxNetns("sluice-sb-2", all), ["sluice-sb-2-underlay", "sluice-sb-2-node-1", "sluice-sb-2-pod-default.web", "sluice-sb-2-ep-1-a"]);
   });
 

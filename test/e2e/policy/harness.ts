@@ -5,6 +5,7 @@
  */
 import type { Protocol } from "../../helpers/policyMatrix.js";
 import type { NamedPort } from "./model.js";
+import type { ObjectRef } from "./state.js";
 
 export interface PodRequest {
   namespace: string;
@@ -19,8 +20,18 @@ export interface ProbeRequest {
   /** `<namespace>/<pod>` of the source pod. */
   from: string;
   toIp: string;
+  /** 0 for ICMP (an echo request). */
   port: number;
   protocol: Protocol;
+}
+
+export interface ExplainRequest {
+  /** Rows and columns of the matrix, `<namespace>/<pod>`. */
+  pods: readonly string[];
+  port: number;
+  protocol: Protocol;
+  /** Single connections besides the matrix: from a pod to an address (a pod's or not). */
+  pairs: ReadonlyArray<{ from: string; toIp: string }>;
 }
 
 export interface NodeProbeRequest {
@@ -52,9 +63,20 @@ export interface PolicyHarness {
   setPodLabels(namespace: string, name: string, labels: Record<string, string>): Promise<void>;
   setNamespaceLabels(name: string, labels: Record<string, string>): Promise<void>;
 
-  /** `sluicectl apply -f` semantics: create or replace every document. */
+  /** Addresses outside the pod network: every node's (`node-1`, ...) and an external host's (`ext-1`, made if need be). */
+  hostAddresses(): Promise<Record<string, string>>;
+
+  /** `sluicectl apply -f` semantics: create or replace every document (any policy kind). */
   applyPolicyYaml(text: string): Promise<void>;
-  deletePolicy(namespace: string, name: string): Promise<void>;
+  deleteObject(ref: ObjectRef): Promise<void>;
+
+  /**
+   * What `sluicectl explain` says, from the datastore as it is now: the matrix over `pods`
+   * (cells[from][to], true = allowed) and each pair's verdict. Absent when the harness
+   * cannot read the datastore from the test process (the Kubernetes-mode sandbox keeps its
+   * API server inside the underlay namespace); the runner then checks the probes only.
+   */
+  explain?(q: ExplainRequest): Promise<{ cells: boolean[][]; pairs: boolean[] }>;
 
   /** Runs the probes concurrently; true = connected (a TCP echo or a UDP reply came back). */
   probe(requests: readonly ProbeRequest[], timeoutMs: number): Promise<boolean[]>;

@@ -9,7 +9,9 @@ export const NAMESPACES = ["x", "y", "z"] as const;
 export const POD_NAMES = ["a", "b", "c"] as const;
 export const PORTS = [80, 81] as const;
 export type Port = (typeof PORTS)[number];
-export const PROBE_PROTOCOLS: readonly Protocol[] = ["TCP", "UDP"];
+/** A step's port: 80 or 81 for TCP and UDP, 0 for ICMP (an echo request). */
+export type ProbePort = Port | 0;
+export const PROBE_PROTOCOLS: readonly Protocol[] = ["TCP", "UDP", "ICMP"];
 
 /** Row/column order of every matrix. */
 export const POD_KEYS: readonly string[] = NAMESPACES.flatMap((ns) => POD_NAMES.map((p) => `${ns}/${p}`));
@@ -17,6 +19,22 @@ export const POD_KEYS: readonly string[] = NAMESPACES.flatMap((ns) => POD_NAMES.
 /** a -> node-1, b -> node-2, c -> node-3: every matrix has same-node and cross-node pairs. */
 export const HOME_NODE: Readonly<Record<string, string>> = { a: "node-1", b: "node-2", c: "node-3" };
 export const NODES = ["node-1", "node-2", "node-3"] as const;
+
+/**
+ * The labels of every node's Node object (the sandbox writes them): what `nodes` peers
+ * select. A pod always reaches its own node (and the node its pods).
+ */
+export function nodeLabels(node: string): Record<string, string> {
+  return { "kubernetes.io/hostname": node, "kubernetes.io/os": "linux" };
+}
+
+/**
+ * A host outside the cluster on the sandbox underlay (src/sandbox/external.ts), serving
+ * TCP and UDP on 80 and 81 and answering pings; pods reach it through their node's
+ * masquerade. Its range is TEST-NET-3.
+ */
+export const EXTERNAL_HOST = "ext-1";
+export const EXTERNAL_RANGE = "203.0.113.0/24";
 
 export interface NamedPort {
   name: string;

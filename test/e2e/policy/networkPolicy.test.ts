@@ -1,86 +1,16 @@
 /**
- * NetworkPolicy end to end, upstream style: one sandbox cluster (VXLAN, 3 nodes, FORWARD
- * policy DROP as Docker >= 1.13 leaves it) for the whole file; namespaces x, y, z with
- * pods a (node-1), b (node-2), c (node-3), each serving TCP and UDP on 80 and 81; every
- * scenario of scenarios.ts applied and probed as a full 9×9 matrix against its
- * hand-written grid.
- *
- * Each scenario starts from the clean state (no policies, initial labels, pods at home):
- * the runner undoes what the previous one changed. The clean state is probed (all
- * connected) before the first scenario, after the last, and after any scenario that
- * failed; otherwise the next scenario's first grid, which differs from the clean state
- * only by its own actions, is the check.
- *
- * Pods are wired by the real sluice-cni. SLUICE_E2E_ONLY=<substring> runs only the
- * scenarios whose name contains it.
+ * NetworkPolicy end to end, upstream style: every scenario of scenarios.ts on one sandbox
+ * cluster (suite.ts), each step's probed matrix compared with its hand-written grid and
+ * with `sluicectl explain`'s matrix.
  */
-import { after, before, describe, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { nsExec } from "../../../src/sandbox/netns.js";
-import { testCluster } from "../../helpers/cluster.js";
-import { DEFAULT_RUNNER_OPTIONS, PolicySuiteRunner } from "./runner.js";
-import { SCENARIOS, hasActions } from "./scenarios.js";
-import { SandboxPolicyHarness } from "./sandboxHarness.js";
+import { SCENARIOS } from "./scenarios.js";
+import { policySuite } from "./suite.js";
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-const only = process.env["SLUICE_E2E_ONLY"];
-
-describe("NetworkPolicy end to end (sandbox: vxlan, 3 nodes, FORWARD DROP; x,y,z × a,b,c)", () => {
-  // The sandbox sets every node's FORWARD policy to DROP before its agent starts.
-  const sb = testCluster("np", { backend: "vxlan", nodes: 3, segments: 1 });
-  let harness: SandboxPolicyHarness | undefined;
-  let lines: string[] = [];
-  let r: PolicySuiteRunner | undefined;
-  const runner = (): PolicySuiteRunner => {
-    if (!r) throw new Error("the cluster did not come up");
-    return r;
-  };
-  let dirty = false;
-
-  before(async () => {
-    harness = new SandboxPolicyHarness(sb);
-    r = new PolicySuiteRunner(harness, { ...DEFAULT_RUNNER_OPTIONS, log: (m) => lines.push(m) });
-    await r.setup();
-    await sleep(DEFAULT_RUNNER_OPTIONS.settleMs);
-    const clean = await r.checkClean();
-    assert.equal(clean, "", `before any policy: ${clean}\n${lines.join("\n")}`);
-  });
-
-  after(async () => {
-    await harness?.close();
-  });
-
+policySuite("np", "NetworkPolicy end to end (sandbox: vxlan, 3 nodes, FORWARD DROP; x,y,z × a,b,c)", SCENARIOS, (sb) => {
   test("every node runs with FORWARD policy DROP (Docker >= 1.13), so nothing is accepted by default", async () => {
     for (const n of sb.nodes) assert.match(await nsExec(n.ns, "iptables", ["-S", "FORWARD"]), /^-P FORWARD DROP$/m, n.name);
-  });
-
-  for (const sc of SCENARIOS) {
-    test(sc.name, { skip: only !== undefined && !sc.name.includes(only), timeout: 120_000 }, async (t) => {
-      lines = [];
-      try {
-        const undone = await runner().reset();
-        if (undone.length) lines.push(`reset: ${undone.join(", ")}`);
-        if (dirty) {
-          await sleep(DEFAULT_RUNNER_OPTIONS.settleMs);
-          const clean = await runner().checkClean();
-          assert.equal(clean, "", `after resetting a failed scenario: ${clean}`);
-          dirty = false;
-        } else if (undone.length && !hasActions(sc.steps[0] as (typeof sc.steps)[number])) {
-          await sleep(DEFAULT_RUNNER_OPTIONS.settleMs);
-        }
-        await runner().runScenario(sc);
-      } catch (err) {
-        dirty = true;
-        throw err;
-      } finally {
-        for (const l of lines) t.diagnostic(l);
-      }
-    });
-  }
-
-  test("the clean state is all-connected after the last scenario", { skip: only !== undefined }, async () => {
-    await runner().reset();
-    await sleep(DEFAULT_RUNNER_OPTIONS.settleMs);
-    assert.equal(await runner().checkClean(), "");
   });
 });

@@ -1,7 +1,9 @@
 /**
  * Runs the scenarios against a PolicyHarness: builds the x/y/z × a/b/c model, performs
  * each step's actions, waits the settle time, probes the 9×9 matrix on the step's port
- * and protocol, and compares it with the step's hand-written grid.
+ * and protocol (TCP, UDP or ICMP), and compares it with the step's hand-written grid.
+ * Then it asks `sluicectl explain`'s library, reading the same etcd, for the same
+ * matrix and the step's other probes: what explain says must be what the probes saw.
  *
  * Timing contract: a change must be in force on every node within one second. After the
  * last action of a step returns, the runner waits `settleMs` (1000 ms) and probes ONCE;
@@ -20,7 +22,7 @@ import { type Matrix, type Protocol, describeDiff, diffMatrices, formatMatrix, p
 import type { PolicyHarness } from "./harness.js";
 import { NAMESPACES, NODES, POD_KEYS, namespaceLabels, podLabels, splitKey, HOME_NODE, CONTAINER_PORTS } from "./model.js";
 import { type Scenario, type Step, hasActions, stepTitle } from "./scenarios.js";
-import { ClusterState } from "./state.js";
+import { ClusterState, parseObjectKey } from "./state.js";
 
 export interface RunnerOptions {
   /** Wait after a step's actions before probing: the one-second convergence budget. */
@@ -57,7 +59,7 @@ export class PolicySuiteRunner {
   async setup(): Promise<void> {
     const subnets: Record<string, string> = {};
     for (const n of NODES) subnets[n] = await this.h.nodeSubnet(n);
-    const st = new ClusterState({ network: this.h.network(), subnets });
+    const st = new ClusterState({ network: this.h.network(), subnets, hosts: await this.h.hostAddresses() });
     this.stateOrUndefined = st;
     for (const ns of ClusterState.initialNamespaces()) {
       await this.h.createNamespace(ns.name, ns.labels);
@@ -81,10 +83,10 @@ export class PolicySuiteRunner {
     const st = this.state;
     const undone: string[] = [];
     for (const key of [...st.policies.keys()]) {
-      const { namespace, pod: name } = splitKey(key);
-      if (st.namespaces.has(namespace)) await this.h.deletePolicy(namespace, name);
+      const ref = parseObjectKey(key);
+      if (ref.namespace === undefined || st.namespaces.has(ref.namespace)) await this.h.deleteObject(ref);
       st.policies.delete(key);
-      undone.push(`policy ${key}`);
+      undone.push(`${ref.kind === "NetworkPolicy" ? "policy " : ""}${key}`);
     }
     for (const ns of [...st.namespaces.keys()]) {
       if ((NAMESPACES as readonly string[]).includes(ns)) continue;
@@ -151,8 +153,7 @@ export class PolicySuiteRunner {
       }
     }
     for (const key of step.delete ?? []) {
-      const { namespace, pod: name } = splitKey(key);
-      await this.h.deletePolicy(namespace, name);
+      await this.h.deleteObject(parseObjectKey(key));
       st.policies.delete(key);
     }
     for (const ns of step.deleteNamespace ?? []) {
@@ -168,31 +169,56 @@ export class PolicySuiteRunner {
     return { pods: [...POD_KEYS], cells: POD_KEYS.map((_, i) => POD_KEYS.map((__, j) => res[i * POD_KEYS.length + j] as boolean)) };
   }
 
-  /** Probes the step's matrix plus its node and extra probes; `pairs` lists every disagreement (empty when all agree). */
-  private async check(step: Step, title: string): Promise<{ report: string; pairs: string[] }> {
+  /**
+   * Probes the step's matrix plus its node, extra and host probes, then asks explain for
+   * the same; `pairs` lists every disagreement with the grid, `explain` every one
+   * between explain and the probes (both empty when all agree).
+   */
+  private async check(step: Step, title: string): Promise<{ report: string; pairs: string[]; explain: string[] }> {
     const st = this.state;
     const expected = parseMatrix(step.expected, POD_KEYS);
+    const hostIp = (h: string): string => {
+      const ip = st.addresses.hosts[h];
+      if (ip === undefined) throw new Error(`${title}: no host ${h} (have ${Object.keys(st.addresses.hosts).join(", ")})`);
+      return ip;
+    };
     const nodeReqs = (step.fromNodes ?? []).map((n) => ({ node: n.node, toIp: st.pod(n.to).ip, port: step.port, protocol: step.protocol }));
-    const extraReqs = (step.extra ?? []).map((e) => ({ from: e.from, toIp: st.pod(e.to).ip, port: step.port, protocol: step.protocol }));
+    const extraReqs = [...(step.extra ?? []).map((e) => ({ from: e.from, toIp: st.pod(e.to).ip, label: `${e.from} -> ${e.to}`, expect: e.expect })), ...(step.hosts ?? []).map((h) => ({ from: h.from, toIp: hostIp(h.host), label: `${h.from} -> ${h.host} (${hostIp(h.host)})`, expect: h.expect }))];
     const [observed, nodeRes, extraRes] = await Promise.all([
       this.probeMatrix(step.port, step.protocol),
       nodeReqs.length ? this.h.probeFromNode(nodeReqs, this.o.probeTimeoutMs) : Promise.resolve([]),
-      extraReqs.length ? this.h.probe(extraReqs, this.o.probeTimeoutMs) : Promise.resolve([]),
+      extraReqs.length ? this.h.probe(extraReqs.map((e) => ({ from: e.from, toIp: e.toIp, port: step.port, protocol: step.protocol })), this.o.probeTimeoutMs) : Promise.resolve([]),
     ]);
     const word = (c: boolean | undefined): string => (c ? "connected" : "blocked");
     const pairs = diffMatrices(expected, observed).map((d) => `  ${d.from} -> ${d.to}: expected ${word(d.expected)}, observed ${word(d.observed)}`);
     (step.fromNodes ?? []).forEach((n, i) => {
       if ((n.expect === ".") !== nodeRes[i]) pairs.push(`  ${n.node} (node namespace) -> ${n.to}: expected ${word(n.expect === ".")}, observed ${word(nodeRes[i])}`);
     });
-    (step.extra ?? []).forEach((e, i) => {
-      if ((e.expect === ".") !== extraRes[i]) pairs.push(`  ${e.from} -> ${e.to}: expected ${word(e.expect === ".")}, observed ${word(extraRes[i])}`);
+    extraReqs.forEach((e, i) => {
+      if ((e.expect === ".") !== extraRes[i]) pairs.push(`  ${e.label}: expected ${word(e.expect === ".")}, observed ${word(extraRes[i])}`);
     });
-    if (pairs.length === 0) return { report: "", pairs };
-    const grid = describeDiff(title, expected, observed);
-    return { report: [grid || `${title}: the 9x9 grid agrees`, ...pairs.filter((p) => !grid.includes(p))].join("\n"), pairs };
+
+    // explain, from the same etcd, for what was just probed (node-namespace probes aside).
+    const explain: string[] = [];
+    if (this.h.explain) {
+      const ex = await this.h.explain({ pods: POD_KEYS, port: step.port, protocol: step.protocol, pairs: extraReqs });
+      const said = (c: boolean | undefined): string => (c ? "allows" : "denies");
+      explain.push(...diffMatrices(observed, { pods: [...POD_KEYS], cells: ex.cells }).map((d) => `  ${d.from} -> ${d.to}: probe ${word(d.expected)}, explain ${said(d.observed)}`));
+      extraReqs.forEach((e, i) => {
+        if (ex.pairs[i] !== extraRes[i]) explain.push(`  ${e.label}: probe ${word(extraRes[i])}, explain ${said(ex.pairs[i])}`);
+      });
+    }
+
+    const parts: string[] = [];
+    if (pairs.length) {
+      const grid = describeDiff(title, expected, observed);
+      parts.push(grid || `${title}: the 9x9 grid agrees`, ...pairs.filter((p) => !grid.includes(p)));
+    }
+    if (explain.length) parts.push(`${title}: sluicectl explain disagrees with the probes in ${explain.length} place(s):`, ...explain);
+    return { report: parts.join("\n"), pairs, explain };
   }
 
-  async runScenario(sc: Scenario): Promise<void> {
+  async runScenario(sc: Scenario<string>): Promise<void> {
     for (let i = 0; i < sc.steps.length; i++) {
       const step = sc.steps[i] as Step;
       const title = stepTitle(sc, i);
@@ -207,11 +233,12 @@ export class PolicySuiteRunner {
       if (first.report) {
         await sleep(this.o.diagnoseMs);
         const later = await this.check(step, `${title}, ${this.o.diagnoseMs} ms later`);
+        const all = (c: { pairs: string[]; explain: string[] }): string => [...c.pairs, ...c.explain].join("\n");
         const verdict = !later.report
           ? `correct ${this.o.diagnoseMs} ms later: the change took longer than ${this.o.settleMs} ms to reach every node`
-          : later.pairs.join("\n") === first.pairs.join("\n")
-            ? `the same ${later.pairs.length} disagreement(s) ${this.o.diagnoseMs} ms later: not a matter of timing`
-            : `still wrong ${this.o.diagnoseMs} ms later, differently:\n${later.pairs.join("\n")}`;
+          : all(later) === all(first)
+            ? `the same ${later.pairs.length + later.explain.length} disagreement(s) ${this.o.diagnoseMs} ms later: not a matter of timing`
+            : `still wrong ${this.o.diagnoseMs} ms later, differently:\n${later.report}`;
         throw new ScenarioFailure(`${first.report}\n${verdict}`);
       }
     }

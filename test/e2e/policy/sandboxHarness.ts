@@ -2,18 +2,31 @@
  * PolicyHarness on the real thing: a sandbox cluster (nodes in network namespaces, real
  * agents, real etcd), pods wired by sluice-cni with the sandbox pod server, objects
  * written through the etcd resource store exactly as `sluicectl apply` writes them,
- * probes made from inside the pods (src/sandbox/probe.ts) and from the nodes' namespaces.
+ * probes made from inside the pods (src/sandbox/probe.ts) and from the nodes' namespaces,
+ * an external host on the underlay, and `sluicectl explain`'s library on the same etcd.
  */
 import { Etcd3 } from "etcd3";
 import { ConfigError } from "../../../src/config/errors.js";
-import { networkPolicyKind } from "../../../src/config/resourceKinds.js";
+import { KINDS, type ResourceKind } from "../../../src/config/resourceKinds.js";
+import { Explainer, loadPolicyModel } from "../../../src/ctl/explain.js";
 import { formatProblem, parseManifests } from "../../../src/ctl/manifests.js";
 import { EtcdResourceStore } from "../../../src/datastore/etcdResources.js";
 import type { Sandbox } from "../../../src/sandbox/cluster.js";
+import { addExternalHost, listExternalHosts } from "../../../src/sandbox/external.js";
 import { nodeSubnet } from "../../../src/sandbox/nodes.js";
 import { createNamespace, createPod, deleteNamespace, deletePod, getNamespace, getPodObject, labelNamespace, labelPod, listPods } from "../../../src/sandbox/pods.js";
 import { probe, probeFromNode } from "../../../src/sandbox/probe.js";
-import type { NodeProbeRequest, PodRequest, PolicyHarness, ProbeRequest } from "./harness.js";
+import type { ExplainRequest, NodeProbeRequest, PodRequest, PolicyHarness, ProbeRequest } from "./harness.js";
+import type { ObjectRef } from "./state.js";
+
+function kindOf(name: string): ResourceKind {
+  const k = KINDS.find((x) => x.kind === name);
+  if (!k) throw new Error(`no kind ${name} in the registry (have ${KINDS.map((x) => x.kind).join(", ")})`);
+  return k;
+}
+
+/** Kinds that live in a namespace and go with it (everything but the pods, which deletePod removes). */
+const namespacedObjectKinds = (): ResourceKind[] => KINDS.filter((k) => k.namespaced && k.kind !== "Pod");
 
 export class SandboxPolicyHarness implements PolicyHarness {
   private readonly etcd: Etcd3;
@@ -44,8 +57,10 @@ export class SandboxPolicyHarness implements PolicyHarness {
 
   async deleteNamespace(name: string): Promise<void> {
     for (const p of listPods(this.sb).filter((x) => x.namespace === name)) await deletePod(this.sb, p);
-    const { items } = await this.store.list(networkPolicyKind, name);
-    await this.store.deleteAll(items.map((np) => ({ kind: networkPolicyKind, namespace: name, name: np.metadata.name })));
+    for (const kind of namespacedObjectKinds()) {
+      const { items } = await this.store.list(kind, name);
+      await this.store.deleteAll(items.map((o) => ({ kind, namespace: name, name: o.metadata.name })));
+    }
     await deleteNamespace(this.sb, name);
   }
 
@@ -76,8 +91,30 @@ export class SandboxPolicyHarness implements PolicyHarness {
     await this.store.applyAll(parsed.objects.map((o) => o.object));
   }
 
-  async deletePolicy(namespace: string, name: string): Promise<void> {
-    await this.store.delete({ kind: networkPolicyKind, namespace, name });
+  async deleteObject(ref: ObjectRef): Promise<void> {
+    await this.store.delete({ kind: kindOf(ref.kind), namespace: ref.namespace, name: ref.name });
+  }
+
+  async hostAddresses(): Promise<Record<string, string>> {
+    const out: Record<string, string> = {};
+    for (const n of this.sb.nodes) out[n.name] = n.address;
+    const ext = listExternalHosts(this.sb)[0] ?? (await addExternalHost(this.sb));
+    out[ext.name] = ext.address;
+    return out;
+  }
+
+  async explain(q: ExplainRequest): Promise<{ cells: boolean[][]; pairs: boolean[] }> {
+    const { model } = await loadPolicyModel(this.etcd, { endpoint: this.sb.etcdEndpoint });
+    const ex = new Explainer(model, { sctpSupported: false });
+    const spec = { port: q.port, protocol: q.protocol };
+    const m = ex.matrix(spec, { pods: q.pods });
+    const cells = q.pods.map((f) => q.pods.map((t) => {
+      const c = m.reachability[f]?.[t];
+      if (c === undefined) throw new Error(`explain's matrix has no cell ${f} -> ${t} (its pods: ${m.pods.join(" ")})`);
+      return c;
+    }));
+    const pairs = q.pairs.map((p) => ex.explain(ex.resolve(p.from, 4, "FROM"), ex.resolve(p.toIp, 4, "TO"), spec).allowed);
+    return { cells, pairs };
   }
 
   async probe(requests: readonly ProbeRequest[], timeoutMs: number): Promise<boolean[]> {

@@ -13,13 +13,14 @@
  *   {{network}}         the cluster network (e.g. 10.244.0.0/16)
  *   {{subnet:node-2}}   the pod subnet leased by a node (every b pod lives there)
  *   {{ip:x/b}}          a pod's address
+ *   {{host:ext-1}}      an address outside the pod network: the external host's, a node's ({{host:node-2}})
  *
  * Step actions run in this order: createNamespace, recreatePod, apply, label, delete,
  * deleteNamespace. After a step with actions the runner waits SETTLE_MS (1 s) and probes
  * once: changes must be in force on every node within one second.
  */
 import type { Protocol } from "../../helpers/policyMatrix.js";
-import type { Port } from "./model.js";
+import type { ProbePort } from "./model.js";
 
 export const BULLETS = {
   "default-allow": "a pod no policy selects accepts everything and sends anywhere",
@@ -88,24 +89,30 @@ export interface Step {
   createNamespace?: NewNamespace[];
   /** Delete the pod and create it again (same name and labels) on `node`: a new endpoint, a new address. */
   recreatePod?: Array<{ pod: string; node: string }>;
-  /** NetworkPolicy YAML (several documents allowed); an existing name is updated in place. */
+  /**
+   * YAML of NetworkPolicy, ClusterNetworkPolicy, GlobalNetworkPolicy, NetworkSet and
+   * GlobalNetworkSet documents (several allowed); an existing object is updated in place.
+   */
   apply?: string;
   label?: LabelChange[];
-  /** Policies to delete, `<namespace>/<name>`. */
+  /** Objects to delete: `<namespace>/<name>` (NetworkPolicy), `<Kind>/<name>`, `<Kind>/<namespace>/<name>` (state.ts objectKey). */
   delete?: string[];
   deleteNamespace?: string[];
-  port: Port;
+  /** 80 or 81 for TCP and UDP; 0 for ICMP. */
+  port: ProbePort;
   protocol: Protocol;
   expected: string;
   /** Probes from a node's own network namespace to a pod, same port and protocol. */
   fromNodes?: Array<{ node: string; to: string; expect: Cell }>;
   /** Probes outside the 9x9 model (pods of namespaces a step created). */
   extra?: Array<{ from: string; to: string; expect: Cell }>;
+  /** Probes from pods to addresses outside the pod network: a node's (`node-2`) or the external host's (`ext-1`). */
+  hosts?: Array<{ from: string; host: string; expect: Cell }>;
 }
 
-export interface Scenario {
+export interface Scenario<B extends string = Bullet> {
   name: string;
-  covers: Bullet[];
+  covers: B[];
   steps: Step[];
 }
 
@@ -115,24 +122,29 @@ export function hasActions(s: Step): boolean {
 
 // ---- policy text ----
 
-function dedent(s: string): string {
+export function dedent(s: string): string {
   const lines = s.replace(/^\n/, "").replace(/\s+$/, "").split("\n");
   const ind = Math.min(...lines.filter((l) => l.trim()).map((l) => (/^ */.exec(l) as RegExpExecArray)[0].length));
   return lines.map((l) => l.slice(ind)).join("\n");
 }
 
-/** One NetworkPolicy document; `spec` is YAML (indentation is normalised). */
-function np(namespace: string, name: string, spec: string): string {
+/** One document: apiVersion, kind, metadata (YAML flow text) and `spec` as YAML (indentation is normalised). */
+export function doc(apiVersion: string, kind: string, metadata: string, spec: string): string {
   const body = dedent(spec)
     .split("\n")
     .map((l) => `  ${l}`)
     .join("\n");
-  return `---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: ${name}\n  namespace: ${namespace}\nspec:\n${body}\n`;
+  return `---\napiVersion: ${apiVersion}\nkind: ${kind}\nmetadata: ${metadata}\nspec:\n${body}\n`;
+}
+
+/** One NetworkPolicy document; `spec` is YAML (indentation is normalised). */
+export function np(namespace: string, name: string, spec: string): string {
+  return doc("networking.k8s.io/v1", "NetworkPolicy", `{name: ${name}, namespace: ${namespace}}`, spec);
 }
 
 // ---- grids used by several scenarios (hand-written once) ----
 
-const ALL = `
+export const ALL = `
 //   x/a x/b x/c y/a y/b y/c z/a z/b z/c
 x/a   .   .   .   .   .   .   .   .   .
 x/b   .   .   .   .   .   .   .   .   .
@@ -146,7 +158,7 @@ z/c   .   .   .   .   .   .   .   .   .
 `;
 
 /** Every pod of x isolated for ingress with nothing allowed. */
-const X_CLOSED = `
+export const X_CLOSED = `
 //   x/a x/b x/c y/a y/b y/c z/a z/b z/c
 x/a   .   X   X   .   .   .   .   .   .
 x/b   X   .   X   .   .   .   .   .   .
@@ -160,7 +172,7 @@ z/c   X   X   X   .   .   .   .   .   .
 `;
 
 /** Every pod of z isolated for ingress with nothing allowed. */
-const Z_CLOSED = `
+export const Z_CLOSED = `
 //   x/a x/b x/c y/a y/b y/c z/a z/b z/c
 x/a   .   .   .   .   .   .   X   X   X
 x/b   .   .   .   .   .   .   X   X   X
@@ -174,7 +186,7 @@ z/c   .   .   .   .   .   .   X   X   .
 `;
 
 /** Nothing but the diagonal. */
-const ONLY_SELF = `
+export const ONLY_SELF = `
 //   x/a x/b x/c y/a y/b y/c z/a z/b z/c
 x/a   .   X   X   X   X   X   X   X   X
 x/b   X   .   X   X   X   X   X   X   X
@@ -1814,7 +1826,7 @@ export const SCENARIOS: Scenario[] = [
 ];
 
 /** Scenario steps with their 1-based indices, for messages. */
-export function stepTitle(sc: Scenario, i: number): string {
+export function stepTitle(sc: Scenario<string>, i: number): string {
   const s = sc.steps[i] as Step;
-  return `${sc.name} — step ${i + 1}/${sc.steps.length} (${s.protocol}/${s.port}${s.note ? `; ${s.note}` : ""})`;
+  return `${sc.name} — step ${i + 1}/${sc.steps.length} (${s.protocol === "ICMP" ? "ICMP" : `${s.protocol}/${s.port}`}${s.note ? `; ${s.note}` : ""})`;
 }

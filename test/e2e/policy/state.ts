@@ -5,7 +5,7 @@
  * reads anything from the system under test except pod addresses and node subnets.
  */
 import { parseAllDocuments } from "yaml";
-import { CONTAINER_PORTS, HOME_NODE, NAMESPACES, POD_NAMES, type NamedPort, namespaceLabels, podLabels, splitKey } from "./model.js";
+import { CONTAINER_PORTS, EXTERNAL_HOST, HOME_NODE, NAMESPACES, POD_NAMES, type NamedPort, namespaceLabels, podLabels, splitKey } from "./model.js";
 import type { LabelChange, Step } from "./scenarios.js";
 
 export interface PodState {
@@ -23,21 +23,54 @@ export interface NamespaceState {
   labels: Record<string, string>;
 }
 
-/** A NetworkPolicy document as the test wrote it (after placeholders). */
+/** The kinds a scenario step may apply and delete. */
+export const OBJECT_KINDS = ["NetworkPolicy", "ClusterNetworkPolicy", "GlobalNetworkPolicy", "NetworkSet", "GlobalNetworkSet"] as const;
+export type ObjectKind = (typeof OBJECT_KINDS)[number];
+const NAMESPACED: readonly ObjectKind[] = ["NetworkPolicy", "NetworkSet"];
+
+/** A policy-related document as the test wrote it (after placeholders). */
 export interface PolicyDoc {
-  metadata: { name: string; namespace: string };
+  kind: ObjectKind;
+  metadata: { name: string; namespace?: string | undefined; labels?: Record<string, string> | undefined };
   spec: Record<string, unknown>;
+}
+
+export interface ObjectRef {
+  kind: ObjectKind;
+  namespace?: string | undefined;
+  name: string;
+}
+
+/**
+ * How steps name objects (Step.delete) and the state keys them: `<namespace>/<name>` for a
+ * NetworkPolicy, `<Kind>/<name>` for a cluster-scoped kind, `<Kind>/<namespace>/<name>`
+ * for a NetworkSet.
+ */
+export function objectKey(r: ObjectRef): string {
+  if (r.kind === "NetworkPolicy") return `${r.namespace ?? ""}/${r.name}`;
+  return r.namespace !== undefined ? `${r.kind}/${r.namespace}/${r.name}` : `${r.kind}/${r.name}`;
+}
+
+export function parseObjectKey(key: string): ObjectRef {
+  const parts = key.split("/");
+  const kind = OBJECT_KINDS.find((k) => k === parts[0]);
+  if (kind === undefined && parts.length === 2) return { kind: "NetworkPolicy", namespace: parts[0] as string, name: parts[1] as string };
+  if (kind !== undefined && NAMESPACED.includes(kind) && parts.length === 3) return { kind, namespace: parts[1] as string, name: parts[2] as string };
+  if (kind !== undefined && !NAMESPACED.includes(kind) && parts.length === 2) return { kind, name: parts[1] as string };
+  throw new Error(`object key "${key}" is not <ns>/<networkpolicy>, <Kind>/<name> or <Kind>/<ns>/<name>`);
 }
 
 export interface Addresses {
   network: string;
   subnets: Record<string, string>;
+  /** Addresses outside the pod network: every node (node-1, ...) and the external host (ext-1). */
+  hosts: Record<string, string>;
 }
 
 export class ClusterState {
   readonly namespaces = new Map<string, NamespaceState>();
   readonly pods = new Map<string, PodState>();
-  /** `<namespace>/<name>` -> document. */
+  /** objectKey -> document, every kind. */
   readonly policies = new Map<string, PolicyDoc>();
 
   constructor(readonly addresses: Addresses) {}
@@ -61,11 +94,16 @@ export class ClusterState {
     return fillPlaceholders(text, this.addresses, (k) => this.pod(k).ip);
   }
 
-  /** Applies policy YAML to the model (create or replace by namespace/name); returns the documents. */
+  /** Applies object YAML to the model (create or replace by kind, namespace and name); returns the documents. */
   applyPolicies(yamlText: string): PolicyDoc[] {
     const docs = parsePolicyDocs(this.fill(yamlText));
-    for (const d of docs) this.policies.set(`${d.metadata.namespace}/${d.metadata.name}`, d);
+    for (const d of docs) this.policies.set(objectKey({ kind: d.kind, namespace: d.metadata.namespace, name: d.metadata.name }), d);
     return docs;
+  }
+
+  /** The documents of one kind. */
+  docs(kind: ObjectKind): PolicyDoc[] {
+    return [...this.policies.values()].filter((d) => d.kind === kind);
   }
 
   relabel(change: LabelChange): Record<string, string> {
@@ -81,7 +119,7 @@ export class ClusterState {
   deleteNamespace(name: string): void {
     this.namespaces.delete(name);
     for (const k of [...this.pods.keys()]) if (splitKey(k).namespace === name) this.pods.delete(k);
-    for (const k of [...this.policies.keys()]) if (splitKey(k).namespace === name) this.policies.delete(k);
+    for (const [k, d] of [...this.policies]) if (d.metadata.namespace === name) this.policies.delete(k);
   }
 }
 
@@ -94,6 +132,11 @@ export function fillPlaceholders(text: string, a: Addresses, ipOf: (podKey: stri
       return s;
     }
     if (kind === "ip" && arg !== undefined) return ipOf(arg);
+    if (kind === "host" && arg !== undefined) {
+      const h = a.hosts[arg];
+      if (!h) throw new Error(`placeholder ${m}: no host ${arg}`);
+      return h;
+    }
     throw new Error(`unknown placeholder ${m}`);
   });
 }
@@ -106,11 +149,15 @@ export function parsePolicyDocs(text: string): PolicyDoc[] {
     })
     .filter((o) => o !== null && o !== undefined)
     .map((o) => {
-      const doc = o as { kind?: unknown; metadata?: { name?: unknown; namespace?: unknown }; spec?: unknown };
-      if (doc.kind !== "NetworkPolicy" || typeof doc.metadata?.name !== "string" || typeof doc.metadata.namespace !== "string" || typeof doc.spec !== "object" || doc.spec === null) {
-        throw new Error(`not a namespaced NetworkPolicy document: ${JSON.stringify(o)}`);
+      const doc = o as { kind?: unknown; metadata?: { name?: unknown; namespace?: unknown; labels?: unknown }; spec?: unknown };
+      const kind = OBJECT_KINDS.find((k) => k === doc.kind);
+      const ns = doc.metadata?.namespace;
+      const namespaced = kind !== undefined && NAMESPACED.includes(kind);
+      if (kind === undefined || typeof doc.metadata?.name !== "string" || (namespaced ? typeof ns !== "string" : ns !== undefined) || typeof doc.spec !== "object" || doc.spec === null) {
+        throw new Error(`not a ${OBJECT_KINDS.join(" / ")} document with a name (a namespace exactly when namespaced) and a spec: ${JSON.stringify(o)}`);
       }
-      return { metadata: { name: doc.metadata.name, namespace: doc.metadata.namespace }, spec: doc.spec as Record<string, unknown> };
+      const labels = doc.metadata.labels as Record<string, string> | undefined;
+      return { kind, metadata: { name: doc.metadata.name, ...(namespaced ? { namespace: ns as string } : {}), ...(labels ? { labels } : {}) }, spec: doc.spec as Record<string, unknown> };
     });
 }
 
@@ -124,7 +171,7 @@ export class SimulatedCluster {
   private readonly next = new Map<string, number>();
 
   constructor() {
-    this.state = new ClusterState({ network: "10.244.0.0/16", subnets: { "node-1": "10.244.11.0/24", "node-2": "10.244.12.0/24", "node-3": "10.244.13.0/24" } });
+    this.state = new ClusterState({ network: "10.244.0.0/16", subnets: { "node-1": "10.244.11.0/24", "node-2": "10.244.12.0/24", "node-3": "10.244.13.0/24" }, hosts: { "node-1": "10.250.1.11", "node-2": "10.250.1.12", "node-3": "10.250.1.13", [EXTERNAL_HOST]: "203.0.113.11" } });
     for (const ns of ClusterState.initialNamespaces()) this.state.namespaces.set(ns.name, ns);
     for (const p of ClusterState.initialPods()) this.state.pods.set(p.key, { ...p, ip: this.allocate(p.node) });
   }
@@ -146,7 +193,7 @@ export class SimulatedCluster {
     for (const r of step.recreatePod ?? []) st.pods.set(r.pod, { ...st.pod(r.pod), node: r.node, ip: this.allocate(r.node) });
     if (step.apply) st.applyPolicies(step.apply);
     for (const l of step.label ?? []) st.relabel(l);
-    for (const key of step.delete ?? []) if (!st.policies.delete(key)) throw new Error(`delete of unknown policy ${key}`);
+    for (const key of step.delete ?? []) if (!st.policies.delete(objectKey(parseObjectKey(key)))) throw new Error(`delete of unknown object ${key}`);
     for (const ns of step.deleteNamespace ?? []) st.deleteNamespace(ns);
   }
 }
