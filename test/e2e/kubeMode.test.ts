@@ -14,23 +14,17 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { ConfigError } from "../../src/config/errors.js";
-import { KINDS, apiVersionOf } from "../../src/config/resourceKinds.js";
-import { addExternalHost, listExternalHosts } from "../../src/sandbox/external.js";
+import { type KubeObject, apiVersionOf } from "../../src/config/resourceKinds.js";
 import type { ObjectRef } from "./policy/state.js";
-import { formatProblem, parseManifests } from "../../src/ctl/manifests.js";
 import { annotationKeys } from "../../src/datastore/kubeSubnetManager.js";
 import { hostIfaceName } from "../../src/model/endpoint.js";
-import type { Sandbox } from "../../src/sandbox/cluster.js";
 import { runCni } from "../../src/sandbox/cni.js";
 import { addNetns, delNetns, nsExec } from "../../src/sandbox/netns.js";
 import { nodeSubnet } from "../../src/sandbox/nodes.js";
 import type { StoredObject } from "../../src/sandbox/objects.js";
-import { createNamespace, createPod, deleteNamespace, deletePod, getNamespace, getPodObject, labelNamespace, labelPod, listPods } from "../../src/sandbox/pods.js";
-import { probe, probeFromNode } from "../../src/sandbox/probe.js";
 import { testCluster } from "../helpers/cluster.js";
 import { FakeKubeApiProcess } from "../helpers/fakeKubeApi.js";
-import type { NodeProbeRequest, PodRequest, PolicyHarness, ProbeRequest } from "./policy/harness.js";
+import { type PolicyObjectStore, SandboxPolicyHarness, kindOf, namespacedObjectKinds } from "./policy/sandboxHarness.js";
 import { DEFAULT_RUNNER_OPTIONS, PolicySuiteRunner } from "./policy/runner.js";
 import { SCENARIOS } from "./policy/scenarios.js";
 import { CLUSTER_SCENARIOS } from "./policy/clusterScenarios.js";
@@ -51,82 +45,26 @@ const SUBSET = [
   "nodes peers: pods may not reach node-2 (but node-2's own pods do); updated to node-1 and node-3",
 ];
 
-/** PolicyHarness on a Kubernetes-mode sandbox: objects in the fake API server, policies put there as kubectl apply would. */
-class KubePolicyHarness implements PolicyHarness {
-  constructor(
-    private readonly sb: Sandbox,
-    private readonly api: FakeKubeApiProcess["control"],
-  ) {}
+/**
+ * Policy objects in the fake API server, put there as kubectl apply would. The test
+ * process cannot reach that server (it lives in the underlay namespace; control goes over
+ * IPC), so there is no loadModel: explain is not compared in this mode.
+ */
+class KubePolicyObjectStore implements PolicyObjectStore {
+  constructor(private readonly api: FakeKubeApiProcess["control"]) {}
 
-  get nodes(): string[] {
-    return this.sb.nodes.map((n) => n.name);
+  async apply(objects: readonly KubeObject[]): Promise<void> {
+    for (const o of objects) await this.api.put(o as unknown as StoredObject);
   }
 
-  network(): string {
-    return this.sb.o.network ?? "10.244.0.0/16";
+  async delete(ref: ObjectRef): Promise<void> {
+    await this.api.remove({ apiVersion: apiVersionOf(kindOf(ref.kind)), kind: ref.kind, namespace: ref.namespace, name: ref.name });
   }
 
-  async nodeSubnet(node: string): Promise<string> {
-    return nodeSubnet(this.sb.nodeByName(node));
-  }
-
-  async createNamespace(name: string, labels: Record<string, string>): Promise<void> {
-    await createNamespace(this.sb, name, labels);
-  }
-
-  async deleteNamespace(name: string): Promise<void> {
-    for (const p of listPods(this.sb).filter((x) => x.namespace === name)) await deletePod(this.sb, p);
-    for (const kind of KINDS.filter((k) => k.namespaced && k.kind !== "Pod")) {
-      for (const o of await this.api.list(apiVersionOf(kind), kind.kind)) if (o.metadata.namespace === name) await this.deleteObject({ kind: kind.kind as ObjectRef["kind"], namespace: name, name: o.metadata.name });
+  async deleteNamespaced(namespace: string): Promise<void> {
+    for (const kind of namespacedObjectKinds()) {
+      for (const o of await this.api.list(apiVersionOf(kind), kind.kind)) if (o.metadata.namespace === namespace) await this.api.remove({ apiVersion: apiVersionOf(kind), kind: kind.kind, namespace, name: o.metadata.name });
     }
-    await deleteNamespace(this.sb, name);
-  }
-
-  async createPod(p: PodRequest): Promise<string> {
-    const pod = await createPod(this.sb, { namespace: p.namespace, name: p.name, node: p.node, labels: p.labels, ports: p.ports });
-    return pod.ips[0] as string;
-  }
-
-  async deletePod(namespace: string, name: string): Promise<void> {
-    await deletePod(this.sb, { namespace, name });
-  }
-
-  async setPodLabels(namespace: string, name: string, labels: Record<string, string>): Promise<void> {
-    const cur = (await getPodObject(this.sb, { namespace, name }))?.metadata.labels ?? {};
-    await labelPod(this.sb, { namespace, name }, { set: labels, remove: Object.keys(cur).filter((k) => !(k in labels)) });
-  }
-
-  async setNamespaceLabels(name: string, labels: Record<string, string>): Promise<void> {
-    const cur = (await getNamespace(this.sb, name))?.metadata.labels ?? {};
-    await labelNamespace(this.sb, name, { set: labels, remove: Object.keys(cur).filter((k) => !(k in labels)) });
-  }
-
-  async applyPolicyYaml(text: string): Promise<void> {
-    const parsed = parseManifests([{ name: "scenario", text }], { validate: true });
-    if (parsed.problems.length) throw new ConfigError("-f", parsed.problems.map(formatProblem).join("\n"), "kubectl apply");
-    for (const o of parsed.objects) await this.api.put(o.object as unknown as StoredObject);
-  }
-
-  async deleteObject(ref: ObjectRef): Promise<void> {
-    const kind = KINDS.find((k) => k.kind === ref.kind);
-    if (!kind) throw new Error(`no kind ${ref.kind} in the registry`);
-    await this.api.remove({ apiVersion: apiVersionOf(kind), kind: ref.kind, namespace: ref.namespace, name: ref.name });
-  }
-
-  async hostAddresses(): Promise<Record<string, string>> {
-    const out: Record<string, string> = {};
-    for (const n of this.sb.nodes) out[n.name] = n.address;
-    const ext = listExternalHosts(this.sb)[0] ?? (await addExternalHost(this.sb));
-    out[ext.name] = ext.address;
-    return out;
-  }
-
-  async probe(requests: readonly ProbeRequest[], timeoutMs: number): Promise<boolean[]> {
-    return Promise.all(requests.map(async (r) => (await probe(this.sb, r.from, r.toIp, { port: r.port, protocol: r.protocol, timeoutMs })).connected));
-  }
-
-  async probeFromNode(requests: readonly NodeProbeRequest[], timeoutMs: number): Promise<boolean[]> {
-    return Promise.all(requests.map(async (r) => ((await probeFromNode(this.sb, r.node, [r.toIp], { port: r.port, protocol: r.protocol, timeoutMs }))[0]?.connected ?? false)));
   }
 
   async close(): Promise<void> {}
@@ -157,7 +95,7 @@ describe("Kubernetes mode (sandbox: vxlan, 3 nodes, agents with --kube-subnet-mg
   };
 
   before(async () => {
-    runner = new PolicySuiteRunner(new KubePolicyHarness(sb, control()), { ...DEFAULT_RUNNER_OPTIONS, log: (m) => lines.push(m) });
+    runner = new PolicySuiteRunner(new SandboxPolicyHarness(sb, new KubePolicyObjectStore(control())), { ...DEFAULT_RUNNER_OPTIONS, log: (m) => lines.push(m) });
     await runner.setup();
     await sleep(DEFAULT_RUNNER_OPTIONS.settleMs);
     assert.equal(await runner.checkClean(), "", lines.join("\n"));

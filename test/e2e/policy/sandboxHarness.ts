@@ -1,16 +1,18 @@
 /**
  * PolicyHarness on the real thing: a sandbox cluster (nodes in network namespaces, real
- * agents, real etcd), pods wired by sluice-cni with the sandbox pod server, objects
- * written through the etcd resource store exactly as `sluicectl apply` writes them,
- * probes made from inside the pods (src/sandbox/probe.ts) and from the nodes' namespaces,
- * an external host on the underlay, and `sluicectl explain`'s library on the same etcd.
+ * agents), pods wired by sluice-cni with the sandbox pod server, policy objects written to
+ * the sandbox's datastore (a PolicyObjectStore: the etcd resource store exactly as
+ * `sluicectl apply` writes it, or a Kubernetes API server), probes made from inside the
+ * pods (src/sandbox/probe.ts) and from the nodes' namespaces, an external host on the
+ * underlay, and `sluicectl explain`'s library where the store can load the policy model.
  */
 import { Etcd3 } from "etcd3";
 import { ConfigError } from "../../../src/config/errors.js";
-import { KINDS, type ResourceKind } from "../../../src/config/resourceKinds.js";
+import { KINDS, type KubeObject, type ResourceKind } from "../../../src/config/resourceKinds.js";
 import { Explainer, loadPolicyModel } from "../../../src/ctl/explain.js";
 import { formatProblem, parseManifests } from "../../../src/ctl/manifests.js";
 import { EtcdResourceStore } from "../../../src/datastore/etcdResources.js";
+import type { PolicyModel } from "../../../src/policy/model.js";
 import type { Sandbox } from "../../../src/sandbox/cluster.js";
 import { addExternalHost, listExternalHosts } from "../../../src/sandbox/external.js";
 import { nodeSubnet } from "../../../src/sandbox/nodes.js";
@@ -19,22 +21,71 @@ import { probe, probeFromNode } from "../../../src/sandbox/probe.js";
 import type { ExplainRequest, NodeProbeRequest, PodRequest, PolicyHarness, ProbeRequest } from "./harness.js";
 import type { ObjectRef } from "./state.js";
 
-function kindOf(name: string): ResourceKind {
+export function kindOf(name: string): ResourceKind {
   const k = KINDS.find((x) => x.kind === name);
   if (!k) throw new Error(`no kind ${name} in the registry (have ${KINDS.map((x) => x.kind).join(", ")})`);
   return k;
 }
 
 /** Kinds that live in a namespace and go with it (everything but the pods, which deletePod removes). */
-const namespacedObjectKinds = (): ResourceKind[] => KINDS.filter((k) => k.namespaced && k.kind !== "Pod");
+export const namespacedObjectKinds = (): ResourceKind[] => KINDS.filter((k) => k.namespaced && k.kind !== "Pod");
 
-export class SandboxPolicyHarness implements PolicyHarness {
+/** Where the harness writes policy objects; the sandbox's own Namespaces and Pods go through its SandboxObjects. */
+export interface PolicyObjectStore {
+  /** Create or replace every object (validated already). */
+  apply(objects: readonly KubeObject[]): Promise<void>;
+  delete(ref: ObjectRef): Promise<void>;
+  /** Deletes every object of a namespaced kind (pods aside) in the namespace. */
+  deleteNamespaced(namespace: string): Promise<void>;
+  /** The policy model as the agents see it, for explain; absent when the test process cannot read the datastore. */
+  loadModel?(): Promise<PolicyModel>;
+  close(): Promise<void>;
+}
+
+/** The sandbox's etcd, written through the resource store `sluicectl apply` uses. */
+export class EtcdPolicyObjectStore implements PolicyObjectStore {
   private readonly etcd: Etcd3;
   private readonly store: EtcdResourceStore;
 
-  constructor(private readonly sb: Sandbox) {
-    this.etcd = new Etcd3({ hosts: [sb.etcdEndpoint], dialTimeout: 3000 });
+  constructor(private readonly endpoint: string) {
+    this.etcd = new Etcd3({ hosts: [endpoint], dialTimeout: 3000 });
     this.store = new EtcdResourceStore(this.etcd);
+  }
+
+  async apply(objects: readonly KubeObject[]): Promise<void> {
+    await this.store.applyAll([...objects]);
+  }
+
+  async delete(ref: ObjectRef): Promise<void> {
+    await this.store.delete({ kind: kindOf(ref.kind), namespace: ref.namespace, name: ref.name });
+  }
+
+  async deleteNamespaced(namespace: string): Promise<void> {
+    for (const kind of namespacedObjectKinds()) {
+      const { items } = await this.store.list(kind, namespace);
+      await this.store.deleteAll(items.map((o) => ({ kind, namespace, name: o.metadata.name })));
+    }
+  }
+
+  async loadModel(): Promise<PolicyModel> {
+    return (await loadPolicyModel(this.etcd, { endpoint: this.endpoint })).model;
+  }
+
+  async close(): Promise<void> {
+    this.etcd.close();
+  }
+}
+
+export class SandboxPolicyHarness implements PolicyHarness {
+  /** Only when the store can load the model (the runner then compares explain with the probes). */
+  readonly explain?: (q: ExplainRequest) => Promise<{ cells: boolean[][]; pairs: boolean[] }>;
+
+  constructor(
+    private readonly sb: Sandbox,
+    private readonly objects: PolicyObjectStore = new EtcdPolicyObjectStore(sb.etcdEndpoint),
+  ) {
+    const load = objects.loadModel?.bind(objects);
+    if (load) this.explain = async (q) => explainFrom(await load(), q);
   }
 
   get nodes(): string[] {
@@ -57,10 +108,7 @@ export class SandboxPolicyHarness implements PolicyHarness {
 
   async deleteNamespace(name: string): Promise<void> {
     for (const p of listPods(this.sb).filter((x) => x.namespace === name)) await deletePod(this.sb, p);
-    for (const kind of namespacedObjectKinds()) {
-      const { items } = await this.store.list(kind, name);
-      await this.store.deleteAll(items.map((o) => ({ kind, namespace: name, name: o.metadata.name })));
-    }
+    await this.objects.deleteNamespaced(name);
     await deleteNamespace(this.sb, name);
   }
 
@@ -88,11 +136,11 @@ export class SandboxPolicyHarness implements PolicyHarness {
   async applyPolicyYaml(text: string): Promise<void> {
     const parsed = parseManifests([{ name: "scenario", text }], { validate: true });
     if (parsed.problems.length) throw new ConfigError("-f", parsed.problems.map(formatProblem).join("\n"), "sluicectl apply");
-    await this.store.applyAll(parsed.objects.map((o) => o.object));
+    await this.objects.apply(parsed.objects.map((o) => o.object));
   }
 
   async deleteObject(ref: ObjectRef): Promise<void> {
-    await this.store.delete({ kind: kindOf(ref.kind), namespace: ref.namespace, name: ref.name });
+    await this.objects.delete(ref);
   }
 
   async hostAddresses(): Promise<Record<string, string>> {
@@ -101,20 +149,6 @@ export class SandboxPolicyHarness implements PolicyHarness {
     const ext = listExternalHosts(this.sb)[0] ?? (await addExternalHost(this.sb));
     out[ext.name] = ext.address;
     return out;
-  }
-
-  async explain(q: ExplainRequest): Promise<{ cells: boolean[][]; pairs: boolean[] }> {
-    const { model } = await loadPolicyModel(this.etcd, { endpoint: this.sb.etcdEndpoint });
-    const ex = new Explainer(model, { sctpSupported: false });
-    const spec = { port: q.port, protocol: q.protocol };
-    const m = ex.matrix(spec, { pods: q.pods });
-    const cells = q.pods.map((f) => q.pods.map((t) => {
-      const c = m.reachability[f]?.[t];
-      if (c === undefined) throw new Error(`explain's matrix has no cell ${f} -> ${t} (its pods: ${m.pods.join(" ")})`);
-      return c;
-    }));
-    const pairs = q.pairs.map((p) => ex.explain(ex.resolve(p.from, 4, "FROM"), ex.resolve(p.toIp, 4, "TO"), spec).allowed);
-    return { cells, pairs };
   }
 
   async probe(requests: readonly ProbeRequest[], timeoutMs: number): Promise<boolean[]> {
@@ -126,6 +160,22 @@ export class SandboxPolicyHarness implements PolicyHarness {
   }
 
   async close(): Promise<void> {
-    this.etcd.close();
+    await this.objects.close();
   }
+}
+
+/** What explain says for the matrix over `q.pods` and each pair, from one policy model. */
+function explainFrom(model: PolicyModel, q: ExplainRequest): { cells: boolean[][]; pairs: boolean[] } {
+  const ex = new Explainer(model, { sctpSupported: false });
+  const spec = { port: q.port, protocol: q.protocol };
+  const m = ex.matrix(spec, { pods: q.pods });
+  const cells = q.pods.map((f) =>
+    q.pods.map((t) => {
+      const c = m.reachability[f]?.[t];
+      if (c === undefined) throw new Error(`explain's matrix has no cell ${f} -> ${t} (its pods: ${m.pods.join(" ")})`);
+      return c;
+    }),
+  );
+  const pairs = q.pairs.map((p) => ex.explain(ex.resolve(p.from, 4, "FROM"), ex.resolve(p.toIp, 4, "TO"), spec).allowed);
+  return { cells, pairs };
 }
