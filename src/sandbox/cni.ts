@@ -52,7 +52,8 @@ export function cniNetconf(sb: Sandbox, node: SandboxNode): Record<string, unkno
   };
 }
 
-export async function runCni(sb: Sandbox, node: SandboxNode, command: CniCommand, a: CniPodArgs, timeoutMs = 30_000): Promise<CniResult> {
+/** The default timeout only ends a plugin that hangs; an emulated CPU (the vm suite) needs tens of seconds per run. */
+export async function runCni(sb: Sandbox, node: SandboxNode, command: CniCommand, a: CniPodArgs, timeoutMs = 120_000): Promise<CniResult> {
   const bin = sb.o.cniBin ?? binPath("sluice-cni");
   const env: NodeJS.ProcessEnv = {
     PATH: process.env["PATH"] ?? "/usr/sbin:/usr/bin:/sbin:/bin",

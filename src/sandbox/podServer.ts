@@ -8,12 +8,15 @@
  *    connections *from the pod*: `probe` tries a list of targets in parallel and answers
  *    with one JSON line; `stream` opens a TCP connection and relays raw bytes both ways
  *    (a long-lived connection a test can drive).
- * It is plain JavaScript run with `node -e`, so it needs nothing but node.
+ * It is plain JavaScript run with `node -e`, so it needs nothing but node, except for SCTP:
+ * node has no SCTP sockets, so where the kernel has them (the vm test suite's guest) SCTP
+ * ports are served and probed by a small python3 helper (SCTP_HELPER_PY) that it starts.
  */
 import { spawn } from "node:child_process";
 import { closeSync, openSync, readFileSync, existsSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import { run } from "../dataplane/exec.js";
+import { kernelHasSctp } from "../dataplane/capabilities.js";
 import { alive } from "./cluster.js";
 
 export interface ServedPort {
@@ -25,8 +28,88 @@ export interface ProbeTarget {
   host: string;
   /** Ignored for ICMP. */
   port: number;
-  protocol: "TCP" | "UDP" | "ICMP";
+  protocol: "TCP" | "UDP" | "SCTP" | "ICMP";
 }
+
+/**
+ * SCTP for the pod server, in python3 (its socket module opens IPPROTO_SCTP sockets); one
+ * long-lived helper per server, since a python3 start costs seconds on an emulated CPU.
+ * Arguments: the ports to serve (echo on one-to-one SCTP sockets, IPv4, and IPv6 where it
+ * binds). It prints {"ready": true} once bound, then reads probe requests, one JSON line each
+ * ({"id", "host", "port", "ms"}: connect, send a line, wait for its echo), answering each with
+ * {"id", "status", "detail"?} in the pod server's status words. It exits when stdin closes
+ * (the pod server is gone), once the probes under way have answered.
+ */
+export const SCTP_HELPER_PY = String.raw`
+import errno, json, socket, sys, threading
+lock = threading.Lock()
+def say(obj):
+    with lock:
+        sys.stdout.write(json.dumps(obj) + "\n")
+        sys.stdout.flush()
+def echo(c):
+    try:
+        while True:
+            d = c.recv(65536)
+            if not d:
+                break
+            c.sendall(d)
+    except OSError:
+        pass
+    finally:
+        c.close()
+def accept_loop(s):
+    while True:
+        c, _ = s.accept()
+        threading.Thread(target=echo, args=(c,), daemon=True).start()
+def serve(port):
+    for fam, host in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
+        try:
+            s = socket.socket(fam, socket.SOCK_STREAM, socket.IPPROTO_SCTP)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if fam == socket.AF_INET6:
+                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            s.bind((host, port))
+            s.listen(64)
+        except OSError as e:
+            if fam == socket.AF_INET:
+                say({"fatal": "sctp %d: %s" % (port, e)})
+                sys.exit(1)
+            continue
+        threading.Thread(target=accept_loop, args=(s,), daemon=True).start()
+def probe(req):
+    out = {"id": req["id"]}
+    s = socket.socket(socket.AF_INET6 if ":" in req["host"] else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_SCTP)
+    s.settimeout(req["ms"] / 1000.0)
+    try:
+        s.connect((req["host"], req["port"]))
+        payload = b"sluice-probe\n"
+        s.sendall(payload)
+        got = b""
+        while len(got) < len(payload):
+            d = s.recv(65536)
+            if not d:
+                break
+            got += d
+        out["status"] = "connected" if len(got) >= len(payload) else "closed"
+    except socket.timeout:
+        out["status"] = "timeout"
+    except ConnectionRefusedError:
+        out.update(status="refused", detail="ECONNREFUSED")
+    except ConnectionResetError:
+        out.update(status="reset", detail="ECONNRESET")
+    except OSError as e:
+        out.update(status="unreachable" if e.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH) else "error", detail=str(e))
+    finally:
+        s.close()
+    say(out)
+for p in sys.argv[1:]:
+    serve(int(p))
+say({"ready": True})
+for line in sys.stdin:
+    # Not daemon threads: at the end of stdin the probes still running are answered first.
+    threading.Thread(target=probe, args=(json.loads(line),)).start()
+`;
 
 /** connected = a TCP echo round trip, a UDP reply or an ICMP echo reply came back within the timeout. */
 export type ProbeStatus = "connected" | "timeout" | "refused" | "reset" | "unreachable" | "closed" | "error";
@@ -46,6 +129,27 @@ const log = (m) => process.stdout.write(new Date().toISOString() + " " + m + "\n
 const fatal = (m) => { log("fatal: " + m); process.exit(1); };
 let pending = 0;
 const bound = () => { if (--pending === 0) listenCtl(); };
+const sctpPorts = [];
+let sctp; // the python3 SCTP helper, started for served SCTP ports or at the first SCTP probe
+function sctpHelper(onReady) {
+  if (sctp) return sctp;
+  const h = cp.spawn("python3", ["-c", cfg.sctpHelper, ...sctpPorts.map(String)], { stdio: ["pipe", "pipe", "inherit"] });
+  sctp = { h, waiting: new Map(), next: 1 };
+  let buf = "";
+  h.stdout.on("data", (d) => {
+    buf += d.toString();
+    for (let i = buf.indexOf("\n"); i >= 0; i = buf.indexOf("\n")) {
+      const msg = JSON.parse(buf.slice(0, i));
+      buf = buf.slice(i + 1);
+      if (msg.fatal) fatal(msg.fatal);
+      else if (msg.ready) { if (onReady) onReady(); }
+      else { const f = sctp.waiting.get(msg.id); sctp.waiting.delete(msg.id); if (f) f(msg.status, msg.detail); }
+    }
+  });
+  h.on("error", (e) => fatal("sctp: python3: " + e.message));
+  h.on("exit", (code) => fatal("sctp: the python3 helper exited (" + code + ")"));
+  return sctp;
+}
 if (cfg.probe) {
   // One-shot mode (probes from a node's namespace): probe, print the results, exit.
   Promise.all(cfg.probe.targets.map((t) => probeOne(t, cfg.probe.timeoutMs))).then((results) => process.stdout.write(JSON.stringify({ results }) + "\n", () => process.exit(0)));
@@ -74,9 +178,15 @@ for (const p of cfg.ports) {
         u.bind(p.port, "::");
       }
     }
+  } else if (p.protocol === "SCTP" && cfg.sctpHelper) {
+    sctpPorts.push(p.port);
   } else {
     log("not serving " + p.port + "/" + p.protocol + " (no " + p.protocol + " here)");
   }
+}
+if (sctpPorts.length) {
+  pending++;
+  sctpHelper(() => { for (const p of sctpPorts) log("serving " + p + "/SCTP"); bound(); });
 }
 if (pending === 0) listenCtl();
 
@@ -99,9 +209,17 @@ function probeOne(t, ms) {
       cleanup();
       resolve(detail ? { status, ms: Date.now() - start, detail } : { status, ms: Date.now() - start });
     };
-    timer = setTimeout(() => finish("timeout"), ms);
+    // The SCTP helper enforces an SCTP probe's timeout itself; ours also covers its start.
+    timer = setTimeout(() => finish("timeout"), t.protocol === "SCTP" ? ms + 30000 : ms);
     try {
-      if (t.protocol === "ICMP") {
+      if (t.protocol === "SCTP") {
+        if (!cfg.sctpHelper) return finish("error", "no SCTP sockets in this kernel");
+        const h = sctpHelper();
+        const id = h.next++;
+        h.waiting.set(id, finish);
+        cleanup = () => h.waiting.delete(id);
+        h.h.stdin.write(JSON.stringify({ id, host: t.host, port: t.port, ms }) + "\n");
+      } else if (t.protocol === "ICMP") {
         // Echo requests from the system's ping (node has no raw sockets), one every 200 ms
         // like the UDP probe's datagrams, until a reply, an ICMP error or the timeout.
         const count = String(Math.ceil(ms / 200) + 1);
@@ -191,13 +309,21 @@ function handle(c, req, rest) {
   }
   c.end(JSON.stringify({ error: "unknown op " + req.op }) + "\n");
 }
-process.on("SIGTERM", () => { try { fs.unlinkSync(cfg.ctl); } catch (_) {} process.exit(0); });
+process.on("SIGTERM", () => {
+  try { fs.unlinkSync(cfg.ctl); } catch (_) {}
+  if (sctp) { try { sctp.h.kill("SIGKILL"); } catch (_) {} }
+  process.exit(0);
+});
 `;
+
+/** The helper goes to the server only where the kernel has SCTP sockets: elsewhere SCTP ports stay unserved. */
+const sctpConfig = (): { sctpHelper?: string } => (kernelHasSctp() ? { sctpHelper: SCTP_HELPER_PY } : {});
 
 /** Starts the pod's server detached inside its namespace; returns its pid. */
 export function spawnPodServer(netns: string, ports: readonly ServedPort[], ctlSocket: string, logFile: string): number {
   const fd = openSync(logFile, "a");
-  const child = spawn("ip", ["netns", "exec", netns, process.execPath, "-e", POD_SERVER_JS, JSON.stringify({ ports, ctl: ctlSocket })], { stdio: ["ignore", fd, fd], detached: true });
+  const cfg = { ports, ctl: ctlSocket, ...sctpConfig() };
+  const child = spawn("ip", ["netns", "exec", netns, process.execPath, "-e", POD_SERVER_JS, JSON.stringify(cfg)], { stdio: ["ignore", fd, fd], detached: true });
   closeSync(fd);
   child.unref();
   if (!child.pid) throw new Error(`could not start the pod server in ${netns}`);
@@ -209,7 +335,7 @@ export function spawnPodServer(netns: string, ports: readonly ServedPort[], ctlS
  * code: one process, all targets in parallel.
  */
 export async function probeFromNetns(netns: string, targets: readonly ProbeTarget[], timeoutMs: number): Promise<ProbeOutcome[]> {
-  const cfg = JSON.stringify({ ports: [], probe: { targets, timeoutMs } });
+  const cfg = JSON.stringify({ ports: [], probe: { targets, timeoutMs }, ...sctpConfig() });
   const r = await run("ip", ["netns", "exec", netns, process.execPath, "-e", POD_SERVER_JS, cfg], undefined, timeoutMs + 15_000);
   if (r.code !== 0) throw new Error(`probe from ${netns} failed (exit ${r.code}): ${r.stderr.trim() || r.stdout.trim()}`);
   return (JSON.parse(r.stdout) as { results: ProbeOutcome[] }).results;
@@ -246,8 +372,12 @@ export function ctlRequest<T>(ctlSocket: string, req: Record<string, unknown>, t
   });
 }
 
-/** Waits until the server answers on its control socket (or exits, then its log says why). */
-export async function waitPodServer(ctlSocket: string, pid: number, logFile: string, timeoutMs = 10_000): Promise<void> {
+/**
+ * Waits until the server answers on its control socket (or exits, then its log says why at
+ * once). The long default only matters for a server that hangs: an emulated CPU (the vm
+ * suite) takes seconds to start node and each SCTP helper.
+ */
+export async function waitPodServer(ctlSocket: string, pid: number, logFile: string, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (existsSync(ctlSocket)) {

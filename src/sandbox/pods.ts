@@ -288,7 +288,8 @@ export async function createPod(sb: Sandbox, spec: PodSpec): Promise<SandboxPod>
     wired = true;
     pod.ips = await wire(sb, node, pod);
     if (pod.ips.length === 0) throw new Error(`sluice-cni ADD for ${podId(ref)} returned no address`);
-    const served = ports.filter((p): p is ContainerPort & { protocol: "TCP" | "UDP" } => p.protocol !== "SCTP").map((p) => ({ port: p.containerPort, protocol: p.protocol }));
+    // SCTP ports too: the server serves them where the kernel has SCTP sockets and says so where not.
+    const served = ports.map((p) => ({ port: p.containerPort, protocol: p.protocol }));
     const uniq = served.filter((p, i) => served.findIndex((q) => q.port === p.port && q.protocol === p.protocol) === i);
     pod.serverPid = spawnPodServer(netns, uniq, ctlSocket, logPath(sb, ref));
     await waitPodServer(ctlSocket, pod.serverPid, logPath(sb, ref));

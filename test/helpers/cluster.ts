@@ -20,6 +20,8 @@ export interface TestClusterOptions {
   /** Kubernetes mode (SandboxOptions.kubeApi). */
   kubeApi?: SandboxOptions["kubeApi"];
   policyReadyTimeoutMs?: number;
+  /** How long the agents may take to become ready (default 30 s; the VM's emulated CPU needs far more). */
+  readyTimeoutMs?: number;
 }
 
 /** What a sandbox left behind: namespaces with its prefix, processes naming its state dir, the dir itself. */
@@ -45,7 +47,7 @@ export function testCluster(tag: string, o: TestClusterOptions): Sandbox {
   before(async () => {
     await teardown(prefix, stateDir); // a crashed earlier run of this file (same pid is unlikely, but cheap)
     await sb.up();
-    await sb.waitAllReady();
+    await sb.waitAllReady(o.readyTimeoutMs);
     await createNamespace(sb, "default");
   });
   after(async () => {

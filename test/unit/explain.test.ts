@@ -32,7 +32,9 @@ describe("--port / --proto", () => {
     bad(undefined, "GRE", /--proto: "GRE" must be TCP, UDP, SCTP or ICMP/);
     bad("80/TCP", "UDP", /--proto: "UDP" conflicts with --port 80\/TCP/);
     bad("80", "ICMP", /--port: "80": ICMP has no port/);
-    assert.throws(() => parseProbeSpec("80/SCTP", undefined), /only TCP, UDP and ICMP can be probed/);
+    assert.throws(() => parseProbeSpec("80/SCTP", undefined, SRC, false), /--port: SCTP cannot be probed here: this kernel has no SCTP sockets/);
+    assert.throws(() => parseProbeSpec(undefined, "sctp", SRC, false), /--proto: SCTP cannot be probed here/);
+    assert.deepEqual(parseProbeSpec("80/SCTP", undefined, SRC, true), { port: 80, protocol: "SCTP" });
   });
 });
 
