@@ -14,7 +14,7 @@ for (const name of entries) {
     outfile,
     bundle: true,
     platform: "node",
-    target: "node20",
+    target: "node24",
     format: "cjs",
     sourcemap: true,
     external,

@@ -4,6 +4,9 @@
 import { existsSync, readdirSync } from "node:fs";
 import { basename, join } from "node:path";
 import { spawnSync } from "node:child_process";
+import { ensurePinnedNode } from "./pinned-node.mjs";
+
+ensurePinnedNode("run-bench");
 
 const dir = join("build", "bench");
 if (!existsSync(dir)) {

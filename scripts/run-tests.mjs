@@ -7,6 +7,9 @@ import { readdirSync, statSync, existsSync, readFileSync, mkdtempSync, rmSync } 
 import { join } from "node:path";
 import { tmpdir } from "node:os";
 import { spawnSync } from "node:child_process";
+import { ensurePinnedNode } from "./pinned-node.mjs";
+
+ensurePinnedNode("run-tests");
 
 const suites = process.argv.slice(2).length ? process.argv.slice(2) : ["unit", "integration", "kernel", "e2e"];
 const files = [];

@@ -3,7 +3,7 @@
  * (`--kubeconfig-file`, else `--kube-api-url`, else the pod's service account, as
  * flannel's kube subnet manager), and a raw JSON GET that carries the same credentials.
  *
- * The client library 1.x is an ES module; this CommonJS build loads it with import()
+ * The client library (2.x) is an ES module only; this CommonJS build loads it with import()
  * (loadK8s) and names its types with `resolution-mode: "import"`.
  */
 import { existsSync, readFileSync } from "node:fs";

