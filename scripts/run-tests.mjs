@@ -1,7 +1,9 @@
 // Runs the compiled test files with node's test runner. Suites: unit (pure, fast),
 // integration (real etcd, iptables in throwaway namespaces), kernel (multi-node
 // clusters in network namespaces with real traffic), e2e (sandbox clusters with real pods
-// wired by sluice-cni, and the sluicectl sandbox CLI). Default: all, in that order.
+// wired by sluice-cni, and the sluicectl sandbox CLI), vm (what this host's kernel lacks:
+// WireGuard, IPIP, IPVS, SCTP sockets, in a QEMU guest with Debian's kernel; see
+// scripts/vm/run.sh). Default: all, in that order.
 // Prints node's spec report, then one plain summary line "tests: N passed, N failed, N skipped".
 import { readdirSync, statSync, existsSync, readFileSync, mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
@@ -11,7 +13,7 @@ import { ensurePinnedNode } from "./pinned-node.mjs";
 
 ensurePinnedNode("run-tests");
 
-const suites = process.argv.slice(2).length ? process.argv.slice(2) : ["unit", "integration", "kernel", "e2e"];
+const suites = process.argv.slice(2).length ? process.argv.slice(2) : ["unit", "integration", "kernel", "e2e", "vm"];
 const files = [];
 const walk = (dir) => {
   if (!existsSync(dir)) return;

@@ -26,6 +26,9 @@ if [ "$pinned_arch" = yes ] && { [ ! -f "$node_stamp" ] || ! cmp -s tools/node/p
 fi
 
 PKGS=(etcd-server etcd-client iproute2 iptables ipset conntrack iputils-ping curl procps ca-certificates containernetworking-plugins util-linux)
+# The vm suite (scripts/vm/run.sh): QEMU, Debian's kernel with its modules, a static busybox
+# for the guest's initramfs, and what its tests drive there (python3 opens SCTP sockets).
+PKGS+=(qemu-system-x86 linux-image-amd64 busybox-static kmod wireguard-tools ipvsadm python3)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
