@@ -139,7 +139,8 @@ describe("the VM's kernel has what the host's lacks, and it carries traffic", ()
 
 /** Starts a long-running process in `ns` and waits until it prints `ready`; returns its pid. */
 async function startProcess(ns: string, cmd: string, args: readonly string[], ready: string): Promise<number> {
-  const child = spawn("ip", ["netns", "exec", ns, cmd, ...args], { stdio: ["ignore", "pipe", "inherit"] });
+  // stdin stays open (a pipe): the SCTP helper serves until its stdin closes.
+  const child = spawn("ip", ["netns", "exec", ns, cmd, ...args], { stdio: ["pipe", "pipe", "inherit"] });
   await new Promise<void>((resolve, reject) => {
     let out = "";
     const timer = setTimeout(() => reject(new Error(`${cmd} in ${ns} did not print "${ready}" within 30 s: ${out}`)), 30_000);
