@@ -15,15 +15,20 @@ ensurePinnedNode("run-tests");
 
 const suites = process.argv.slice(2).length ? process.argv.slice(2) : ["unit", "integration", "kernel", "e2e", "vm"];
 const files = [];
+const stale = [];
+// build/ is never cleaned, so a test whose source was deleted or renamed keeps its old
+// output there: only compiled tests with a test/**/*.test.ts beside them run.
+const sourceOf = (compiled) => compiled.replace(/^build[\\/]/, "").replace(/\.js$/, ".ts");
 const walk = (dir) => {
   if (!existsSync(dir)) return;
   for (const e of readdirSync(dir).sort()) {
     const p = join(dir, e);
     if (statSync(p).isDirectory()) walk(p);
-    else if (p.endsWith(".test.js")) files.push(p);
+    else if (p.endsWith(".test.js")) (existsSync(sourceOf(p)) ? files : stale).push(p);
   }
 };
 for (const s of suites) walk(join("build", "test", s));
+if (stale.length > 0) console.log(`run-tests: not running ${stale.length} compiled test(s) whose source is gone: ${stale.join(", ")}`);
 if (files.length === 0) {
   console.error(`no test files found for suites: ${suites.join(", ")} (run npm run build first)`);
   process.exit(1);

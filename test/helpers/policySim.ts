@@ -1,6 +1,9 @@
 /**
  * A small iptables + ipset simulator for the policy renderer's output, and the cross-check
- * of simulated chains against the reference evaluator (src/policy/evaluate.ts).
+ * of simulated chains against the reference evaluator (src/policy/evaluate.ts). That
+ * cross-check finds renderer bugs only: renderer and evaluator share the IR translation and
+ * its helpers. test/unit/policyOracle.test.ts compares the same simulated chains with the
+ * independent oracle of the e2e suites (test/e2e/policy/oracle.ts).
  *
  * It runs our rule vocabulary exactly as netfilter does (jump/goto/RETURN stack, MARK
  * --set-xmark, LOG, ipset hash:ip / hash:net with nomatch / hash:ip,port, tcp/udp/sctp

@@ -25,7 +25,7 @@ function setup(networkJson: object): { registry: EtcdSubnetRegistry; config: Net
   return { registry: new EtcdSubnetRegistry(etcd.client, prefix, logs.log), config: parseNetworkConfig(networkJson), prefix, logs };
 }
 
-function keeper(s: ReturnType<typeof setup>, publicIP: string, o: { ttlMs?: number; renewMarginMs?: number; previous?: string } = {}): LeaseKeeper {
+function keeper(s: ReturnType<typeof setup>, publicIP: string, o: { ttlMs?: number; renewMarginMs?: number; previous?: string; random?: () => number } = {}): LeaseKeeper {
   const attrs = (): LeaseAttrs => ({ PublicIP: publicIP, BackendType: "vxlan", BackendData: { VNI: 1, VtepMAC: "0e:2a:00:00:00:01" }, NodeName: `n-${publicIP}` });
   return new LeaseKeeper({
     registry: s.registry,
@@ -37,8 +37,16 @@ function keeper(s: ReturnType<typeof setup>, publicIP: string, o: { ttlMs?: numb
     ttlMs: o.ttlMs ?? 60_000,
     renewMarginMs: o.renewMarginMs ?? 10_000,
     log: s.logs.log,
+    ...(o.random ? { random: o.random } : {}),
   });
 }
+
+/**
+ * The allocator's `random` when a test must know which free subnet is tried first: the
+ * shuffle then never moves a candidate, so free subnets are tried lowest first. A test that
+ * relies on it first checks that it does steer the pick (see the malformed-keys test).
+ */
+const lowestFirst = (): number => 0.999999;
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -149,18 +157,27 @@ describe("subnet leases in a real etcd", () => {
     assert.equal(stored?.leaseId, "0", "it stays a reservation (no TTL)");
   });
 
-  test("malformed lease values and keys are skipped with a warning", async () => {
+  test("malformed lease values and keys are skipped with a warning, and their subnets are never handed out", async () => {
+    // The free subnets are tried lowest first (lowestFirst), so the first two tries are the
+    // subnets whose keys hold malformed values: the pick must go past both to 10.24.3.0/24.
+    const control = setup({ Network: "10.24.0.0/16" });
+    const first = keeper(control, "192.0.2.61", { random: lowestFirst });
+    assert.equal(cidrText((await first.acquire()).subnet), "10.24.1.0/24", "with nothing taken the injected random picks the lowest free subnet");
+    first.stop();
+
     const s = setup({ Network: "10.24.0.0/16" });
-    await etcd.client.put(`${s.prefix}/subnets/10.24.5.0-24`).value("{not json");
-    await etcd.client.put(`${s.prefix}/subnets/10.24.6.0-24`).value(JSON.stringify({ PublicIP: "not-an-ip" }));
+    await etcd.client.put(`${s.prefix}/subnets/10.24.1.0-24`).value("{not json");
+    await etcd.client.put(`${s.prefix}/subnets/10.24.2.0-24`).value(JSON.stringify({ PublicIP: "not-an-ip" }));
     await etcd.client.put(`${s.prefix}/subnets/garbage`).value("{}");
-    const k = keeper(s, "192.0.2.60");
+    const k = keeper(s, "192.0.2.60", { random: lowestFirst });
     const lease = await k.acquire();
     k.stop();
-    assert.ok(!["10.24.5.0/24", "10.24.6.0/24"].includes(cidrText(lease.subnet)), "a key that exists is never double-booked");
+    assert.equal(cidrText(lease.subnet), "10.24.3.0/24", "a key that exists is never double-booked, however unreadable its value");
+    assert.equal((await etcd.client.get(`${s.prefix}/subnets/10.24.1.0-24`).string()), "{not json", "the malformed values are left as they were");
+    assert.equal((await etcd.client.get(`${s.prefix}/subnets/10.24.2.0-24`).string()), JSON.stringify({ PublicIP: "not-an-ip" }));
     const warnings = s.logs.records.filter((r) => r["level"] === 40).map((r) => `${String(r["msg"])} ${String(r["key"])}`);
-    assert.ok(warnings.some((w) => w.startsWith("skipping lease with a malformed value") && w.endsWith("10.24.5.0-24")));
-    assert.ok(warnings.some((w) => w.startsWith("skipping lease with a malformed PublicIP") && w.endsWith("10.24.6.0-24")));
+    assert.ok(warnings.some((w) => w.startsWith("skipping lease with a malformed value") && w.endsWith("10.24.1.0-24")));
+    assert.ok(warnings.some((w) => w.startsWith("skipping lease with a malformed PublicIP") && w.endsWith("10.24.2.0-24")));
     assert.ok(warnings.some((w) => w.startsWith("skipping lease with a malformed key") && w.endsWith("/garbage")));
   });
 

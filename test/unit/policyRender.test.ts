@@ -14,6 +14,7 @@ import { PolicyEvaluator } from "../../src/policy/evaluate.js";
 import type { NodeInfo } from "../../src/policy/model.js";
 import { Node, type Packet, type SimCluster, UPLINK, VXLAN, crossCheck as runCrossCheck } from "../helpers/policySim.js";
 import { assertPolicyGolden, mulberry32 } from "../helpers/golden.js";
+import { RANDOM_NP_ROUNDS, RANDOM_NP_SEED, randomNetworkPolicyScenario } from "../helpers/randomNetworkPolicies.js";
 
 // ---------------------------------------------------------------- fixtures
 
@@ -188,7 +189,10 @@ describe("policy render: golden files", () => {
   }
 });
 
-describe("policy render: the chains mean what the spec says", () => {
+// Renderer and evaluator share the IR translation, the endpoint index and the selectors, so
+// these checks catch renderer bugs, not a misreading of the spec in the shared code: that is
+// what test/unit/policyOracle.test.ts checks, over the same seeded random policies.
+describe("policy render: the simulated chains agree with the reference evaluator (renderer against evaluator)", () => {
   for (const s of scenarios) {
     test(`${s.name}: every flow through the simulated chains agrees with the reference evaluator`, () => {
       assert.ok(crossCheck(inputOf(s), EXTERNALS, PROBES) > 0);
@@ -196,10 +200,10 @@ describe("policy render: the chains mean what the spec says", () => {
   }
 
   test("randomized clusters and policies (seeded): chains agree with the reference evaluator", () => {
-    const rnd = mulberry32(20261121);
+    const rnd = mulberry32(RANDOM_NP_SEED);
     let flows = 0;
-    for (let round = 0; round < 60; round++) {
-      const sc = randomScenario(rnd);
+    for (let round = 0; round < RANDOM_NP_ROUNDS; round++) {
+      const sc = randomNetworkPolicyScenario(rnd);
       for (const family of [4, 6] as const) flows += crossCheck({ family, endpoints: sc.endpoints, namespaces: sc.namespaces, networkPolicies: sc.policies, sctpSupported: sc.sctp }, RANDOM_EXTERNALS, RANDOM_PROBES);
     }
     assert.ok(flows > 10000, `only ${flows} flows checked`);
@@ -394,52 +398,3 @@ const RANDOM_PROBES: [Protocol, number][] = [
   ["UDP", 80],
   ["SCTP", 80],
 ];
-
-function randomScenario(rnd: () => number): { endpoints: PodEndpoint[]; namespaces: NamespaceInfo[]; policies: NetworkPolicyObject[]; sctp: boolean } {
-  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)] as T;
-  const maybe = (p = 0.5): boolean => rnd() < p;
-  const nsNames = ["a", "b", "c"];
-  const nss: NamespaceInfo[] = nsNames.map((n) => ({ name: n, labels: { ...(maybe() ? { team: pick(["x", "y"]) } : {}), ...(maybe() ? { env: pick(["p", "d"]) } : {}) } }));
-  const portsPool: ContainerPort[] = [tcp("http", 80), tcp("http", 8080), { name: "dns", containerPort: 53, protocol: "UDP" }, tcp("metrics", 9090), { name: "http", containerPort: 80, protocol: "SCTP" }];
-  const eps: PodEndpoint[] = [];
-  const n = 4 + Math.floor(rnd() * 5);
-  for (let k = 0; k < n; k++) {
-    const node = maybe(0.6) ? NODE : REMOTE;
-    const sub = node === NODE ? 1 : 2;
-    const ips = maybe(0.8) ? `10.244.${sub}.${10 + k} fd00:244:${sub}::${10 + k}` : maybe() ? `10.244.${sub}.${10 + k}` : `fd00:244:${sub}::${10 + k}`;
-    const labels: Record<string, string> = {};
-    if (maybe(0.8)) labels["app"] = pick(["web", "db", "api"]);
-    if (maybe(0.4)) labels["tier"] = pick(["1", "2"]);
-    const ports = portsPool.filter(() => maybe(0.3)).filter((p, i, all) => all.findIndex((q) => q.name === p.name) === i);
-    eps.push(pod(pick(nsNames), `p${k}`, node, ips, labels, ports));
-  }
-  const selector = (): unknown => {
-    const r = rnd();
-    if (r < 0.3) return {};
-    if (r < 0.6) return { matchLabels: { app: pick(["web", "db", "api"]) } };
-    if (r < 0.75) return { matchExpressions: [{ key: "app", operator: pick(["In", "NotIn"]), values: [pick(["web", "db"]), pick(["api", "db"])] }] };
-    return { matchExpressions: [{ key: pick(["tier", "app"]), operator: pick(["Exists", "DoesNotExist"]) }] };
-  };
-  const nsSelector = (): unknown => pick([{}, { matchLabels: { team: "x" } }, { matchExpressions: [{ key: "env", operator: pick(["Exists", "DoesNotExist"]) }] }, { matchLabels: { "kubernetes.io/metadata.name": pick(nsNames) } }]);
-  const peer = (): unknown => {
-    const r = rnd();
-    if (r < 0.3) return { podSelector: selector() };
-    if (r < 0.5) return { namespaceSelector: nsSelector() };
-    if (r < 0.7) return { namespaceSelector: nsSelector(), podSelector: selector() };
-    return { ipBlock: pick([{ cidr: "10.244.0.0/16", except: ["10.244.2.0/24"] }, { cidr: "0.0.0.0/0", except: ["10.244.1.0/24"] }, { cidr: "0.0.0.0/0" }, { cidr: "192.0.2.0/24" }, { cidr: "10.244.1.10/32" }, { cidr: "fd00:244::/32", except: ["fd00:244:1::/64"] }, { cidr: "::/0" }]) };
-  };
-  const port = (): unknown =>
-    pick([{ port: 80 }, { port: 80, endPort: 9000 }, { port: "http" }, { port: "dns", protocol: "UDP" }, { protocol: "UDP" }, { protocol: "SCTP", port: 80 }, { protocol: "SCTP", port: "http" }, { port: "metrics" }, { port: 53, protocol: "UDP" }]);
-  const list = <T>(f: () => T, max: number): T[] => Array.from({ length: Math.floor(rnd() * (max + 1)) }, f);
-  const rule = (key: "from" | "to"): unknown => ({ ...(maybe(0.7) ? { [key]: list(peer, 2) } : {}), ...(maybe(0.6) ? { ports: list(port, 2) } : {}) });
-  const policies: NetworkPolicyObject[] = [];
-  const count = 1 + Math.floor(rnd() * 4);
-  for (let k = 0; k < count; k++) {
-    const spec: Record<string, unknown> = { podSelector: selector() };
-    if (maybe(0.8)) spec["ingress"] = list(() => rule("from"), 2);
-    if (maybe(0.5)) spec["egress"] = list(() => rule("to"), 2);
-    if (maybe(0.4)) spec["policyTypes"] = pick([["Ingress"], ["Egress"], ["Ingress", "Egress"]]);
-    policies.push(np(pick(nsNames), `np${k}`, spec));
-  }
-  return { endpoints: eps, namespaces: nss, policies, sctp: maybe() };
-}

@@ -2,7 +2,9 @@
  * The tiers (Admin, NetworkPolicy, Baseline, default) and every IR construct, in the
  * renderer and in the evaluator, kept in agreement: hand-built IR (the YAML translators are
  * tested elsewhere), golden files for each tier interaction, the simulated chains checked
- * against the evaluator over many connections (verdicts and LOG lines), explain texts.
+ * against the evaluator over many connections (verdicts and LOG lines), explain texts. The
+ * evaluator shares the IR and its helpers with the renderer; the check against an
+ * independent reading of the specs is test/unit/policyOracle.test.ts.
  */
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -273,7 +275,10 @@ describe("policy tiers: golden files", () => {
   }
 });
 
-describe("policy tiers: the chains agree with the evaluator (verdicts and LOG lines)", () => {
+// Renderer and evaluator share the IR, the endpoint index, the cluster addresses and the
+// policy order, so these checks catch renderer bugs, not a misreading of the spec in the
+// shared code: test/unit/policyOracle.test.ts checks the chains against an independent oracle.
+describe("policy tiers: the chains agree with the evaluator, verdicts and LOG lines (renderer against evaluator)", () => {
   for (const s of scenarios) {
     test(`${s.name}: every flow, both families`, () => {
       let n = 0;
@@ -534,7 +539,7 @@ function randomScenario(rnd: () => number, round: number): Scenario {
   return { name: `random-${round}`, description: "", policies, endpoints: [...endpoints, ...orphan], sctp: maybe() };
 }
 
-describe("policy tiers: randomized IR (seeded), every construct and tier", () => {
+describe("policy tiers: randomized IR (seeded), every construct and tier (renderer against evaluator)", () => {
   test("simulated chains agree with the evaluator, verdicts and LOG lines, both families", () => {
     const rnd = mulberry32(5150);
     let flows = 0;

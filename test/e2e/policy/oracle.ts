@@ -155,6 +155,7 @@ function ipv4(s: string): number {
 }
 
 export function inCidr(ip: string, cidr: string): boolean {
+  if (cidr.includes(":")) return false; // an IPv6 block holds no IPv4 address (every probe is IPv4)
   const [base, len] = cidr.split("/");
   const n = Number(len);
   const mask = n === 0 ? 0 : (0xffffffff << (32 - n)) >>> 0;
@@ -344,9 +345,18 @@ export class Oracle {
 
   /** From a pod to a host outside the pod network (a node, the external host). */
   allowedToHost(fromKey: string, host: string, port: number, protocol: Protocol): boolean {
+    return this.allowedEnds(this.podEnd(fromKey), this.hostEnd(host), port, protocol);
+  }
+
+  /** From a host outside the pod network to a pod. */
+  allowedFromHost(host: string, toKey: string, port: number, protocol: Protocol): boolean {
+    return this.allowedEnds(this.hostEnd(host), this.podEnd(toKey), port, protocol);
+  }
+
+  private hostEnd(host: string): End {
     const ip = this.state.addresses.hosts[host];
     if (ip === undefined) throw new Error(`oracle: no host ${host}`);
-    return this.allowedEnds(this.podEnd(fromKey), { ip }, port, protocol);
+    return { ip };
   }
 }
 

@@ -24,6 +24,8 @@ import { SandboxPolicyHarness } from "./sandboxHarness.js";
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const only = process.env["SLUICE_E2E_ONLY"];
+/** Why a scenario does not run (false: it runs); the reporter prints the reason beside the skip. */
+const skipReason = (name: string): string | false => (only !== undefined && !name.includes(only) ? `SLUICE_E2E_ONLY=${JSON.stringify(only)}: the name does not contain it` : false);
 
 /** Registers the suite (call at the top level of a test file); `extra` adds tests that run on the same cluster after setup. */
 export function policySuite(tag: string, title: string, scenarios: readonly Scenario<string>[], extra?: (sb: Sandbox) => void): void {
@@ -55,7 +57,7 @@ export function policySuite(tag: string, title: string, scenarios: readonly Scen
     extra?.(sb);
 
     for (const sc of scenarios) {
-      test(sc.name, { skip: only !== undefined && !sc.name.includes(only), timeout: 120_000 }, async (t) => {
+      test(sc.name, { skip: skipReason(sc.name), timeout: 120_000 }, async (t) => {
         lines = [];
         try {
           const undone = await runner().reset();
@@ -78,7 +80,7 @@ export function policySuite(tag: string, title: string, scenarios: readonly Scen
       });
     }
 
-    test("the clean state is all-connected after the last scenario", { skip: only !== undefined }, async () => {
+    test("the clean state is all-connected after the last scenario", { skip: only !== undefined ? `SLUICE_E2E_ONLY=${JSON.stringify(only)}: not every scenario ran, so the clean state after all of them is not checked` : false }, async () => {
       await runner().reset();
       await sleep(DEFAULT_RUNNER_OPTIONS.settleMs);
       assert.equal(await runner().checkClean(), "");
