@@ -16,7 +16,8 @@
  * - A namespace without its Namespace object gives its endpoints unknown labels (as etcd).
  * - `synced` once every informer has listed; "changed" on each change; 410 Gone relists
  *   (the informer does), other failures are retried with back-off; the last snapshot stays
- *   through an outage; `live` while every watch is connected. Nothing here throws into the
+ *   through an outage and through a 404 (a CRD counts as empty only when discovery says the
+ *   server does not serve it: kubeWatch.ts); `live` while every watch is connected. Nothing here throws into the
  *   process: watch errors and listener bugs are logged.
  */
 import { EventEmitter } from "node:events";
@@ -110,8 +111,9 @@ export class KubePolicySource extends EventEmitter<KubePolicySourceEvents> {
             upsert: (obj) => this.onUpsert(state, obj),
             remove: (obj) => this.onRemove(state, obj),
           },
-          // A CRD that is not installed holds nothing; it must not hold back the rest.
-          absentIsEmpty: kind.group !== "" && kind.group !== "networking.k8s.io",
+          // A CRD that is not installed holds nothing; it must not hold back the rest. Built-in
+          // kinds are always served: a 404 there is never an empty list.
+          absenceByDiscovery: kind.group !== "" && kind.group !== "networking.k8s.io",
           ...(o.initialBackoffMs !== undefined ? { initialBackoffMs: o.initialBackoffMs } : {}),
           ...(o.maxBackoffMs !== undefined ? { maxBackoffMs: o.maxBackoffMs } : {}),
           ...(o.requestTimeoutMs !== undefined ? { requestTimeoutMs: o.requestTimeoutMs } : {}),
