@@ -16,7 +16,7 @@ import { reconcileRouting } from "../dataplane/routeReconciler.js";
 import { ensureSysctl } from "../dataplane/sysctl.js";
 import { type Underlay, chooseUnderlay } from "../dataplane/underlay.js";
 import { ensureVxlanDevice, randomVtepMac } from "../dataplane/vxlanDevice.js";
-import { type IpAddr, formatCidr, formatIp, parseIp } from "../model/ip.js";
+import { type Family, type IpAddr, formatCidr, formatIp, parseIp } from "../model/ip.js";
 import type { Lease, LeaseAttrs } from "../model/lease.js";
 import { computeRouting, podMtu, vxlanDeviceName } from "../routing/backends.js";
 import { type AgentDatastore, type StartablePolicyFeed, openDatastore } from "./datastores.js";
@@ -26,7 +26,8 @@ import { leaseToPeer, vtepMacOf } from "./peers.js";
 import { HostRules, type PolicyInput } from "./hostRules.js";
 import { forgetConntrackOf } from "../dataplane/conntrack.js";
 import { PolicyEngine } from "./policyEngine.js";
-import type { TableChoice } from "../render/hostRules.js";
+import type { TableChoice, UnderlayTrust } from "../render/hostRules.js";
+import type { TrustedPeer } from "../routing/desired.js";
 import { readSubnetEnv, renderDockerOpts, renderSubnetEnv, writeFileAtomic, type SubnetEnv } from "./subnetEnv.js";
 
 export class ConnectivityAgent {
@@ -226,16 +227,22 @@ export class ConnectivityAgent {
     }
     const peers = (this.subnets as SubnetManager).peers().map(leaseToPeer);
     const desired = computeRouting(
-      { backend, subnet: lease.subnet, subnet6: lease.subnet6, publicIP: this.publicIP, publicIPv6: this.publicIPv6, onLinkNetworks: underlay.onLinkNetworks, vxlanDevice: dev4, vxlanDevice6: dev6, blackholeRoute: this.cfg["ip-blackhole-route"] },
+      { backend, subnet: lease.subnet, subnet6: lease.subnet6, publicIP: this.publicIP, publicIPv6: this.publicIPv6, onLinkNetworks: underlay.onLinkNetworks, vxlanDevice: dev4, vxlanDevice6: dev6, blackholeRoute: this.cfg["ip-blackhole-route"], network: network.ipv4?.network, network6: network.ipv6?.network },
       peers,
     );
     for (const p of desired.problems) this.log.error({ problem: p }, "peer not programmed");
+    const refused = desired.refused.join("\n");
+    if (refused !== this.lastRefused) for (const r of desired.refused) this.log.warn({ refused: r }, "peer refused");
+    this.lastRefused = refused;
+    this.underlayTrust = underlayTrustOf(desired.trusted, underlay.name, backend.type === "vxlan" ? vxlanPort(backend) : undefined, { 4: vxlanDevices.includes(dev4) ? dev4 : undefined, 6: vxlanDevices.includes(dev6) ? dev6 : undefined });
     const counts = await reconcileRouting(nl, desired, vxlanDevices, this.log);
     const changed = Object.values(counts).some((n) => n > 0);
     if (changed) this.log.info({ ...counts, peers: desired.decisions }, "routing reconciled");
     // With policy on, the filter table follows policy events and its own (longer) resync;
-    // checking it on every route resync would cost a full iptables-save + ipset list.
-    await this.resyncRules(this.policy ? ["nat"] : ["nat", "filter"]);
+    // checking it on every route resync would cost a full iptables-save + ipset list. The
+    // peers' trust lives there too: a change of peers applies it at once.
+    const trustChanged = trustKey(this.underlayTrust) !== this.appliedTrust;
+    await this.resyncRules(this.policy && !trustChanged ? ["nat"] : ["nat", "filter"]);
     // With policy on, subnet.env (which the CNI plugin needs to wire a pod) appears only
     // once the policy chains are in place: on a fresh node no pod can start unpoliced.
     if (this.policy && !this.rulesInPlace) return;
@@ -257,7 +264,9 @@ export class ConnectivityAgent {
     const network = this.network as NetworkConfig;
     if (!lease || !this.hostRules || this.stopping) return;
     try {
-      const { filterApplied } = await this.hostRules.apply(network, lease, this.policyInput(network, tables), tables);
+      const trust = this.underlayTrust;
+      const { filterApplied } = await this.hostRules.apply(network, lease, this.policyInput(network, tables), tables, trust);
+      if (filterApplied) this.appliedTrust = trustKey(trust);
       if (filterApplied && this.policy) await forgetConntrackOf(this.policy.takeRemovedAddresses(), this.log);
       if (filterApplied) await this.readyMarks?.sync(this.policy ? this.policy.renderedLocalEndpoints() : (this.localEndpoints?.records() ?? []));
       if (filterApplied && !this.rulesInPlace) {
@@ -270,6 +279,12 @@ export class ConnectivityAgent {
       this.log.error({ err: (err as Error).message }, "cannot apply iptables rules; will retry");
     }
   }
+
+  /** The peers the underlay rules trust, per family (undefined until the first reconcile knows the peers). */
+  private underlayTrust: ReadonlyMap<Family, UnderlayTrust> | undefined;
+  /** trustKey of the trust in the last applied filter table. */
+  private appliedTrust = "";
+  private lastRefused = "";
 
   private lastSubnetEnv = "";
   private async writeSubnetEnv(env: SubnetEnv): Promise<void> {
@@ -311,3 +326,17 @@ export class ConnectivityAgent {
   }
 }
 
+/** Per family: where peers' traffic arrives (underlay interface, the family's VXLAN device if any) and which peers are known. */
+function underlayTrustOf(trusted: readonly TrustedPeer[], iface: string, port: number | undefined, devices: Record<Family, string | undefined>): ReadonlyMap<Family, UnderlayTrust> {
+  const out = new Map<Family, UnderlayTrust>();
+  for (const family of [4, 6] as const) {
+    const device = devices[family];
+    out.set(family, { iface, vxlan: device !== undefined && port !== undefined ? { device, port } : undefined, peers: trusted.filter((p) => p.family === family) });
+  }
+  return out;
+}
+
+function trustKey(t: ReadonlyMap<Family, UnderlayTrust> | undefined): string {
+  if (!t) return "";
+  return JSON.stringify([...t].map(([f, u]) => [f, u.iface, u.vxlan ?? null, u.peers.map((p) => `${formatIp(p.publicIP)} ${formatCidr(p.subnet)}`).sort()]));
+}

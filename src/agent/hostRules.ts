@@ -12,7 +12,7 @@ import { type IptablesMode, detectMode, supportsRandomFully } from "../dataplane
 import { PolicyDataplane } from "../dataplane/policyDataplane.js";
 import type { Family } from "../model/ip.js";
 import type { Lease } from "../model/lease.js";
-import { type TableChoice, hostRuleset } from "../render/hostRules.js";
+import { type TableChoice, type UnderlayTrust, hostRuleset, underlayIpsets } from "../render/hostRules.js";
 import type { PolicyRender } from "../render/policyContract.js";
 
 /**
@@ -59,10 +59,15 @@ export class HostRules {
     return [...this.dataplanes.values()].reduce((n, d) => n + d.writes, 0);
   }
 
-  /** Reconciles the chosen tables; returns whether the filter table was applied. */
-  async apply(network: NetworkConfig, lease: Lease, policy: PolicyInput, tables: readonly TableChoice[] = ["nat", "filter"]): Promise<{ filterApplied: boolean }> {
+  /**
+   * Reconciles the chosen tables; returns whether the filter table was applied. The filter
+   * table is left as it is until both the policy (when enabled) and the peers (`underlay`,
+   * per family) are known: its underlay rules trust only known peers, so applying it
+   * without them would drop or open what a previous run had right.
+   */
+  async apply(network: NetworkConfig, lease: Lease, policy: PolicyInput, tables: readonly TableChoice[] = ["nat", "filter"], underlay?: ReadonlyMap<Family, UnderlayTrust>): Promise<{ filterApplied: boolean }> {
     const common = { ipMasq: this.cfg["ip-masq"], randomFully: this.randomFully, forwardRules: this.cfg["iptables-forward-rules"] };
-    const filterReady = !policy.enabled || policy.renders !== undefined;
+    const filterReady = (!policy.enabled || policy.renders !== undefined) && underlay !== undefined;
     const chosen = tables.filter((t) => t !== "filter" || filterReady);
     const families = [
       { family: 4 as const, pool: network.ipv4, subnet: lease.subnet },
@@ -72,8 +77,9 @@ export class HostRules {
       if (!f.pool) continue;
       const dp = this.dataplanes.get(f.family) as PolicyDataplane;
       const render = policy.enabled ? policy.renders?.get(f.family) : undefined;
-      const spec = hostRuleset({ family: f.family, network: f.pool.network, subnet: f.subnet, ...common }, render, chosen);
-      if (chosen.includes("filter")) await dp.apply(f.family, spec, render?.ipsets ?? []);
+      const input = { family: f.family, network: f.pool.network, subnet: f.subnet, ...common, underlay: underlay?.get(f.family) };
+      const spec = hostRuleset(input, render, chosen);
+      if (chosen.includes("filter")) await dp.apply(f.family, spec, [...underlayIpsets(input), ...(render?.ipsets ?? [])]);
       else await dp.iptables.apply(spec);
     }
     return { filterApplied: chosen.includes("filter") };

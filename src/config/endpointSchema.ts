@@ -6,8 +6,8 @@
  */
 import { z } from "zod";
 import type { WorkloadEndpointRecord } from "../model/endpoint.js";
-import { parseIp } from "../model/ip.js";
 import { dns1123Label, dns1123Subdomain, formatIssuePath } from "./k8sSchemas.js";
+import { hostAddressText } from "./netSchemas.js";
 
 /** A Linux interface name: 1-15 bytes, no '/', ':' or white space. */
 const ifaceName = z
@@ -17,15 +17,6 @@ const ifaceName = z
   .regex(/^[^/:\s]+$/, "must not contain '/', ':' or white space")
   .refine((s) => s !== "." && s !== "..", "must not be . or ..");
 
-const ipAddress = z.string().refine((s) => {
-  if (s.includes("/")) return false;
-  try {
-    parseIp(s);
-    return true;
-  } catch {
-    return false;
-  }
-}, "must be an IP address without a prefix length (10.244.1.5 or fd00::5)");
 
 export const workloadEndpointRecord = z.object({
   node: z.string().min(1, "must not be empty").regex(/^[^/\s]+$/, "must not contain '/' or white space"),
@@ -34,7 +25,9 @@ export const workloadEndpointRecord = z.object({
   containerId: z.string().min(1, "must not be empty"),
   ifName: ifaceName,
   hostIface: ifaceName,
-  ips: z.array(ipAddress),
+  // A pod address no host may have (0.0.0.0, ::, loopback, multicast) refuses the record:
+  // it could only come from a broken plugin, and the kernel's hash:ip sets refuse some.
+  ips: z.array(hostAddressText),
   mac: z
     .string()
     .regex(/^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/, "must be a MAC address such as 0a:58:0a:f4:01:05")

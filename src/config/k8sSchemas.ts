@@ -7,6 +7,7 @@
 import { z } from "zod";
 import { cidrContains, parseCidr } from "../model/ip.js";
 import { PROTOCOLS } from "../model/endpoint.js";
+import { type DroppedValue, hostAddressProblem } from "./netSchemas.js";
 
 const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
@@ -95,6 +96,31 @@ export const podObject = z.object({
   status: z.object({ podIP: z.string().optional(), podIPs: z.array(z.object({ ip: z.string() })).optional(), phase: z.string().optional() }).loose().optional(),
 });
 export type PodObject = z.infer<typeof podObject>;
+
+/**
+ * A Pod without the addresses in its status that no pod may have (not an IP address, or
+ * 0.0.0.0, ::, loopback, multicast: hostAddressProblem), each named in `dropped`. The
+ * status is the kubelet's, not the author's, so the Pod itself is kept: its labels and its
+ * other addresses still count. Such an address would reach a hash:ip set, which the kernel
+ * refuses (the unspecified address) or which would then match what it should not.
+ */
+export function withoutUnusablePodAddresses(p: PodObject): { object: PodObject; dropped: DroppedValue[] } {
+  const status = p.status;
+  if (!status) return { object: p, dropped: [] };
+  const dropped: DroppedValue[] = [];
+  const check = (path: string, ip: string): boolean => {
+    const problem = hostAddressProblem(ip);
+    if (problem !== undefined) dropped.push({ path, message: `${problem}; dropped` });
+    return problem === undefined;
+  };
+  const podIP = status.podIP !== undefined && !check("status.podIP", status.podIP) ? undefined : status.podIP;
+  const podIPs = status.podIPs?.filter((x, i) => check(`status.podIPs[${i}].ip`, x.ip));
+  if (dropped.length === 0) return { object: p, dropped };
+  const next = { ...status, podIP, podIPs };
+  if (podIP === undefined) delete next.podIP;
+  if (podIPs === undefined) delete next.podIPs;
+  return { object: { ...p, status: next }, dropped };
+}
 
 // ---- NetworkPolicy ----
 

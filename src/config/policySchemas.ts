@@ -18,6 +18,7 @@
  */
 import { z } from "zod";
 import { dns1123Label, dns1123Subdomain, isCidr, labelSelector, labels, objectMeta, portName, portNumber } from "./k8sSchemas.js";
+import { type DroppedValue, hostAddressProblem } from "./netSchemas.js";
 
 /** Issues "must set exactly one of ..." on the object, or "may not be combined with ..." on each extra field. */
 function exactlyOne(o: Record<string, unknown>, keys: readonly string[], ctx: z.RefinementCtx): void {
@@ -281,3 +282,22 @@ export const nodeObject = z
   })
   .loose();
 export type NodeObject = z.infer<typeof nodeObject>;
+
+/**
+ * A Node without the InternalIP / ExternalIP addresses no host may have (not an IP
+ * address, or 0.0.0.0, ::, loopback, multicast: hostAddressProblem), each named in
+ * `dropped`. The Node stays, with its labels and its other addresses (what `nodes` peers
+ * match): dropping the object would open what a Deny of its addresses closes.
+ */
+export function withoutUnusableNodeAddresses(n: NodeObject): { object: NodeObject; dropped: DroppedValue[] } {
+  const addresses = n.status?.addresses;
+  if (!addresses) return { object: n, dropped: [] };
+  const dropped: DroppedValue[] = [];
+  const kept = addresses.filter((a, i) => {
+    if (a.type !== "InternalIP" && a.type !== "ExternalIP") return true;
+    const problem = hostAddressProblem(a.address);
+    if (problem !== undefined) dropped.push({ path: `status.addresses[${i}].address`, message: `${problem}; dropped` });
+    return problem === undefined;
+  });
+  return dropped.length ? { object: { ...n, status: { ...n.status, addresses: kept } }, dropped } : { object: n, dropped };
+}

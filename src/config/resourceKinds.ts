@@ -7,7 +7,8 @@
  * appended to KINDS.
  */
 import type { z } from "zod";
-import { type LabelSelector, type NamespaceObject, type NetworkPolicyObject, type PodObject, formatIssuePath, namespaceObject, networkPolicyObject, podObject } from "./k8sSchemas.js";
+import { type LabelSelector, type NamespaceObject, type NetworkPolicyObject, type PodObject, formatIssuePath, namespaceObject, networkPolicyObject, podObject, withoutUnusablePodAddresses } from "./k8sSchemas.js";
+import type { DroppedValue } from "./netSchemas.js";
 import { NAMESPACE_NAME_LABEL } from "../model/endpoint.js";
 import {
   type ClusterNetworkPolicyObject,
@@ -21,6 +22,7 @@ import {
   gnpTypes,
   networkSetObject,
   nodeObject,
+  withoutUnusableNodeAddresses,
 } from "./policySchemas.js";
 
 /** What every stored object has in common (the parts the store and the CLI look at). */
@@ -62,6 +64,12 @@ export interface ResourceKind<T extends KubeObject = KubeObject> {
   schema: z.ZodType<T>;
   /** Fills what the API server would set on write (e.g. a Namespace's name label). Pure. */
   normalize?(o: T): T;
+  /**
+   * Drops values of a valid object that nothing downstream can use (a Pod's or a Node's
+   * unspecified address), naming each: the object is kept without them and the reader
+   * warns. Pure; runs before normalize.
+   */
+  dropUnusable?(o: T): { object: T; dropped: DroppedValue[] };
   /** Kind-specific table columns for `get`. */
   columns?: Column<T>[];
 }
@@ -122,6 +130,7 @@ export const podKind = defineKind<PodObject>({
   namespaced: true,
   shortNames: ["po"],
   schema: podObject,
+  dropUnusable: withoutUnusablePodAddresses,
   columns: [
     { header: "NODE", value: (o) => o.spec.nodeName ?? "<none>" },
     { header: "IP", wide: true, value: (o) => o.status?.podIP ?? o.status?.podIPs?.[0]?.ip ?? "<none>" },
@@ -235,6 +244,7 @@ export const nodeKind = defineKind<NodeObject>({
   namespaced: false,
   shortNames: ["no"],
   schema: nodeObject,
+  dropUnusable: withoutUnusableNodeAddresses,
   columns: [
     {
       header: "STATUS",
@@ -323,12 +333,14 @@ export interface ValidationIssue {
   message: string;
 }
 
-export type Validated<T> = { ok: true; object: T } | { ok: false; issues: ValidationIssue[] };
+/** A valid object (normalised, without the values in `dropped`), or why it is not valid. */
+export type Validated<T> = { ok: true; object: T; dropped: ValidationIssue[] } | { ok: false; issues: ValidationIssue[] };
 
 /**
- * Validates one object of a known kind and applies the kind's normalisation. Messages
- * name the field path and the reason; zod's "expected string, received undefined" reads
- * as "is required".
+ * Validates one object of a known kind, drops the values the kind says nothing can use
+ * (reported in `dropped`, for a warning naming the object) and applies the kind's
+ * normalisation. Messages name the field path and the reason; zod's "expected string,
+ * received undefined" reads as "is required".
  */
 export function validateObject<T extends KubeObject>(kind: ResourceKind<T>, raw: unknown): Validated<T> {
   const r = kind.schema.safeParse(raw);
@@ -343,8 +355,9 @@ export function validateObject<T extends KubeObject>(kind: ResourceKind<T>, raw:
     );
     return { ok: false, issues };
   }
-  const object = kind.normalize ? kind.normalize(r.data) : r.data;
-  return { ok: true, object };
+  const cleaned = kind.dropUnusable ? kind.dropUnusable(r.data) : { object: r.data, dropped: [] };
+  const object = kind.normalize ? kind.normalize(cleaned.object) : cleaned.object;
+  return { ok: true, object, dropped: cleaned.dropped };
 }
 
 function readableMessage(m: string): string {

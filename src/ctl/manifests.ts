@@ -139,6 +139,7 @@ export function parseManifests(sources: readonly ManifestSource[], o: ParseOptio
       for (const i of v.issues) problems.push({ where, path: i.path, message: i.message });
       return;
     }
+    for (const d of v.dropped) warnings.push(`warning: ${where}: ${d.path}: ${d.message}`);
     objects.push({ where, kind, namespace, name: v.object.metadata.name, object: v.object });
   }
 

@@ -7,12 +7,17 @@
  * The applier orders the two steps around the iptables change: `prepare` before it (every
  * set a new rule names exists and is filled), `removeStale` after it (a set is destroyed
  * only once no rule references it any more).
+ *
+ * A value the kernel refuses (`ipset restore` stops at the first line it cannot take, e.g.
+ * the unspecified address in a hash:ip set) fails that set only: `prepare` then writes set
+ * by set and reports the ones refused, with the kernel's words, for the applier to fail
+ * their rules closed. A failing `ipset list` is not a value problem: it throws.
  */
 import type { Logger } from "pino";
 import type { Family } from "../model/ip.js";
 import type { IpsetSpec } from "../render/ipsetSpec.js";
 import { run, runOk } from "./exec.js";
-import { type IpsetPlan, type IpsetState, parseIpsetList, planPrepare, planRemoveStale } from "./ipsetPlan.js";
+import { type IpsetPlan, type IpsetState, type PlanChunk, type RefusedSet, parseIpsetList, planPrepare, planRemoveStale, restoreText } from "./ipsetPlan.js";
 
 export interface IpsetDriverOptions {
   family: Family;
@@ -75,7 +80,39 @@ export class IpsetDriver {
   async prepare(desired: readonly IpsetSpec[]): Promise<IpsetReport> {
     const plan = planPrepare(this.family, desired, await this.read());
     if (plan.blocked.length) this.log.warn({ family: this.family, sets: plan.blocked }, "ipsets with our name but another type are in use; left for the applier");
-    return this.restore(plan, "prepare");
+    try {
+      return await this.restore(plan, "prepare");
+    } catch (err) {
+      if (plan.chunks.length <= 1 && plan.chunks[0]?.set === undefined) throw err;
+      this.log.warn({ family: this.family, err: (err as Error).message }, "ipset restore refused part of the update; writing set by set");
+      return this.prepareSetBySet(desired);
+    }
+  }
+
+  /**
+   * Plans again from what the kernel holds now (the refused restore applied the lines before
+   * the one it stopped at) and writes each set on its own; a set the kernel refuses is
+   * reported in `plan.refused`, every other one is written.
+   */
+  private async prepareSetBySet(desired: readonly IpsetSpec[]): Promise<IpsetReport> {
+    const plan = planPrepare(this.family, desired, await this.read());
+    const refused: RefusedSet[] = [...plan.refused];
+    let wrote = false;
+    for (const chunk of plan.chunks) {
+      const r = await run(...this.command(["-exist", "restore"]), restoreText([chunk]));
+      if (r.code === 0) {
+        this.writes++;
+        wrote = true;
+        continue;
+      }
+      // The removal of leftover temporaries names no desired set: nothing to fail closed for.
+      if (chunk.set === undefined) throw new Error(`${this.bin} restore failed (exit ${r.code}): ${r.stderr.trim()}`);
+      refused.push({ name: chunk.set, reason: `the kernel refused ${refusedLine(chunk, r.stderr)}` });
+    }
+    const done = { ...plan, refused };
+    const { created, swapped, updated, recreated, destroyed, memberOps } = plan;
+    this.log.info({ family: this.family, step: "prepare", created, swapped, updated, recreated, destroyed, memberOps, refused: refused.map((x) => x.name) }, "ipsets updated set by set");
+    return { wrote, plan: done };
   }
 
   /**
@@ -103,4 +140,12 @@ export class IpsetDriver {
     if (report.plan.inUse.length) throw new Error(`ipsets still referenced: ${report.plan.inUse.join(", ")}`);
     return report;
   }
+}
+
+/** `"add slc4-x 0.0.0.0": Null-valued element, ...`: the line ipset names (`Error in line N`) and its message. */
+function refusedLine(chunk: PlanChunk, stderr: string): string {
+  const text = stderr.trim().replace(/^ipset v[\d.]+:\s*/, "");
+  const m = /Error in line (\d+):\s*(.*)$/s.exec(text);
+  const line = m ? chunk.lines[Number(m[1]) - 1] : undefined;
+  return line !== undefined ? `"${line}": ${(m?.[2] ?? "").trim()}` : text;
 }

@@ -20,6 +20,12 @@
  * A set that carries our name but another type or family cannot be swapped (the kernel
  * refuses); it is destroyed and created afresh when no rule references it, or reported as
  * blocked for the applier, which first takes the rules that use it out of play.
+ *
+ * One bad set never holds back the others: a desired set with a member we cannot write
+ * (not an address of the family, a bad port...) is left out of the plan and reported in
+ * `refused`, and the plan keeps one chunk of lines per set, so the driver can write set by
+ * set to find one the kernel refuses (ipset restore stops at the first line it refuses).
+ * The applier makes the rules that use a refused set fail closed.
  */
 import { createHash } from "node:crypto";
 import { type Family, bitsOf, cidr, formatIp, parseCidr, parseIp } from "../model/ip.js";
@@ -225,9 +231,25 @@ export function validateDesired(family: Family, desired: readonly IpsetSpec[]): 
   }
 }
 
+/** A desired set that could not be written, and why (naming the member). */
+export interface RefusedSet {
+  name: string;
+  reason: string;
+}
+
+/** The lines of one set (or, with `set` undefined, the removal of leftover temporaries). */
+export interface PlanChunk {
+  set: string | undefined;
+  lines: string[];
+}
+
 export interface IpsetPlan {
   /** Input for `ipset -exist restore`, or undefined when nothing needs to change. */
   restore: string | undefined;
+  /** The same lines, grouped by the set they write (in order). */
+  chunks: PlanChunk[];
+  /** Desired sets left out: a member cannot be written (the planner's check) or the kernel refused it (the driver's). */
+  refused: RefusedSet[];
   created: string[];
   /** Replaced wholesale through a temporary set and `swap`. */
   swapped: string[];
@@ -245,12 +267,17 @@ export interface IpsetPlan {
   memberOps: number;
 }
 
-const emptyPlan = (): IpsetPlan => ({ restore: undefined, created: [], swapped: [], updated: [], recreated: [], blocked: [], destroyed: [], inUse: [], memberOps: 0 });
+const emptyPlan = (): IpsetPlan => ({ restore: undefined, chunks: [], refused: [], created: [], swapped: [], updated: [], recreated: [], blocked: [], destroyed: [], inUse: [], memberOps: 0 });
 
-function finish(plan: IpsetPlan, lines: string[]): IpsetPlan {
+function finish(plan: IpsetPlan, chunks: PlanChunk[]): IpsetPlan {
+  plan.chunks = chunks.filter((c) => c.lines.length > 0);
+  const lines = plan.chunks.flatMap((c) => c.lines);
   plan.restore = lines.length ? `${lines.join("\n")}\n` : undefined;
   return plan;
 }
+
+/** `ipset restore` input for some chunks. */
+export const restoreText = (chunks: readonly PlanChunk[]): string => `${chunks.flatMap((c) => c.lines).join("\n")}\n`;
 
 const createLine = (name: string, spec: IpsetSpec, count: number): string => `create ${name} ${spec.type} family ${familyName(spec.family)} maxelem ${maxelemFor(count)}`;
 
@@ -262,19 +289,28 @@ const createLine = (name: string, spec: IpsetSpec, count: number): string => `cr
 export function planPrepare(family: Family, desired: readonly IpsetSpec[], actual: ReadonlyMap<string, IpsetState>): IpsetPlan {
   validateDesired(family, desired);
   const plan = emptyPlan();
-  const lines: string[] = [];
+  const leftovers: PlanChunk = { set: undefined, lines: [] };
+  const chunks: PlanChunk[] = [leftovers];
   const taken = new Set(actual.keys());
 
   for (const s of [...actual.values()].sort((a, b) => a.name.localeCompare(b.name))) {
     if (!s.name.startsWith(TEMP_PREFIX) || ownedFamily(s) !== family) continue;
     if (s.references > 0) continue; // someone uses it; tempName() steers around it
-    lines.push(`destroy ${s.name}`);
+    leftovers.lines.push(`destroy ${s.name}`);
     plan.destroyed.push(s.name);
     taken.delete(s.name);
   }
 
   for (const spec of [...desired].sort((a, b) => a.name.localeCompare(b.name))) {
-    const want = desiredMembers(spec);
+    let want: Map<string, CanonicalMember>;
+    try {
+      want = desiredMembers(spec);
+    } catch (err) {
+      plan.refused.push({ name: spec.name, reason: (err as Error).message });
+      continue;
+    }
+    const lines: string[] = [];
+    chunks.push({ set: spec.name, lines });
     const wantLines = [...want.values()].map(memberText).sort();
     const have = actual.get(spec.name);
     const fill = (name: string): void => {
@@ -323,7 +359,7 @@ export function planPrepare(family: Family, desired: readonly IpsetSpec[], actua
     lines.push(`swap ${tmp} ${spec.name}`, `destroy ${tmp}`);
     plan.swapped.push(spec.name);
   }
-  return finish(plan, lines);
+  return finish(plan, chunks);
 }
 
 /**
@@ -343,5 +379,5 @@ export function planRemoveStale(family: Family, desired: readonly IpsetSpec[], a
     lines.push(`destroy ${s.name}`);
     plan.destroyed.push(s.name);
   }
-  return finish(plan, lines);
+  return finish(plan, [{ set: undefined, lines }]);
 }

@@ -14,12 +14,19 @@
  * hash their definition), but if it does the applier fails closed: it first applies the
  * ruleset with every rule that names such a set replaced by DROP, recreates the set, then
  * applies the real ruleset. Nothing ever matches a set of the wrong type.
+ *
+ * A set that cannot be written (a member the kernel refuses, such as an unspecified
+ * address in a hash:ip set, or one the planner cannot write) fails closed for the rules
+ * that name it, and for nothing else: those rules become DROP (same positions), every
+ * other set and rule is applied, and the next apply tries the set again. One bad value
+ * never freezes the node's policy.
  */
 import type { Logger } from "pino";
 import type { Family } from "../model/ip.js";
 import { type IpsetSpec, isOwnedIpset } from "../render/ipsetSpec.js";
 import type { RulesetSpec } from "../render/ruleset.js";
 import { type IpsetReport, IpsetDriver } from "./ipset.js";
+import type { RefusedSet } from "./ipsetPlan.js";
 import { type ApplyReport, IptablesDriver, type IptablesMode, binaries } from "./iptables.js";
 
 export interface PolicyDataplaneOptions {
@@ -39,6 +46,8 @@ export interface PolicyApplyReport {
   removeStale: IpsetReport;
   /** Sets that had to be recreated behind a fail-closed ruleset (type or family changed under a live rule). */
   failClosedFor: string[];
+  /** Sets that could not be written: the rules naming them are DROP until a later apply writes them. */
+  refusedSets: RefusedSet[];
   ms: number;
 }
 
@@ -51,9 +60,16 @@ export function referencedSets(ruleset: RulesetSpec): Set<string> {
   return out;
 }
 
+const namesAny = (rule: string, sets: ReadonlySet<string>): boolean => [...rule.matchAll(MATCH_SET_RE)].some((m) => sets.has(m[1] as string));
+
+/** The rules (as `chain: rule`) that name one of `sets`. */
+export function* referencingRules(ruleset: RulesetSpec, sets: ReadonlySet<string>): Generator<string> {
+  for (const t of ruleset.tables) for (const c of t.chains) for (const r of c.rules) if (namesAny(r, sets)) yield `${c.name}: ${r}`;
+}
+
 /** The ruleset with every rule that names one of `sets` replaced by DROP (same positions). */
 export function failClosedRuleset(ruleset: RulesetSpec, sets: ReadonlySet<string>): RulesetSpec {
-  const names = (r: string): boolean => [...r.matchAll(MATCH_SET_RE)].some((m) => sets.has(m[1] as string));
+  const names = (r: string): boolean => namesAny(r, sets);
   return {
     ...ruleset,
     tables: ruleset.tables.map((t) => ({ ...t, chains: t.chains.map((c) => ({ ...c, rules: c.rules.map((r) => (names(r) ? "-j DROP" : r)) })) })),
@@ -105,7 +121,7 @@ export class PolicyDataplane {
     const failClosedFor = [...prepare.plan.blocked];
     if (failClosedFor.length) {
       this.log.error({ family, sets: failClosedFor }, "ipsets of the wrong type are in use; dropping their traffic while they are recreated");
-      await this.iptables.apply(failClosedRuleset(ruleset, new Set(failClosedFor)));
+      await this.iptables.apply(failClosedRuleset(ruleset, new Set([...failClosedFor, ...prepare.plan.refused.map((r) => r.name)])));
       // Our rules no longer reference them; nothing else should, but never spin on it.
       let retry = await this.ipsets.prepare(ipsets);
       for (let i = 0; i < 4 && retry.plan.blocked.length; i++) {
@@ -117,9 +133,16 @@ export class PolicyDataplane {
       }
       prepare = retry;
     }
-    const iptables = await this.iptables.apply(ruleset);
-    const removeStale = await this.ipsets.removeStale(ipsets);
-    const report: PolicyApplyReport = { family, wrote: this.writes > before, prepare, iptables, removeStale, failClosedFor, ms: Date.now() - started };
+    const refusedSets = prepare.plan.refused;
+    const refused = new Set(refusedSets.map((r) => r.name));
+    if (refused.size) {
+      const rules = [...referencingRules(ruleset, refused)].length;
+      this.log.error({ family, sets: refusedSets, rules }, "ipsets that cannot be written: the rules that use them drop their traffic (fail closed); everything else is applied");
+    }
+    const iptables = await this.iptables.apply(refused.size ? failClosedRuleset(ruleset, refused) : ruleset);
+    // A refused set is named by no rule now: whatever of it is in the kernel goes, and the next apply writes it afresh.
+    const removeStale = await this.ipsets.removeStale(ipsets.filter((s) => !refused.has(s.name)));
+    const report: PolicyApplyReport = { family, wrote: this.writes > before, prepare, iptables, removeStale, failClosedFor, refusedSets, ms: Date.now() - started };
     if (report.wrote) {
       this.log.debug(
         {

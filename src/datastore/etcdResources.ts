@@ -90,7 +90,7 @@ export function parseResourceKey(key: string, prefix = SLUICE_PREFIX, kinds: rea
  * Decodes and validates a stored object: JSON, the kind's schema, and a name/namespace
  * that match the key (a value copied under the wrong key is refused).
  */
-export function decodeStoredObject<T extends KubeObject>(kind: ResourceKind<T>, namespace: string | undefined, name: string, kv: Pick<IKeyValue, "value" | "mod_revision">): { ok: true; object: T } | { ok: false; reason: string } {
+export function decodeStoredObject<T extends KubeObject>(kind: ResourceKind<T>, namespace: string | undefined, name: string, kv: Pick<IKeyValue, "value" | "mod_revision">): { ok: true; object: T; dropped: ValidationIssue[] } | { ok: false; reason: string } {
   let raw: unknown;
   try {
     raw = JSON.parse(kv.value.toString());
@@ -102,7 +102,7 @@ export function decodeStoredObject<T extends KubeObject>(kind: ResourceKind<T>, 
   const o = v.object;
   if (o.metadata.name !== name) return { ok: false, reason: `metadata.name "${o.metadata.name}" does not match the key` };
   if (kind.namespaced && o.metadata.namespace !== namespace) return { ok: false, reason: `metadata.namespace "${String(o.metadata.namespace)}" does not match the key` };
-  return { ok: true, object: { ...o, metadata: { ...o.metadata, resourceVersion: kv.mod_revision } } };
+  return { ok: true, object: { ...o, metadata: { ...o.metadata, resourceVersion: kv.mod_revision } }, dropped: v.dropped };
 }
 
 /** "NetworkPolicy x/deny-all", "Namespace prod": how messages name an object. */

@@ -6,7 +6,9 @@
  *
  * - Every object is validated with its kind's zod schema (validateObject). An invalid one
  *   keeps its last good version if it had one; otherwise it is listed in `refused` and left
- *   out of `objects` (buildPolicyModel stands a fail-closed deny-all in for a policy).
+ *   out of `objects` (buildPolicyModel stands a fail-closed deny-all in for a policy). A
+ *   Pod's or Node's address no host may have (0.0.0.0, ::, loopback, multicast) is dropped
+ *   from the object with a warning naming it; the object and its other addresses stay.
  * - Pods are endpoints with their IPs from status.podIPs/podIP, node from spec.nodeName and
  *   the host veth hostIfaceName(namespace, pod). hostNetwork pods, pods that ended
  *   (Succeeded/Failed) and pods without an IP are not endpoints. `localRecords` (what the
@@ -16,7 +18,8 @@
  * - A namespace without its Namespace object gives its endpoints unknown labels (as etcd).
  * - `synced` once every informer has listed; "changed" on each change; 410 Gone relists
  *   (the informer does), other failures are retried with back-off; the last snapshot stays
- *   through an outage; `live` while every watch is connected. Nothing here throws into the
+ *   through an outage and through a 404 (a CRD counts as empty only when discovery says the
+ *   server does not serve it: kubeWatch.ts); `live` while every watch is connected. Nothing here throws into the
  *   process: watch errors and listener bugs are logged.
  */
 import { EventEmitter } from "node:events";
@@ -66,6 +69,8 @@ interface Entry {
   good: KubeObject | undefined;
   /** Why the current version is refused, if it is. */
   invalid: string | undefined;
+  /** Values dropped from the current version (validateObject's `dropped`), for the warning. */
+  dropped?: string | undefined;
   namespace: string | undefined;
   name: string;
 }
@@ -110,8 +115,9 @@ export class KubePolicySource extends EventEmitter<KubePolicySourceEvents> {
             upsert: (obj) => this.onUpsert(state, obj),
             remove: (obj) => this.onRemove(state, obj),
           },
-          // A CRD that is not installed holds nothing; it must not hold back the rest.
-          absentIsEmpty: kind.group !== "" && kind.group !== "networking.k8s.io",
+          // A CRD that is not installed holds nothing; it must not hold back the rest. Built-in
+          // kinds are always served: a 404 there is never an empty list.
+          absenceByDiscovery: kind.group !== "" && kind.group !== "networking.k8s.io",
           ...(o.initialBackoffMs !== undefined ? { initialBackoffMs: o.initialBackoffMs } : {}),
           ...(o.maxBackoffMs !== undefined ? { maxBackoffMs: o.maxBackoffMs } : {}),
           ...(o.requestTimeoutMs !== undefined ? { requestTimeoutMs: o.requestTimeoutMs } : {}),
@@ -173,7 +179,7 @@ export class KubePolicySource extends EventEmitter<KubePolicySourceEvents> {
     const namespace = state.kind.namespaced ? (raw.metadata?.namespace ?? "default") : undefined;
     const key = namespace !== undefined ? `${namespace}/${name}` : name;
     const v = validateObject(state.kind, raw);
-    if (v.ok) return { key, entry: { good: v.object, invalid: undefined, namespace, name } };
+    if (v.ok) return { key, entry: { good: v.object, invalid: undefined, namespace, name, dropped: v.dropped.length ? v.dropped.map((i) => `${i.path}: ${i.message}`).join("; ") : undefined } };
     const reason = v.issues.map((i) => `${i.path}: ${i.message}`).join("; ");
     return { key, entry: { good: undefined, invalid: reason, namespace, name } };
   }
@@ -183,6 +189,7 @@ export class KubePolicySource extends EventEmitter<KubePolicySourceEvents> {
     const before = state.entries.get(key);
     if (next.invalid === undefined) {
       if (before?.invalid !== undefined) this.o.log.info({ kind: state.kind.kind, key }, "object is valid again");
+      if (next.dropped !== undefined && next.dropped !== before?.dropped) this.o.log.warn({ kind: state.kind.kind, key, dropped: next.dropped }, "values no host may have are dropped from the object; the rest of it applies");
       return next;
     }
     const good = before?.good;

@@ -17,6 +17,13 @@
  * - The informer (2.x) waits before reopening a watch that ended cleanly without an event
  *   (1 s, doubling to 30 s: no tight loop against a server that ends watches at once);
  *   stop() cuts that wait short, and no watch is opened once stopped.
+ * - A 404 on a list is not an empty list: it is a failure like any other (the last state
+ *   stays; before the first list the collection is not synced), unless discovery (the
+ *   group/version's resource list) confirms that the server does not serve the resource
+ *   (`absenceByDiscovery`, for CRDs that may not be installed): only then is it handed
+ *   over as empty (a deleted CRD takes its objects with it), and picked up once it appears.
+ *   A load balancer, an aggregation layer or a half-started API server answering 404 for a
+ *   served resource therefore never empties a set of policies.
  * - Objects come as the API server sends them (raw JSON, lists and events alike); list
  *   items get their apiVersion/kind filled in (the server omits them for built-in types).
  * - A handler that throws is logged; it never stops the watch or the process.
@@ -25,6 +32,9 @@ import { EventEmitter } from "node:events";
 import type { Logger } from "pino";
 import type { KubeConfig, KubernetesListObject, KubernetesObject, ListWatch } from "@kubernetes/client-node" with { "resolution-mode": "import" };
 import { collectionPath, describeKubeError, kubeErrorStatus, kubeGetJson, loadK8s } from "./kubeClient.js";
+
+/** What discovery says of one resource: listed in its group/version, or not served there, or unknown (discovery failed). */
+export type Served = "served" | "absent" | "unknown";
 
 /** An object as the API server sends it. */
 export interface RawKubeObject extends KubernetesObject {
@@ -63,11 +73,13 @@ export interface KubeCollectionWatchOptions {
   /** The server ends each watch after this; it is then reopened from its resourceVersion. Default 300 (+ up to 25% jitter). */
   watchTimeoutSeconds?: number;
   /**
-   * A collection the server does not serve (404: its CRD is not installed) counts as
-   * listed and empty, so one missing optional kind does not hold everything else back;
-   * it is retried with back-off and picked up once it appears.
+   * A list answered 404 asks discovery whether the server serves the resource at all;
+   * when it does not (its CRD is not installed, or was deleted), the collection counts as
+   * listed and empty, so one missing optional kind does not hold everything else back. It
+   * is retried with back-off and picked up once it appears. When discovery lists the
+   * resource, or cannot be read, the 404 is an error: the last state stays.
    */
-  absentIsEmpty?: boolean;
+  absenceByDiscovery?: boolean;
 }
 
 interface Events {
@@ -82,6 +94,8 @@ export class KubeCollectionWatch extends EventEmitter<Events> {
   private isLive = false;
   private lists = 0;
   private isAbsent = false;
+  /** When a watch's 404 last turned into a relist (see TrackedWatch). */
+  private relistedAfter404At = 0;
   private stopping = false;
   private backoff: number;
   private restartTimer: NodeJS.Timeout | undefined;
@@ -161,7 +175,13 @@ export class KubeCollectionWatch extends EventEmitter<Events> {
         box.controller = await super.watch(p, { ...query, allowWatchBookmarks: true, timeoutSeconds: jittered }, callback, (err: unknown) => {
           ended = true;
           if (box.controller !== undefined && self.current?.controller === box.controller) self.dropCurrent();
-          done(err);
+          // A watch answered 404 (the resource went away, or something in front of the
+          // server lost it) is followed by a list, as client-go's reflector does, so the
+          // list's 404 handling decides: never a watch resumed against nothing forever. At
+          // most once per maxBackoffMs: otherwise it is a failure with back-off like any other.
+          const relist = kubeErrorStatus(err) === 404 && Date.now() - self.relistedAfter404At >= (self.o.maxBackoffMs ?? 10_000);
+          if (relist) self.relistedAfter404At = Date.now();
+          done(relist ? Object.assign(new Error("watch answered 404; relisting"), { statusCode: 410 }) : err);
         });
         if (!ended && !self.stopping) self.onConnected(box.controller, jittered);
         return box.controller;
@@ -175,7 +195,7 @@ export class KubeCollectionWatch extends EventEmitter<Events> {
       try {
         body = await kubeGetJson(kc, path, query, this.o.requestTimeoutMs ?? 30_000);
       } catch (err) {
-        if (this.o.absentIsEmpty && kubeErrorStatus(err) === 404 && !this.stopping) this.absent();
+        if (kubeErrorStatus(err) === 404 && !this.stopping) await this.onNotFound();
         throw err;
       }
       this.isAbsent = false;
@@ -210,12 +230,23 @@ export class KubeCollectionWatch extends EventEmitter<Events> {
     });
   }
 
-  /** The collection is not served: hand over an empty list once (until it is served again). */
-  private absent(): void {
-    if (this.isAbsent) return;
-    this.isAbsent = true;
-    this.o.log.warn({ resource: this.what }, "the API server does not serve this resource (CRD not installed?); treating it as empty until it appears");
-    this.handOver([], "");
+  /**
+   * A list answered 404: empty only when discovery confirms the resource is not served;
+   * otherwise the caller's rethrow makes it a failure like any other (state kept, retried).
+   */
+  private async onNotFound(): Promise<void> {
+    const served = this.o.absenceByDiscovery ? await discover(this.o.kc, this.o.resource, this.o.requestTimeoutMs ?? 30_000) : "served";
+    if (this.stopping) return;
+    if (served === "absent") {
+      if (this.isAbsent) return;
+      this.isAbsent = true;
+      this.o.log.warn({ resource: this.what }, "the API server does not serve this resource (discovery does not list it: CRD not installed?); treating it as empty until it appears");
+      this.handOver([], "");
+      return;
+    }
+    this.isAbsent = false;
+    // Logged at the retry (onError) with the 404 itself; this says why it is not an empty list.
+    this.o.log.warn({ resource: this.what, discovery: served }, this.isSynced ? "list answered 404 but the resource is not known to be absent; keeping the last known state" : "list answered 404 but the resource is not known to be absent; not synced until it lists");
   }
 
   private handOver(items: RawKubeObject[], rv: string): void {
@@ -278,4 +309,22 @@ export class KubeCollectionWatch extends EventEmitter<Events> {
       this.o.log.error({ resource: this.what, handler: what, err: (err as Error).stack ?? String(err) }, "a watch handler failed");
     }
   }
+}
+
+/**
+ * Whether the API server serves `r`, by its group/version's discovery document
+ * (`/apis/<group>/<version>`, `/api/v1`): "absent" when that document is 404 or does not
+ * list the plural, "served" when it lists it, "unknown" when discovery itself fails.
+ */
+export async function discover(kc: KubeConfig, r: CollectionResource, timeoutMs = 30_000): Promise<Served> {
+  const path = r.group ? `/apis/${r.group}/${r.version}` : `/api/${r.version}`;
+  let body: unknown;
+  try {
+    body = await kubeGetJson(kc, path, {}, timeoutMs);
+  } catch (err) {
+    return kubeErrorStatus(err) === 404 ? "absent" : "unknown";
+  }
+  const resources = (body as { resources?: unknown }).resources;
+  if (!Array.isArray(resources)) return "unknown";
+  return resources.some((x) => (x as { name?: unknown }).name === r.plural) ? "served" : "absent";
 }

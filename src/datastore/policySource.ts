@@ -245,6 +245,7 @@ export class PolicySource extends EventEmitter {
     if (info.type === "other") return undefined; // not a kind this build knows (e.g. written by a newer sluicectl)
     if (info.type === "object") {
       const d = decodeStoredObject(info.kind, info.namespace, info.name, kv);
+      if (d.ok) this.noteDropped(key, d.dropped.map((i) => `${i.path}: ${i.message}`).join("; "));
       return d.ok ? { ok: true, entry: { type: "object", kind: info.kind, object: d.object } } : d;
     }
     let raw: unknown;
@@ -258,6 +259,15 @@ export class PolicySource extends EventEmitter {
     const rec = r.record;
     if (rec.node !== info.node || rec.namespace !== info.namespace || rec.pod !== info.pod || rec.ifName !== info.ifName) return { ok: false, reason: "node, namespace, pod or ifName does not match the key" };
     return { ok: true, entry: { type: "workloadendpoint", record: rec } };
+  }
+
+  /** Values dropped from each key's current object, so the warning is logged once per change. */
+  private readonly dropped = new Map<string, string>();
+  private noteDropped(key: string, text: string): void {
+    if ((this.dropped.get(key) ?? "") === text) return;
+    if (text) this.dropped.set(key, text);
+    else this.dropped.delete(key);
+    if (text) this.log.warn({ key, dropped: text }, "values no host may have are dropped from the object; the rest of it applies");
   }
 
   /** Records a refused value; logs it unless it was already refused for the same reason. */

@@ -157,6 +157,30 @@ export function isLinkLocal(addr: IpAddr): boolean {
   return cidrContainsIp(parseCidr("fe80::/10"), addr);
 }
 
+const LOOPBACK4 = parseCidr("127.0.0.0/8");
+const MULTICAST4 = parseCidr("224.0.0.0/4");
+const MULTICAST6 = parseCidr("ff00::/8");
+
+/**
+ * Why `addr` cannot be a host's own address (a pod's, a node's, a peer's underlay address),
+ * or undefined when it can. The unspecified address is what the kernel's hash:ip sets
+ * refuse outright; loopback, multicast and the IPv4 limited broadcast never source
+ * traffic that crosses a node, so in policy sets or routes they could only mislead.
+ */
+export function unusableHostAddress(addr: IpAddr): string | undefined {
+  const text = formatIp(addr);
+  if (addr.value === 0n) return `${text} is the unspecified address`;
+  if (addr.family === 4) {
+    if (cidrContainsIp(LOOPBACK4, addr)) return `${text} is a loopback address`;
+    if (cidrContainsIp(MULTICAST4, addr)) return `${text} is a multicast address`;
+    if (addr.value === 0xffffffffn) return `${text} is the broadcast address`;
+    return undefined;
+  }
+  if (addr.value === 1n) return `${text} is the loopback address`;
+  if (cidrContainsIp(MULTICAST6, addr)) return `${text} is a multicast address`;
+  return undefined;
+}
+
 export function parseMac(text: string): Buffer {
   const parts = text.split(":");
   if (parts.length !== 6 || parts.some((p) => !/^[0-9a-fA-F]{2}$/.test(p))) throw new Error(`"${text}" is not a MAC address`);

@@ -3,8 +3,23 @@
  * cluster network (never pod-to-pod), and the FORWARD accept rules that Docker >= 1.13
  * made necessary. The forward chain is the last stop in SLUICE-FORWARD: policy
  * dispatch (added by the policy engine) runs before it, so it never bypasses policy.
+ *
+ * Underlay trust (when the agent knows its peers): policy takes a pod address as the pod's
+ * identity, so only known peers may deliver traffic that carries one.
+ * - VXLAN: UDP to the VXLAN port whose source is not a known peer's underlay address is
+ *   dropped first thing in INPUT (it would be decapsulated and forwarded to pods).
+ * - Forwarded traffic that arrives from the underlay interface or the VXLAN device with a
+ *   source inside the cluster network is dropped first thing in FORWARD unless that source
+ *   lies in a known peer's subnet (never this node's own, never an unallocated or refused one).
+ * Both match only that traffic: anything else the host sends, receives or forwards (other
+ * UDP ports, NodePort clients, traffic from outside the cluster network) is not looked at.
+ * Peers are two ipsets per family, slc4-peer-hosts (hash:ip) and slc4-peer-nets (hash:net),
+ * so a peer joining or leaving changes members, not rules. What this cannot stop: a
+ * neighbour on the underlay that forges a known peer's address (outer source of VXLAN, or a
+ * peer pod's address with host-gw); an encrypting backend is the defence against that.
  */
-import { type Cidr, formatCidr } from "../model/ip.js";
+import { type Cidr, type Family, type IpAddr, formatCidr, formatIp } from "../model/ip.js";
+import type { IpsetSpec } from "./ipsetSpec.js";
 import type { PolicyRender } from "./policyContract.js";
 import type { ChainSpec, HookSpec, RulesetSpec, TableSpec } from "./ruleset.js";
 
@@ -26,6 +41,46 @@ export interface HostRulesInput {
   forwardRules: boolean;
   /** Rules from the policy engine that run before the cluster accept rules. */
   forwardPolicyRules?: string[];
+  /** The peers this node trusts and where their traffic arrives; no underlay rules without it. */
+  underlay?: UnderlayTrust | undefined;
+}
+
+/** What the underlay trust rules of one family need to know. */
+export interface UnderlayTrust {
+  /** The underlay interface: host-gw and DirectRouting peers' pod traffic arrives on it. */
+  iface: string;
+  /** This family's VXLAN device and UDP port, when the backend has one. */
+  vxlan: { device: string; port: number } | undefined;
+  /** The known (routed) peers of this family. */
+  peers: ReadonlyArray<{ publicIP: IpAddr; subnet: Cidr }>;
+}
+
+export const peerHostsSet = (family: Family): string => `slc${family}-peer-hosts`;
+export const peerNetsSet = (family: Family): string => `slc${family}-peer-nets`;
+
+/** SLUICE-INPUT, first: VXLAN from an underlay address that is no known peer's is dropped. */
+export function underlayInputRules(i: HostRulesInput): string[] {
+  const u = i.underlay;
+  if (!u?.vxlan) return [];
+  return [`-p udp -m udp --dport ${u.vxlan.port} -m set ! --match-set ${peerHostsSet(i.family)} src -j DROP`];
+}
+
+/** SLUICE-FORWARD, first: a cluster source from the underlay must be in a known peer's subnet. */
+export function underlayForwardRules(i: HostRulesInput): string[] {
+  const u = i.underlay;
+  if (!u) return [];
+  const net = formatCidr(i.network);
+  return [u.iface, ...(u.vxlan ? [u.vxlan.device] : [])].map((dev) => `-i ${dev} -s ${net} -m set ! --match-set ${peerNetsSet(i.family)} src -j DROP`);
+}
+
+/** The sets the underlay rules name (empty sets when no peer is known: nothing is trusted). */
+export function underlayIpsets(i: HostRulesInput): IpsetSpec[] {
+  const u = i.underlay;
+  if (!u) return [];
+  const uniq = (xs: string[]): string[] => [...new Set(xs)].sort();
+  const sets: IpsetSpec[] = [{ name: peerNetsSet(i.family), type: "hash:net", family: i.family, members: uniq(u.peers.map((p) => formatCidr(p.subnet))) }];
+  if (u.vxlan) sets.push({ name: peerHostsSet(i.family), type: "hash:ip", family: i.family, members: uniq(u.peers.map((p) => formatIp(p.publicIP))) });
+  return sets.sort((a, b) => a.name.localeCompare(b.name));
 }
 
 /** Which tables a ruleset covers: the agent applies nat and filter on separate schedules. */
@@ -61,9 +116,10 @@ export function forwardRules(i: HostRulesInput): string[] {
 }
 
 /**
- * The whole ruleset of one family: flannel's host rules, and, when the policy engine has
- * rendered, its chains merged into the same filter table. They must be one table spec,
- * because the planner removes every owned chain the desired table does not list.
+ * The whole ruleset of one family: flannel's host rules, the underlay trust rules (their
+ * sets: underlayIpsets), and, when the policy engine has rendered, its chains merged into
+ * the same filter table. They must be one table spec, because the planner removes every
+ * owned chain the desired table does not list.
  */
 export function hostRuleset(i: HostRulesInput, policy?: PolicyRender, only?: readonly TableChoice[]): RulesetSpec {
   const tables: TableSpec[] = [];
@@ -80,8 +136,8 @@ export function hostRuleset(i: HostRulesInput, policy?: PolicyRender, only?: rea
       chains.push({ name, rules });
       hooks.push({ builtin, target: name });
     };
-    add("FORWARD", CHAIN_FORWARD, forwardRules({ ...i, forwardPolicyRules: [...(policy?.forwardRules ?? []), ...(i.forwardPolicyRules ?? [])] }));
-    add("INPUT", CHAIN_INPUT, policy?.inputRules ?? []);
+    add("FORWARD", CHAIN_FORWARD, [...underlayForwardRules(i), ...forwardRules({ ...i, forwardPolicyRules: [...(policy?.forwardRules ?? []), ...(i.forwardPolicyRules ?? [])] })]);
+    add("INPUT", CHAIN_INPUT, [...underlayInputRules(i), ...(policy?.inputRules ?? [])]);
     add("OUTPUT", CHAIN_OUTPUT, policy?.outputRules ?? []);
     chains.push(...(policy?.chains ?? []));
     tables.push(table("filter", chains, hooks));

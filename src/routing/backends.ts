@@ -1,12 +1,15 @@
 /**
  * Pure per-backend route computation: from this node's view (its subnets, its on-link
  * underlay networks, the VXLAN device names) and the peers' leases to the routes,
- * neighbour entries and FDB entries that should exist. Golden-tested; no kernel here.
+ * neighbour entries and FDB entries that should exist, and the peers whose traffic the
+ * host rules trust. A peer is routed only once peerTrust.ts accepts it. Golden-tested; no
+ * kernel here.
  */
 import type { Backend } from "../config/networkConfig.js";
 import { type Cidr, type Family, type IpAddr, cidrContainsIp, formatCidr, formatIp, ipEquals } from "../model/ip.js";
 import type { Peer } from "../model/lease.js";
 import type { DesiredFdb, DesiredNeighbor, DesiredRoute, DesiredRouting, PeerDecision } from "./desired.js";
+import { type PeerClaim, trustPeers } from "./peerTrust.js";
 
 export interface LocalView {
   backend: Backend;
@@ -19,6 +22,9 @@ export interface LocalView {
   vxlanDevice: string;
   vxlanDevice6: string;
   blackholeRoute: boolean;
+  /** The cluster networks: a peer subnet outside them is refused. */
+  network?: Cidr | undefined;
+  network6?: Cidr | undefined;
 }
 
 export function vxlanDeviceName(vni: number, family: Family): string {
@@ -28,8 +34,9 @@ export function vxlanDeviceName(vni: number, family: Family): string {
 const onLink = (view: LocalView, ip: IpAddr): boolean => view.onLinkNetworks.some((n) => cidrContainsIp(n, ip));
 
 export function computeRouting(view: LocalView, peers: readonly Peer[]): DesiredRouting {
-  const out: DesiredRouting = { routes: [], neighbors: [], fdb: [], decisions: [], problems: [] };
+  const out: DesiredRouting = { routes: [], neighbors: [], fdb: [], decisions: [], problems: [], refused: [], trusted: [] };
   const sorted = [...peers].sort((a, b) => a.name.localeCompare(b.name));
+  const claims: { peer: Peer; claim: PeerClaim }[] = [];
   for (const peer of sorted) {
     if (isSelf(view, peer)) continue;
     for (const family of [4, 6] as const) {
@@ -41,8 +48,20 @@ export function computeRouting(view: LocalView, peers: readonly Peer[]): Desired
         out.problems.push(`peer ${peer.name}: no IPv${family} public address for ${formatCidr(subnet)}`);
         continue;
       }
-      out.decisions.push(routeOnePeer(view, peer, family, subnet, publicIP, out));
+      claims.push({ peer, claim: { name: peer.name, family, subnet, publicIP } });
     }
+  }
+  const trust = trustPeers(view, claims.map((c) => c.claim));
+  for (const { peer, claim } of claims) {
+    const refused = trust.refused.get(claim);
+    if (refused !== undefined) {
+      out.refused.push(refused);
+      out.decisions.push({ peer: peer.name, via: "skipped", reason: refused });
+      continue;
+    }
+    const decision = routeOnePeer(view, peer, claim.family, claim.subnet, claim.publicIP, out);
+    out.decisions.push(decision);
+    if (decision.via !== "skipped") out.trusted.push(claim);
   }
   if (view.blackholeRoute) {
     for (const s of [view.subnet, view.subnet6]) {
@@ -110,5 +129,6 @@ export function describeRouting(d: DesiredRouting): string[] {
   for (const n of d.neighbors) lines.push(`neigh ${formatIp(n.ip)} lladdr ${n.mac} dev ${n.dev} permanent`);
   for (const f of d.fdb) lines.push(`fdb ${f.mac} dst ${formatIp(f.dst)} dev ${f.dev} self permanent`);
   for (const p of d.problems) lines.push(`problem ${p}`);
+  for (const r of d.refused) lines.push(`refused ${r}`);
   return lines;
 }

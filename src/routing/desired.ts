@@ -1,5 +1,5 @@
 /** The kernel state the routing backends ask for: plain data, diffed by the dataplane. */
-import type { Cidr, IpAddr } from "../model/ip.js";
+import type { Cidr, Family, IpAddr } from "../model/ip.js";
 
 export interface DesiredRoute {
   dst: Cidr;
@@ -30,6 +30,14 @@ export interface PeerDecision {
   reason?: string;
 }
 
+/** A peer of one family that got a route: the host rules trust its underlay address and its subnet. */
+export interface TrustedPeer {
+  name: string;
+  family: Family;
+  subnet: Cidr;
+  publicIP: IpAddr;
+}
+
 export interface DesiredRouting {
   routes: DesiredRoute[];
   neighbors: DesiredNeighbor[];
@@ -37,4 +45,8 @@ export interface DesiredRouting {
   decisions: PeerDecision[];
   /** Problems to report (never fatal): a host-gw peer that is not on-link, a peer without VTEP MAC. */
   problems: string[];
+  /** Peers refused on trust (routing/peerTrust.ts), with the reason: no route, traffic not trusted. */
+  refused: string[];
+  /** Every routed peer, per family. */
+  trusted: TrustedPeer[];
 }

@@ -7,7 +7,8 @@
  *
  * A subset of the NetworkPolicy scenarios (test/e2e/policy/scenarios.ts) with real traffic,
  * then what only this mode has: node annotations and NetworkUnavailable=False, the
- * policy-ready wait, and an API outage that leaves traffic and policy as they were.
+ * policy-ready wait, an API outage that leaves traffic and policy as they were, a 404 on a
+ * relist that is not an empty list, and addresses no host may have that freeze nothing.
  */
 import { before, describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -26,7 +27,9 @@ import { testCluster } from "../helpers/cluster.js";
 import { FakeKubeApiProcess } from "../helpers/fakeKubeApi.js";
 import { type PolicyObjectStore, SandboxPolicyHarness, kindOf, namespacedObjectKinds } from "./policy/sandboxHarness.js";
 import { DEFAULT_RUNNER_OPTIONS, PolicySuiteRunner } from "./policy/runner.js";
-import { SCENARIOS } from "./policy/scenarios.js";
+import { type Scenario, SCENARIOS, X_CLOSED, doc } from "./policy/scenarios.js";
+import { eventually } from "../../src/sandbox/endpoints.js";
+import { podObject } from "../helpers/kube.js";
 import { CLUSTER_SCENARIOS } from "./policy/clusterScenarios.js";
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -152,6 +155,83 @@ describe("Kubernetes mode (sandbox: vxlan, 3 nodes, agents with --kube-subnet-mg
       await runCni(sb, node, "DEL", args);
     } finally {
       await delNetns(netns);
+    }
+  });
+
+  const CNP_VERSION = "policy.networking.k8s.io/v1alpha2";
+  /** GET lists of ClusterNetworkPolicies since `since`, by the node asking. */
+  const cnpLists = async (since: number, status: number): Promise<Set<string>> => {
+    const reqs = await control().requests({ method: "GET", path: "/clusternetworkpolicies" });
+    return new Set(reqs.filter((q) => !q.watch && q.at >= since && q.status === status).map((q) => q.remote));
+  };
+  const everyNodeIn = (s: Set<string>): boolean => sb.nodes.every((n) => s.has(n.address));
+
+  test("a 404 on the ClusterNetworkPolicy relist (after a 410) is not an empty list: the Admin Deny still drops real traffic", async (t) => {
+    const r = runnerOf();
+    await r.reset();
+    const deny: Scenario<string> = {
+      name: "an Admin Deny of everything into x, through a relist answered 404",
+      covers: [],
+      steps: [{ apply: doc(CNP_VERSION, "ClusterNetworkPolicy", "{name: admin-deny-x}", "tier: Admin\npriority: 3\nsubject:\n  namespaces: {matchLabels: {ns: x}}\ningress:\n- action: Deny\n  from:\n  - namespaces: {}"), port: 80, protocol: "TCP", expected: X_CLOSED }],
+    };
+    await r.runScenario(deny);
+    const since = Date.now();
+    await control().failLists(CNP_VERSION, "ClusterNetworkPolicy", 404);
+    try {
+      await control().expireWatches();
+      assert.ok(await eventually(async () => everyNodeIn(await cnpLists(since, 404)), 20_000), "every agent relisted and was answered 404");
+      await sleep(DEFAULT_RUNNER_OPTIONS.settleMs); // what the agents did with it is in the kernel by now
+      await r.runScenario({ ...deny, steps: deny.steps.map((st) => ({ ...st, apply: undefined })) });
+    } finally {
+      const cleared = Date.now();
+      await control().failLists(CNP_VERSION, "ClusterNetworkPolicy", 0);
+      assert.ok(await eventually(async () => everyNodeIn(await cnpLists(cleared, 200)), 20_000), "every agent listed again once the lists work");
+    }
+    t.diagnostic("the Deny held through the 410 and the relists answered 404");
+  });
+
+  test("a Node with 0.0.0.0 and pods with :: and 0.0.0.0 arrive: policy changes elsewhere still apply and new pods still start", async (t) => {
+    const r = runnerOf();
+    await r.reset();
+    // A node nobody runs, whose kubelet reports unspecified addresses, and two pods of x on it.
+    const node9 = { apiVersion: "v1", kind: "Node", metadata: { name: "node-9", labels: { poisoned: "yes" } }, spec: {}, status: { addresses: [{ type: "InternalIP", address: "0.0.0.0" }, { type: "InternalIP", address: "::" }, { type: "Hostname", address: "node-9" }] } };
+    const pods = [podObject("x", "bad4", { node: "node-9", ips: ["0.0.0.0"], labels: { pod: "bad4" } }), podObject("x", "bad6", { node: "node-9", ips: ["::"], labels: { pod: "bad6" } })];
+    await control().put(node9);
+    for (const p of pods) await control().put(p);
+    try {
+      // A policy whose sets would hold those addresses: y may reach neither x's pods nor node-9.
+      const yToX = `
+        //   x/a x/b x/c y/a y/b y/c z/a z/b z/c
+        x/a   .   .   .   .   .   .   .   .   .
+        x/b   .   .   .   .   .   .   .   .   .
+        x/c   .   .   .   .   .   .   .   .   .
+        y/a   X   X   X   .   .   .   .   .   .
+        y/b   X   X   X   .   .   .   .   .   .
+        y/c   X   X   X   .   .   .   .   .   .
+        z/a   .   .   .   .   .   .   .   .   .
+        z/b   .   .   .   .   .   .   .   .   .
+        z/c   .   .   .   .   .   .   .   .   .
+      `;
+      const spec = "tier: Admin\npriority: 4\nsubject:\n  namespaces: {matchLabels: {ns: y}}\negress:\n- action: Deny\n  to:\n  - pods: {namespaceSelector: {matchLabels: {ns: x}}, podSelector: {}}\n  - nodes: {matchLabels: {poisoned: \"yes\"}}";
+      await r.runScenario({ name: "y denied egress to x and to node-9 while node-9 and x's pods there carry unspecified addresses", covers: [], steps: [{ apply: doc(CNP_VERSION, "ClusterNetworkPolicy", "{name: deny-y-to-x}", spec), port: 80, protocol: "TCP", expected: yToX }] });
+      // And a pod still starts: ADD waits for its chains, which a frozen apply would never write.
+      const node = sb.nodeByName("node-1");
+      const netns = `${sb.o.prefix}-pod-z.late`;
+      const args = { containerId: randomBytes(16).toString("hex"), netnsPath: `/var/run/netns/${netns}`, ifName: "eth0", podNamespace: "z", podName: "late" };
+      await addNetns(netns);
+      try {
+        const t0 = Date.now();
+        const result = await runCni(sb, node, "ADD", args);
+        assert.ok(result.ips?.[0]?.address, "ADD returned an address");
+        t.diagnostic(`ADD with the policy-ready wait took ${Date.now() - t0} ms`);
+        await runCni(sb, node, "DEL", args);
+      } finally {
+        await delNetns(netns);
+      }
+      for (const n of sb.nodes) assert.match(readFileSync(join(n.stateDir, "agent.log"), "utf8"), /values no host may have are dropped from the object/, `${n.name} warned`);
+    } finally {
+      for (const p of pods) await control().remove({ apiVersion: "v1", kind: "Pod", namespace: "x", name: p.metadata.name });
+      await control().remove({ apiVersion: "v1", kind: "Node", name: "node-9" });
     }
   });
 

@@ -27,6 +27,10 @@
  *
  * Test controls (FakeKubeApi methods): put/remove/get objects directly, compact (watches or
  * relists from older versions get 410), expireWatches (every open watch gets ERROR 410),
+ * failLists (lists of one resource answer an error status, e.g. the 404 of a proxy in front
+ * of a server that still serves it; discovery is unchanged), uninstall/install (the
+ * resource stops being served, as when its CRD is deleted: discovery drops it, its objects
+ * go, its paths answer 404),
  * closeWatches (clean end, as a server-side timeout), outage (stops listening and drops every
  * connection: clients see ECONNREFUSED) and recover (listens again on the same port), and a
  * request log.
@@ -93,6 +97,8 @@ export interface RequestLogEntry {
   watch: boolean;
   /** Date.now() when the request arrived. */
   at: number;
+  /** The client's address (which node asked). */
+  remote: string;
 }
 
 export interface FakeKubeApiOptions {
@@ -155,6 +161,10 @@ export class FakeKubeApi {
   private readonly log: RequestLogEntry[] = [];
   private server: Server | undefined;
   private down = false;
+  /** Status answered to lists of a resource instead of the list (failLists). */
+  private readonly listFailures = new Map<ResourceType, number>();
+  /** Resources not served at the moment (uninstall). */
+  private readonly unserved = new Set<ResourceType>();
   private readonly bookmarkIntervalMs: number;
   private readonly goneAsHttpStatus: boolean;
   private readonly historyLimit: number;
@@ -270,6 +280,33 @@ export class FakeKubeApi {
       this.endWatch(w);
     }
     return n;
+  }
+
+  /**
+   * Lists (not watches, not discovery) of one resource answer `code` (404 NotFound by
+   * default) until cleared with `code` 0. Returns how many resources fail their lists.
+   */
+  failLists(apiVersion: string, kind: string, code = 404): number {
+    const res = this.resourceOf(apiVersion, kind);
+    if (code === 0) this.listFailures.delete(res);
+    else this.listFailures.set(res, code);
+    return this.listFailures.size;
+  }
+
+  /**
+   * The resource is no longer served, as when its CRD is deleted: its objects go (open
+   * watches of it end first, without events), discovery stops listing it, and its paths
+   * answer 404. `install` serves it again, empty.
+   */
+  uninstall(apiVersion: string, kind: string): void {
+    const res = this.resourceOf(apiVersion, kind);
+    this.unserved.add(res);
+    for (const w of [...this.watchers]) if (w.res === res) this.endWatch(w);
+    (this.store.get(res) as Map<string, FakeObject>).clear();
+  }
+
+  install(apiVersion: string, kind: string): void {
+    this.unserved.delete(this.resourceOf(apiVersion, kind));
   }
 
   /** Ends every open watch cleanly (as the server's request timeout does); clients resume from their last resourceVersion. */
@@ -435,7 +472,7 @@ export class FakeKubeApi {
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? "/", "http://fake");
     const query = Object.fromEntries(url.searchParams);
-    const entry: RequestLogEntry = { method: req.method ?? "GET", path: url.pathname, query, contentType: req.headers["content-type"], body: undefined, status: 0, watch: false, at: Date.now() };
+    const entry: RequestLogEntry = { method: req.method ?? "GET", path: url.pathname, query, contentType: req.headers["content-type"], body: undefined, status: 0, watch: false, at: Date.now(), remote: req.socket.remoteAddress ?? "" };
     this.log.push(entry);
     try {
       const bodyText = await readBody(req);
@@ -482,6 +519,8 @@ export class FakeKubeApi {
         return;
       }
       if (method === "GET") {
+        const failure = this.listFailures.get(rt);
+        if (failure !== undefined) throw failure === 404 ? new HttpError(404, "NotFound", "the server could not find the requested resource") : new HttpError(failure, "InternalError", `list of ${rt.plural} made to fail with ${failure}`);
         entry.status = 200;
         sendJson(res, 200, this.listResponse(rt, namespace, query));
         return;
@@ -560,7 +599,7 @@ export class FakeKubeApi {
       watch = true;
       rest = rest.slice(1);
     }
-    const inGv = this.resources.filter((r) => r.group === group && r.version === version);
+    const inGv = this.served().filter((r) => r.group === group && r.version === version);
     let namespace: string | undefined;
     if (rest[0] === "namespaces" && rest.length >= 3 && inGv.some((r) => r.namespaced && r.plural === rest[2])) {
       namespace = rest[1];
@@ -571,18 +610,26 @@ export class FakeKubeApi {
     return { res, namespace, name: rest[1], subresource: rest[2], watch };
   }
 
+  /** The resources served now (every one but those uninstalled). */
+  private served(): ResourceType[] {
+    return this.resources.filter((r) => !this.unserved.has(r));
+  }
+
   private discovery(segs: string[]): JsonObject {
     if (segs[0] === "api" && segs.length === 1) return { kind: "APIVersions", versions: ["v1"], serverAddressByClientCIDRs: [] };
     if (segs[0] === "apis" && segs.length === 1) {
       const groups = new Map<string, string[]>();
-      for (const r of this.resources) if (r.group) groups.set(r.group, [...new Set([...(groups.get(r.group) ?? []), r.version])]);
+      for (const r of this.served()) if (r.group) groups.set(r.group, [...new Set([...(groups.get(r.group) ?? []), r.version])]);
       return { kind: "APIGroupList", apiVersion: "v1", groups: [...groups].map(([name, vs]) => ({ name, versions: vs.map((v) => ({ groupVersion: `${name}/${v}`, version: v })), preferredVersion: { groupVersion: `${name}/${vs[0]}`, version: vs[0] as string } })) };
     }
     const group = segs[0] === "api" ? "" : (segs[1] as string);
     const version = segs[0] === "api" ? (segs[1] as string) : (segs[2] as string);
     if (version === undefined) return { kind: "APIGroup", apiVersion: "v1", name: group };
+    const inGv = this.served().filter((x) => x.group === group && x.version === version);
+    // A group/version with nothing served is not there at all (as when its last CRD is deleted).
+    if (inGv.length === 0) throw new HttpError(404, "NotFound", "the server could not find the requested resource");
     const resources: Json[] = [];
-    for (const r of this.resources.filter((x) => x.group === group && x.version === version)) {
+    for (const r of inGv) {
       resources.push({ name: r.plural, singularName: r.kind.toLowerCase(), namespaced: r.namespaced, kind: r.kind, verbs: ["create", "delete", "get", "list", "patch", "update", "watch"] });
       if (r.status) resources.push({ name: `${r.plural}/status`, singularName: "", namespaced: r.namespaced, kind: r.kind, verbs: ["get", "patch", "update"] });
     }
@@ -918,7 +965,7 @@ function expiredStatus(from: number | undefined, compacted: number): JsonObject 
 // ------------------------------------------------------------------ child process
 
 /** The control operations a FakeKubeApiProcess forwards over IPC (FakeKubeApi methods of the same name). */
-export const CONTROL_OPS = ["put", "remove", "get", "list", "compact", "expireWatches", "closeWatches", "watchCounts", "outage", "recover", "requests", "clearRequests", "kubeconfig"] as const;
+export const CONTROL_OPS = ["put", "remove", "get", "list", "compact", "expireWatches", "closeWatches", "failLists", "uninstall", "install", "watchCounts", "outage", "recover", "requests", "clearRequests", "kubeconfig"] as const;
 export type ControlOp = (typeof CONTROL_OPS)[number];
 
 type Remote<T> = { [K in ControlOp]: T[K & keyof T] extends (...a: infer A) => infer R ? (...a: A) => Promise<Awaited<R>> : never };

@@ -88,6 +88,29 @@ describe("fake Kubernetes API server with the real client library", () => {
     api.remove({ apiVersion: "v1", kind: "Node", name: "b" });
   });
 
+  test("failLists answers lists (not discovery) with a status; uninstall drops a resource from discovery and its paths", async () => {
+    const cnp = "/apis/policy.networking.k8s.io/v1alpha2/clusternetworkpolicies";
+    const discovery = async (): Promise<{ status: number; names: string[] }> => {
+      const r = await rawGet(`${api.url}/apis/policy.networking.k8s.io/v1alpha2`);
+      const body = r.status === 200 ? (JSON.parse(r.lines.join("")) as { resources: Array<{ name: string }> }) : { resources: [] };
+      return { status: r.status, names: body.resources.map((x) => x.name) };
+    };
+    api.put({ apiVersion: "policy.networking.k8s.io/v1alpha2", kind: "ClusterNetworkPolicy", metadata: { name: "c1" }, spec: {} });
+    api.failLists("policy.networking.k8s.io/v1alpha2", "ClusterNetworkPolicy", 404);
+    assert.equal((await rawGet(`${api.url}${cnp}`)).status, 404);
+    assert.deepEqual(await discovery(), { status: 200, names: ["clusternetworkpolicies"] }, "discovery still serves it");
+    assert.equal((await rawGet(`${api.url}${cnp}/c1`)).status, 200, "only lists fail");
+    api.failLists("policy.networking.k8s.io/v1alpha2", "ClusterNetworkPolicy", 0);
+    assert.equal((await rawGet(`${api.url}${cnp}`)).status, 200);
+    assert.ok(api.requests({ path: cnp }).every((r) => r.remote === "127.0.0.1"), "the request log names the client");
+    api.uninstall("policy.networking.k8s.io/v1alpha2", "ClusterNetworkPolicy");
+    assert.equal((await discovery()).status, 404, "a group/version with nothing served is gone");
+    assert.equal((await rawGet(`${api.url}${cnp}`)).status, 404);
+    api.install("policy.networking.k8s.io/v1alpha2", "ClusterNetworkPolicy");
+    assert.deepEqual(await discovery(), { status: 200, names: ["clusternetworkpolicies"] });
+    assert.deepEqual(JSON.parse((await rawGet(`${api.url}${cnp}`)).lines.join("")).items, [], "installed again, empty");
+  });
+
   test("patches: strategic merge of annotations and conditions, status only through /status, no-op keeps the version, 409 on a stale resourceVersion", async () => {
     api.put(node("p", { status: { conditions: [{ type: "Ready", status: "True" }] } }));
     const { core } = clientFor(api);

@@ -274,7 +274,7 @@ describe("KubePolicySource", () => {
     assert.equal(src.synced, true);
   });
 
-  test("every registry kind is watched generically; one the server does not serve counts as empty", async () => {
+  test("every registry kind is watched generically; one the server does not serve (by discovery) counts as empty", async () => {
     reset([namespaceObject("a")]);
     api.put({ apiVersion: "test.sluice.dev/v1", kind: "Widget", metadata: { name: "w1", namespace: "a" }, spec: { size: 3 } });
     api.put({ apiVersion: "test.sluice.dev/v1", kind: "Widget", metadata: { name: "w2", namespace: "a" }, spec: { size: "big" } });
@@ -288,6 +288,71 @@ describe("KubePolicySource", () => {
     assert.ok(log.messages().some((m) => m.includes("does not serve this resource")));
     api.remove({ apiVersion: "test.sluice.dev/v1", kind: "Widget", namespace: "a", name: "w1" });
     await until("w1 gone", () => src.snapshot().objects["Widget"]?.length === 0);
+  });
+
+  const CNP_VERSION = "policy.networking.k8s.io/v1alpha2";
+  const denyCnp = (name: string): FakeObject => ({ apiVersion: CNP_VERSION, kind: "ClusterNetworkPolicy", metadata: { name }, spec: { tier: "Admin", priority: 5, subject: { namespaces: {} }, ingress: [{ action: "Deny", from: [{ namespaces: {} }] }] } });
+  const cnpNames = (src: KubePolicySource): string[] => (src.snapshot().objects["ClusterNetworkPolicy"] ?? []).map((o) => o.metadata.name);
+  const failedCnpLists = (): number => api.requests({ method: "GET", path: "/clusternetworkpolicies" }).filter((r) => !r.watch && r.status === 404).length;
+
+  test("a 404 on the relist (410 first) is not an empty list: the Deny stays while discovery serves the kind", async () => {
+    reset([namespaceObject("a"), denyCnp("deny-all")]);
+    const { src, log } = await source();
+    await until("live", () => src.live);
+    assert.deepEqual(cnpNames(src), ["deny-all"]);
+    const before = failedCnpLists();
+    api.failLists(CNP_VERSION, "ClusterNetworkPolicy", 404);
+    try {
+      api.expireWatches();
+      const refused = (): number => log.messages().filter((m) => m.includes("list answered 404 but the resource is not known to be absent; keeping the last known state")).length;
+      await until("two relists answered 404", () => failedCnpLists() >= before + 2 && refused() >= 2);
+      assert.deepEqual(cnpNames(src), ["deny-all"], "the last snapshot stays");
+      assert.equal(src.synced, true);
+      assert.ok(!log.messages().some((m) => m.includes("does not serve this resource")));
+    } finally {
+      api.failLists(CNP_VERSION, "ClusterNetworkPolicy", 0);
+    }
+    api.put(denyCnp("deny-more"));
+    await until("relisted once the lists work again", () => cnpNames(src).join() === "deny-all,deny-more");
+  });
+
+  test("a 404 at start-up while discovery serves the kind: not synced until the kind lists", async () => {
+    reset([namespaceObject("a"), denyCnp("deny-all")]);
+    const before = failedCnpLists();
+    api.failLists(CNP_VERSION, "ClusterNetworkPolicy", 404);
+    const log = captureLog();
+    const src = new KubePolicySource({ kc, log: log.log, nodeName: NODE, initialBackoffMs: 20, maxBackoffMs: 100 });
+    sources.push(src);
+    let started = false;
+    const start = src.start().then(() => (started = true));
+    try {
+      await until("lists refused", () => failedCnpLists() >= before + 3);
+      assert.equal(started, false);
+      assert.equal(src.synced, false, "a kind in an unknown state holds the source back (the agent leaves the filter table as it is)");
+    } finally {
+      api.failLists(CNP_VERSION, "ClusterNetworkPolicy", 0);
+    }
+    await start;
+    assert.deepEqual(cnpNames(src), ["deny-all"]);
+  });
+
+  test("a CRD that is deleted (discovery drops it) empties its kind; installed again, it is picked up", async () => {
+    reset([namespaceObject("a")]);
+    api.install("test.sluice.dev/v1", "Widget");
+    api.put({ apiVersion: "test.sluice.dev/v1", kind: "Widget", metadata: { name: "w1", namespace: "a" }, spec: { size: 3 } });
+    const { src, log } = await source({ kinds: [...KINDS, widgetKind] });
+    await until("live", () => src.live);
+    const widgets = (): string[] => (src.snapshot().objects["Widget"] ?? []).map((o) => o.metadata.name);
+    assert.deepEqual(widgets(), ["w1"]);
+    api.uninstall("test.sluice.dev/v1", "Widget");
+    try {
+      await until("empty once discovery says the kind is gone", () => widgets().length === 0);
+      assert.ok(log.messages().some((m) => m.includes("does not serve this resource")));
+    } finally {
+      api.install("test.sluice.dev/v1", "Widget");
+    }
+    api.put({ apiVersion: "test.sluice.dev/v1", kind: "Widget", metadata: { name: "w2", namespace: "a" }, spec: { size: 4 } });
+    await until("picked up again", () => widgets().join() === "w2", 15_000);
   });
 
   test("a listener that throws neither stops the watch nor the process", async () => {

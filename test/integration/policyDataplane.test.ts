@@ -306,6 +306,47 @@ for (const mode of ["nft", "legacy"] as const) {
       assert.match(counters[1] ?? "", /^\[1:/, "one datagram matched: to port 5353, not 5354");
     });
 
+    test("a set the kernel refuses (an unspecified address reaching the applier) fails closed for its rules only; the rest applies", async () => {
+      // Each range of loopback addresses has its own chain: a allows its set, b denies its set, c uses no set.
+      const good = (members: string[]): IpsetSpec => ({ name: "slc4-good", type: "hash:ip", family: 4, members });
+      const deny = (members: string[]): IpsetSpec => ({ name: "slc4-deny", type: "hash:ip", family: 4, members });
+      const spec: RulesetSpec = {
+        family: 4,
+        tables: [
+          {
+            table: "filter",
+            chains: [
+              { name: "SLUICE-OUTPUT", rules: ["-d 127.0.1.0/24 -j slc-a", "-d 127.0.2.0/24 -j slc-b", "-d 127.0.3.0/24 -j slc-c"] },
+              { name: "slc-a", rules: ["-m set --match-set slc4-good dst -j ACCEPT", "-j DROP"] },
+              { name: "slc-b", rules: ["-m set --match-set slc4-deny dst -j DROP", "-j ACCEPT"] },
+              { name: "slc-c", rules: ["-d 127.0.3.1/32 -j ACCEPT", "-j DROP"] },
+            ],
+            hooks: [{ builtin: "OUTPUT", target: "SLUICE-OUTPUT" }],
+          },
+        ],
+      };
+      const reaches = async (dst: string): Promise<boolean> => (await run("ip", ["netns", "exec", ns, "ping", "-c", "1", "-W", "1", dst])).code === 0;
+      await dp.apply(4, spec, [good(["127.0.1.1"]), deny(["127.0.2.1"])]);
+      assert.deepEqual(await Promise.all(["127.0.1.1", "127.0.1.2", "127.0.2.1", "127.0.2.2", "127.0.3.1"].map(reaches)), [true, false, false, true, true], "before: a's set allows, b's set denies");
+
+      // One apply: a's set grows, and b's deny set gets an address the kernel cannot store.
+      const r = await dp.apply(4, spec, [good(["127.0.1.1", "127.0.1.2"]), deny(["0.0.0.0", "127.0.2.1"])]);
+      assert.deepEqual(r.refusedSets.map((x) => x.name), ["slc4-deny"]);
+      assert.match(r.refusedSets[0]?.reason ?? "", /"add slc4-deny 0\.0\.0\.0": Null-valued element/);
+      const text = await save();
+      assert.deepEqual(rulesOf(text, "slc-b").map(stripHash), ["-A slc-b -j DROP", "-A slc-b -j ACCEPT"], "the rule naming the refused set is DROP, at its position");
+      assert.deepEqual(rulesOf(text, "slc-a").map(stripHash), ["-A slc-a -m set --match-set slc4-good dst -j ACCEPT", "-A slc-a -j DROP"], "the other chains are as desired");
+      assert.deepEqual(await members("slc4-good"), ["127.0.1.1", "127.0.1.2"], "the other set was written in the same apply");
+      assert.ok(!(await setNames()).includes("slc4-deny"), "nothing of the refused set is left for a rule to match");
+      assert.deepEqual(await Promise.all(["127.0.1.1", "127.0.1.2", "127.0.2.1", "127.0.2.2", "127.0.3.1"].map(reaches)), [true, true, false, false, true], "the deny holds (more than it should, never less); everything else as desired");
+
+      // Every later apply tries again; once the value is gone, b is back.
+      assert.deepEqual((await dp.apply(4, spec, [good(["127.0.1.1", "127.0.1.2"]), deny(["0.0.0.0", "127.0.2.1"])])).refusedSets.map((x) => x.name), ["slc4-deny"]);
+      const fixed = await dp.apply(4, spec, [good(["127.0.1.1", "127.0.1.2"]), deny(["127.0.2.1"])]);
+      assert.deepEqual(fixed.refusedSets, []);
+      assert.deepEqual(await Promise.all(["127.0.2.1", "127.0.2.2"].map(reaches)), [false, true]);
+    });
+
     test("removeAll leaves only the foreign chain, rules and set", async () => {
       await dp.removeAll();
       const text = await save();

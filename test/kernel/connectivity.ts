@@ -8,10 +8,10 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Etcd3 } from "etcd3";
 import { readSubnetEnv } from "../../src/agent/subnetEnv.js";
-import { formatCidr, formatIp } from "../../src/model/ip.js";
-import type { Sandbox, SandboxBackend, SandboxNode } from "../../src/sandbox/cluster.js";
+import { cidrHost, formatCidr, formatIp, parseCidr } from "../../src/model/ip.js";
+import { type Sandbox, type SandboxBackend, type SandboxNode, underlayAddress } from "../../src/sandbox/cluster.js";
 import { type Endpoint, addEndpoint, eventually, ping, startEchoServer, tcpProbe } from "../../src/sandbox/endpoints.js";
-import { nsExec } from "../../src/sandbox/netns.js";
+import { addNetns, delNetns, ip, nsExec, nsTry } from "../../src/sandbox/netns.js";
 import { binPath } from "../../src/sandbox/paths.js";
 import { type JsonRoute, nsJson, testCluster } from "../helpers/cluster.js";
 
@@ -94,6 +94,63 @@ export function connectivitySuite(tag: string, backend: SandboxBackend, segments
       }
     });
 
+    test("a rogue host on the underlay (no peer) reaches no pod: its VXLAN and its cluster-sourced packets are dropped; peers still work", async () => {
+      const [target, other] = eps as [Endpoint, Endpoint];
+      const n1 = target.node;
+      const home = await facts(n1);
+      const peer = await facts(other.node);
+      const rogue = `${sb.o.prefix}-rogue`;
+      // Echo requests that reach the target pod, by source address (counted in the pod's own INPUT).
+      const arrivals = async (src: string): Promise<number> => {
+        const line = (await nsExec(target.ns, "iptables-save", ["-c", "-t", "filter"])).split("\n").find((l) => l.includes(`-A INPUT -s ${src}/32 `));
+        return Number(/^\[(\d+):/.exec(line ?? "")?.[1] ?? -1);
+      };
+      const sources = {
+        unallocated: "10.244.250.7", // inside the cluster network, no node's subnet
+        ownSubnet: formatIp(cidrHost(parseCidr(home.subnet), 200n)), // claims to be a pod of the target's own node
+        peerPodOverVxlan: formatIp(cidrHost(parseCidr(peer.subnet), 77n)), // a real peer's pod, tunnelled from the rogue
+      };
+      await addNetns(rogue);
+      try {
+        await ip("link", "add", "eth0", "netns", rogue, "type", "veth", "peer", "name", "rogue0", "netns", sb.underlayNs);
+        await ip("-n", sb.underlayNs, "link", "set", "rogue0", "master", `br${n1.segment}`, "up");
+        const rogueAddr = underlayAddress(n1.segment, 250);
+        await ip("-n", rogue, "addr", "add", `${rogueAddr}/24`, "dev", "eth0");
+        await ip("-n", rogue, "link", "set", "eth0", "up");
+        await ip("-n", rogue, "link", "set", "lo", "up");
+        for (const src of Object.values(sources)) await nsExec(target.ns, "iptables", ["-A", "INPUT", "-s", `${src}/32`, "-p", "icmp", "-j", "ACCEPT"]);
+        // Three echo requests; no answer can come back, only the pod's counters tell.
+        const send = async (src: string): Promise<void> => void (await nsTry(rogue, "ping", ["-c", "3", "-i", "0.2", "-W", "1", "-I", src, target.ip]));
+
+        // Plain packets with cluster sources, routed at the node as host-gw peers do.
+        for (const src of [sources.unallocated, sources.ownSubnet]) await ip("-n", rogue, "addr", "add", `${src}/32`, "dev", "lo");
+        await ip("-n", rogue, "route", "add", home.subnet, "via", n1.address);
+        await send(sources.unallocated);
+        await send(sources.ownSubnet);
+        assert.equal(await arrivals(sources.unallocated), 0, "an unallocated cluster source from the underlay is dropped");
+        assert.equal(await arrivals(sources.ownSubnet), 0, "a source of the node's own subnet from the underlay is dropped");
+
+        if (backend !== "host-gw") {
+          // VXLAN to the node's VTEP from an underlay address that is no peer's, carrying a real peer pod's address.
+          await ip("-n", rogue, "route", "del", home.subnet);
+          await ip("-n", rogue, "link", "add", "vx0", "type", "vxlan", "id", "1", "dstport", "8472", "local", rogueAddr, "dev", "eth0", "nolearning");
+          await ip("-n", rogue, "addr", "add", `${sources.peerPodOverVxlan}/32`, "dev", "vx0");
+          await ip("-n", rogue, "link", "set", "vx0", "up");
+          await ip("-n", rogue, "neigh", "add", home.tunnelIp, "lladdr", String(home.mac), "dev", "vx0", "nud", "permanent");
+          await nsExec(rogue, "bridge", ["fdb", "append", String(home.mac), "dev", "vx0", "dst", n1.address]);
+          await ip("-n", rogue, "route", "add", home.subnet, "via", home.tunnelIp, "dev", "vx0", "onlink", "src", sources.peerPodOverVxlan);
+          await send(sources.peerPodOverVxlan);
+          assert.equal(await arrivals(sources.peerPodOverVxlan), 0, "VXLAN from an underlay address that is no peer's is dropped");
+          assert.match(await nsExec(n1.ns, "iptables-save", ["-c", "-t", "filter"]), /^\[[1-9]\d*:\d+\] -A SLUICE-INPUT -p udp -m udp --dport 8472 -m set ! --match-set slc4-peer-hosts src/m, "dropped by the VXLAN rule");
+        }
+      } finally {
+        await delNetns(rogue);
+      }
+      // The real peers' traffic is untouched.
+      assert.ok(await eventually(() => ping(other, target.ip), 10_000), "peer pod -> pod still pings");
+      assert.ok(await eventually(() => tcpProbe(other, target.ip, 8080), 10_000), "and connects");
+    });
+
     test("a packet of the full pod MTU crosses nodes without fragmentation", async () => {
       const env = await readSubnetEnv(join((sb.nodes[0] as SandboxNode).stateDir, "subnet.env"));
       const mtu = env?.mtu ?? 0;
@@ -120,8 +177,10 @@ export function connectivitySuite(tag: string, backend: SandboxBackend, segments
         await eventually(async () => {
           const f = await nsExec(n.ns, "iptables", ["-S", "SLUICE-FORWARD"]);
           const p = await nsExec(n.ns, "iptables", ["-t", "nat", "-S", "SLUICE-POSTROUTING"]);
-          // SLUICE-FORWARD: the policy engine's mark reset and two dispatch jumps, then the two accept rules
-          return f.split("\n").filter((l) => l.startsWith("-A")).length === 5 && p.split("\n").filter((l) => l.startsWith("-A")).length === 6;
+          // SLUICE-FORWARD: the underlay trust rules (underlay interface, and the VXLAN device if any), the policy
+          // engine's mark reset and two dispatch jumps, then the two accept rules
+          const underlayRules = backend === "host-gw" ? 1 : 2;
+          return f.split("\n").filter((l) => l.startsWith("-A")).length === 5 + underlayRules && p.split("\n").filter((l) => l.startsWith("-A")).length === 6;
         }, 10_000),
         "iptables repaired",
       );
@@ -184,3 +243,4 @@ export function connectivitySuite(tag: string, backend: SandboxBackend, segments
     });
   });
 }
+

@@ -1,9 +1,9 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { hostRuleset } from "../../src/render/hostRules.js";
+import { hostRuleset, underlayIpsets } from "../../src/render/hostRules.js";
 import { renderTable, withComment } from "../../src/render/ruleset.js";
 import { parseSave, planTable } from "../../src/dataplane/iptablesPlan.js";
-import { parseCidr } from "../../src/model/ip.js";
+import { parseCidr, parseIp } from "../../src/model/ip.js";
 
 const input = { family: 4 as const, network: parseCidr("10.244.0.0/16"), subnet: parseCidr("10.244.7.0/24"), ipMasq: true, randomFully: true, forwardRules: true };
 
@@ -44,6 +44,47 @@ describe("host rules", () => {
   test("policy rules run before the cluster accept rules", () => {
     const spec = hostRuleset({ ...input, forwardPolicyRules: ["-o slc0 -j slc-to-wl"] });
     assert.deepEqual(spec.tables.find((t) => t.table === "filter")?.chains[0]?.rules, ["-o slc0 -j slc-to-wl", "-s 10.244.0.0/16 -j ACCEPT", "-d 10.244.0.0/16 -j ACCEPT"]);
+  });
+});
+
+describe("underlay trust", () => {
+  const peersOf = (list: [string, string][]) => list.map(([ip, net]) => ({ publicIP: parseIp(ip), subnet: parseCidr(net) }));
+  const vxlan = { iface: "eth0", vxlan: { device: "sluice.1", port: 8472 }, peers: peersOf([["10.250.0.13", "10.244.3.0/24"], ["10.250.0.12", "10.244.2.0/24"]]) };
+  const filter = (spec: ReturnType<typeof hostRuleset>) => spec.tables.find((t) => t.table === "filter");
+
+  test("vxlan: VXLAN from unknown underlay addresses dropped first in INPUT; cluster sources from the underlay and the device must be a peer's", () => {
+    const spec = hostRuleset({ ...input, underlay: vxlan, forwardPolicyRules: ["-o slc+ -j slc-to-wl"] });
+    assert.deepEqual(filter(spec)?.chains, [
+      {
+        name: "SLUICE-FORWARD",
+        rules: [
+          "-i eth0 -s 10.244.0.0/16 -m set ! --match-set slc4-peer-nets src -j DROP",
+          "-i sluice.1 -s 10.244.0.0/16 -m set ! --match-set slc4-peer-nets src -j DROP",
+          "-o slc+ -j slc-to-wl",
+          "-s 10.244.0.0/16 -j ACCEPT",
+          "-d 10.244.0.0/16 -j ACCEPT",
+        ],
+      },
+      { name: "SLUICE-INPUT", rules: ["-p udp -m udp --dport 8472 -m set ! --match-set slc4-peer-hosts src -j DROP"] },
+    ]);
+    assert.deepEqual(filter(spec)?.hooks, [{ builtin: "FORWARD", target: "SLUICE-FORWARD" }, { builtin: "INPUT", target: "SLUICE-INPUT" }]);
+    assert.deepEqual(underlayIpsets({ ...input, underlay: vxlan }), [
+      { name: "slc4-peer-hosts", type: "hash:ip", family: 4, members: ["10.250.0.12", "10.250.0.13"] },
+      { name: "slc4-peer-nets", type: "hash:net", family: 4, members: ["10.244.2.0/24", "10.244.3.0/24"] },
+    ]);
+  });
+
+  test("host-gw: no INPUT rule (no VXLAN), the underlay interface only; IPv6 names its own sets", () => {
+    const hg = { iface: "ens3", vxlan: undefined, peers: peersOf([["fd00:250::12", "fd00:244:0:2::/64"]]) };
+    const spec = hostRuleset({ ...input, family: 6, network: parseCidr("fd00:244::/56"), subnet: parseCidr("fd00:244:0:7::/64"), underlay: hg });
+    assert.deepEqual(filter(spec)?.chains, [{ name: "SLUICE-FORWARD", rules: ["-i ens3 -s fd00:244::/56 -m set ! --match-set slc6-peer-nets src -j DROP", "-s fd00:244::/56 -j ACCEPT", "-d fd00:244::/56 -j ACCEPT"] }]);
+    assert.deepEqual(underlayIpsets({ ...input, family: 6, underlay: hg }), [{ name: "slc6-peer-nets", type: "hash:net", family: 6, members: ["fd00:244:0:2::/64"] }]);
+  });
+
+  test("no peers known: the sets are empty, so nothing from the underlay is trusted; no underlay input at all: no rules, no sets", () => {
+    assert.deepEqual(underlayIpsets({ ...input, underlay: { ...vxlan, peers: [] } }).map((s) => s.members), [[], []]);
+    assert.deepEqual(underlayIpsets(input), []);
+    assert.deepEqual(filter(hostRuleset(input))?.chains.map((c) => c.name), ["SLUICE-FORWARD"]);
   });
 });
 

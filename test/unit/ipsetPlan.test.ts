@@ -210,12 +210,25 @@ describe("planPrepare", () => {
     assert.deepEqual(planPrepare(4, [ports], actual).swapped, ["slc4-ports"]);
   });
 
-  test("bad desired input is refused before anything is planned", () => {
+  test("bad desired sets (names, families) are refused before anything is planned", () => {
     assert.throws(() => planPrepare(4, [{ ...net, family: 6 }], new Map()), /family 6/);
     assert.throws(() => planPrepare(4, [{ ...net, name: "slc6-x" }], new Map()), /named slc4-/);
     assert.throws(() => planPrepare(4, [{ ...net, name: `slc4-${"x".repeat(27)}` }], new Map()), /31 characters/);
     assert.throws(() => planPrepare(4, [net, net], new Map()), /listed twice/);
-    assert.throws(() => planPrepare(4, [{ ...net, members: ["10.0.0.0/8", "10.0.0.0/8 nomatch"] }], new Map()), /both with and without nomatch/);
+  });
+
+  test("a set with a member we cannot write is refused alone, naming the member; the others are planned, one chunk per set", () => {
+    const both: IpsetSpec = { ...net, name: "slc4-both", members: ["10.0.0.0/8", "10.0.0.0/8 nomatch"] };
+    const notV4: IpsetSpec = { name: "slc4-ip", type: "hash:ip", family: 4, members: ["10.244.1.5", "fd00::5"] };
+    const plan = planPrepare(4, [both, net, notV4, ports], mapOf(state({ name: "slct-old" })));
+    assert.deepEqual(plan.refused.map((r) => r.name), ["slc4-both", "slc4-ip"]);
+    assert.match(plan.refused[0]?.reason ?? "", /both with and without nomatch/);
+    assert.match(plan.refused[1]?.reason ?? "", /slc4-ip member "fd00::5": .*not an IPv4 address/);
+    assert.deepEqual(plan.created, ["slc4-net", "slc4-ports"]);
+    assert.deepEqual(plan.chunks.map((c) => c.set), [undefined, "slc4-net", "slc4-ports"], "leftover temporaries first, then set by set");
+    assert.deepEqual(plan.chunks[0]?.lines, ["destroy slct-old"]);
+    assert.equal(plan.restore, `${plan.chunks.flatMap((c) => c.lines).join("\n")}\n`, "the whole restore is the chunks in order");
+    assert.ok(!(plan.restore ?? "").includes("slc4-both") && !(plan.restore ?? "").includes("slc4-ip "), "nothing of the refused sets is written");
   });
 });
 
