@@ -10,7 +10,7 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
-PKGS=(etcd-server etcd-client iproute2 iptables ipset conntrack iputils-ping curl procps ca-certificates containernetworking-plugins util-linux)
+PKGS=(etcd-server etcd-client openssl iproute2 iptables ipset conntrack iputils-ping curl procps ca-certificates containernetworking-plugins util-linux)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

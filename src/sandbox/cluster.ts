@@ -1,9 +1,10 @@
 /**
  * A cluster on one Linux host, built only from network namespaces: an underlay
  * namespace that holds the L2 segment bridges (and routes between segments, so it is
- * also the router when there are two), one namespace per node, a real etcd, and a
- * real sluice-agent per node. Nothing is created in the host's own namespace, and no
- * namespace has a route to the host's interfaces.
+ * also the router when there are two), one namespace per node, a real etcd (client
+ * certificates required, as a production etcd should be), and a real sluice-agent per
+ * node. Nothing is created in the host's own namespace, and no namespace has a route to
+ * the host's interfaces.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { closeSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, existsSync, readdirSync } from "node:fs";
@@ -11,8 +12,9 @@ import { join, resolve } from "node:path";
 import { z } from "zod";
 import { binPath } from "./paths.js";
 import { run } from "../dataplane/exec.js";
-import { Etcd3 } from "etcd3";
-import { startEtcd, type EtcdServer } from "./etcdServer.js";
+import type { Etcd3 } from "etcd3";
+import { type EtcdConnection, connectEtcd } from "../datastore/etcdClient.js";
+import { etcdConnection, etcdFlags, startEtcd, type EtcdServer } from "./etcdServer.js";
 import { nodeKind } from "../config/resourceKinds.js";
 import type { NodeObject } from "../config/policySchemas.js";
 import { EtcdResourceStore } from "../datastore/etcdResources.js";
@@ -117,7 +119,7 @@ const stateSchema = z.object({
     forwardDrop: z.boolean().optional(),
     ipv6: z.boolean().optional(),
   }),
-  etcd: z.object({ endpoint: z.string(), endpoints: z.array(z.string()), pid: z.number().int(), dir: z.string() }).optional(),
+  etcd: z.object({ endpoint: z.string(), endpoints: z.array(z.string()), pid: z.number().int(), dir: z.string(), tls: z.object({ caFile: z.string(), certFile: z.string(), keyFile: z.string() }) }).optional(),
   nextNodeIndex: z.number().int(),
   nodes: z.array(nodeSchema),
   createdAt: z.string(),
@@ -159,7 +161,7 @@ export class Sandbox {
     const state: SandboxState = {
       version: 1,
       options,
-      ...(e ? { etcd: { endpoint: e.endpoint, endpoints: e.endpoints, pid: e.pid, dir: e.dir } } : {}),
+      ...(e ? { etcd: { endpoint: e.endpoint, endpoints: e.endpoints, pid: e.pid, dir: e.dir, tls: e.tls } } : {}),
       nextNodeIndex: this.nextNodeIndex,
       nodes: this.nodes,
       createdAt: this.createdAt,
@@ -215,7 +217,7 @@ export class Sandbox {
 
   /** Where the Namespace and Pod objects live: etcd, or the API server in Kubernetes mode. */
   get objects(): SandboxObjects {
-    return this.kube ? new KubeObjects(this.kube.objects) : new EtcdObjects(this.etcdEndpoint);
+    return this.kube ? new KubeObjects(this.kube.objects) : new EtcdObjects(this.etcdConnection());
   }
 
   get netConfPath(): string {
@@ -232,6 +234,23 @@ export class Sandbox {
   get etcdEndpoint(): string {
     if (!this.etcd) throw new Error("sandbox etcd is not running");
     return this.etcd.endpoint;
+  }
+
+  /** How to reach the sandbox's etcd: its endpoint and the client certificate. */
+  etcdConnection(): EtcdConnection {
+    if (!this.etcd) throw new Error("sandbox etcd is not running");
+    return etcdConnection(this.etcd);
+  }
+
+  /** A client of the sandbox's etcd (the caller closes it). */
+  etcdClient(): Etcd3 {
+    return connectEtcd(this.etcdConnection());
+  }
+
+  /** --etcd-endpoints and the certificate flags, for sluice-agent and sluicectl. */
+  etcdFlags(): string[] {
+    if (!this.etcd) throw new Error("sandbox etcd is not running");
+    return etcdFlags(this.etcd);
   }
 
   nodeByName(name: string): SandboxNode {
@@ -269,7 +288,7 @@ export class Sandbox {
       writeFileSync(this.netConfPath, json);
       return;
     }
-    const c = new Etcd3({ hosts: [this.etcdEndpoint] });
+    const c = this.etcdClient();
     try {
       await c.put("/coreos.com/network/config").value(json);
     } finally {
@@ -314,7 +333,7 @@ export class Sandbox {
 
   /** The resource store `sluicectl apply` writes through, on the sandbox's etcd. */
   private async withStore<T>(work: (store: EtcdResourceStore) => Promise<T>): Promise<T> {
-    const c = new Etcd3({ hosts: [this.etcdEndpoint], dialTimeout: 3000 });
+    const c = this.etcdClient();
     try {
       return await work(new EtcdResourceStore(c));
     } finally {
@@ -323,7 +342,7 @@ export class Sandbox {
   }
 
   agentArgs(node: SandboxNode): string[] {
-    const datastore = this.kube ? ["--kube-subnet-mgr", "--kube-api-url", this.kube.url, "--net-config-path", this.netConfPath] : ["--etcd-endpoints", this.etcdEndpoint];
+    const datastore = this.kube ? ["--kube-subnet-mgr", "--kube-api-url", this.kube.url, "--net-config-path", this.netConfPath] : this.etcdFlags();
     return [
       ...datastore,
       "--iface", "eth0",

@@ -148,7 +148,7 @@ describe("ConfigMap: flannel's net-conf.json and the CNI conflist", () => {
     // libcni hands each plugin its entry with the list's name and cniVersion added.
     const conf = parseCniNetConf({ ...list.plugins[0], name: list.name, cniVersion: list.cniVersion }, {});
     assert.equal(conf.nodeName, "node-1");
-    assert.equal(conf.etcdEndpoints, undefined, "Kubernetes mode: no etcd");
+    assert.deepEqual(conf.retiredKeys, [], "no keys of the plugin that wrote to etcd");
     assert.equal(conf.subnetFile, agentArgs()["subnet-file"], "the plugin reads the subnet.env the agent writes");
     assert.equal(typeof list.plugins[0]?.["policyReadyTimeoutMs"], "number");
     assert.deepEqual(list.plugins[1], { type: "portmap", capabilities: { portMappings: true } });
