@@ -4,7 +4,7 @@
  * also the router when there are two), one namespace per node, a real etcd (client
  * certificates required, as a production etcd should be), and a real sluice-agent per
  * node. Nothing is created in the host's own namespace, and no namespace has a route to
- * the host's interfaces.
+ * the host's interfaces. The state directory is private (stateDir.ts).
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { closeSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, existsSync, readdirSync } from "node:fs";
@@ -15,6 +15,7 @@ import { run } from "../dataplane/exec.js";
 import type { Etcd3 } from "etcd3";
 import { type EtcdConnection, connectEtcd } from "../datastore/etcdClient.js";
 import { etcdConnection, etcdFlags, startEtcd, type EtcdServer } from "./etcdServer.js";
+import { checkPrivateDir, ensurePrivateDir } from "./stateDir.js";
 import { nodeKind } from "../config/resourceKinds.js";
 import type { NodeObject } from "../config/policySchemas.js";
 import { EtcdResourceStore } from "../datastore/etcdResources.js";
@@ -166,7 +167,7 @@ export class Sandbox {
       nodes: this.nodes,
       createdAt: this.createdAt,
     };
-    mkdirSync(this.o.stateDir, { recursive: true });
+    ensurePrivateDir(this.o.stateDir);
     const tmp = `${this.statePath}.${process.pid}.tmp`;
     writeFileSync(tmp, JSON.stringify(state, null, 2) + "\n");
     renameSync(tmp, this.statePath);
@@ -178,7 +179,8 @@ export class Sandbox {
    */
   static load(stateDir: string): Sandbox {
     const path = join(stateDir, STATE_FILE);
-    if (!existsSync(path)) throw new NoSandboxError(stateDir);
+    // The state file names binaries root will run: only from a directory nobody else controls.
+    if (!checkPrivateDir(stateDir) || !existsSync(path)) throw new NoSandboxError(stateDir);
     let state: SandboxState;
     try {
       state = stateSchema.parse(JSON.parse(readFileSync(path, "utf8")));
@@ -261,7 +263,7 @@ export class Sandbox {
 
   async up(): Promise<void> {
     const o = this.o;
-    mkdirSync(o.stateDir, { recursive: true });
+    ensurePrivateDir(o.stateDir);
     await addNetns(this.underlayNs);
     await nsExec(this.underlayNs, "sysctl", ["-qw", "net.ipv4.ip_forward=1"]);
     for (let s = 1; s <= o.segments; s++) {
@@ -514,6 +516,9 @@ async function killNetnsProcesses(ns: string): Promise<void> {
  */
 export async function teardown(prefix: string, stateDir: string): Promise<void> {
   const dir = resolve(stateDir);
+  // Refused before anything is killed or removed: a symlink or someone else's directory
+  // would make root act on files another user chose.
+  checkPrivateDir(dir);
   const namespaces = sandboxNetns(prefix, await listNetns());
   for (const ns of namespaces) await killNetnsProcesses(ns);
   // Processes we started that may not be inside a namespace (etcd). A pid file can be
