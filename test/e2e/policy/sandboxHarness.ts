@@ -49,7 +49,7 @@ export class EtcdPolicyObjectStore implements PolicyObjectStore {
   private readonly store: EtcdResourceStore;
 
   constructor(
-    connection: EtcdConnection,
+    private readonly connection: EtcdConnection,
     private readonly endpoint = connection.endpoints.join(","),
   ) {
     this.etcd = connectEtcd(connection);
@@ -71,8 +71,18 @@ export class EtcdPolicyObjectStore implements PolicyObjectStore {
     }
   }
 
+  /**
+   * With a client of its own, as `sluicectl explain` has: etcd3 may reset a client's
+   * channels when the explain's watch is cancelled, failing the writes of the next step
+   * that share them.
+   */
   async loadModel(): Promise<PolicyModel> {
-    return (await loadPolicyModel(this.etcd, { endpoint: this.endpoint })).model;
+    const client = connectEtcd(this.connection);
+    try {
+      return (await loadPolicyModel(client, { endpoint: this.endpoint })).model;
+    } finally {
+      client.close();
+    }
   }
 
   async close(): Promise<void> {
