@@ -45,13 +45,15 @@ import { type IptablesMode, binaries } from "../src/dataplane/iptables.js";
 import { parseIpsetList, planPrepare } from "../src/dataplane/ipsetPlan.js";
 import { parseSave, planTable } from "../src/dataplane/iptablesPlan.js";
 import { PolicyDataplane } from "../src/dataplane/policyDataplane.js";
-import type { PodEndpoint } from "../src/model/endpoint.js";
+import type { PodEndpoint, WorkloadEndpointRecord } from "../src/model/endpoint.js";
 import { parseCidr } from "../src/model/ip.js";
 import { hostRuleset } from "../src/render/hostRules.js";
 import { endpointChainName, renderPolicy } from "../src/render/policy.js";
 import type { PolicyRender } from "../src/render/policyContract.js";
 import { renderTable } from "../src/render/ruleset.js";
-import { startEtcd } from "../src/sandbox/etcdServer.js";
+import { etcdConnection, etcdFlags, startEtcd } from "../src/sandbox/etcdServer.js";
+import { writeLocalRecord } from "../src/cni/localRecords.js";
+import { publishedValue } from "../src/datastore/etcdEndpointPublisher.js";
 import { addNetns, delNetns, listNetns, netnsPids } from "../src/sandbox/netns.js";
 import { binPath } from "../src/sandbox/paths.js";
 import { type LogRecord, countIpsets, countRules, max, median, nodePidOf, nsSh, pollInNs, procCpu, procMemory, q, readLog, sleep, timeInNs, waitForLog } from "./lib/nsTools.js";
@@ -301,15 +303,18 @@ interface ModeResult {
   noop: { list: number; render: number; ipsetExec: number[]; ipsetParse: number[]; ipsetPlan: number[]; iptablesExec: number[]; iptablesParse: number[]; iptablesHash: number[]; iptablesDiff: number[]; apply: number[]; wrote: boolean };
 }
 
-async function runMode(mode: IptablesMode, o: Options, ctx: { prefix: string; dir: string; cleanup: Cleanup; client: Etcd3; etcdEndpoint: string; snap: PolicySnapshot; base: PolicyRender; remote: Mutation; local: Mutation }): Promise<ModeResult> {
+async function runMode(mode: IptablesMode, o: Options, ctx: { prefix: string; dir: string; cleanup: Cleanup; client: Etcd3; etcdFlags: string[]; localRecords: WorkloadEndpointRecord[]; snap: PolicySnapshot; base: PolicyRender; remote: Mutation; local: Mutation }): Promise<ModeResult> {
   const { prefix, dir, cleanup, client } = ctx;
   const ns = await makeNode(prefix, mode === "nft" ? "n" : "l", cleanup);
   const bins = binaries(4, mode);
   const logPath = join(dir, `agent-${mode}.log`);
+  // The local pods' records, as sluice-cni leaves them on the node: the agent publishes them
+  // to etcd, where the bench already put the very same values (so it writes nothing).
+  for (const r of ctx.localRecords) writeLocalRecord(join(dir, `cni-${mode}`), r);
   const fd = openSync(logPath, "w");
   const args = [
     "netns", "exec", ns, process.execPath, binPath("sluice-agent"),
-    "--etcd-endpoints", ctx.etcdEndpoint,
+    ...ctx.etcdFlags,
     "--iface", "eth0",
     "--subnet-file", join(dir, `subnet-${mode}.env`),
     // Its 500 local pods get policy-ready marks: keep them in the bench's own directory.
@@ -612,7 +617,7 @@ async function bench(o: Options, prefix: string, dir: string, cleanup: Cleanup):
   const etcdDir = join(dir, "etcd");
   const etcd = await startEtcd({ dir: etcdDir });
   cleanup.add("etcd", () => etcd.stop());
-  const client = connectEtcd({ endpoints: [etcd.endpoint] }); // the agent's client settings
+  const client = connectEtcd(etcdConnection(etcd)); // the agent's client settings
   cleanup.add("etcd client", () => client.close());
   await client.put("/coreos.com/network/config").value(JSON.stringify({ Network: NETWORK, SubnetLen: 22, SubnetMin: LOCAL_SUBNET.split("/")[0], SubnetMax: LOCAL_SUBNET.split("/")[0], Backend: { Type: "host-gw" } }));
 
@@ -626,7 +631,7 @@ async function bench(o: Options, prefix: string, dir: string, cleanup: Cleanup):
     const puts = batch.map((r) => {
       const v = parseWorkloadEndpointRecord(r);
       if (!v.ok) throw new Error(`synthetic endpoint ${r.namespace}/${r.pod} is invalid: ${v.reason}`);
-      return { request_put: { key: Buffer.from(workloadEndpointKey(r.node, r.namespace, r.pod, r.ifName)), value: Buffer.from(JSON.stringify(v.record)) } };
+      return { request_put: { key: Buffer.from(workloadEndpointKey(r.node, r.namespace, r.pod, r.ifName)), value: Buffer.from(publishedValue(v.record, r.node)) } };
     });
     await client.kv.txn({ compare: [], success: puts, failure: [] });
   }
@@ -654,7 +659,7 @@ async function bench(o: Options, prefix: string, dir: string, cleanup: Cleanup):
   for (const [k, v] of setup) say(`${k}: ${v}`);
 
   const results: ModeResult[] = [];
-  for (const mode of o.modes) results.push(await runMode(mode, o, { prefix, dir, cleanup, client, etcdEndpoint: etcd.endpoint, snap: listed.snapshot, base, remote, local }));
+  for (const mode of o.modes) results.push(await runMode(mode, o, { prefix, dir, cleanup, client, etcdFlags: etcdFlags(etcd), localRecords: cluster.endpoints.filter((r) => r.node === NODE), snap: listed.snapshot, base, remote, local }));
   setup.push(["load average at the end", loadavg().map((x) => x.toFixed(1)).join(" ")]);
   process.stdout.write(report(o, setup, results));
 }

@@ -2,8 +2,8 @@
 # Installs sluice-cni on a node and writes its conflist: the sluice DaemonSet's init
 # container runs this with the node's CNI directories mounted.
 #
-# sluice-cni is a Node.js program (one bundled file that needs nothing from node_modules
-# in Kubernetes mode) and nodes rarely have node, so the image's own node binary is
+# sluice-cni is a Node.js program (one bundled file that needs nothing from node_modules:
+# it talks to no datastore) and nodes rarely have node, so the image's own node binary is
 # copied next to it: $CNI_BIN_DIR/sluice.d/{node,sluice-cni.js}, run by the wrapper
 # $CNI_BIN_DIR/sluice (the runtime finds the plugin by its type, "sluice"). That binary
 # is linked against glibc and libstdc++, which the node must have.

@@ -25,7 +25,7 @@ if [ "$pinned_arch" = yes ] && { [ ! -f "$node_stamp" ] || ! cmp -s tools/node/p
   need_node_install=yes
 fi
 
-PKGS=(etcd-server etcd-client iproute2 iptables ipset conntrack iputils-ping curl procps ca-certificates containernetworking-plugins util-linux)
+PKGS=(etcd-server etcd-client openssl iproute2 iptables ipset conntrack iputils-ping curl procps ca-certificates containernetworking-plugins util-linux)
 # The vm suite (scripts/vm/run.sh): QEMU, Debian's kernel with its modules, a static busybox
 # for the guest's initramfs, and what its tests drive there (python3 opens SCTP sockets).
 PKGS+=(qemu-system-x86 linux-image-amd64 busybox-static kmod wireguard-tools ipvsadm python3)

@@ -19,7 +19,7 @@ import { ensureVxlanDevice, randomVtepMac } from "../dataplane/vxlanDevice.js";
 import { type Family, type IpAddr, formatCidr, formatIp, parseIp } from "../model/ip.js";
 import type { Lease, LeaseAttrs } from "../model/lease.js";
 import { computeRouting, podMtu, vxlanDeviceName } from "../routing/backends.js";
-import { type AgentDatastore, type StartablePolicyFeed, openDatastore } from "./datastores.js";
+import { type AgentDatastore, type EndpointPublisher, type StartablePolicyFeed, openDatastore } from "./datastores.js";
 import { startHealthServer } from "./health.js";
 import { LocalEndpointWatcher, PolicyReadyMarks } from "./localEndpoints.js";
 import { leaseToPeer, vtepMacOf } from "./peers.js";
@@ -44,6 +44,7 @@ export class ConnectivityAgent {
   private hostRules: HostRules | undefined;
   private localEndpoints: LocalEndpointWatcher | undefined;
   private readyMarks: PolicyReadyMarks | undefined;
+  private publisher: EndpointPublisher | undefined;
   private policyFeed: StartablePolicyFeed | undefined;
   private policy: PolicyEngine | undefined;
   private policyPending: NodeJS.Timeout | undefined;
@@ -115,6 +116,9 @@ export class ConnectivityAgent {
     this.localEndpoints = new LocalEndpointWatcher({ dataDir: cfg["cni-data-dir"], nodeName: cfg.nodeName, log });
     this.readyMarks = new PolicyReadyMarks(cfg["cni-data-dir"], log);
     await this.localEndpoints.start();
+    // etcd mode: the node's pods reach etcd (and so every node's policy, this one's too) through the agent.
+    this.publisher = this.datastore.endpointPublisher(this.localEndpoints);
+    this.publisher?.start();
     if (cfg["enable-policy"]) this.startPolicy(this.hostRules, this.localEndpoints);
     // Without policy, a pod is "policy ready" once it is wired: the marks follow the records.
     else this.localEndpoints.on("changed", () => this.schedulePolicy());
@@ -316,6 +320,7 @@ export class ConnectivityAgent {
     if (this.pending) clearTimeout(this.pending);
     if (this.policyPending) clearTimeout(this.policyPending);
     this.localEndpoints?.stop();
+    await this.publisher?.stop();
     await this.policyFeed?.stop();
     await this.running.catch(() => undefined);
     await this.subnets?.stop();

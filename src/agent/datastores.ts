@@ -1,12 +1,13 @@
 /**
  * Picks the agent's datastore from its flags: etcd (the default; flannel's --etcd-* flags)
  * or the Kubernetes API (--kube-subnet-mgr, with --kube-api-url / --kubeconfig-file /
- * in-cluster credentials). Either way the agent gets a SubnetManager and a policy feed and
- * knows nothing else of the datastore.
+ * in-cluster credentials). Either way the agent gets a SubnetManager, a policy feed and
+ * (etcd) a publisher of this node's pods, and knows nothing else of the datastore.
  */
 import type { Logger } from "pino";
 import type { AgentConfig } from "../config/agentConfig.js";
 import { connectEtcd } from "../datastore/etcdClient.js";
+import { EtcdEndpointPublisher } from "../datastore/etcdEndpointPublisher.js";
 import { EtcdSubnetManager } from "../datastore/etcdSubnetManager.js";
 import { kubeConfigFrom } from "../datastore/kubeClient.js";
 import { KubePolicySource, type LocalEndpointRecords } from "../datastore/kubePolicySource.js";
@@ -21,6 +22,11 @@ export interface StartablePolicyFeed extends PolicyFeed {
   stop(): Promise<void>;
 }
 
+export interface EndpointPublisher {
+  start(): void;
+  stop(): Promise<void>;
+}
+
 export interface AgentDatastore {
   readonly kind: "etcd" | "kubernetes";
   readonly subnets: SubnetManager;
@@ -29,6 +35,11 @@ export interface AgentDatastore {
    * Kubernetes feed takes new local pods' addresses from them (etcd has the records itself).
    */
   policyFeed(local: LocalEndpointRecords): StartablePolicyFeed;
+  /**
+   * etcd: what publishes `local` as this node's workload endpoints (sluice-cni talks to no
+   * datastore); undefined in Kubernetes mode, where the kubelet reports the pods.
+   */
+  endpointPublisher(local: LocalEndpointRecords): EndpointPublisher | undefined;
   /** Closes the connection; call after the subnet manager and the feed have stopped. */
   close(): Promise<void>;
 }
@@ -40,6 +51,7 @@ export async function openDatastore(cfg: AgentConfig, log: Logger): Promise<Agen
     kind: "etcd",
     subnets: new EtcdSubnetManager({ client: etcd, prefix: cfg["etcd-prefix"], ttlMs: cfg["subnet-lease-ttl"], renewMarginMs: cfg["subnet-lease-renew-margin"], log }),
     policyFeed: () => new PolicySource({ client: etcd, log, prefix: cfg["resource-prefix"] }),
+    endpointPublisher: (local) => new EtcdEndpointPublisher({ client: etcd, log, nodeName: cfg.nodeName, local, prefix: cfg["resource-prefix"], resyncMs: cfg["policy-resync"] }),
     close: async () => etcd.close(),
   };
 }
@@ -51,6 +63,7 @@ async function openKubernetes(cfg: AgentConfig, log: Logger): Promise<AgentDatas
     kind: "kubernetes",
     subnets: new KubeSubnetManager({ kc, nodeName: cfg.nodeName, netConfigPath: cfg["net-config-path"], annotationPrefix: cfg["kube-annotation-prefix"], setNodeNetworkUnavailable: cfg["set-node-network-unavailable"], log }),
     policyFeed: (local) => new KubePolicySource({ kc, log, nodeName: cfg.nodeName, localRecords: local }),
+    endpointPublisher: () => undefined,
     // The client keeps no connection between requests; the watches end with stop().
     close: async () => undefined,
   };

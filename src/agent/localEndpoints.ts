@@ -10,8 +10,10 @@
  *   mode these records are how a new local pod's address reaches the policy source before
  *   the kubelet reports it to the API server.
  * - PolicyReadyMarks writes a pod's ready mark after each filter apply that programmed its
- *   chains with its addresses, and removes the marks of endpoints that went; sluice-cni's
- *   ADD waits for it when policyReadyTimeoutMs is set.
+ *   chains with its addresses, naming the container whose record the chains were rendered
+ *   from, and removes the marks of endpoints that went; sluice-cni's ADD waits for the mark
+ *   naming its own container when policyReadyTimeoutMs is set. In etcd mode the agent also
+ *   publishes these records to etcd (src/datastore/etcdEndpointPublisher.ts).
  */
 import { EventEmitter } from "node:events";
 import { type FSWatcher, watch } from "node:fs";
@@ -55,8 +57,18 @@ export class LocalEndpointWatcher extends EventEmitter implements LocalEndpointR
     this.dir = localEndpointsDir(o.dataDir);
   }
 
-  /** Scans once and starts watching. Never fails: a missing directory is an empty one until it appears. */
+  /**
+   * Scans once and starts watching. Never fails: a missing directory is an empty one until
+   * it appears. The directory is made here if it can be, so that the watch holds from the
+   * first pod on (a watch can only be set on a directory that exists; otherwise the first
+   * pod would wait for the periodic rescan).
+   */
   async start(): Promise<void> {
+    try {
+      await mkdir(this.dir, { recursive: true });
+    } catch (err) {
+      this.o.log.warn({ dir: this.dir, err: (err as Error).message }, "cannot create the local endpoint records' directory; watching for it");
+    }
     await this.rescan();
     this.timer = setInterval(() => void this.rescan(), this.o.rescanMs ?? 5000);
     this.timer.unref();
@@ -172,6 +184,8 @@ export class LocalEndpointWatcher extends EventEmitter implements LocalEndpointR
 
 export interface ProgrammedEndpoint {
   hostIface: string;
+  /** The container of the record the chains were rendered from. */
+  containerId: string;
   ips: readonly string[];
 }
 
@@ -195,7 +209,8 @@ export class PolicyReadyMarks {
    */
   async sync(programmed: readonly ProgrammedEndpoint[]): Promise<void> {
     try {
-      const want = new Map(programmed.map((e) => [e.hostIface, formatReadyMark(e.ips)]));
+      // An endpoint without a container (a pod the API server reported, with no record here) is nobody's to wait for.
+      const want = new Map(programmed.filter((e) => e.containerId !== "").map((e) => [e.hostIface, formatReadyMark(e.containerId, e.ips)]));
       let present: string[];
       try {
         present = (await readdir(this.dir)).filter((n) => !n.startsWith("."));

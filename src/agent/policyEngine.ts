@@ -60,11 +60,15 @@ export class PolicyEngine extends EventEmitter {
   private rendered: PolicySnapshot | undefined;
 
   /**
-   * This node's endpoints (host interface and addresses) in the snapshot of the last
-   * renders() call: once the caller has applied that render, their chains are in place.
+   * This node's endpoints (host interface, addresses, and the container of the record they
+   * came from; "" when none did) in the snapshot of the last renders() call: once the
+   * caller has applied that render, their chains are in place.
    */
-  renderedLocalEndpoints(): Array<{ hostIface: string; ips: string[] }> {
-    return (this.rendered?.endpoints ?? []).filter((e) => e.node === this.nodeName).map((e) => ({ hostIface: e.hostIface, ips: e.ips }));
+  renderedLocalEndpoints(): Array<{ hostIface: string; containerId: string; ips: string[] }> {
+    const snapshot = this.rendered;
+    if (!snapshot) return [];
+    const containers = new Map(snapshot.workloadEndpoints.filter((r) => r.node === this.nodeName).map((r) => [r.hostIface, r.containerId]));
+    return snapshot.endpoints.filter((e) => e.node === this.nodeName).map((e) => ({ hostIface: e.hostIface, containerId: containers.get(e.hostIface) ?? "", ips: e.ips }));
   }
 
   /** The policy model of a snapshot; new warnings are logged once. */

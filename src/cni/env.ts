@@ -15,7 +15,21 @@ export interface CniEnv {
 }
 
 /** Linux interface names: 1-15 bytes, no '/', ':' or white space, not "." or "..". */
-export const isValidIfName = (s: string): boolean => s.length > 0 && Buffer.byteLength(s) <= 15 && !/[/:\s]/.test(s) && s !== "." && s !== "..";
+export const isLinuxIfName = (s: string): boolean => s.length > 0 && Buffer.byteLength(s) <= 15 && !/[/:\s]/.test(s) && s !== "." && s !== "..";
+/**
+ * What the plugin accepts as CNI_IFNAME: 1-15 letters, digits, '_', '.' or '-', not "." or
+ * "..". The kernel takes more (anything but '/', ':' and white space), but the name goes
+ * into `ip -batch` lines, where '#' starts a comment and quotes and backslashes group or
+ * escape: `eth0#x` would cut the line that moves the pod end into the pod's namespace,
+ * and leave that end on the node.
+ */
+export const isValidIfName = (s: string): boolean => /^[A-Za-z0-9_.-]{1,15}$/.test(s) && s !== "." && s !== "..";
+/**
+ * What the plugin accepts as CNI_NETNS: an absolute path of letters, digits and
+ * `_ . - / : @ + , =` (/var/run/netns/cni-1234, /proc/42/ns/net, /run/docker/netns/ab12):
+ * nothing `ip -batch` could read as a comment, a quote, an escape or a second argument.
+ */
+export const isValidNetnsPath = (s: string): boolean => /^\/[A-Za-z0-9_./:@+,=-]*$/.test(s);
 /** The spec's rule for container IDs (libcni enforces it as well). */
 export const isValidContainerId = (s: string): boolean => /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(s);
 
@@ -55,17 +69,26 @@ export function readCniEnv(env: NodeJS.ProcessEnv): CniEnv {
     if (!isValidContainerId(containerId)) throw new CniError(CNI_ERR.invalidEnv, `CNI_CONTAINERID "${containerId}" is invalid (letters, digits, '_', '.', '-', starting with a letter or digit)`);
   }
   if (need.netns && !netns) throw new CniError(CNI_ERR.invalidEnv, `CNI_NETNS is required for ${command}`);
-  if (netns && (!netns.startsWith("/") || /\s/.test(netns))) throw new CniError(CNI_ERR.invalidEnv, `CNI_NETNS "${netns}" must be an absolute path without white space`);
+  // ADD writes both names into ip -batch lines, CHECK into its queries. DEL passes them as
+  // argv only, and must succeed for whatever an older plugin accepted.
+  const strict = command === "ADD" || command === "CHECK";
+  if (netns && !strict && (!netns.startsWith("/") || /\s/.test(netns))) throw new CniError(CNI_ERR.invalidEnv, `CNI_NETNS "${netns}" must be an absolute path without white space`);
+  if (netns && strict && !isValidNetnsPath(netns)) throw new CniError(CNI_ERR.invalidEnv, `CNI_NETNS ${JSON.stringify(netns)} must be an absolute path of letters, digits and _ . - / : @ + , = (anything else could be misread by ip -batch)`);
   if (need.ifName) {
     if (!ifName) throw new CniError(CNI_ERR.invalidEnv, `CNI_IFNAME is required for ${command}`);
-    if (!isValidIfName(ifName)) throw new CniError(CNI_ERR.invalidEnv, `CNI_IFNAME "${ifName}" is not a valid interface name`);
+    if (!strict && !isLinuxIfName(ifName)) throw new CniError(CNI_ERR.invalidEnv, `CNI_IFNAME "${ifName}" is not a valid interface name`);
+    if (strict && !isValidIfName(ifName)) throw new CniError(CNI_ERR.invalidEnv, `CNI_IFNAME ${JSON.stringify(ifName)} must be 1-15 letters, digits, '_', '.' or '-' (anything else could be misread by ip -batch)`);
   }
   const args = parseCniArgs(env["CNI_ARGS"] ?? "");
   const path = (env["CNI_PATH"] ?? "").split(":").filter(Boolean);
   return { command, containerId, netns, ifName, args, path };
 }
 
-/** Pod namespace/name from CNI_ARGS (Kubernetes runtimes set both); other runtimes get "default"/<container id>. */
+/**
+ * Pod namespace/name from CNI_ARGS (Kubernetes runtimes set both); other runtimes get
+ * "default"/<container id>. This identity goes into the host veth's alias and the pod's
+ * record: a host veth of the same name is replaced only for the same pod.
+ */
 export function podIdentity(e: CniEnv): { namespace: string; pod: string } {
   const namespace = e.args.get("K8S_POD_NAMESPACE") || "default";
   const pod = e.args.get("K8S_POD_NAME") || e.containerId;

@@ -20,8 +20,7 @@ export const CNI_ERR = {
   noFreeAddress: 101,
   /** Sluice: the kernel refused part of the pod's wiring (veth, address, route). */
   wiring: 102,
-  /** Sluice: the endpoint record could not be written to or removed from etcd. */
-  datastore: 103,
+  // 103 was "the endpoint record could not be written to etcd": the plugin talks to no datastore any more.
   /** Sluice: CHECK found the pod's wiring different from what ADD set up. */
   checkFailed: 104,
   /** Sluice: this container/interface already holds an address (a repeated ADD). */

@@ -4,12 +4,19 @@
  * goes to stdout and the exit code; src/bin/sluice-cni.ts only does the I/O.
  *
  * ADD either completes or leaves nothing behind: every step registers its undo, and a
- * failure runs them in reverse (etcd record, local record, veth pair, addresses).
+ * failure runs them in reverse (local record, veth pair, addresses).
  *
- * Modes: with `etcdEndpoints` the pod's WorkloadEndpointRecord also goes to etcd (the
- * agent's policy source reads it there); without, nothing talks to etcd (Kubernetes
- * mode: addresses from the node subnet in subnet.env, the agent learns the pod's address
- * from the record on the node and its metadata from the API server).
+ * The plugin talks to no datastore, in either mode: it writes the pod's record on the
+ * node (localRecords.ts) and the node's agent takes it from there (Kubernetes mode: joins
+ * it with the Pod from the API server; etcd mode: publishes it as the pod's workload
+ * endpoint, with the agent's own etcd credentials). So no node needs an etcd that answers
+ * without credentials, and no ADD pays for loading an etcd client. The netconf keys of
+ * the plugin that did write to etcd (etcdEndpoints, etcdPrefix) are accepted, ignored and
+ * warned about.
+ *
+ * Removal is compare-and-delete: DEL, GC and a rollback remove only what names their own
+ * container, under the node lock (nodeLock.ts), so a DEL of an old container never takes
+ * the files of an ADD of the same pod's new one.
  */
 import { existsSync, readFileSync } from "node:fs";
 import { parseSubnetEnv, type SubnetEnv } from "../agent/subnetEnv.js";
@@ -18,9 +25,10 @@ import { ConfigError } from "../config/errors.js";
 import { type IpamOwner, NoFreeAddressError, PodIpam } from "../ipam/podIpam.js";
 import { type WorkloadEndpointRecord, hostIfaceName } from "../model/endpoint.js";
 import { formatCidr, formatIp, type IpAddr } from "../model/ip.js";
-import { EndpointStore } from "./endpointStore.js";
-import { clearReadyMark, gcLocalRecords, removeLocalRecord, removeLocalRecordsOf, waitPolicyReady, writeLocalRecord } from "./localRecords.js";
+import { localEndpointPath } from "../model/localEndpoints.js";
+import { clearReadyMark, gcLocalRecords, readLocalRecord, removeLocalRecord, removeLocalRecordsOf, waitPolicyReady, writeLocalRecord } from "./localRecords.js";
 import { type CniEnv, podIdentity, readCniEnv } from "./env.js";
+import { withNodeLock } from "./nodeLock.js";
 import { CNI_ERR, CniError, errorResult } from "./errors.js";
 import { type CniLog, makeCniLog } from "./log.js";
 import { type CniResult, decodeResult, encodeResult, mergeResults } from "./result.js";
@@ -37,6 +45,7 @@ import {
   inspectPodSide,
   listOwnedHostVeths,
   parseOwnerAlias,
+  podToken,
   randomPodMac,
   readProxyArp,
   wirePod,
@@ -88,6 +97,12 @@ export async function runCni(processEnv: NodeJS.ProcessEnv, stdin: string, log: 
       throw err;
     }
     log.setLevel(conf.logLevel);
+    if (conf.retiredKeys.length > 0) {
+      log.warn(
+        { ignored: conf.retiredKeys },
+        `network config: ${conf.retiredKeys.join(", ")} ${conf.retiredKeys.length > 1 ? "are" : "is"} ignored: sluice-cni no longer talks to etcd (the node's agent publishes the pod's workload endpoint from its record on the node, with its own etcd credentials); remove ${conf.retiredKeys.length > 1 ? "them" : "it"} from the conflist`,
+      );
+    }
     if (env.command === "CHECK" && !versionAtLeast(conf.cniVersion, "0.4.0")) throw new CniError(CNI_ERR.incompatibleVersion, `config version ${conf.cniVersion} does not allow CHECK (needs 0.4.0 or later)`);
     if ((env.command === "STATUS" || env.command === "GC") && !versionAtLeast(conf.cniVersion, "1.1.0")) throw new CniError(CNI_ERR.incompatibleVersion, `config version ${conf.cniVersion} does not allow ${env.command} (needs 1.1.0)`);
 
@@ -149,8 +164,14 @@ function ipamCall<T>(what: string, fn: () => T): T {
 
 const ownerOf = (env: CniEnv): IpamOwner => ({ containerId: env.containerId, ifName: env.ifName });
 
-/** Removes a host veth named `name` left by an earlier container of the same pod; refuses anything else. */
-function clearStaleHostLink(ctx: Ctx, name: string): void {
+/**
+ * Removes a host veth named `name` left by an earlier container of the same pod (same
+ * namespace and name, by its alias; for an alias of an older plugin, which names no pod, by
+ * the pod's record on the node); refuses anything else: a veth that is not ours, this
+ * container's own (a repeated ADD), or another pod's whose name hashes to the same host
+ * interface name.
+ */
+function clearStaleHostLink(ctx: Ctx, name: string, pod: { namespace: string; pod: string }): void {
   if (!hostLinkExists(name)) return;
   const link = getHostLink(name);
   if (!link) return;
@@ -159,13 +180,26 @@ function clearStaleHostLink(ctx: Ctx, name: string): void {
   if (owner.containerId === ctx.env.containerId) {
     throw new CniError(CNI_ERR.alreadyAllocated, `container ${ctx.env.containerId} already has a sluice interface (${owner.ifName}, host side ${name}); one per pod`);
   }
+  const ours = podToken(pod.namespace, pod.pod);
+  let samePod: boolean;
+  if (owner.pod !== undefined) {
+    samePod = owner.pod === ours;
+  } else {
+    const record = readLocalRecord(ctx.conf.dataDir, name);
+    samePod = record?.containerId === owner.containerId && record.namespace === pod.namespace && record.pod === pod.pod;
+  }
+  if (!samePod) {
+    const whose = owner.pod !== undefined ? `pod ${owner.pod}` : `a container whose pod no record on this node names (${localEndpointPath(ctx.conf.dataDir, name)})`;
+    throw new CniError(CNI_ERR.wiring, `host interface ${name} belongs to ${whose} (container ${owner.containerId}), not to ${pod.namespace}/${pod.pod}: two pods' names map to the same host interface name; not touching it (DEL or GC that container first)`);
+  }
   ctx.log.warn({ hostIface: name, staleContainerId: owner.containerId }, "removing the host veth of an earlier container of this pod");
   deleteHostLinks([name]);
 }
 
 async function cmdAdd(ctx: Ctx): Promise<CniResult> {
   const { env, conf, log } = ctx;
-  const { namespace, pod } = podIdentity(env);
+  const identity = podIdentity(env);
+  const { namespace, pod } = identity;
   const hostIface = hostIfaceName(namespace, pod);
   const subnets = loadSubnetEnv(conf, CNI_ERR.tryAgainLater);
   const prev = conf.prevResult ? decodeResult(conf.prevResult) : undefined;
@@ -176,12 +210,13 @@ async function cmdAdd(ctx: Ctx): Promise<CniResult> {
   // A repeated ADD shows as a host veth that this container already owns (refused with
   // 105 here). No scan of the address store: it costs a file read per pod on the node, and
   // an address left by an ADD that died before wiring is released by DEL or GC anyway.
-  clearStaleHostLink(ctx, hostIface);
-  // Only a mark the agent writes after this point may count as this pod's.
-  if (conf.policyReadyTimeoutMs > 0) ipamCall("clearing the policy-ready mark", () => clearReadyMark(conf.dataDir, hostIface));
+  clearStaleHostLink(ctx, hostIface, identity);
+  // Only a mark the agent writes after this point may count as this container's.
+  if (conf.policyReadyTimeoutMs > 0) ipamCall("clearing the policy-ready mark", () => clearReadyMark(conf.dataDir, hostIface, env.containerId));
 
   const undo: Array<{ what: string; run: () => Promise<unknown> | unknown }> = [];
-  let store: EndpointStore | undefined;
+  // Releasers of addresses and records hold the node lock (nodeLock.ts).
+  const locked = <T>(fn: () => T): Promise<T> => withNodeLock(conf.dataDir, fn);
   try {
     let v4: IpAddr | undefined;
     let v6: IpAddr | undefined;
@@ -189,17 +224,18 @@ async function cmdAdd(ctx: Ctx): Promise<CniResult> {
       const subnet = subnets.subnet;
       v4 = ipamCall(`allocating from ${formatCidr(subnet)}`, () => ipam.allocate(subnet, owner));
       const ip = v4;
-      undo.push({ what: `release ${formatIp(ip)}`, run: () => ipam.release(ip, owner) });
+      undo.push({ what: `release ${formatIp(ip)}`, run: () => locked(() => ipam.release(ip, owner)) });
     }
     if (subnets.ipv6Subnet) {
       const subnet = subnets.ipv6Subnet;
       v6 = ipamCall(`allocating from ${formatCidr(subnet)}`, () => ipam.allocate(subnet, owner));
       const ip = v6;
-      undo.push({ what: `release ${formatIp(ip)}`, run: () => ipam.release(ip, owner) });
+      undo.push({ what: `release ${formatIp(ip)}`, run: () => locked(() => ipam.release(ip, owner)) });
     }
     const plan: WiringPlan = {
       network: conf.name,
       containerId: env.containerId,
+      pod: identity,
       netns: env.netns,
       podIface: env.ifName,
       hostIface,
@@ -222,19 +258,11 @@ async function cmdAdd(ctx: Ctx): Promise<CniResult> {
       mac: plan.podMac,
     };
     // Registered first: a rename that failed midway leaves at most a temp file (GC's).
-    undo.push({ what: `remove the local record of ${hostIface}`, run: () => removeLocalRecord(conf.dataDir, hostIface, owner) });
-    ipamCall("writing the local endpoint record", () => writeLocalRecord(conf.dataDir, record));
-    if (conf.etcdEndpoints) {
-      store = EndpointStore.open(conf.etcdEndpoints, conf.etcdPrefix);
-      const s = store;
-      const key = s.keyOf(record);
-      // Registered first: a put that timed out may still have landed (remove checks the owner).
-      undo.push({ what: `delete ${key}`, run: () => s.remove(key, env.containerId) });
-      await s.put(record);
-    }
+    undo.push({ what: `remove the local record of ${hostIface}`, run: () => locked(() => removeLocalRecord(conf.dataDir, hostIface, owner)) });
+    await locked(() => ipamCall("writing the local endpoint record", () => writeLocalRecord(conf.dataDir, record)));
     if (conf.policyReadyTimeoutMs > 0) {
       const waitStarted = Date.now();
-      if (!(await waitPolicyReady(conf.dataDir, hostIface, record.ips, conf.policyReadyTimeoutMs))) {
+      if (!(await waitPolicyReady(conf.dataDir, hostIface, env.containerId, record.ips, conf.policyReadyTimeoutMs))) {
         throw new CniError(
           CNI_ERR.tryAgainLater,
           `the Sluice agent on node ${conf.nodeName} did not program the policy of ${namespace}/${pod} (${hostIface}, ${record.ips.join(", ")}) within policyReadyTimeoutMs=${conf.policyReadyTimeoutMs}; the pod was unwired so that it never runs unpoliced (is the agent running and ready on this node?)`,
@@ -263,8 +291,6 @@ async function cmdAdd(ctx: Ctx): Promise<CniResult> {
       }
     }
     throw err;
-  } finally {
-    store?.close();
   }
 }
 
@@ -273,9 +299,9 @@ async function cmdDel(ctx: Ctx): Promise<void> {
   const owner = ownerOf(env);
   const ipam = PodIpam.forNetwork(conf.dataDir, conf.name);
 
-  // Order: links, then the etcd record, the local record, then the addresses. The address is freed last so
-  // that a failed DEL (etcd unreachable) never leaves a free address that a stale record
-  // still claims; the runtime retries DEL, and the retry finishes the job.
+  // Order: links, then the local record, then the addresses. The address is freed last so
+  // that a failed DEL never leaves a free address that a stale record still claims; the
+  // runtime retries DEL, and the retry finishes the job.
   // The pod end, inside the pod: deleting it takes the host end (and its routes) along.
   const podDeleted = env.netns ? deletePodIface(env.netns, env.ifName) : false;
   let identity: { namespace: string; pod: string } | undefined;
@@ -294,27 +320,16 @@ async function cmdDel(ctx: Ctx): Promise<void> {
     }
   }
 
-  if (conf.etcdEndpoints) {
-    const store = EndpointStore.open(conf.etcdEndpoints, conf.etcdPrefix);
-    try {
-      let removed = false;
-      if (identity) removed = await store.remove(store.keyOf({ node: conf.nodeName, namespace: identity.namespace, pod: identity.pod, ifName: env.ifName }), env.containerId);
-      if (!removed && !env.args.has("K8S_POD_NAME")) {
-        // ADD may have had pod names DEL was not given: find the record by container.
-        for (const e of await store.listNode(conf.nodeName)) {
-          if (e.record.containerId === env.containerId && e.record.ifName === env.ifName) await store.remove(e.key, env.containerId);
-        }
-      }
-    } finally {
-      store.close();
-    }
-  }
-  ipamCall("removing the local endpoint record", () => {
-    const removed = identity ? removeLocalRecord(conf.dataDir, hostIfaceName(identity.namespace, identity.pod), owner) : false;
-    // As with etcd: ADD may have had pod names DEL was not given.
-    if (!removed && !env.args.has("K8S_POD_NAME")) removeLocalRecordsOf(conf.dataDir, owner);
+  // Each file goes only if it still names this container when it goes: under the lock, no
+  // ADD of the pod's next container can write its record between the check and the removal.
+  const released = await withNodeLock(conf.dataDir, () => {
+    ipamCall("removing the local endpoint record", () => {
+      const removed = identity ? removeLocalRecord(conf.dataDir, hostIfaceName(identity.namespace, identity.pod), owner) : false;
+      // ADD may have had pod names DEL was not given: find the record by container.
+      if (!removed && !env.args.has("K8S_POD_NAME")) removeLocalRecordsOf(conf.dataDir, owner);
+    });
+    return ipamCall("releasing addresses", () => ipam.releaseByOwner(owner));
   });
-  const released = ipamCall("releasing addresses", () => ipam.releaseByOwner(owner));
   log.info({ released: released.map((ip) => formatIp(ip)), podDeleted }, "pod unwired");
 }
 
@@ -394,19 +409,10 @@ async function cmdGc(ctx: Ctx): Promise<void> {
   const keep = new Set(valid.map((v) => `${v.containerId}/${v.ifName}`));
   const stray = (listOwnedHostVeths()).filter((l) => l.owner.network === conf.name && !keep.has(`${l.owner.containerId}/${l.owner.ifName}`));
   deleteHostLinks(stray.map((l) => l.name));
-  let records = 0;
-  if (conf.etcdEndpoints) {
-    const store = EndpointStore.open(conf.etcdEndpoints, conf.etcdPrefix);
-    try {
-      for (const e of await store.listNode(conf.nodeName)) {
-        if (!keep.has(`${e.record.containerId}/${e.record.ifName}`) && (await store.remove(e.key, e.record.containerId))) records++;
-      }
-    } finally {
-      store.close();
-    }
-  }
-  const local = ipamCall("collecting local endpoint records", () => gcLocalRecords(conf.dataDir, keep));
-  // Addresses last (as in DEL): a GC that fails on etcd must not free addresses stale records still claim.
-  const released = ipamCall("collecting addresses", () => PodIpam.forNetwork(conf.dataDir, conf.name).gc(valid));
-  log.info({ released: released.map((a) => formatIp(a.ip)), veths: stray.map((l) => l.name), records, localRecords: local }, "garbage collected");
+  const { local, released } = await withNodeLock(conf.dataDir, () => {
+    const gone = ipamCall("collecting local endpoint records", () => gcLocalRecords(conf.dataDir, keep));
+    // Addresses last (as in DEL): a GC that fails midway must not free addresses stale records still claim.
+    return { local: gone, released: ipamCall("collecting addresses", () => PodIpam.forNetwork(conf.dataDir, conf.name).gc(valid)) };
+  });
+  log.info({ released: released.map((a) => formatIp(a.ip)), veths: stray.map((l) => l.name), localRecords: local }, "garbage collected");
 }

@@ -10,6 +10,7 @@
  * with spawnSync: a plugin process does one thing at a time, and a synchronous spawn
  * costs a fraction of an asynchronous one (no pipe streams to set up).
  */
+import { createHash } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { spawnSync } from "node:child_process";
 import { CNI_ERR, CniError } from "./errors.js";
@@ -18,12 +19,37 @@ export const GATEWAY_V4 = "169.254.1.1";
 export const HOST_VETH_MAC = "ee:ee:ee:ee:ee:ee";
 /** The EUI-64 link-local address of HOST_VETH_MAC, set explicitly on every host veth (as Calico does). */
 export const GATEWAY_V6 = "fe80::ecee:eeff:feee:eeee";
-/** Host veths carry "sluice/<network>/<containerId>/<ifName>" as their alias: who owns them, for DEL and GC. */
+/**
+ * Host veths carry "sluice/<network>/<containerId>/<ifName>/<namespace>/<pod>" as their
+ * alias: who owns them, for DEL and GC, and which pod, so that an ADD replaces a host veth
+ * of its name only for the same pod (host veth names are a 48-bit hash of the pod's name:
+ * two pods can collide, and a tenant can make them). Older plugins wrote the first four
+ * parts only.
+ */
 export const ALIAS_PREFIX = "sluice/";
+/** The kernel keeps at most this many bytes of an alias (IFALIASZ - 1). */
+export const MAX_ALIAS_BYTES = 255;
+/** A pod name longer than this is written as "~" + a hash of it, so that every alias fits. */
+const MAX_LITERAL_POD = 100;
+
+/**
+ * Everything that goes into an `ip -batch` line: no white space (argument breaks), '#'
+ * (comment), quotes or backslashes (grouping, escapes). Names are checked where they
+ * enter (env.ts, the netconf); this is the last line of defence, so that an unchecked
+ * name fails the call instead of cutting a line short.
+ */
+const BATCH_TOKEN = /^[A-Za-z0-9_./:@+,=~-]+$/;
+
+function batchToken(value: string, what: string): string {
+  if (!BATCH_TOKEN.test(value)) throw new CniError(CNI_ERR.invalidEnv, `${what} ${JSON.stringify(value)} cannot go into an ip -batch line`);
+  return value;
+}
 
 export interface WiringPlan {
   network: string;
   containerId: string;
+  /** The pod's identity (CNI_ARGS), for the host veth's alias. */
+  pod: { namespace: string; pod: string };
   /** The pod's network namespace (a path). */
   netns: string;
   podIface: string;
@@ -35,14 +61,29 @@ export interface WiringPlan {
   ipv6: string | undefined;
 }
 
-export const ownerAlias = (network: string, containerId: string, ifName: string): string => `${ALIAS_PREFIX}${network}/${containerId}/${ifName}`;
+/** The pod as the alias names it: "<namespace>/<pod>", a long pod name hashed (names hold no '~'). */
+export function podToken(namespace: string, pod: string): string {
+  const name = pod.length <= MAX_LITERAL_POD ? pod : `~${createHash("sha256").update(pod).digest("hex").slice(0, 40)}`;
+  return `${namespace}/${name}`;
+}
 
-export function parseOwnerAlias(alias: string | undefined): { network: string; containerId: string; ifName: string } | undefined {
+export const ownerAlias = (network: string, containerId: string, ifName: string, pod: { namespace: string; pod: string }): string =>
+  `${ALIAS_PREFIX}${network}/${containerId}/${ifName}/${podToken(pod.namespace, pod.pod)}`;
+
+export interface AliasOwner {
+  network: string;
+  containerId: string;
+  ifName: string;
+  /** podToken() of the pod; undefined in an alias an older plugin wrote. */
+  pod: string | undefined;
+}
+
+export function parseOwnerAlias(alias: string | undefined): AliasOwner | undefined {
   if (!alias?.startsWith(ALIAS_PREFIX)) return undefined;
   const parts = alias.slice(ALIAS_PREFIX.length).split("/");
-  if (parts.length !== 3 || parts.some((p) => p === "")) return undefined;
-  const [network, containerId, ifName] = parts as [string, string, string];
-  return { network, containerId, ifName };
+  if ((parts.length !== 3 && parts.length !== 5) || parts.some((p) => p === "")) return undefined;
+  const [network, containerId, ifName, namespace, pod] = parts as [string, string, string, string?, string?];
+  return { network, containerId, ifName, pod: namespace !== undefined && pod !== undefined ? `${namespace}/${pod}` : undefined };
 }
 
 /**
@@ -71,10 +112,13 @@ export function runCmd(cmd: string, args: readonly string[], input = ""): CmdRes
 
 /** Node side: the pair (pod end created directly in the pod's namespace), owner alias, routes to the pod. */
 export function hostBatch(p: WiringPlan): string[] {
+  const alias = ownerAlias(p.network, p.containerId, p.podIface, p.pod);
+  if (Buffer.byteLength(alias) > MAX_ALIAS_BYTES) throw new CniError(CNI_ERR.invalidNetConf, `the host interface's alias ${alias} is longer than the kernel keeps (${MAX_ALIAS_BYTES} bytes): shorten the network name`);
+  const host = batchToken(p.hostIface, "host interface");
   const lines = [
-    `link add ${p.hostIface} mtu ${p.mtu} address ${HOST_VETH_MAC} up type veth peer name ${p.podIface} mtu ${p.mtu} address ${p.podMac} netns ${p.netns}`,
+    `link add ${host} mtu ${p.mtu} address ${HOST_VETH_MAC} up type veth peer name ${batchToken(p.podIface, "CNI_IFNAME")} mtu ${p.mtu} address ${batchToken(p.podMac, "MAC")} netns ${batchToken(p.netns, "CNI_NETNS")}`,
     // No kernel-made IPv6 link-local address: we set GATEWAY_V6 ourselves, without DAD, so it works at once.
-    `link set ${p.hostIface} alias ${ownerAlias(p.network, p.containerId, p.podIface)}${p.ipv6 ? " addrgenmode none" : ""}`,
+    `link set ${host} alias ${batchToken(alias, "alias")}${p.ipv6 ? " addrgenmode none" : ""}`,
   ];
   if (p.ipv4) lines.push(`route add ${p.ipv4}/32 dev ${p.hostIface} scope link`);
   if (p.ipv6) lines.push(`addr add ${GATEWAY_V6}/64 dev ${p.hostIface} nodad`, `route add ${p.ipv6}/128 dev ${p.hostIface}`);
@@ -83,6 +127,7 @@ export function hostBatch(p: WiringPlan): string[] {
 
 /** Pod side: address(es), the link-local gateway (a permanent neighbour, so no ARP/ND is needed for it), default routes. */
 export function podBatch(p: WiringPlan): string[] {
+  batchToken(p.podIface, "CNI_IFNAME");
   const lines = [`link set ${p.podIface} up`];
   if (p.ipv4) {
     lines.push(
@@ -145,7 +190,7 @@ export function getHostLink(name: string): HostLink | undefined {
 }
 
 /** Every veth in the node's namespace whose alias says Sluice made it. */
-export function listOwnedHostVeths(): Array<HostLink & { owner: NonNullable<ReturnType<typeof parseOwnerAlias>> }> {
+export function listOwnedHostVeths(): Array<HostLink & { owner: AliasOwner }> {
   const r = runCmd("ip", ["-j", "link", "show", "type", "veth"]);
   if (r.code !== 0) throw new CniError(CNI_ERR.io, `listing veths failed: ${r.stderr.trim()}`);
   const out = [];

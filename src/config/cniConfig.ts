@@ -5,7 +5,6 @@
  */
 import { hostname } from "node:os";
 import * as z from "zod/mini";
-import { SLUICE_PREFIX } from "../datastore/resourceKeys.js";
 import { ConfigError } from "./errors.js";
 
 /** What sluice-cni speaks, oldest first. 0.3.x results have the 0.4.0 shape. */
@@ -22,7 +21,12 @@ export type CniLogLevel = (typeof LOG_LEVELS)[number];
 
 /** Names that end up in file names, interface aliases and etcd keys (the spec's rule for container IDs). */
 const SAFE_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
-const ETCD_ENDPOINT = /^(https?:\/\/[^/\s]+\/?|unix:\/\/\/\S+)$/;
+/**
+ * Keys of the plugin that wrote workload endpoints to etcd itself. Accepted (so that a
+ * node's conflist written for it keeps working), ignored and warned about: the agent
+ * publishes the pods now, with its own credentials.
+ */
+export const RETIRED_KEYS = ["etcdEndpoints", "etcdPrefix"] as const;
 
 const absolutePath = z.string().check(z.refine((s) => s.startsWith("/"), { message: "must be an absolute path" }));
 
@@ -34,13 +38,6 @@ const schema = z.looseObject({
   dataDir: z._default(absolutePath, DEFAULT_DATA_DIR),
   nodeName: z.optional(z.string().check(z.refine((s) => SAFE_NAME.test(s), { message: "must be a node name (letters, digits, '_', '.', '-')" }))),
   mtu: z.optional(z.number().check(z.int(), z.minimum(68), z.maximum(65535))),
-  etcdEndpoints: z.optional(
-    z.pipe(
-      z.union([z.string(), z.array(z.string())]),
-      z.transform((v) => (typeof v === "string" ? v.split(",") : v).map((e) => e.trim()).filter(Boolean)),
-    ).check(z.refine((a) => a.length > 0 && a.every((e) => ETCD_ENDPOINT.test(e)), { message: "must be http(s)://host:port or unix:///path URLs" })),
-  ),
-  etcdPrefix: z._default(z.string().check(z.refine((s) => s.startsWith("/") && !s.endsWith("/"), { message: "must start with / and not end with /" })), SLUICE_PREFIX),
   logLevel: z._default(z.enum(LOG_LEVELS), "warn"),
   policyReadyTimeoutMs: z._default(z.number().check(z.int(), z.minimum(0), z.maximum(MAX_POLICY_READY_TIMEOUT_MS)), 0),
   runtimeConfig: z.optional(z.record(z.string(), z.unknown())),
@@ -57,13 +54,8 @@ export interface CniNetConf {
   dataDir: string;
   nodeName: string;
   mtu: number | undefined;
-  /**
-   * Set: etcd mode (ADD records a WorkloadEndpointRecord in etcd, DEL removes it). Unset
-   * (Kubernetes mode): no etcd at all. Either way ADD writes the record on the node too
-   * (src/cni/localRecords.ts).
-   */
-  etcdEndpoints: string[] | undefined;
-  etcdPrefix: string;
+  /** RETIRED_KEYS the config still has (ignored; the plugin warns). */
+  retiredKeys: string[];
   logLevel: CniLogLevel;
   /**
    * > 0: ADD returns only once the node's agent has applied the new pod's policy chains
@@ -154,8 +146,7 @@ export function parseCniNetConf(input: unknown, env: NodeJS.ProcessEnv = process
     dataDir: d.dataDir,
     nodeName,
     mtu: d.mtu,
-    etcdEndpoints: d.etcdEndpoints,
-    etcdPrefix: d.etcdPrefix,
+    retiredKeys: RETIRED_KEYS.filter((k) => k in d),
     logLevel: d.logLevel,
     policyReadyTimeoutMs: d.policyReadyTimeoutMs,
     runtimeConfig: d.runtimeConfig,

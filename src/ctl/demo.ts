@@ -122,8 +122,10 @@ export async function runDemo(o: DemoOptions, io: Io): Promise<number> {
           "  node dist/bin/sluicectl.js sandbox status",
           "  node dist/bin/sluicectl.js sandbox matrix --port 81/UDP",
           "  node dist/bin/sluicectl.js sandbox probe x/b y/b --port 80/TCP",
-          `  node dist/bin/sluicectl.js get netpol -A --etcd-endpoints ${sb.etcdEndpoint}`,
-          `  node dist/bin/sluicectl.js delete netpol y-admits-own-and-x-a -n y --etcd-endpoints ${sb.etcdEndpoint}`,
+          "  # etcd takes only clients with the sandbox's client certificate:",
+          `  export ${etcdEnv(sb.etcdFlags())}`,
+          "  node dist/bin/sluicectl.js get netpol -A",
+          "  node dist/bin/sluicectl.js delete netpol y-admits-own-and-x-a -n y",
           "  node dist/bin/sluicectl.js sandbox exec x/a -- ip route",
           "  node dist/bin/sluicectl.js sandbox exec node-1 -- iptables-save",
           `  less ${stateDir}/node-1/agent.log`,
@@ -170,7 +172,7 @@ export async function demoPolicyPart(ctx: DemoContext): Promise<boolean> {
   const file = join(sb.o.stateDir, "demo-policy.yaml");
   writeFileSync(file, DEMO_POLICY);
   io.out(`\n== Applying a NetworkPolicy with sluicectl apply -f ${file}\n\n${indent(DEMO_POLICY.trimEnd())}\n\n`);
-  const r = await run(process.execPath, [binPath("sluicectl"), "apply", "-f", file, "--etcd-endpoints", sb.etcdEndpoint]);
+  const r = await run(process.execPath, [binPath("sluicectl"), "apply", "-f", file, ...sb.etcdFlags()]);
   io.out(indent((r.stdout + r.stderr).trimEnd()) + "\n");
   if (r.code !== 0) return false;
   // Every agent watches the datastore; the change is programmed in well under a second.
@@ -182,6 +184,12 @@ export async function demoPolicyPart(ctx: DemoContext): Promise<boolean> {
   io.out(diff.length === 0 ? "\n   As the policy says: x/b and x/c no longer reach namespace y; x/a and y's own pods still do; x is untouched.\n" : `\n   UNEXPECTED:\n${diff.map((d) => `     ${d}`).join("\n")}\n`);
   return diff.length === 0;
 }
+
+/** ["--etcd-endpoints", "x", ...] as sluicectl's environment form: SLUICE_ETCD_ENDPOINTS=x ... */
+const etcdEnv = (flags: readonly string[]): string =>
+  flags
+    .flatMap((f, i) => (f.startsWith("--") ? [`SLUICE_${f.slice(2).toUpperCase().replace(/-/g, "_")}=${flags[i + 1] ?? ""}`] : []))
+    .join(" ");
 
 const indent = (s: string): string =>
   s

@@ -222,7 +222,7 @@ function datastoreFrom(flags: RawFlags): { client: Etcd3; endpoint: string } {
   const stateDir = str(flags, "state-dir");
   if (flags["sandbox"] === true || stateDir !== undefined) {
     const sb = Sandbox.load(stateDir ?? DEFAULT_SANDBOX_STATE);
-    return { client: etcdClientFrom({ "etcd-endpoints": sb.etcdEndpoint }), endpoint: sb.etcdEndpoint };
+    return { client: sb.etcdClient(), endpoint: sb.etcdEndpoint };
   }
   return { client: etcdClientFrom(flags), endpoint: str(flags, "etcd-endpoints") ?? "http://127.0.0.1:2379" };
 }

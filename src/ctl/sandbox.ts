@@ -176,7 +176,7 @@ async function up(flags: RawFlags, io: Io): Promise<number> {
     process.removeListener("SIGTERM", abort);
   }
   for (const n of sb.nodes) io.out(`  ${n.name}  ${n.address}  subnet ${await nodeSubnet(n)}  agent pid ${sb.agentPid(n) ?? "-"}\n`);
-  io.out(`sandbox up in ${((Date.now() - started) / 1000).toFixed(1)}s; state in ${stateDir}, etcd at ${sb.etcdEndpoint}\n`);
+  io.out(`sandbox up in ${((Date.now() - started) / 1000).toFixed(1)}s; state in ${stateDir}, etcd at ${sb.etcdEndpoint} (client certificate required: ${sb.etcdFlags().slice(2).join(" ")})\n`);
   io.out(`next: sluicectl sandbox ns create x; sluicectl sandbox pod create x/a --node 1; sluicectl sandbox matrix\n`);
   return 0;
 }
@@ -233,10 +233,10 @@ async function status(flags: RawFlags, io: Io): Promise<number> {
   const pods = listPods(sb).map((p) => ({ pod: podId(p), node: p.node, ips: p.ips, hostIface: p.hostIface, netns: p.netns, serverPid: p.serverPid, labels: labelsOf.get(podId(p)) ?? {} }));
   const externals = listExternalHosts(sb).map((h) => ({ name: h.name, address: h.address, netns: h.ns, ports: h.ports.map((p) => `${p.port}/${p.protocol}`) }));
   if (str(flags, "o") === "json") {
-    io.out(JSON.stringify({ prefix: sb.o.prefix, stateDir: sb.o.stateDir, backend: sb.o.backend, segments: sb.o.segments, etcd: { endpoint: sb.etcd?.endpoint, pid: sb.etcd?.pid, running: etcdUp }, nodes, leases, namespaces, pods, externals }, null, 2) + "\n");
+    io.out(JSON.stringify({ prefix: sb.o.prefix, stateDir: sb.o.stateDir, backend: sb.o.backend, segments: sb.o.segments, etcd: { endpoint: sb.etcd?.endpoint, pid: sb.etcd?.pid, running: etcdUp, tls: sb.etcd?.tls }, nodes, leases, namespaces, pods, externals }, null, 2) + "\n");
     return 0;
   }
-  io.out(`sandbox ${sb.o.prefix}: backend ${sb.o.backend}, ${sb.o.segments} segment(s), state ${sb.o.stateDir}\netcd: ${sb.etcd?.endpoint ?? "-"} (${etcdUp ? `pid ${sb.etcd?.pid}` : "NOT RUNNING"})\n\nNODES\n`);
+  io.out(`sandbox ${sb.o.prefix}: backend ${sb.o.backend}, ${sb.o.segments} segment(s), state ${sb.o.stateDir}\netcd: ${sb.etcd?.endpoint ?? "-"} (${etcdUp ? `pid ${sb.etcd?.pid}` : "NOT RUNNING"}${sb.etcd ? `; clients need the certificate ${sb.etcd.tls.certFile}` : ""})\n\nNODES\n`);
   io.out(table([["NAME", "NETNS", "ADDRESS", "SEGMENT", "SUBNET", "AGENT"], ...nodes.map((n) => [n.name, n.netns, n.address, String(n.segment), n.subnet, n.agentPid ? `pid ${n.agentPid} ${n.ready ? "ready" : "NOT READY"}` : "NOT RUNNING"])]));
   io.out(`\nLEASES\n`);
   io.out(table([["SUBNET", "NODE", "PUBLIC-IP", "BACKEND"], ...leases.map((l) => [l.subnet, l.node, l.publicIp, l.backend])]));

@@ -9,13 +9,15 @@ export interface EtcdConnection {
   caFile?: string | undefined;
   username?: string | undefined;
   password?: string | undefined;
+  /** How long a call may wait for a connection (default 3000 ms). */
+  dialTimeoutMs?: number | undefined;
 }
 
 export function connectEtcd(c: EtcdConnection): Etcd3 {
   const options: IOptions = {
     hosts: c.endpoints,
     // Fail fast per call; the callers own retries and back-off.
-    dialTimeout: 3000,
+    dialTimeout: c.dialTimeoutMs ?? 3000,
     // grpc-js refuses responses over 4 MiB by default: listing ~4 000 pods with their endpoints is more.
     grpcOptions: { "grpc.max_receive_message_length": -1 },
   };

@@ -4,10 +4,11 @@
  *
  *   <dataDir>/_sluice/endpoints/<hostIface>.json   one WorkloadEndpointRecord per wired pod
  *                                                  (written by ADD, removed by DEL and GC)
- *   <dataDir>/_sluice/ready/<hostIface>            {"ips": [...]}: the agent has applied the
- *                                                  pod's policy chains with these addresses
- *                                                  (written after each filter apply, removed
- *                                                  when the endpoint goes)
+ *   <dataDir>/_sluice/ready/<hostIface>            {"containerId": "...", "ips": [...]}: the
+ *                                                  agent has applied the pod's policy chains
+ *                                                  for this container's record, with these
+ *                                                  addresses (written after each filter apply,
+ *                                                  removed when the endpoint goes)
  *
  * "_sluice" cannot clash with a network's address store (<dataDir>/<network>): network
  * names start with a letter or digit. Every file appears whole or not at all (a temp file
@@ -23,12 +24,27 @@ export const localEndpointPath = (dataDir: string, hostIface: string): string =>
 export const policyReadyDir = (dataDir: string): string => join(dataDir, LOCAL_STATE_DIR, "ready");
 export const policyReadyPath = (dataDir: string, hostIface: string): string => join(policyReadyDir(dataDir), hostIface);
 
-/** The content of a ready mark. */
+/**
+ * The content of a ready mark. The container ID is the one of the record the agent's
+ * chains were rendered from: a mark left for an earlier container of the same pod (same
+ * host interface, perhaps the same address) never counts for a later one.
+ */
 export interface PolicyReadyMark {
+  containerId: string;
   ips: string[];
 }
 
-export const formatReadyMark = (ips: readonly string[]): string => JSON.stringify({ ips: [...ips].sort() } satisfies PolicyReadyMark) + "\n";
+export const formatReadyMark = (containerId: string, ips: readonly string[]): string => JSON.stringify({ containerId, ips: [...ips].sort() } satisfies PolicyReadyMark) + "\n";
+
+/** The container a ready mark names, or undefined when it names none (unreadable, or an older format). */
+export function readyMarkContainer(text: string): string | undefined {
+  try {
+    const mark = JSON.parse(text) as Partial<PolicyReadyMark> | null;
+    return typeof mark?.containerId === "string" && mark.containerId !== "" ? mark.containerId : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 /** One spelling per address (an IPv6 address can be written several ways). */
 function canonical(ip: string): string {
@@ -39,11 +55,11 @@ function canonical(ip: string): string {
   }
 }
 
-/** Whether a ready mark's text says exactly these addresses are programmed (false for anything unreadable). */
-export function readyMarkCovers(text: string, ips: readonly string[]): boolean {
+/** Whether a ready mark's text says this container's chains are programmed with exactly these addresses (false for anything unreadable). */
+export function readyMarkCovers(text: string, containerId: string, ips: readonly string[]): boolean {
   try {
     const mark = JSON.parse(text) as Partial<PolicyReadyMark>;
-    if (!Array.isArray(mark.ips)) return false;
+    if (mark.containerId !== containerId || !Array.isArray(mark.ips)) return false;
     const want = ips.map(canonical).sort();
     const got = mark.ips.map((ip) => canonical(String(ip))).sort();
     return got.length === want.length && got.every((ip, i) => ip === want[i]);

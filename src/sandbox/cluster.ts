@@ -1,9 +1,10 @@
 /**
  * A cluster on one Linux host, built only from network namespaces: an underlay
  * namespace that holds the L2 segment bridges (and routes between segments, so it is
- * also the router when there are two), one namespace per node, a real etcd, and a
- * real sluice-agent per node. Nothing is created in the host's own namespace, and no
- * namespace has a route to the host's interfaces.
+ * also the router when there are two), one namespace per node, a real etcd (client
+ * certificates required, as a production etcd should be), and a real sluice-agent per
+ * node. Nothing is created in the host's own namespace, and no namespace has a route to
+ * the host's interfaces. The state directory is private (stateDir.ts).
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { closeSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, existsSync, readdirSync } from "node:fs";
@@ -11,8 +12,10 @@ import { join, resolve } from "node:path";
 import { z } from "zod";
 import { binPath } from "./paths.js";
 import { run } from "../dataplane/exec.js";
-import { Etcd3 } from "etcd3";
-import { startEtcd, type EtcdServer } from "./etcdServer.js";
+import type { Etcd3 } from "etcd3";
+import { type EtcdConnection, connectEtcd } from "../datastore/etcdClient.js";
+import { etcdConnection, etcdFlags, startEtcd, type EtcdServer } from "./etcdServer.js";
+import { checkPrivateDir, ensurePrivateDir } from "./stateDir.js";
 import { nodeKind } from "../config/resourceKinds.js";
 import type { NodeObject } from "../config/policySchemas.js";
 import { EtcdResourceStore } from "../datastore/etcdResources.js";
@@ -117,7 +120,7 @@ const stateSchema = z.object({
     forwardDrop: z.boolean().optional(),
     ipv6: z.boolean().optional(),
   }),
-  etcd: z.object({ endpoint: z.string(), endpoints: z.array(z.string()), pid: z.number().int(), dir: z.string() }).optional(),
+  etcd: z.object({ endpoint: z.string(), endpoints: z.array(z.string()), pid: z.number().int(), dir: z.string(), tls: z.object({ caFile: z.string(), certFile: z.string(), keyFile: z.string() }) }).optional(),
   nextNodeIndex: z.number().int(),
   nodes: z.array(nodeSchema),
   createdAt: z.string(),
@@ -159,12 +162,12 @@ export class Sandbox {
     const state: SandboxState = {
       version: 1,
       options,
-      ...(e ? { etcd: { endpoint: e.endpoint, endpoints: e.endpoints, pid: e.pid, dir: e.dir } } : {}),
+      ...(e ? { etcd: { endpoint: e.endpoint, endpoints: e.endpoints, pid: e.pid, dir: e.dir, tls: e.tls } } : {}),
       nextNodeIndex: this.nextNodeIndex,
       nodes: this.nodes,
       createdAt: this.createdAt,
     };
-    mkdirSync(this.o.stateDir, { recursive: true });
+    ensurePrivateDir(this.o.stateDir);
     const tmp = `${this.statePath}.${process.pid}.tmp`;
     writeFileSync(tmp, JSON.stringify(state, null, 2) + "\n");
     renameSync(tmp, this.statePath);
@@ -176,7 +179,8 @@ export class Sandbox {
    */
   static load(stateDir: string): Sandbox {
     const path = join(stateDir, STATE_FILE);
-    if (!existsSync(path)) throw new NoSandboxError(stateDir);
+    // The state file names binaries root will run: only from a directory nobody else controls.
+    if (!checkPrivateDir(stateDir) || !existsSync(path)) throw new NoSandboxError(stateDir);
     let state: SandboxState;
     try {
       state = stateSchema.parse(JSON.parse(readFileSync(path, "utf8")));
@@ -215,7 +219,7 @@ export class Sandbox {
 
   /** Where the Namespace and Pod objects live: etcd, or the API server in Kubernetes mode. */
   get objects(): SandboxObjects {
-    return this.kube ? new KubeObjects(this.kube.objects) : new EtcdObjects(this.etcdEndpoint);
+    return this.kube ? new KubeObjects(this.kube.objects) : new EtcdObjects(this.etcdConnection());
   }
 
   get netConfPath(): string {
@@ -234,6 +238,23 @@ export class Sandbox {
     return this.etcd.endpoint;
   }
 
+  /** How to reach the sandbox's etcd: its endpoint and the client certificate. */
+  etcdConnection(): EtcdConnection {
+    if (!this.etcd) throw new Error("sandbox etcd is not running");
+    return etcdConnection(this.etcd);
+  }
+
+  /** A client of the sandbox's etcd (the caller closes it). */
+  etcdClient(): Etcd3 {
+    return connectEtcd(this.etcdConnection());
+  }
+
+  /** --etcd-endpoints and the certificate flags, for sluice-agent and sluicectl. */
+  etcdFlags(): string[] {
+    if (!this.etcd) throw new Error("sandbox etcd is not running");
+    return etcdFlags(this.etcd);
+  }
+
   nodeByName(name: string): SandboxNode {
     const n = this.nodes.find((x) => x.name === name || String(x.index) === name);
     if (!n) throw new Error(`no node ${name} in the sandbox (have ${this.nodes.map((x) => x.name).join(", ")})`);
@@ -242,7 +263,7 @@ export class Sandbox {
 
   async up(): Promise<void> {
     const o = this.o;
-    mkdirSync(o.stateDir, { recursive: true });
+    ensurePrivateDir(o.stateDir);
     await addNetns(this.underlayNs);
     await nsExec(this.underlayNs, "sysctl", ["-qw", "net.ipv4.ip_forward=1"]);
     for (let s = 1; s <= o.segments; s++) {
@@ -269,7 +290,7 @@ export class Sandbox {
       writeFileSync(this.netConfPath, json);
       return;
     }
-    const c = new Etcd3({ hosts: [this.etcdEndpoint] });
+    const c = this.etcdClient();
     try {
       await c.put("/coreos.com/network/config").value(json);
     } finally {
@@ -314,7 +335,7 @@ export class Sandbox {
 
   /** The resource store `sluicectl apply` writes through, on the sandbox's etcd. */
   private async withStore<T>(work: (store: EtcdResourceStore) => Promise<T>): Promise<T> {
-    const c = new Etcd3({ hosts: [this.etcdEndpoint], dialTimeout: 3000 });
+    const c = this.etcdClient();
     try {
       return await work(new EtcdResourceStore(c));
     } finally {
@@ -323,7 +344,7 @@ export class Sandbox {
   }
 
   agentArgs(node: SandboxNode): string[] {
-    const datastore = this.kube ? ["--kube-subnet-mgr", "--kube-api-url", this.kube.url, "--net-config-path", this.netConfPath] : ["--etcd-endpoints", this.etcdEndpoint];
+    const datastore = this.kube ? ["--kube-subnet-mgr", "--kube-api-url", this.kube.url, "--net-config-path", this.netConfPath] : this.etcdFlags();
     return [
       ...datastore,
       "--iface", "eth0",
@@ -495,6 +516,9 @@ async function killNetnsProcesses(ns: string): Promise<void> {
  */
 export async function teardown(prefix: string, stateDir: string): Promise<void> {
   const dir = resolve(stateDir);
+  // Refused before anything is killed or removed: a symlink or someone else's directory
+  // would make root act on files another user chose.
+  checkPrivateDir(dir);
   const namespaces = sandboxNetns(prefix, await listNetns());
   for (const ns of namespaces) await killNetnsProcesses(ns);
   // Processes we started that may not be inside a namespace (etcd). A pid file can be

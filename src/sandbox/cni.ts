@@ -46,8 +46,7 @@ export function cniNetconf(sb: Sandbox, node: SandboxNode): Record<string, unkno
     subnetFile: join(node.stateDir, "subnet.env"),
     dataDir: join(node.stateDir, "ipam"),
     nodeName: node.name,
-    // Kubernetes mode: no etcd; the agent learns the pod from the record on the node.
-    ...(sb.kube ? {} : { etcdEndpoints: sb.etcdEndpoint }),
+    // Either datastore: the plugin talks to none, the node's agent learns the pod from its record on the node.
     ...(sb.o.policyReadyTimeoutMs ? { policyReadyTimeoutMs: sb.o.policyReadyTimeoutMs } : {}),
   };
 }

@@ -4,7 +4,8 @@
  * caller runs (a test's fake API server inside the sandbox's underlay namespace), written
  * as a kubelet and kubectl would. pods.ts speaks only this interface.
  */
-import { Etcd3 } from "etcd3";
+import type { Etcd3 } from "etcd3";
+import { type EtcdConnection, connectEtcd } from "../datastore/etcdClient.js";
 import { namespaceKey, podKey, workloadEndpointPrefix, SLUICE_PREFIX } from "../datastore/resourceKeys.js";
 
 export type SandboxKind = "Namespace" | "Pod";
@@ -52,7 +53,11 @@ export interface SandboxObjects {
   put(o: StoredObject): Promise<void>;
   /** False when there was none. */
   delete(kind: SandboxKind, namespace: string | undefined, name: string): Promise<boolean>;
-  /** A pod that is gone: what its CNI DEL would have removed from the datastore, if DEL could not run. */
+  /**
+   * A pod that is gone: its workload endpoints, which its node's agent deletes once the
+   * plugin's DEL has removed the pod's record on the node (and cannot when DEL did not run,
+   * or the node went with the pod).
+   */
   forgetEndpoints(node: string, namespace: string, pod: string): Promise<void>;
 }
 
@@ -64,10 +69,10 @@ const kindOf = (o: StoredObject): SandboxKind => {
 };
 
 export class EtcdObjects implements SandboxObjects {
-  constructor(private readonly endpoint: string) {}
+  constructor(private readonly connection: EtcdConnection) {}
 
   private async with<T>(fn: (c: Etcd3) => Promise<T>): Promise<T> {
-    const c = new Etcd3({ hosts: [this.endpoint], dialTimeout: 3000 });
+    const c = connectEtcd(this.connection);
     try {
       return await fn(c);
     } finally {

@@ -12,7 +12,7 @@
 import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { Etcd3 } from "etcd3";
+import type { Etcd3 } from "etcd3";
 import { ConfigError } from "../config/errors.js";
 import { type NamespaceObject, type PodObject, dns1123Label, dns1123Subdomain, formatIssuePath, labels as labelsSchema, namespaceObject, podObject } from "../config/k8sSchemas.js";
 import { type ContainerPort, NAMESPACE_NAME_LABEL, hostIfaceName } from "../model/endpoint.js";
@@ -130,7 +130,7 @@ function applyLabelChanges(labels: Record<string, string>, c: LabelChanges): Rec
 // ---- etcd access (leases; the objects go through sb.objects) ----
 
 export async function withEtcd<T>(sb: Sandbox, fn: (c: Etcd3) => Promise<T>): Promise<T> {
-  const c = new Etcd3({ hosts: [sb.etcdEndpoint], dialTimeout: 3000 });
+  const c = sb.etcdClient();
   try {
     return await fn(c);
   } finally {
@@ -345,7 +345,8 @@ async function removePodParts(sb: Sandbox, pod: SandboxPod, wired: boolean): Pro
   }
   if (namespaces.includes(pod.netns)) await delNetns(pod.netns);
   await sb.objects.delete("Pod", pod.namespace, pod.name);
-  // The CNI plugin deletes its endpoint record on DEL; when DEL could not run, we do.
+  // The node's agent deletes the pod's workload endpoint once DEL removed its record on the
+  // node; a node that is going (or a DEL that failed) leaves it to us.
   await sb.objects.forgetEndpoints(pod.node, pod.namespace, pod.name);
   for (const f of [recordPath(sb, pod), logPath(sb, pod), pod.ctlSocket]) rmSync(f, { force: true });
   return warnings;

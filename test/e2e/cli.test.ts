@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Etcd3 } from "etcd3";
 import { podObject } from "../../src/config/k8sSchemas.js";
+import { connectEtcd } from "../../src/datastore/etcdClient.js";
 import { podKey } from "../../src/datastore/resourceKeys.js";
 import { run } from "../../src/dataplane/exec.js";
 import { teardown } from "../../src/sandbox/cluster.js";
@@ -16,7 +17,7 @@ import { uniquePrefix } from "../helpers/netns.js";
 
 interface Status {
   prefix: string;
-  etcd: { endpoint: string; running: boolean };
+  etcd: { endpoint: string; running: boolean; tls: { caFile: string; certFile: string; keyFile: string } };
   nodes: Array<{ name: string; netns: string; address: string; segment: number; subnet: string; agentPid: number | null; ready: boolean }>;
   leases: Array<{ subnet: string; node: string; publicIp: string }>;
   namespaces: Array<{ name: string; labels: Record<string, string> }>;
@@ -62,8 +63,15 @@ describe("sluicectl sandbox: up, pods, probes, matrix, status, labels, nodes, do
     assert.ok(!(await listNetns()).some((n) => n.includes("nope")), "nothing half-made");
     const st = await status();
     assert.deepEqual(st.pods.map((p) => [p.pod, p.node, p.labels]), [["x/a", "node-1", { app: "web" }], ["x/b", "node-2", { app: "db" }]]);
+    // etcd answers only clients with the sandbox's client certificate.
+    const anonymous = new Etcd3({ hosts: [st.etcd.endpoint], dialTimeout: 1000 });
+    try {
+      await assert.rejects(anonymous.get(podKey("x", "b")).string(), "no answer without the client certificate");
+    } finally {
+      anonymous.close();
+    }
     // The Pod object in etcd is a valid k8s Pod with the node, labels and named ports.
-    const c = new Etcd3({ hosts: [st.etcd.endpoint] });
+    const c = connectEtcd({ endpoints: [st.etcd.endpoint], ...st.etcd.tls });
     try {
       const pod = podObject.parse(JSON.parse((await c.get(podKey("x", "b")).string()) ?? "null"));
       assert.equal(pod.spec.nodeName, "node-2");

@@ -10,7 +10,7 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { Etcd3 } from "etcd3";
+import type { Etcd3 } from "etcd3";
 import { EtcdResourceStore } from "../../src/datastore/etcdResources.js";
 import type { SandboxNode } from "../../src/sandbox/cluster.js";
 import { createNamespace, createPod } from "../../src/sandbox/pods.js";
@@ -34,7 +34,7 @@ describe("policy through agent restarts", () => {
   let etcd: Etcd3;
 
   before(async () => {
-    etcd = new Etcd3({ hosts: [sb.etcdEndpoint] });
+    etcd = sb.etcdClient();
     await createNamespace(sb, "x");
     await Promise.all([
       createPod(sb, { namespace: "x", name: "a", node: 1, labels: { pod: "a" } }),

@@ -42,7 +42,7 @@ describe("a single agent in a namespace", () => {
     await ip("-n", ns, "route", "add", "198.18.0.0/15", "via", "10.92.0.1");
     await nsExec(ns, "sysctl", ["-qw", "net.ipv4.ip_forward=0"]);
     const fd = openSync(join(dir, "agent.log"), "a");
-    agent = spawn("ip", ["netns", "exec", ns, process.execPath, binPath("sluice-agent"), "--etcd-endpoints", etcd.server.endpoints[0] as string, "--iface-can-reach", "198.18.5.5", "--subnet-file", join(dir, "subnet.env"), "--docker-opts-file", join(dir, "docker_opts.env"), "--healthz-ip", "127.0.0.1", "--healthz-port", "9199", "--ip-masq", "--node-name", "solo"], { stdio: ["ignore", fd, fd] });
+    agent = spawn("ip", ["netns", "exec", ns, process.execPath, binPath("sluice-agent"), ...etcd.flags(etcd.server.endpoints[0]), "--iface-can-reach", "198.18.5.5", "--subnet-file", join(dir, "subnet.env"), "--docker-opts-file", join(dir, "docker_opts.env"), "--healthz-ip", "127.0.0.1", "--healthz-port", "9199", "--ip-masq", "--node-name", "solo"], { stdio: ["ignore", fd, fd] });
     closeSync(fd);
   });
   after(async () => {

@@ -1,6 +1,6 @@
 import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { LocalEndpointWatcher, PolicyReadyMarks } from "../../src/agent/localEndpoints.js";
@@ -58,14 +58,23 @@ describe("the agent's view of the plugin's local endpoint records", () => {
     assert.equal(changes(), 2);
   });
 
-  test("a directory that appears after start is found by the periodic rescan, and watched from then on", async () => {
+  test("the directory is made at start, so the first pod's record is seen at once; one removed and made again is found by the periodic rescan", async () => {
     const dataDir = fresh();
-    const { w } = await start(dataDir, 100);
+    const { w } = await start(dataDir, 60_000);
+    assert.ok(existsSync(localEndpointsDir(dataDir)), "made by start()");
+    const t0 = Date.now();
     publish(dataDir, rec("b", "10.244.1.3"));
-    assert.ok(await eventually(async () => w.records().length === 1, 3000, 20));
-    publish(dataDir, rec("c", "10.244.1.4"));
-    assert.ok(await eventually(async () => w.records().length === 2, 3000, 20));
-    assert.deepEqual(w.records().map((r) => r.pod).sort(), ["b", "c"]);
+    assert.ok(await eventually(async () => w.records().length === 1, 2000, 5));
+    assert.ok(Date.now() - t0 < 1000, `seen after ${Date.now() - t0} ms, long before the 60 s rescan`);
+    w.stop();
+
+    const other = fresh();
+    const { w: w2 } = await start(other, 100);
+    rmSync(localEndpointsDir(other), { recursive: true });
+    publish(other, rec("c", "10.244.1.4"));
+    publish(other, rec("d", "10.244.1.5"));
+    assert.ok(await eventually(async () => w2.records().length === 2, 3000, 20));
+    assert.deepEqual(w2.records().map((r) => r.pod).sort(), ["c", "d"]);
   });
 
   test("partial, invalid and misnamed files are ignored (logged once); a broken rewrite keeps the last good record; temp files are skipped", async () => {
@@ -103,19 +112,23 @@ describe("policy-ready marks", () => {
     writeFileSync(policyReadyPath(dataDir, "slcstale0000000"), "{}");
     const m = new PolicyReadyMarks(dataDir, captureLog().log);
     await m.sync([
-      { hostIface: "slcaaaaaaaaaaaa", ips: ["10.244.1.2"] },
-      { hostIface: "slcbbbbbbbbbbbb", ips: ["fd00::2", "10.244.1.3"] },
+      { hostIface: "slcaaaaaaaaaaaa", containerId: "ctr-a", ips: ["10.244.1.2"] },
+      { hostIface: "slcbbbbbbbbbbbb", containerId: "ctr-b", ips: ["fd00::2", "10.244.1.3"] },
+      // A pod the API server reported, with no record on the node: nobody waits for it.
+      { hostIface: "slccccccccccccc", containerId: "", ips: ["10.244.1.9"] },
     ]);
     assert.deepEqual(marks(), ["slcaaaaaaaaaaaa", "slcbbbbbbbbbbbb"]);
-    assert.ok(readyMarkCovers(readFileSync(policyReadyPath(dataDir, "slcbbbbbbbbbbbb"), "utf8"), ["10.244.1.3", "fd00:0::2"]), "order and IPv6 spelling do not matter");
-    assert.ok(!readyMarkCovers(readFileSync(policyReadyPath(dataDir, "slcbbbbbbbbbbbb"), "utf8"), ["10.244.1.3"]), "a subset is not the same");
+    const markB = (): string => readFileSync(policyReadyPath(dataDir, "slcbbbbbbbbbbbb"), "utf8");
+    assert.ok(readyMarkCovers(markB(), "ctr-b", ["10.244.1.3", "fd00:0::2"]), "order and IPv6 spelling do not matter");
+    assert.ok(!readyMarkCovers(markB(), "ctr-b", ["10.244.1.3"]), "a subset is not the same");
+    assert.ok(!readyMarkCovers(markB(), "ctr-b2", ["10.244.1.3", "fd00::2"]), "another container's mark is not this one's");
     unlinkSync(policyReadyPath(dataDir, "slcaaaaaaaaaaaa"));
     await m.sync([
-      { hostIface: "slcaaaaaaaaaaaa", ips: ["10.244.1.2"] },
-      { hostIface: "slcbbbbbbbbbbbb", ips: ["10.244.1.4"] },
+      { hostIface: "slcaaaaaaaaaaaa", containerId: "ctr-a", ips: ["10.244.1.2"] },
+      { hostIface: "slcbbbbbbbbbbbb", containerId: "ctr-b2", ips: ["10.244.1.3", "fd00::2"] },
     ]);
     assert.deepEqual(marks(), ["slcaaaaaaaaaaaa", "slcbbbbbbbbbbbb"]);
-    assert.ok(readyMarkCovers(readFileSync(policyReadyPath(dataDir, "slcbbbbbbbbbbbb"), "utf8"), ["10.244.1.4"]), "a changed address is rewritten");
+    assert.ok(readyMarkCovers(markB(), "ctr-b2", ["10.244.1.3", "fd00::2"]), "a new container with the same addresses gets its own mark");
     await m.sync([]);
     assert.deepEqual(marks(), []);
   });

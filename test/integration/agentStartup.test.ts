@@ -48,7 +48,7 @@ describe("agent with an invalid network config in etcd", () => {
 
   test("exits 1 with a message that names the key", async () => {
     await etcd.client.put("/coreos.com/network/config").value(JSON.stringify({ Network: "10.244.0.0/16", SubnetLen: 31 }));
-    const r = await run("ip", ["netns", "exec", `${prefix}-n`, process.execPath, binPath("sluice-agent"), "--etcd-endpoints", etcd.server.endpoints[0] as string], undefined, 20_000);
+    const r = await run("ip", ["netns", "exec", `${prefix}-n`, process.execPath, binPath("sluice-agent"), ...etcd.flags(etcd.server.endpoints[0])], undefined, 20_000);
     assert.equal(r.code, 1);
     assert.match(r.stdout, /network config at \/coreos\.com\/network\/config: SubnetLen: must be \/30 or shorter/);
   });

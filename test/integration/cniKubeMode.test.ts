@@ -61,7 +61,7 @@ describe("sluice-cni without etcd (Kubernetes mode): local endpoint records and 
     assert.equal((await node.add(p1, "ctr-g1", "g1")).code, 0);
     assert.equal((await node.add(p2, "ctr-g2", "g2")).code, 0);
     mkdirSync(policyReadyDir(node.dataDir), { recursive: true });
-    writeFileSync(policyReadyPath(node.dataDir, hostIfaceName("ns1", "g2")), formatReadyMark(["10.244.13.9"]));
+    writeFileSync(policyReadyPath(node.dataDir, hostIfaceName("ns1", "g2")), formatReadyMark("ctr-g2", ["10.244.13.9"]));
     const gc = await invokeCni(node.ns, { command: "GC", conf: { ...node.conf(), "cni.dev/valid-attachments": [{ containerID: "ctr-g1", ifname: "eth0" }] } });
     assert.equal(gc.code, 0, gc.stdout + gc.stderr);
     assert.deepEqual(records(), [`${hostIfaceName("ns1", "g1")}.json`]);
@@ -98,12 +98,12 @@ describe("sluice-cni without etcd (Kubernetes mode): local endpoint records and 
     assert.deepEqual(await node.links(pod), ["lo"]);
   });
 
-  test("ADD waits for a mark with exactly its addresses: a stale mark of an earlier pod is cleared first, one with other addresses does not count", async () => {
+  test("ADD waits for a mark naming its container with exactly its addresses: its own stale mark is cleared first; other addresses or another container's mark do not count", async () => {
     const pod = await node.pod("w");
     const hostIface = hostIfaceName("ns1", "w");
     mkdirSync(policyReadyDir(node.dataDir), { recursive: true });
-    // Left by an earlier pod of the same name: must not count.
-    writeFileSync(policyReadyPath(node.dataDir, hostIface), formatReadyMark(["10.244.13.2"]));
+    // Left by an earlier, failed ADD of this container: must not count.
+    writeFileSync(policyReadyPath(node.dataDir, hostIface), formatReadyMark("ctr-w", ["10.244.13.2"]));
     const adding = node.add(pod, "ctr-w", "w", { conf: node.conf({ policyReadyTimeoutMs: 10_000 }) });
     // Play the agent: once the record is there, first a mark with another address, then the right one.
     let record: { ips: string[] } | undefined;
@@ -117,17 +117,20 @@ describe("sluice-cni without etcd (Kubernetes mode): local endpoint records and 
     }
     assert.ok(record, "the record appears while ADD waits");
     assert.ok(!existsSync(policyReadyPath(node.dataDir, hostIface)), "the stale mark was cleared");
-    writeFileSync(policyReadyPath(node.dataDir, hostIface), formatReadyMark(["10.244.13.250"]));
-    await new Promise((res) => setTimeout(res, 300));
     let settled = false;
     void adding.then(() => (settled = true));
-    await new Promise((res) => setTimeout(res, 50));
+    writeFileSync(policyReadyPath(node.dataDir, hostIface), formatReadyMark("ctr-w", ["10.244.13.250"]));
+    await new Promise((res) => setTimeout(res, 300));
     assert.equal(settled, false, "a mark with other addresses does not end the wait");
-    writeFileSync(policyReadyPath(node.dataDir, hostIface), formatReadyMark(record.ips));
+    // The chains of an earlier container of this pod, programmed with the very same address.
+    writeFileSync(policyReadyPath(node.dataDir, hostIface), formatReadyMark("ctr-earlier", record.ips));
+    await new Promise((res) => setTimeout(res, 300));
+    assert.equal(settled, false, "a mark naming another container does not end the wait");
+    writeFileSync(policyReadyPath(node.dataDir, hostIface), formatReadyMark("ctr-w", record.ips));
     const r = await adding;
     assert.equal(r.code, 0, r.stdout + r.stderr);
     assert.equal(podIp(r), record.ips[0]);
     assert.equal((await node.del(pod, "ctr-w", "w")).code, 0);
-    assert.ok(!existsSync(policyReadyPath(node.dataDir, hostIface)), "DEL removes the mark with the record");
+    assert.ok(!existsSync(policyReadyPath(node.dataDir, hostIface)), "DEL removes the mark naming its container with the record");
   });
 });

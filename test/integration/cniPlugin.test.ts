@@ -74,7 +74,7 @@ describe("sluice-cni driven as a runtime drives it", () => {
     assert.ok(hl?.flags.includes("UP"));
     assert.equal(hl?.address, "ee:ee:ee:ee:ee:ee");
     assert.equal(hl?.mtu, 1450);
-    assert.equal(hl?.ifalias, `sluice/sluice/ctr-a/eth0`);
+    assert.equal(hl?.ifalias, `sluice/sluice/ctr-a/eth0/ns1/a`, "owner and pod identity");
     assert.equal((await nsExec(node.ns, "cat", [`/proc/sys/net/ipv4/conf/${host}/proxy_arp`])).trim(), "1");
     const hostRoutes = await ipJson<Route[]>(node.ns, "route", "show", "dev", host);
     assert.deepEqual(hostRoutes.map((x) => [x.dst, x.scope]), [[addr, "link"]]);
@@ -337,7 +337,7 @@ describe("sluice-cni driven as a runtime drives it", () => {
     await expectFail(await node.add(pod, "ctr-x", "err", { conf: node.conf({ subnetFile: 5 }) }), 7, /^network config: subnetFile: expected string, got number$/);
     await expectFail(await node.add(pod, "ctr-x", "err", { conf: node.conf({ mtu: 20 }) }), 7, /^network config: mtu: must be at least 68$/);
     await expectFail(await node.add(pod, "ctr-x", "err", { conf: node.conf({ type: "bridge" }) }), 7, /^network config: type: must be "sluice" \(or "sluice-cni"\)$/);
-    await expectFail(await node.add(pod, "ctr-x", "err", { conf: node.conf({ etcdEndpoints: ["ftp://x"] }) }), 7, /^network config: etcdEndpoints: /);
+    await expectFail(await node.add(pod, "ctr-x", "err", { conf: node.conf({ dataDir: "relative/dir" }) }), 7, /^network config: dataDir: must be an absolute path$/);
     const noName = node.conf();
     delete noName["name"];
     await expectFail(await node.add(pod, "ctr-x", "err", { conf: noName }), 7, /^network config: name: is required/);
@@ -346,6 +346,13 @@ describe("sluice-cni driven as a runtime drives it", () => {
     await expectFail(await node.add(`/var/run/netns/${prefix}-none`, "ctr-x", "err"), 4, /does not exist/);
     await expectFail(await node.add(pod, "ctr-x", "err", { args: "K8S_POD_NAME" }), 4, /CNI_ARGS/);
     await expectFail(await node.add(pod, "bad/id", "err"), 4, /CNI_CONTAINERID/);
+    // What ip -batch would misread: '#' starts a comment (cutting the line that moves the pod
+    // end into the pod), quotes group, white space splits.
+    for (const ifName of ["eth0#x", "e\"th0", "eth'0", "eth\\0"]) {
+      await expectFail(await node.add(pod, "ctr-x", "err", { ifName }), 4, /^CNI_IFNAME .* must be 1-15 letters, digits/);
+    }
+    await expectFail(await node.add(`${netnsPath(pod)}#x`, "ctr-x", "err"), 4, /^CNI_NETNS .* must be an absolute path of letters, digits/);
+    await expectFail(await node.add(`${netnsPath(pod)} x`, "ctr-x", "err"), 4, /^CNI_NETNS /);
     await expectFail(await invokeCni(node.ns, { command: "FROB", conf: node.conf() }), 4, /CNI_COMMAND "FROB" is unknown/);
 
     // The pod already has an eth0: the kernel refuses the pair, nothing was created.
@@ -378,6 +385,48 @@ describe("sluice-cni driven as a runtime drives it", () => {
     assert.ok(await pingFrom(node.ns, podIp(ok)));
     assert.equal((await node.del(pod, "ctr-y", "err")).code, 0);
     assert.deepEqual(await snapshot(), base);
+  });
+
+  test("a host veth of the pod's name is replaced only when its alias names the same pod", async () => {
+    const pod = await node.pod("vic");
+    const host = hostIfaceName("ns1", "vic");
+    // A veth that says it is another pod's (two pod names hashing to one host interface name).
+    const fake = async (alias: string): Promise<void> => {
+      await ip("-n", node.ns, "link", "add", host, "type", "veth", "peer", "name", `${host.slice(0, 12)}p`);
+      await ip("-n", node.ns, "link", "set", host, "alias", alias);
+    };
+    const aliasOf = async (): Promise<string | undefined> => (await ipJson<Addr[]>(node.ns, "link", "show", "dev", host))[0]?.ifalias;
+
+    await fake("sluice/sluice/ctr-someone/eth0/ns2/other");
+    const base = await snapshot();
+    const refused = await node.add(pod, "ctr-vic", "vic");
+    assert.equal(errOf(refused).code, 102, refused.stdout);
+    assert.match(errOf(refused).msg, new RegExp(`host interface ${host} belongs to pod ns2/other \\(container ctr-someone\\), not to ns1/vic`));
+    assert.deepEqual(await snapshot(), base, "nothing allocated, the other pod's veth left in place");
+    assert.equal(await aliasOf(), "sluice/sluice/ctr-someone/eth0/ns2/other");
+    await ip("-n", node.ns, "link", "del", host);
+
+    // An alias of an older plugin names no pod: replaced only when the pod's record names that container.
+    await fake("sluice/sluice/ctr-older/eth0");
+    const noRecord = await node.add(pod, "ctr-vic", "vic");
+    assert.equal(errOf(noRecord).code, 102, noRecord.stdout);
+    assert.match(errOf(noRecord).msg, /belongs to a container whose pod no record on this node names/);
+    assert.equal(await aliasOf(), "sluice/sluice/ctr-older/eth0");
+    mkdirSync(join(node.dataDir, "_sluice", "endpoints"), { recursive: true });
+    writeFileSync(join(node.dataDir, "_sluice", "endpoints", `${host}.json`), JSON.stringify({ node: "n", namespace: "ns1", pod: "vic", containerId: "ctr-older", ifName: "eth0", hostIface: host, ips: ["10.244.7.240"] }));
+    const replaced = await node.add(pod, "ctr-vic", "vic");
+    assert.equal(replaced.code, 0, replaced.stdout);
+    assert.equal(await aliasOf(), "sluice/sluice/ctr-vic/eth0/ns1/vic");
+
+    // The same pod's earlier container (a new sandbox of ns1/vic): replaced.
+    const pod2 = await node.pod("vic2");
+    const again = await node.add(pod2, "ctr-vic-2", "vic");
+    assert.equal(again.code, 0, again.stdout);
+    assert.equal(await aliasOf(), "sluice/sluice/ctr-vic-2/eth0/ns1/vic");
+    assert.ok(await pingFrom(node.ns, podIp(again)));
+    assert.equal((await node.del(pod2, "ctr-vic-2", "vic")).code, 0);
+    assert.equal((await node.del(pod, "ctr-vic", "vic")).code, 0);
+    assert.ok(!node.allocations().includes(podIp(replaced)) && !node.allocations().includes(podIp(again)));
   });
 
   test("an exhausted subnet fails cleanly and recovers after a DEL", async () => {

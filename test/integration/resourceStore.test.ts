@@ -8,7 +8,7 @@ import { EtcdResourceStore, ResourceValidationError, TooManyOpsError } from "../
 import { PolicySource, type PolicySourceChange } from "../../src/datastore/policySource.js";
 import { namespaceKey, resourceKey, workloadEndpointKey } from "../../src/datastore/resourceKeys.js";
 import { type WorkloadEndpointRecord, hostIfaceName } from "../../src/model/endpoint.js";
-import { startEtcd } from "../../src/sandbox/etcdServer.js";
+import { etcdConnection, startEtcd } from "../../src/sandbox/etcdServer.js";
 import { startTestEtcd, type TestEtcd } from "../helpers/etcd.js";
 import { captureLog } from "../helpers/log.js";
 import { buildPolicyModel } from "../../src/policy/model.js";
@@ -374,7 +374,7 @@ describe("PolicySource through etcd outages", () => {
     const prefix = uniquePrefix();
     const store = new EtcdResourceStore(etcd.client, { prefix });
     await store.applyAll([ns("prod"), np("prod", "keep"), np("prod", "goes-away"), np("prod", "breaks", { matchLabels: { app: "web" } })]);
-    const client = connectEtcd({ endpoints: [etcd.server.endpoint] });
+    const client = connectEtcd(etcd.connection());
     const logs = captureLog();
     const src = new PolicySource({ client, log: logs.log, prefix, initialBackoffMs: 500, maxBackoffMs: 2000, requestTimeoutMs: 2000 });
     try {
@@ -393,7 +393,7 @@ describe("PolicySource through etcd outages", () => {
       // socket only (the source uses TCP), takes the writes, then returns on TCP as well.
       const listsBefore = src.listCount;
       const socketOnly = await startEtcd({ dir: etcd.server.dir });
-      const writer = connectEtcd({ endpoints: [socketOnly.endpoint] });
+      const writer = connectEtcd(etcdConnection(socketOnly));
       const w = new EtcdResourceStore(writer, { prefix });
       await w.delete({ kind: networkPolicyKind, namespace: "prod", name: "goes-away" });
       await w.put(np("prod", "new"));
@@ -410,7 +410,7 @@ describe("PolicySource through etcd outages", () => {
       assert.ok(logs.messages().includes("policy data relisted"));
 
       // And the new watch works.
-      const writer2 = connectEtcd({ endpoints: [restarted.endpoint] });
+      const writer2 = connectEtcd(etcdConnection(restarted));
       await new EtcdResourceStore(writer2, { prefix }).put(np("prod", "after-restart"));
       writer2.close();
       await waitFor("event after the restart", () => src.snapshot().networkPolicies.some((p) => p.metadata.name === "after-restart"));
@@ -423,7 +423,7 @@ describe("PolicySource through etcd outages", () => {
   test("a hung etcd (SIGSTOP) leaves the snapshot in place; events flow again after SIGCONT", async () => {
     const server = restarted ?? etcd.server;
     const prefix = uniquePrefix();
-    const client = connectEtcd({ endpoints: [server.endpoint] });
+    const client = connectEtcd(etcdConnection(server));
     const logs = captureLog();
     const src = new PolicySource({ client, log: logs.log, prefix, requestTimeoutMs: 2000 });
     try {
@@ -435,7 +435,7 @@ describe("PolicySource through etcd outages", () => {
       assert.equal(src.synced, true);
       assert.equal(src.snapshot().networkPolicies.length, 1);
       process.kill(server.pid, "SIGCONT");
-      const writer = connectEtcd({ endpoints: [server.endpoint] });
+      const writer = connectEtcd(etcdConnection(server));
       await new EtcdResourceStore(writer, { prefix }).put(np("x", "b"));
       writer.close();
       await waitFor("event after SIGCONT", () => src.snapshot().networkPolicies.length === 2, 20_000);

@@ -26,7 +26,7 @@ function ctl(): { prefix: string; run: (args: string[], stdin?: string) => Retur
   const prefix = `/ctl-${process.pid}-${++counter}/sluice/v1`;
   return {
     prefix,
-    run: (args, stdin) => run(process.execPath, [binPath("sluicectl"), ...args, "--etcd-endpoints", etcd.server.endpoint, "--resource-prefix", prefix], stdin, 30_000),
+    run: (args, stdin) => run(process.execPath, [binPath("sluicectl"), ...args, ...etcd.flags(), "--resource-prefix", prefix], stdin, 30_000),
     keys: async () => (await etcd.client.getAll().prefix(`${prefix}/`).keys()).map((k) => k.slice(prefix.length)),
   };
 }

@@ -6,7 +6,6 @@
 import { describe, test, before } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { Etcd3 } from "etcd3";
 import { readSubnetEnv } from "../../src/agent/subnetEnv.js";
 import { cidrHost, formatCidr, formatIp, parseCidr } from "../../src/model/ip.js";
 import { type Sandbox, type SandboxBackend, type SandboxNode, underlayAddress } from "../../src/sandbox/cluster.js";
@@ -208,7 +207,7 @@ export function connectivitySuite(tag: string, backend: SandboxBackend, segments
       const gone = sb.nodes[2] as SandboxNode;
       const goneFacts = await facts(gone);
       await sb.removeNode(gone);
-      const c = new Etcd3({ hosts: [sb.etcdEndpoint] });
+      const c = sb.etcdClient();
       try {
         await c.delete().key(`/coreos.com/network/subnets/${goneFacts.subnet.replace("/", "-")}`);
       } finally {

@@ -2,7 +2,6 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { Etcd3 } from "etcd3";
 import { readSubnetEnv } from "../../src/agent/subnetEnv.js";
 import { type Cidr, formatCidr, formatIp } from "../../src/model/ip.js";
 
@@ -16,7 +15,7 @@ describe("dual-stack vxlan", () => {
   const sb = testCluster("ds", { backend: "vxlan", nodes: 2, segments: 1, ipv6: true });
 
   test("leases carry both subnets in flannel's key form, with an IPv6 VTEP", async () => {
-    const c = new Etcd3({ hosts: [sb.etcdEndpoint] });
+    const c = sb.etcdClient();
     try {
       const kvs = await c.getAll().prefix("/coreos.com/network/subnets/").strings();
       const keys = Object.keys(kvs);

@@ -39,7 +39,7 @@ describe("every manifest and CRD against the Kubernetes OpenAPI schemas", () => 
 
   test("manifests/ holds the whole install", () => {
     const kinds = manifestObjects().map((d) => d.object.kind).sort();
-    assert.deepEqual(kinds, ["ClusterRole", "ClusterRoleBinding", "ConfigMap", "DaemonSet", "Namespace", "ServiceAccount"]);
+    assert.deepEqual(kinds, ["ClusterRole", "ClusterRoleBinding", "ConfigMap", "DaemonSet", "Namespace", "ServiceAccount", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"]);
   });
 
   for (const d of docs) {
@@ -128,6 +128,44 @@ describe("RBAC: least privilege", () => {
   });
 });
 
+describe("admission: the agent changes only its own Node", () => {
+  interface Policy {
+    metadata: { name: string };
+    spec: {
+      failurePolicy?: string;
+      matchConstraints: { resourceRules: Array<{ apiGroups: string[]; apiVersions: string[]; operations: string[]; resources: string[] }> };
+      matchConditions?: Array<{ name: string; expression: string }>;
+      validations: Array<{ expression: string; reason?: string }>;
+    };
+  }
+  const policy = findObject("ValidatingAdmissionPolicy") as unknown as Policy;
+  const binding = findObject("ValidatingAdmissionPolicyBinding") as unknown as { spec: { policyName: string; validationActions: string[]; matchResources?: unknown; paramRef?: unknown } };
+  const role = findObject("ClusterRole") as unknown as IClusterRole;
+  const sa = findObject("ServiceAccount") as unknown as { metadata: { name: string; namespace: string } };
+
+  test("applies to the DaemonSet's service account only, by the user name its tokens carry", () => {
+    assert.deepEqual(policy.spec.matchConditions, [{ name: "sluice-agent", expression: `request.userInfo.username == 'system:serviceaccount:${sa.metadata.namespace}:${sa.metadata.name}'` }]);
+    assert.equal(daemonSet().spec?.template.spec?.serviceAccountName, sa.metadata.name);
+  });
+
+  test("covers every node resource the ClusterRole lets the agent write, and fails closed", () => {
+    const writes = (role.rules ?? []).filter((r) => r.verbs.some((v) => !["get", "list", "watch"].includes(v)));
+    const covered = (group: string, resource: string): boolean => policy.spec.matchConstraints.resourceRules.some((r) => r.apiGroups.includes(group) && r.resources.includes(resource) && r.operations.includes("UPDATE") && r.apiVersions.includes("v1"));
+    for (const r of writes) for (const g of r.apiGroups ?? []) for (const res of r.resources ?? []) assert.ok(covered(g, res), `${g || "core"}/${res} (${r.verbs.join(",")}) is not covered`);
+    assert.ok(writes.length > 0 && writes.every((r) => (r.resources ?? []).every((res) => res.startsWith("nodes"))), "the agent writes nodes only");
+    assert.equal(policy.spec.failurePolicy, "Fail");
+  });
+
+  test("compares the token's node claim with the Node the request is for; the binding denies", () => {
+    const [v] = policy.spec.validations;
+    assert.equal(policy.spec.validations.length, 1);
+    assert.match(v?.expression ?? "", /'authentication\.kubernetes\.io\/node-name' in request\.userInfo\.extra/);
+    assert.match(v?.expression ?? "", /request\.userInfo\.extra\['authentication\.kubernetes\.io\/node-name'\]\[0\] == request\.name/);
+    assert.equal(v?.reason, "Forbidden");
+    assert.deepEqual(binding.spec, { policyName: policy.metadata.name, validationActions: ["Deny"] }, "every matching request, no params");
+  });
+});
+
 describe("ConfigMap: flannel's net-conf.json and the CNI conflist", () => {
   const data = configMap().data ?? {};
   const agentArgs = (): Record<string, unknown> => loadAgentConfig(podContainer(daemonSet(), "agent").args ?? [], { NODE_NAME: "node-1" }, "host") as unknown as Record<string, unknown>;
@@ -152,7 +190,7 @@ describe("ConfigMap: flannel's net-conf.json and the CNI conflist", () => {
     // libcni hands each plugin its entry with the list's name and cniVersion added.
     const conf = parseCniNetConf({ ...list.plugins[0], name: list.name, cniVersion: list.cniVersion }, {});
     assert.equal(conf.nodeName, "node-1");
-    assert.equal(conf.etcdEndpoints, undefined, "Kubernetes mode: no etcd");
+    assert.deepEqual(conf.retiredKeys, [], "no keys of the plugin that wrote to etcd");
     assert.equal(conf.subnetFile, agentArgs()["subnet-file"], "the plugin reads the subnet.env the agent writes");
     assert.equal(typeof list.plugins[0]?.["policyReadyTimeoutMs"], "number");
     assert.deepEqual(list.plugins[1], { type: "portmap", capabilities: { portMappings: true } });
@@ -208,9 +246,22 @@ describe("DaemonSet", () => {
     }
   });
 
-  test("capabilities, not privileged", () => {
-    assert.deepEqual(agent.securityContext, { privileged: false, capabilities: { add: ["NET_ADMIN", "NET_RAW"] } });
-    assert.equal(init.securityContext, undefined, "the init container only writes files");
+  test("least privilege: every capability dropped but what each container needs, no escalation, read-only root, RuntimeDefault seccomp", () => {
+    const locked = { privileged: false, allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, seccompProfile: { type: "RuntimeDefault" } };
+    assert.deepEqual(agent.securityContext, { ...locked, capabilities: { drop: ["ALL"], add: ["NET_ADMIN", "NET_RAW"] } });
+    assert.deepEqual(init.securityContext, { ...locked, capabilities: { drop: ["ALL"] } }, "the init container only writes files it owns");
+    assert.equal(pod?.hostPID, undefined);
+    assert.equal(pod?.hostIPC, undefined);
+  });
+
+  test("with a read-only root, everything the containers write is a mount: the agent's paths, the init container's scratch /tmp", () => {
+    for (const path of [dirname(cfg["subnet-file"]), (cfg as unknown as Record<string, string>)["cni-data-dir"] ?? "/var/lib/cni/networks", "/run/xtables.lock"]) {
+      const m = mountOf(agent, path);
+      assert.ok(m, `${path} is mounted`);
+      assert.notEqual((agent.volumeMounts ?? []).find((v) => v.name === m.volume.name)?.readOnly, true, `${path} is writable`);
+    }
+    const tmp = mountOf(init, "/tmp");
+    assert.ok(tmp?.volume.emptyDir, "install-cni.sh's mktemp has an emptyDir");
   });
 
   test("every mount names a volume, every volume is mounted", () => {
@@ -304,7 +355,7 @@ describe("kustomizations and the single-file bundle", () => {
       const k = readYaml("crds/kustomization.yaml") as Kustomization;
       const crds = (k.resources ?? []).map((f) => `CustomResourceDefinition/${f.replace(/\.yaml$/, "")}`);
       const source = (f: string): string[] => names(readFileSync(join(ROOT, "manifests", f), "utf8"));
-      assert.deepEqual(bundle, [...source("namespace.yaml"), ...crds, ...source("rbac.yaml"), ...source("config.yaml"), ...source("daemonset.yaml")]);
+      assert.deepEqual(bundle, [...source("namespace.yaml"), ...crds, ...source("rbac.yaml"), ...source("admission.yaml"), ...source("config.yaml"), ...source("daemonset.yaml")]);
     });
 
     test("refuses what it does not understand", async () => {

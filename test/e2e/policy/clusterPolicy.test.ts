@@ -37,7 +37,7 @@ function cliTests(sb: Sandbox): void {
     const labels: Array<[string, string]> = [["x", "tenant=red"], ["y", "tenant=blue"], ["z", "role=shared"]];
     try {
       for (const [ns, l] of labels) await ok(["sandbox", "label", "ns", ns, l, ...sbArgs()]);
-      await ok(["apply", "-f", "-", "--etcd-endpoints", sb.etcdEndpoint], MULTI_TENANT);
+      await ok(["apply", "-f", "-", ...sb.etcdFlags()], MULTI_TENANT);
       await new Promise((r) => setTimeout(r, 1000));
 
       const deny = await ctl(["explain", "x/a", "y/b", "--port", "80/TCP", ...sbArgs()]);
@@ -74,7 +74,7 @@ function cliTests(sb: Sandbox): void {
       assert.equal(badPort.code, 2);
       assert.match(badPort.stderr, /--port: "80\/XTP"/);
     } finally {
-      await ctl(["delete", "-f", "-", "--etcd-endpoints", sb.etcdEndpoint, "--ignore-not-found"], MULTI_TENANT);
+      await ctl(["delete", "-f", "-", ...sb.etcdFlags(), "--ignore-not-found"], MULTI_TENANT);
       await ctl(["sandbox", "label", "ns", "x", "tenant-", ...sbArgs()]);
       await ctl(["sandbox", "label", "ns", "y", "tenant-", ...sbArgs()]);
       await ctl(["sandbox", "label", "ns", "z", "role-", ...sbArgs()]);

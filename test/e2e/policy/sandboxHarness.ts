@@ -6,11 +6,12 @@
  * pods (src/sandbox/probe.ts) and from the nodes' namespaces, an external host on the
  * underlay, and `sluicectl explain`'s library where the store can load the policy model.
  */
-import { Etcd3 } from "etcd3";
+import type { Etcd3 } from "etcd3";
 import { ConfigError } from "../../../src/config/errors.js";
 import { KINDS, type KubeObject, type ResourceKind } from "../../../src/config/resourceKinds.js";
 import { Explainer, loadPolicyModel } from "../../../src/ctl/explain.js";
 import { formatProblem, parseManifests } from "../../../src/ctl/manifests.js";
+import { type EtcdConnection, connectEtcd } from "../../../src/datastore/etcdClient.js";
 import { EtcdResourceStore } from "../../../src/datastore/etcdResources.js";
 import type { PolicyModel } from "../../../src/policy/model.js";
 import type { Sandbox } from "../../../src/sandbox/cluster.js";
@@ -47,8 +48,11 @@ export class EtcdPolicyObjectStore implements PolicyObjectStore {
   private readonly etcd: Etcd3;
   private readonly store: EtcdResourceStore;
 
-  constructor(private readonly endpoint: string) {
-    this.etcd = new Etcd3({ hosts: [endpoint], dialTimeout: 3000 });
+  constructor(
+    private readonly connection: EtcdConnection,
+    private readonly endpoint = connection.endpoints.join(","),
+  ) {
+    this.etcd = connectEtcd(connection);
     this.store = new EtcdResourceStore(this.etcd);
   }
 
@@ -67,8 +71,18 @@ export class EtcdPolicyObjectStore implements PolicyObjectStore {
     }
   }
 
+  /**
+   * With a client of its own, as `sluicectl explain` has: etcd3 may reset a client's
+   * channels when the explain's watch is cancelled, failing the writes of the next step
+   * that share them.
+   */
   async loadModel(): Promise<PolicyModel> {
-    return (await loadPolicyModel(this.etcd, { endpoint: this.endpoint })).model;
+    const client = connectEtcd(this.connection);
+    try {
+      return (await loadPolicyModel(client, { endpoint: this.endpoint })).model;
+    } finally {
+      client.close();
+    }
   }
 
   async close(): Promise<void> {
@@ -82,7 +96,7 @@ export class SandboxPolicyHarness implements PolicyHarness {
 
   constructor(
     private readonly sb: Sandbox,
-    private readonly objects: PolicyObjectStore = new EtcdPolicyObjectStore(sb.etcdEndpoint),
+    private readonly objects: PolicyObjectStore = new EtcdPolicyObjectStore(sb.etcdConnection()),
   ) {
     const load = objects.loadModel?.bind(objects);
     if (load) this.explain = async (q) => explainFrom(await load(), q);
