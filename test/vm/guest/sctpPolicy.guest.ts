@@ -11,7 +11,7 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { Etcd3 } from "etcd3";
+import type { Etcd3 } from "etcd3";
 import { type KubeObject, networkPolicyKind } from "../../../src/config/resourceKinds.js";
 import { EtcdResourceStore } from "../../../src/datastore/etcdResources.js";
 import { createNamespace, createPod } from "../../../src/sandbox/pods.js";
@@ -40,7 +40,7 @@ describe("SCTP NetworkPolicy with real SCTP associations (in the VM)", () => {
   let store: EtcdResourceStore;
 
   before(async () => {
-    etcd = new Etcd3({ hosts: [sb.etcdEndpoint] });
+    etcd = sb.etcdClient();
     store = new EtcdResourceStore(etcd);
     await Promise.all([createNamespace(sb, "x", { ns: "x" }), createNamespace(sb, "y", { ns: "y" })]);
     // One at a time: on the emulated CPU parallel plugin runs only compete for it.
