@@ -120,7 +120,9 @@ describe("sluicectl sandbox: up, pods, probes, matrix, status, labels, nodes, do
     assert.match(await ok("external", "add"), /^external host ext-1 added: 203\.0\.113\.11 /);
     const st = (await status()) as Status & { externals: Array<{ name: string; address: string; netns: string }> };
     assert.deepEqual(st.externals.map((h) => [h.name, h.address, h.netns]), [["ext-1", "203.0.113.11", `${prefix}-ext-1`]]);
-    assert.match(await ok("probe", "x/a", "203.0.113.11", "--port", "80/TCP"), /^connected/);
+    // 3 s, not the default 1 s: on Node 24 the first SYN right after `external add` is sometimes
+    // lost (a retransmit at 1 s connects; every later probe connects at once). Followed up in the issue.
+    assert.match(await ok("probe", "x/a", "203.0.113.11", "--port", "80/TCP", "--timeout", "3000"), /^connected/);
     assert.match(await ok("probe", "x/b", "203.0.113.11", "--port", "81/UDP"), /^connected/);
     assert.match(await ok("probe", "x/a", "203.0.113.11", "--proto", "ICMP"), /^connected/);
     // The host saw node-1's address, not the pod's: conntrack on node-1 has the pod as the
