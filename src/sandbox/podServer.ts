@@ -317,7 +317,11 @@ process.on("SIGTERM", () => {
 `;
 
 /** The helper goes to the server only where the kernel has SCTP sockets: elsewhere SCTP ports stay unserved. */
-const sctpConfig = (): { sctpHelper?: string } => (kernelHasSctp() ? { sctpHelper: SCTP_HELPER_PY } : {});
+let hasSctp: boolean | undefined; // asked once per process: kernelHasSctp() reads modules.dep
+function sctpConfig(): { sctpHelper?: string } {
+  hasSctp ??= kernelHasSctp();
+  return hasSctp ? { sctpHelper: SCTP_HELPER_PY } : {};
+}
 
 /** Starts the pod's server detached inside its namespace; returns its pid. */
 export function spawnPodServer(netns: string, ports: readonly ServedPort[], ctlSocket: string, logFile: string): number {

@@ -102,7 +102,7 @@ z/c   X   X   X   .   .   .   .   .   .
 `;
 
 /** Everything open but y -> x. */
-const X_NOT_FROM_Y = `
+export const X_NOT_FROM_Y = `
 //   x/a x/b x/c y/a y/b y/c z/a z/b z/c
 x/a   .   .   .   .   .   .   .   .   .
 x/b   .   .   .   .   .   .   .   .   .
