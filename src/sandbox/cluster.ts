@@ -68,9 +68,13 @@ export interface SandboxNode {
   stateDir: string;
 }
 
-
 export function underlayAddress(segment: number, host: number): string {
   return `10.250.${segment}.${host}`;
+}
+
+/** The underlay router's MAC on segment `segment` (locally administered, unicast). */
+export function underlayBridgeMac(segment: number): string {
+  return `02:00:0a:fa:${segment.toString(16).padStart(2, "0")}:01`;
 }
 
 export function underlayAddress6(segment: number, host: number): string {
@@ -266,8 +270,18 @@ export class Sandbox {
     ensurePrivateDir(o.stateDir);
     await addNetns(this.underlayNs);
     await nsExec(this.underlayNs, "sysctl", ["-qw", "net.ipv4.ip_forward=1"]);
+    // No ICMP redirects from the underlay router: external hosts (203.0.113.0/24) share br1
+    // with the nodes' 10.250.1.0/24, so a node's packet to one leaves br1 where it came in
+    // and Linux would redirect the node to the host itself (shared_media accepts an off-link
+    // gateway). The node then reaches it over L2, bypassing the router, and a re-added host
+    // (new MAC) is unreachable until the node's stale neighbour entry times out. Both `all`
+    // and `default` (bridges created below inherit it): the kernel ORs them.
+    for (const scope of ["all", "default"]) await nsExec(this.underlayNs, "sysctl", ["-qw", `net.ipv4.conf.${scope}.send_redirects=0`]);
     for (let s = 1; s <= o.segments; s++) {
-      await ip("-n", this.underlayNs, "link", "add", `br${s}`, "type", "bridge");
+      // A fixed MAC: a bridge without one takes its lowest port's, so it would change as
+      // external hosts and nodes join or leave, and every node's neighbour entry for its
+      // gateway would go stale (seconds of lost packets until it re-resolves).
+      await ip("-n", this.underlayNs, "link", "add", `br${s}`, "address", underlayBridgeMac(s), "type", "bridge");
       await ip("-n", this.underlayNs, "addr", "add", `${underlayAddress(s, 1)}/24`, "dev", `br${s}`);
       if (o.ipv6) await ip("-n", this.underlayNs, "addr", "add", `${underlayAddress6(s, 1)}/64`, "dev", `br${s}`, "nodad");
       await ip("-n", this.underlayNs, "link", "set", `br${s}`, "up");

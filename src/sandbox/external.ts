@@ -112,5 +112,8 @@ async function removeParts(sb: Sandbox, h: ExternalHost): Promise<void> {
     }
   }
   if (exists) await delNetns(h.ns);
+  // The router's entry for the address names the removed host's MAC: a host added again at
+  // that address has another, and the stale entry would take seconds to re-resolve.
+  await nsTry(sb.underlayNs, "ip", ["neigh", "del", h.address, "dev", "br1"]);
   for (const f of [recordPath(sb, h.name), logPath(sb, h.name), h.ctlSocket]) rmSync(f, { force: true });
 }
