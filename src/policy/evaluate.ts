@@ -26,14 +26,16 @@
  * source port) and none of its notSrcPorts. ICMP specs match only ICMP of their family
  * (ICMPv6 for IPv6 connections); a named port is a container port of the pod at that end
  * (destination ports: the destination pod; source ports: the source pod), never a non-pod;
- * without kernel SCTP support SCTP specs match nothing (the renderer leaves them out).
+ * without iptables' sctp match an SCTP port number cannot be tested, and a rule that tests
+ * one fails closed as the renderer renders it: a Deny matches every SCTP packet it might,
+ * an Allow or Log none, a Pass drops those packets (SctpApprox, usesSctpPorts).
  */
 import type { PodEndpoint, Protocol } from "../model/endpoint.js";
 import { type Cidr, type Family, type IpAddr, cidrContainsIp, formatIp, parseCidr, parseIp } from "../model/ip.js";
 import { ClusterAddresses } from "./clusterAddresses.js";
 import { EndpointIndex } from "./endpointIndex.js";
 import type { NetworkSetInfo, NodeInfo, PolicyModel } from "./model.js";
-import { type Direction, type Peer, type PodSet, type PolicyIR, type PortSpec, type RuleIR, type Tier, comparePolicies, podSetKey, rulesOf } from "./ir.js";
+import { type Direction, type Peer, type PodSet, type PolicyIR, type PortSpec, type RuleIR, type SctpApprox, type Tier, comparePolicies, podSetKey, rulesOf, usesSctpPorts } from "./ir.js";
 import { canonicalSelector } from "./selectors.js";
 
 /** ICMP means ICMP for IPv4 addresses and ICMPv6 for IPv6 ones. */
@@ -73,7 +75,7 @@ export interface ExplainStep {
 }
 
 export interface EvaluateOptions {
-  /** False: SCTP port entries are left out, as the renderer does (they open nothing). */
+  /** False: iptables cannot test SCTP port numbers; rules that do are approximated to fail closed, as the renderer does. */
   sctpSupported: boolean;
 }
 
@@ -215,7 +217,7 @@ export class PolicyEvaluator {
       for (const p of isolating) {
         const rules = rulesOf(p, d) ?? [];
         for (const [i, r] of rules.entries()) {
-          if ((r.action !== "allow" && r.action !== "log") || !m.matches(r)) continue;
+          if ((r.action !== "allow" && r.action !== "log") || !m.matches(r, "narrow")) continue;
           path.push(ruleStep("namespace", p, r, i));
           if (r.action === "allow") return decided(true, isolatedBy, p.id, undefined, path);
         }
@@ -235,7 +237,11 @@ export class PolicyEvaluator {
       const rules = rulesOf(p, d);
       if (rules === undefined || !this.selects(p, self)) continue;
       for (const [i, r] of rules.entries()) {
-        if (!m.matches(r)) continue;
+        if (r.action === "pass" && m.sctpPassDrops(r)) {
+          path.push({ ...ruleStep(tier, p, r, i), action: "deny", text: `[${TIER_LABEL[tier]}] ${policyDisplayName(p)} ${ruleLabel(r, i)}: Pass of SCTP ports without the sctp match: Deny` });
+          return { allowed: false, policy: p.id };
+        }
+        if (!m.matches(r, r.action === "deny" ? "wide" : "narrow")) continue;
         path.push(ruleStep(tier, p, r, i));
         if (r.action === "log") continue;
         if (r.action === "pass") return undefined;
@@ -295,7 +301,12 @@ export class PolicyEvaluator {
     }
   }
 
-  portMatches(ps: PortSpec, c: Connection, pod: PodEndpoint | undefined, port: number | undefined): boolean {
+  sctpSupported(): boolean {
+    return this.opts.sctpSupported;
+  }
+
+  /** `untestable`: the answer for an SCTP port number when the kernel cannot test one (SctpApprox). */
+  portMatches(ps: PortSpec, c: Connection, pod: PodEndpoint | undefined, port: number | undefined, untestable: boolean): boolean {
     if (ps.kind === "icmp") {
       const family = c.dst.includes(":") ? 6 : 4;
       if (c.protocol !== "ICMP" || ps.family !== family) return false;
@@ -304,8 +315,8 @@ export class PolicyEvaluator {
       return ps.code === undefined || (c.icmpCode ?? 0) === ps.code;
     }
     if (c.protocol === "ICMP" || ps.protocol !== c.protocol) return false;
-    if (ps.protocol === "SCTP" && !this.opts.sctpSupported) return false;
     if (ps.kind === "protocol") return true;
+    if (ps.kind === "range" && ps.protocol === "SCTP" && !this.opts.sctpSupported) return untestable;
     if (port === undefined) return false;
     if (ps.kind === "range") return port >= ps.from && port <= ps.to;
     // Named: a container port of that name and protocol of the pod at that end; never a non-pod.
@@ -356,17 +367,24 @@ class RuleMatcher {
     this.selfAddr = d === "ingress" ? c.dst : c.src;
   }
 
-  matches(r: RuleIR): boolean {
+  /** `approx`: how SCTP port numbers count when the kernel cannot test them (exact otherwise). */
+  matches(r: RuleIR, approx: SctpApprox): boolean {
     const ev = this.ev;
+    const wide = approx === "wide";
     const peer = (p: Peer): boolean => ev.peerMatches(p, this.peerAddr);
     const own = (p: Peer): boolean => ev.peerMatches(p, this.selfAddr);
-    const dport = (ps: PortSpec): boolean => ev.portMatches(ps, this.c, this.dstPod, this.c.port);
-    const sport = (ps: PortSpec): boolean => ev.portMatches(ps, this.c, this.srcPod, this.c.srcPort);
+    const dport = (untestable: boolean) => (ps: PortSpec): boolean => ev.portMatches(ps, this.c, this.dstPod, this.c.port, untestable);
+    const sport = (untestable: boolean) => (ps: PortSpec): boolean => ev.portMatches(ps, this.c, this.srcPod, this.c.srcPort, untestable);
     if (!r.peers.some(peer) || (r.notPeers ?? []).some(peer)) return false;
     if (r.self && (!r.self.peers.some(own) || r.self.notPeers.some(own))) return false;
-    if ((r.ports !== "all" && !r.ports.some(dport)) || (r.notPorts ?? []).some(dport)) return false;
-    if ((r.srcPorts !== undefined && !r.srcPorts.some(sport)) || (r.notSrcPorts ?? []).some(sport)) return false;
+    if ((r.ports !== "all" && !r.ports.some(dport(wide))) || (r.notPorts ?? []).some(dport(!wide))) return false;
+    if ((r.srcPorts !== undefined && !r.srcPorts.some(sport(wide))) || (r.notSrcPorts ?? []).some(sport(!wide))) return false;
     return true;
+  }
+
+  /** A Pass that tests SCTP port numbers the kernel cannot test drops the SCTP packets it might match (fails closed). */
+  sctpPassDrops(r: RuleIR): boolean {
+    return this.c.protocol === "SCTP" && !this.ev.sctpSupported() && usesSctpPorts(r) && this.matches(r, "wide");
   }
 }
 

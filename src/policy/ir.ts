@@ -150,3 +150,20 @@ export function podSetKey(s: PodSet): string {
 }
 
 export const protocolName = (p: Protocol): string => p.toLowerCase();
+
+/**
+ * Whether the rule tests an SCTP port number: what needs iptables' sctp match (named
+ * ports go through ipset, `-p sctp` alone through the core). Without that match the
+ * renderer and the evaluator approximate such a rule so that it fails closed.
+ */
+export function usesSctpPorts(rule: RuleIR): boolean {
+  const sctpRange = (ps: PortSpec): boolean => ps.kind === "range" && ps.protocol === "SCTP";
+  return [rule.ports === "all" ? [] : rule.ports, rule.notPorts ?? [], rule.srcPorts ?? [], rule.notSrcPorts ?? []].some((list) => list.some(sctpRange));
+}
+
+/**
+ * How an SCTP port test that cannot be made is treated: "wide" as every SCTP packet in a
+ * positive test and as no packet in an exclusion (a superset of the rule: for Deny),
+ * "narrow" the other way round (a subset: Allow, Log). With the sctp match both are exact.
+ */
+export type SctpApprox = "wide" | "narrow";

@@ -46,7 +46,7 @@ import { type Cidr, type Family, formatCidr, formatIp, parseCidr, bitsOf } from 
 import { EndpointIndex } from "../policy/endpointIndex.js";
 import { ClusterAddresses } from "../policy/clusterAddresses.js";
 import { policyDisplayName } from "../policy/evaluate.js";
-import { type Direction, type NetworkSetMatch, type Peer, type PodSet, type PolicyIR, type PortSpec, type RuleIR, type Tier, comparePolicies, namespaceMatchKey, podSetKey, protocolName, rulesOf } from "../policy/ir.js";
+import { type Direction, type NetworkSetMatch, type Peer, type PodSet, type PolicyIR, type PortSpec, type RuleIR, type SctpApprox, type Tier, comparePolicies, namespaceMatchKey, podSetKey, protocolName, rulesOf, usesSctpPorts } from "../policy/ir.js";
 import { canonicalSelector } from "../policy/selectors.js";
 import type { LabelSelector } from "../config/k8sSchemas.js";
 import { networkPolicyToIr } from "../policy/networkPolicy.js";
@@ -294,30 +294,42 @@ function renderPolicyRules(p: PolicyIR, d: Direction, rules: readonly RuleIR[], 
   let passes = false;
   const compiler = new RuleCompiler(p, d, sets, sctp);
   let pendingReturn: string | undefined;
+  /** The lines of one compiled rule with `target`, in a chain of its own (`key`) when exclusions or a shared LOG need one. */
+  const emit = (compiled: CompiledRule, target: string, key: string, log: boolean): void => {
+    const several = compiled.terms.length > 1;
+    if (compiled.exclusions === undefined && !(log && several)) {
+      for (const t of compiled.terms) out.push(t ? `${t} ${target}` : target);
+      return;
+    }
+    // A chain of its own: exclusions RETURN first; a LOG matched by several lines is reached by goto, so it logs once.
+    const ruleChain = ruleChainName("r", d, key);
+    const body = (compiled.exclusions ?? []).map((x) => `${x} -j RETURN`);
+    let lineTarget = target;
+    if (log && several) {
+      const logChain = ruleChainName("l", d, key);
+      extra.push({ name: logChain, rules: [target] });
+      lineTarget = `-g ${logChain}`;
+    }
+    for (const t of compiled.terms) body.push(t ? `${t} ${lineTarget}` : lineTarget);
+    extra.push({ name: ruleChain, rules: body });
+    out.push(`-j ${ruleChain}`);
+  };
   rules.forEach((rule, index) => {
     // NetworkPolicy is an allow-list: only allow (and log) rules mean anything in that tier.
     if (p.tier === "namespace" && (rule.action === "deny" || rule.action === "pass")) return;
-    const compiled = compiler.compile(rule);
-    if (compiled.terms.length === 0) return;
-    const target = actionTarget(rule.action, p, d, index);
+    // Without the sctp match an SCTP port cannot be tested, so such a rule is rendered so
+    // that it fails closed (DESIGN: SCTP without the sctp match): a Deny covers every SCTP
+    // packet it might match, an Allow or Log none of them, and a Pass drops those packets
+    // (skipping the tier for them could skip a Deny; not passing could reach an Allow).
+    const inexact = !sctp && usesSctpPorts(rule);
+    const dropFirst = inexact && rule.action === "pass" ? compiler.compile(rule, "wide", "sctp") : undefined;
+    const compiled = compiler.compile(rule, rule.action === "deny" ? "wide" : "narrow");
+    if (compiled.terms.length === 0 && !dropFirst?.terms.length) return;
     if (pendingReturn) out.push(pendingReturn); // the previous rule's RETURN, once we know more follows
-    const several = compiled.terms.length > 1;
-    if (compiled.exclusions === undefined && !(rule.action === "log" && several)) {
-      for (const t of compiled.terms) out.push(t ? `${t} ${target}` : target);
-    } else {
-      // A chain of its own: exclusions RETURN first; a LOG matched by several lines is reached by goto, so it logs once.
-      const ruleChain = ruleChainName("r", d, p.id, index);
-      const body = (compiled.exclusions ?? []).map((x) => `${x} -j RETURN`);
-      let lineTarget = target;
-      if (rule.action === "log" && several) {
-        const logChain = ruleChainName("l", d, p.id, index);
-        extra.push({ name: logChain, rules: [target] });
-        lineTarget = `-g ${logChain}`;
-      }
-      for (const t of compiled.terms) body.push(t ? `${t} ${lineTarget}` : lineTarget);
-      extra.push({ name: ruleChain, rules: body });
-      out.push(`-j ${ruleChain}`);
-    }
+    if (dropFirst?.terms.length) emit(dropFirst, "-j DROP", `${p.id}|${index}|sctp`, false);
+    pendingReturn = undefined;
+    if (compiled.terms.length === 0) return;
+    emit(compiled, actionTarget(rule.action, p, d, index), `${p.id}|${index}`, rule.action === "log");
     allows ||= rule.action === "allow";
     passes ||= rule.action === "pass";
     pendingReturn = rule.action === "allow" ? `-m mark --mark ${MARK_ACCEPT} -j RETURN` : rule.action === "pass" ? `-m mark --mark ${MARK_PASS} -j RETURN` : undefined;
@@ -332,9 +344,14 @@ function actionTarget(a: RuleIR["action"], p: PolicyIR, d: Direction, index: num
   return `-m limit --limit ${LOG_PER_MINUTE}/min --limit-burst ${LOG_BURST} -j LOG --log-prefix "${logPrefix(p, d, index)}"`;
 }
 
-/** `slc-r{i,o}-<hash>` (a rule's own chain) or `slc-l{i,o}-<hash>` (its LOG), from the policy id and rule index. */
-function ruleChainName(kind: "r" | "l", d: Direction, policyId: string, index: number): string {
-  return `slc-${kind}${d === "ingress" ? "i" : "o"}-${hash(`${policyId}|${index}`, 16)}`;
+/** `slc-r{i,o}-<hash>` (a rule's own chain) or `slc-l{i,o}-<hash>` (its LOG), from `<policy id>|<rule index>[|part]`. */
+function ruleChainName(kind: "r" | "l", d: Direction, key: string): string {
+  return `slc-${kind}${d === "ingress" ? "i" : "o"}-${hash(key, 16)}`;
+}
+
+interface CompiledRule {
+  terms: string[];
+  exclusions: string[] | undefined;
 }
 
 interface SetTest {
@@ -431,6 +448,7 @@ function formatMatch(m: Match): string {
 class RuleCompiler {
   private readonly peerDir: "src" | "dst";
   private readonly selfDir: "src" | "dst";
+  private approx: SctpApprox = "narrow";
 
   constructor(
     private readonly p: PolicyIR,
@@ -447,7 +465,9 @@ class RuleCompiler {
    * everything. `exclusions`: undefined when every exclusion fits into the lines;
    * otherwise lines that must RETURN before the terms are tried (in a chain of the rule's own).
    */
-  compile(rule: RuleIR): { terms: string[]; exclusions: string[] | undefined } {
+  compile(rule: RuleIR, approx: SctpApprox, onlyProto?: string): CompiledRule {
+    this.approx = approx;
+    const only: Match = onlyProto === undefined ? EVERYTHING : { ...EVERYTHING, proto: onlyProto, showProto: true };
     const terms: Match[] = [];
     for (const peer of rule.peers) {
       for (const own of rule.self ? rule.self.peers : [undefined]) {
@@ -456,10 +476,11 @@ class RuleCompiler {
             // Egress to a named port of pods: that set of (pod address, port) is the peer test as well.
             const namedOfPeer = port?.kind === "named" && this.d === "egress" && peer.kind === "pods";
             const parts = [
+              only,
               namedOfPeer ? EVERYTHING : this.peer(peer, this.peerDir),
               own ? this.peer(own, this.selfDir) : EVERYTHING,
-              port === undefined ? EVERYTHING : namedOfPeer && port.kind === "named" && peer.kind === "pods" ? this.named(peer.pods, port.name, port.protocol, "dst,dst") : this.port(port, "dport"),
-              sport === undefined ? EVERYTHING : this.port(sport, "sport"),
+              port === undefined ? EVERYTHING : namedOfPeer && port.kind === "named" && peer.kind === "pods" ? this.named(peer.pods, port.name, port.protocol, "dst,dst") : this.port(port, "dport", false),
+              sport === undefined ? EVERYTHING : this.port(sport, "sport", false),
             ];
             let m: Match | undefined = EVERYTHING;
             for (const part of parts) m = m && part && merge(m, part);
@@ -472,8 +493,8 @@ class RuleCompiler {
     const add = (m: Match | undefined): void => void (m && exclusions.push(m));
     for (const n of rule.notPeers ?? []) add(this.peer(n, this.peerDir));
     for (const n of rule.self?.notPeers ?? []) add(this.peer(n, this.selfDir));
-    for (const n of rule.notPorts ?? []) add(this.port(n, "dport"));
-    for (const n of rule.notSrcPorts ?? []) add(this.port(n, "sport"));
+    for (const n of rule.notPorts ?? []) add(this.port(n, "dport", true));
+    for (const n of rule.notSrcPorts ?? []) add(this.port(n, "sport", true));
 
     const inline: Match[] = [];
     for (const t of terms) {
@@ -519,15 +540,16 @@ class RuleCompiler {
     }
   }
 
-  /** The test of one port spec on the destination or source port; undefined when it matches nothing here. */
-  private port(ps: PortSpec, which: "dport" | "sport"): Match | undefined {
+  /** The test of one port spec (an exclusion's when `negated`) on the destination or source port; undefined when it matches nothing here. */
+  private port(ps: PortSpec, which: "dport" | "sport", negated: boolean): Match | undefined {
     if (ps.kind === "icmp") {
       if (ps.family !== this.sets.family) return undefined;
       const icmp = ps.type === undefined ? undefined : { type: ps.type, code: ps.code, neg: false };
       return { ...EVERYTHING, proto: ps.family === 4 ? "icmp" : "ipv6-icmp", showProto: true, icmp };
     }
-    if (ps.protocol === "SCTP" && !this.sctp) return undefined;
     const proto = protocolName(ps.protocol);
+    // -p sctp alone and named ports (ipset) need no sctp match; a port number does.
+    if (ps.kind === "range" && ps.protocol === "SCTP" && !this.sctp) return negated === (this.approx === "narrow") ? { ...EVERYTHING, proto, showProto: true } : undefined;
     if (ps.kind === "protocol") return { ...EVERYTHING, proto, showProto: true };
     if (ps.kind === "range") return { ...EVERYTHING, proto, showProto: true, [which]: { from: ps.from, to: ps.to, neg: false } };
     // A named port is a port of the pod at that end: the selected pod (destination port of

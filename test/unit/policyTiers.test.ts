@@ -71,6 +71,7 @@ const block = (cidr: string, ...except: string[]): Peer => ({ kind: "ipBlock", c
 const any: Peer = { kind: "any" };
 const tcp = (from: number, to = from): PortSpec => ({ kind: "range", protocol: "TCP", from, to });
 const udp = (from: number, to = from): PortSpec => ({ kind: "range", protocol: "UDP", from, to });
+const sctp = (from: number, to = from): PortSpec => ({ kind: "range", protocol: "SCTP", from, to });
 const icmp4 = (type?: number, code?: number): PortSpec => ({ kind: "icmp", family: 4, type, code });
 const icmp6 = (type?: number, code?: number): PortSpec => ({ kind: "icmp", family: 6, type, code });
 
@@ -104,7 +105,34 @@ interface Scenario {
   sctp?: boolean;
 }
 
+/**
+ * SCTP port numbers in every tier and position, for a node whose iptables cannot test them
+ * (and for one that can): web's ingress denies SCTP 9 from ops, passes SCTP 80 from dev,
+ * allows SCTP 80 from anyone, and a NetworkPolicy allows everything; web's egress denies
+ * all SCTP (protocol only: no sctp match needed); db allows everything but SCTP 80.
+ */
+const SCTP_POLICIES: PolicyIR[] = [
+  cnp("sctp-ports", "admin", 7, inNs("prod", { app: "web" }), {
+    ingress: [rule("deny", [pods(inNsSel({ team: "ops" }))], [sctp(9)]), rule("pass", [pods(inNs("dev"))], [sctp(80)]), rule("allow", [any], [sctp(80)])],
+    egress: [rule("deny", [any], [{ kind: "protocol", protocol: "SCTP" }])],
+  }),
+  knp("prod", "web-open", { podSelector: { matchLabels: { app: "web" } }, ingress: [{}] }),
+  gnp("db-but-sctp-80", 1, inNs("prod", { app: "db" }), { ingress: [rule("allow", [any], "all", { notPorts: [sctp(80)] }), rule("deny", [any])] }),
+];
+
 const scenarios: Scenario[] = [
+  {
+    name: "tier-sctp-without-match",
+    description: "No sctp match: the Deny of SCTP 9 covers all SCTP from ops, the Pass of SCTP 80 from dev drops dev's SCTP, the Allow of SCTP 80 renders nothing, the protocol-only Deny stays, db's exclusion of SCTP 80 excludes all SCTP.",
+    policies: SCTP_POLICIES,
+    sctp: false,
+  },
+  {
+    name: "tier-sctp-with-match",
+    description: "The same policies where iptables can test SCTP ports: every rule exact.",
+    policies: SCTP_POLICIES,
+    sctp: true,
+  },
   {
     name: "tier-admin-deny-beats-np",
     description: "Admin: prod denies ingress from dev (rule 2) after logging it (rule 1); a NetworkPolicy allowing everything into prod does not help dev.",
@@ -244,6 +272,7 @@ const PROBES: Probe[] = [
   { protocol: "UDP", port: 53 },
   { protocol: "UDP", port: 53, srcPort: 53 },
   { protocol: "SCTP", port: 80 },
+  { protocol: "SCTP", port: 9 },
   { protocol: "ICMP", port: 0 },
   { protocol: "ICMP", port: 0, icmpType: 8, icmpCode: 1 },
   { protocol: "ICMP", port: 0, icmpType: 3, icmpCode: 1 },
@@ -298,6 +327,45 @@ function check(s: Scenario, c: Connection): Verdict {
 const texts = (v: Verdict, d: Direction): string[] => v[d].path.map((x) => x.text);
 const ip = (p: PodEndpoint, family: Family = 4): string => p.ips.find((a) => a.includes(":") === (family === 6)) as string;
 const byName = (n: string): Scenario => scenarios.find((s) => s.name === n) as Scenario;
+
+describe("policy tiers: SCTP port numbers without the sctp match fail closed", () => {
+  const [without, withMatch] = [byName("tier-sctp-without-match"), byName("tier-sctp-with-match")];
+  const conn = (from: PodEndpoint, to: PodEndpoint, port: number, protocol: Connection["protocol"] = "SCTP"): Connection => ({ src: ip(from), dst: ip(to), protocol, port });
+  const verdicts = (c: Connection): [boolean, boolean] => [check(without, c).allowed, check(withMatch, c).allowed];
+
+  test("a Deny of one SCTP port covers every SCTP packet of its peers; other protocols are untouched", () => {
+    assert.deepEqual(verdicts(conn(monitor, web, 80)), [false, true]);
+    assert.deepEqual(verdicts(conn(monitor, web, 9)), [false, false]);
+    assert.deepEqual(verdicts(conn(monitor, web, 80, "TCP")), [true, true]);
+  });
+
+  test("a Pass of an SCTP port drops the SCTP packets it might pass, not other protocols", () => {
+    assert.deepEqual(verdicts(conn(tool, web, 80)), [false, true]);
+    assert.match(texts(check(without, conn(tool, web, 80)), "ingress").join(" | "), /Pass of SCTP ports without the sctp match: Deny/);
+    assert.deepEqual(verdicts(conn(tool, web, 80, "TCP")), [true, true]);
+  });
+
+  test("an Allow of an SCTP port allows nothing; the next tier decides (here the NetworkPolicy allows)", () => {
+    assert.deepEqual(verdicts(conn(api, web, 80)), [true, true]);
+    assert.deepEqual(texts(check(without, conn(api, web, 80)), "ingress").some((t) => t.startsWith("[Admin]")), false);
+  });
+
+  test("a protocol-only SCTP Deny needs no sctp match and stays (it was dropped: fail open)", () => {
+    assert.deepEqual(verdicts(conn(web, api, 80)), [false, false]);
+    assert.ok(render(without, 4).chains.some((c) => c.rules.some((r) => /^-p sctp -j DROP$/.test(r))), "a -p sctp -j DROP rule");
+  });
+
+  test("an exclusion of an SCTP port in an Allow excludes all SCTP (a narrower Allow)", () => {
+    assert.deepEqual(verdicts(conn(api, db, 9)), [false, true]);
+    assert.deepEqual(verdicts(conn(api, db, 80)), [false, false]);
+    assert.deepEqual(verdicts(conn(api, db, 9, "TCP")), [true, true]);
+  });
+
+  test("no rendered line tests an SCTP port without the match", () => {
+    for (const family of [4, 6] as const) for (const c of render(without, family).chains) for (const r of c.rules) assert.doesNotMatch(r, /-m sctp/, `${c.name}: ${r}`);
+    assert.ok(render(withMatch, 4).chains.some((c) => c.rules.some((r) => r.includes("-m sctp --dport 9"))));
+  });
+});
 
 describe("policy tiers: what each interaction means (explain paths)", () => {
   test("Admin deny ends evaluation before a NetworkPolicy that allows; log continues", () => {
@@ -510,8 +578,8 @@ function randomScenario(rnd: () => number, round: number): Scenario {
     ])();
   const peer = (): Peer => (maybe(0.15) ? { kind: "allOf", peers: list(simplePeer, 1, 3) } : simplePeer());
   const portSpec = (): PortSpec =>
-    pick<PortSpec>([tcp(80), tcp(80, 90), tcp(85), udp(53), { kind: "protocol", protocol: "TCP" }, { kind: "protocol", protocol: "TCP" }, { kind: "protocol", protocol: "UDP" }, { kind: "range", protocol: "SCTP", from: 80, to: 80 }, { kind: "named", protocol: "TCP", name: "http" }, { kind: "named", protocol: "UDP", name: "dns" }, icmp4(), icmp4(), icmp4(8), icmp4(8, 0), icmp4(3, 1), icmp6(), icmp6(), icmp6(128), icmp6(129, 0)]);
-  const notPortSpec = (): PortSpec => pick<PortSpec>([tcp(85), tcp(80), tcp(0, 1023), udp(53), icmp4(8), icmp4(3, 1), icmp6(128), { kind: "protocol", protocol: "UDP" }, { kind: "named", protocol: "TCP", name: "http" }]);
+    pick<PortSpec>([tcp(80), tcp(80, 90), tcp(85), udp(53), { kind: "protocol", protocol: "TCP" }, { kind: "protocol", protocol: "TCP" }, { kind: "protocol", protocol: "UDP" }, sctp(80), sctp(1, 80), { kind: "protocol", protocol: "SCTP" }, { kind: "named", protocol: "TCP", name: "http" }, { kind: "named", protocol: "UDP", name: "dns" }, icmp4(), icmp4(), icmp4(8), icmp4(8, 0), icmp4(3, 1), icmp6(), icmp6(), icmp6(128), icmp6(129, 0)]);
+  const notPortSpec = (): PortSpec => pick<PortSpec>([tcp(85), tcp(80), tcp(0, 1023), udp(53), icmp4(8), icmp4(3, 1), icmp6(128), { kind: "protocol", protocol: "UDP" }, { kind: "named", protocol: "TCP", name: "http" }, sctp(9), sctp(80)]);
   const srcSpec = (): PortSpec => pick<PortSpec>([tcp(1024, 65535), tcp(53), udp(53), tcp(40001), { kind: "named", protocol: "UDP", name: "dns" }, { kind: "protocol", protocol: "UDP" }]);
   const ruleOf = (tier: PolicyIR["tier"]): RuleIR => {
     const r: RuleIR = { action: tier === "namespace" ? pick<RuleAction>(["allow", "allow", "allow", "log", "deny"]) : pick<RuleAction>(["allow", "deny", "pass", "log"]), peers: list(peer, 0, 2), ports: maybe(0.4) ? "all" : list(portSpec, 0, 2) };
