@@ -12,11 +12,15 @@
  *   the old or the new members, never a mix.
  * - small diffs (at most half as many changes as the set has members): `del`/`add` in
  *   place, which costs as many netlink entries as the diff instead of the whole set
- *   (a pod joining a selector must not rewrite a 10 000-member set). The operations are
- *   ordered so that every intermediate state matches no address that neither the old nor
- *   the new set matches: first everything that shrinks the matched space (deleting plain
- *   members, adding `nomatch` exceptions), then everything that grows it (adding plain
- *   members, deleting exceptions).
+ *   (a pod joining a selector must not rewrite a 10 000-member set), when no intermediate
+ *   state can matter: every address must stay matched while it is in both the old and the
+ *   new set (a Deny or an exclusion set must not let it through for a moment) and never be
+ *   matched while it is in neither (an Allow set must not let it in). Single addresses
+ *   (hash:ip, hash:ip,port) are independent elements, so any order holds. In a hash:net
+ *   the most specific containing element decides, so a change to one prefix can shadow or
+ *   uncover another: the diff goes in place only when no changed prefix contains another
+ *   changed one (then each address sees at most one change, from its old to its new
+ *   answer); otherwise the set is swapped.
  * A set that carries our name but another type or family cannot be swapped (the kernel
  * refuses); it is destroyed and created afresh when no rule references it, or reported as
  * blocked for the applier, which first takes the rules that use it out of play.
@@ -202,6 +206,33 @@ function actualMembers(spec: IpsetSpec, state: IpsetState): Map<string, Canonica
   return out;
 }
 
+/** The elements an in-place update would touch: added, deleted or with their nomatch flag flipped. */
+function changedKeys(got: ReadonlyMap<string, CanonicalMember>, want: ReadonlyMap<string, CanonicalMember>): string[] {
+  const out: string[] = [];
+  for (const [key, m] of got) if (want.get(key)?.nomatch !== m.nomatch) out.push(key);
+  for (const key of want.keys()) if (!got.has(key)) out.push(key);
+  return out;
+}
+
+/**
+ * Whether no prefix among these hash:net elements contains another. Prefixes either nest
+ * or are disjoint, so sorted by network address (the shorter first) two of them overlap
+ * exactly when one starts before the widest earlier one ends.
+ */
+function unnested(family: Family, keys: readonly string[]): boolean {
+  const bits = bitsOf(family);
+  const ranges = keys
+    .map((k) => parseCidr(k.includes("/") ? k : `${k}/${bits}`))
+    .map((c) => ({ start: c.ip, end: c.ip + (1n << BigInt(bits - c.prefixLen)) - 1n, len: c.prefixLen }))
+    .sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : a.len - b.len));
+  let end = -1n;
+  for (const r of ranges) {
+    if (r.start <= end) return false;
+    end = r.end;
+  }
+  return true;
+}
+
 /** Room for twice the members, never below ipset's default. */
 export function maxelemFor(count: number): number {
   let m = DEFAULT_MAXELEM;
@@ -346,7 +377,7 @@ export function planPrepare(family: Family, desired: readonly IpsetSpec[], actua
     }
     const ops = shrink.length + grow.length;
     if (got && ops === 0 && have.maxelem >= want.size) continue;
-    if (got && ops * 2 <= want.size && have.maxelem >= want.size) {
+    if (got && ops * 2 <= want.size && have.maxelem >= want.size && (spec.type !== "hash:net" || unnested(spec.family, changedKeys(got, want)))) {
       lines.push(...shrink.sort(), ...grow.sort());
       plan.memberOps += ops;
       plan.updated.push(spec.name);

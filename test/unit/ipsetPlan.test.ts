@@ -11,6 +11,7 @@ import {
   tempName,
 } from "../../src/dataplane/ipsetPlan.js";
 import type { IpsetSpec } from "../../src/render/ipsetSpec.js";
+import { mulberry32 } from "../helpers/golden.js";
 
 /** What `ipset list` printed on this machine (ipset 7.17), trimmed to three sets. */
 const LIST = `Name: slc4-a
@@ -246,5 +247,75 @@ describe("planRemoveStale", () => {
     assert.deepEqual(plan.inUse, ["slc4-used"]);
     assert.deepEqual(lines(plan.restore), ["destroy slc4-old", "destroy slct-old"]);
     assert.equal(planRemoveStale(4, [], mapOf(state({ name: "slc6-x", family: "inet6" }))).restore, undefined);
+  });
+});
+
+/**
+ * What a hash:net answers for an address: the flag of its most specific containing
+ * element (nomatch: no match), no match when none contains it. Members as ipset prints them.
+ */
+function netMatches(members: ReadonlyMap<string, boolean>, addr: number): boolean {
+  let best = -1;
+  let match = false;
+  for (const [key, nomatch] of members) {
+    const [a, l] = key.split("/");
+    const len = l === undefined ? 32 : Number(l);
+    const base = (a ?? "").split(".").reduce((v, o) => v * 256 + Number(o), 0);
+    const size = 2 ** (32 - len);
+    if (addr >= base && addr < base + size && len > best) [best, match] = [len, !nomatch];
+  }
+  return match;
+}
+
+const asMap = (members: readonly string[]): Map<string, boolean> => new Map(members.map((m) => [m.split(" ")[0] as string, m.endsWith(" nomatch")]));
+
+describe("in-place updates: no address in both the old and the new set is ever unmatched, none in neither is ever matched", () => {
+  test("a prefix replaced by its halves is swapped, not deleted then added (a Deny set would let 10.0.0.5 through)", () => {
+    const rest = Array.from({ length: 12 }, (_, i) => `172.${16 + i}.0.0/16`);
+    const before = ["10.0.0.0/8", ...rest];
+    const after = ["10.0.0.0/9", "10.128.0.0/9", ...rest];
+    const plan = planPrepare(4, [{ name: "slc4-deny", type: "hash:net", family: 4, members: after }], mapOf(state({ name: "slc4-deny", type: "hash:net", members: before })));
+    assert.deepEqual(plan.swapped, ["slc4-deny"]);
+    assert.deepEqual(plan.updated, []);
+  });
+
+  test("random small diffs of nested prefixes and exceptions, replayed op by op", () => {
+    const rnd = mulberry32(11);
+    const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)] as T;
+    // Prefixes that nest: /8, /12, /16, /24 inside 10/8, and unrelated /16s to make the diff small.
+    const pool = ["10.0.0.0/8", "10.0.0.0/12", "10.16.0.0/12", "10.1.0.0/16", "10.2.0.0/16", "10.17.0.0/16", "10.1.1.0/24", "10.1.2.0/24", "10.17.5.0/24", "10.1.1.7"];
+    const filler = Array.from({ length: 16 }, (_, i) => `192.168.${i}.0/24`);
+    const probes = [0x0a000005, 0x0a010105, 0x0a010107, 0x0a010205, 0x0a020001, 0x0a110505, 0x0a110105, 0x0a300001, 0x0a100001, 0x0b000001];
+    let inPlace = 0;
+    let swapped = 0;
+    for (let round = 0; round < 400; round++) {
+      const draw = (): string[] => pool.filter(() => rnd() < 0.5).map((k) => (rnd() < 0.3 ? `${k} nomatch` : k));
+      const before = [...draw(), ...filler];
+      const after = rnd() < 0.5 ? before.map((m) => (rnd() < 0.15 ? (m.endsWith(" nomatch") ? m.slice(0, -8) : `${m} nomatch`) : m)).filter(() => rnd() < 0.92) : [...draw(), ...filler];
+      if (rnd() < 0.3) after.push(pick(pool));
+      const spec: IpsetSpec = { name: "slc4-x", type: "hash:net", family: 4, members: [...new Map(after.map((m) => [m.split(" ")[0], m])).values()] };
+      const plan = planPrepare(4, [spec], mapOf(state({ name: "slc4-x", type: "hash:net", members: before })));
+      if (!plan.updated.length) {
+        swapped += plan.swapped.length;
+        continue;
+      }
+      inPlace++;
+      const oldSet = asMap(before);
+      const newSet = asMap(spec.members);
+      const cur = new Map(oldSet);
+      const steps = [new Map(cur)];
+      for (const line of lines(plan.restore)) {
+        const [op, , member, flag] = line.split(" ");
+        if (op === "del") cur.delete(member as string);
+        else cur.set(member as string, flag === "nomatch");
+        steps.push(new Map(cur));
+      }
+      assert.deepEqual([...cur].sort(), [...newSet].sort(), `round ${round}: the plan ends at the new set`);
+      for (const a of probes) {
+        const [o, n] = [netMatches(oldSet, a), netMatches(newSet, a)];
+        for (const st of steps) if (o === n) assert.equal(netMatches(st, a), o, `round ${round}: ${a.toString(16)} changed in between (${before.join(", ")} -> ${spec.members.join(", ")}): ${lines(plan.restore).join("; ")}`);
+      }
+    }
+    assert.ok(inPlace > 50 && swapped > 20, `both paths taken: ${inPlace} in place, ${swapped} swapped`);
   });
 });
