@@ -39,7 +39,8 @@ const tap = join(tmp, "report.tap");
 const r = spawnSync(
   process.execPath,
   ["--enable-source-maps", "--test", "--test-concurrency=1", "--test-reporter=spec", "--test-reporter-destination=stdout", "--test-reporter=tap", `--test-reporter-destination=${tap}`, ...files],
-  { stdio: "inherit" },
+  // sluicectl's contexts (sandbox up records one) go to a file of this run, never the user's.
+  { stdio: "inherit", env: { ...process.env, SLUICE_CONFIG: process.env.SLUICE_CONFIG ?? join(tmp, "sluicectl-config.json") } },
 );
 const text = existsSync(tap) ? readFileSync(tap, "utf8") : "";
 rmSync(tmp, { recursive: true, force: true });

@@ -10,7 +10,7 @@ import { ConfigError } from "../config/errors.js";
 import type { FlagSpec, RawFlags } from "../config/flags.js";
 import { type KubeObject, type ResourceKind, kindNamesHelp, qualifiedPlural, qualifiedSingular, resolveKindName } from "../config/resourceKinds.js";
 import { connectEtcd } from "../datastore/etcdClient.js";
-import { DEFAULT_MAX_TXN_OPS, EtcdResourceStore, type ObjectRef, ResourceValidationError, TooManyOpsError } from "../datastore/etcdResources.js";
+import { type ApplyResult, BatchWriteError, DEFAULT_MAX_TXN_OPS, EtcdResourceStore, type ObjectRef, ResourceValidationError, TooManyOpsError } from "../datastore/etcdResources.js";
 import { SLUICE_PREFIX } from "../datastore/resourceKeys.js";
 import { ETCD_FLAGS } from "./etcdFlags.js";
 import { type ManifestSource, formatProblem, parseManifests } from "./manifests.js";
@@ -191,6 +191,7 @@ export const RESOURCE_COMMANDS: Record<string, ResourceCommand> = {
       ...NAMESPACE_FLAGS,
       { name: "dry-run", kind: "boolean", help: "validate and report what would change, write nothing" },
       { name: "max-txn-ops", kind: "string", help: "most objects one etcd transaction may change (etcd's --max-txn-ops)", default: String(DEFAULT_MAX_TXN_OPS) },
+      { name: "atomic", kind: "boolean", help: "all or nothing: one transaction, refused when the input needs more than --max-txn-ops writes" },
     ],
     run: async (flags, args, io) => {
       const cmd = "sluicectl apply";
@@ -208,12 +209,26 @@ export const RESOURCE_COMMANDS: Record<string, ResourceCommand> = {
         return 1;
       }
       const dryRun = flags["dry-run"] === true;
-      try {
-        const results = await withStore(flags, (store) => store.applyAll(parsed.objects.map((o) => o.object), { dryRun }));
+      const report = (results: readonly ApplyResult[]): void => {
         for (const r of results) io.out(`${qualifiedSingular(r.kind)}/${r.name} ${r.outcome}${dryRun ? " (dry run)" : ""}\n`);
+      };
+      const objects = parsed.objects.map((o) => o.object);
+      try {
+        await withStore(flags, async (store) => {
+          // Input larger than one transaction goes in several (each object's line printed as its transaction commits), as kubectl applies a big directory; --atomic keeps one.
+          if (flags["atomic"] === true || objects.length <= store.maxTxnOps) report(await store.applyAll(objects, { dryRun }));
+          else {
+            io.err(`applying ${objects.length} objects in transactions of at most ${store.maxTxnOps} (--max-txn-ops; --atomic for all or nothing)\n`);
+            await store.applyInBatches(objects, { dryRun, onWritten: report });
+          }
+        });
       } catch (err) {
         if (err instanceof ResourceValidationError || err instanceof TooManyOpsError) {
           io.err(`error: ${err.message}\nnothing was applied\n`);
+          return 1;
+        }
+        if (err instanceof BatchWriteError) {
+          io.err(`error: ${err.message}\n`);
           return 1;
         }
         throw err;
@@ -297,6 +312,7 @@ export const RESOURCE_COMMANDS: Record<string, ResourceCommand> = {
       ...NAMESPACE_FLAGS,
       { name: "all", kind: "boolean", help: "delete every object of the type (in the namespace)" },
       { name: "ignore-not-found", kind: "boolean", help: "an absent object is not an error" },
+      { name: "max-txn-ops", kind: "string", help: "most objects one etcd transaction may delete (etcd's --max-txn-ops); more go in several", default: String(DEFAULT_MAX_TXN_OPS) },
     ],
     run: async (flags, args, io) => {
       const cmd = "sluicectl delete";
@@ -331,7 +347,16 @@ export const RESOURCE_COMMANDS: Record<string, ResourceCommand> = {
           refs = names.map((n) => ({ kind: n.kind, namespace: n.kind.namespaced ? ns : undefined, name: n.name }));
         }
       }
-      const existed = await withStore(flags, (store) => store.deleteAll(refs));
+      let existed: boolean[];
+      try {
+        existed = await withStore(flags, (store) => store.deleteInBatches(refs));
+      } catch (err) {
+        if (err instanceof BatchWriteError) {
+          io.err(`error: ${err.message}\n`);
+          return 1;
+        }
+        throw err;
+      }
       let code = 0;
       refs.forEach((r, i) => {
         if (existed[i]) io.out(`${qualifiedSingular(r.kind)} "${r.name}" deleted\n`);

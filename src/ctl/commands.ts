@@ -17,6 +17,7 @@ import { DEMO_PREFIX, DEMO_STATE, runDemo } from "./demo.js";
 import { RESOURCE_COMMANDS } from "./apply.js";
 import { SANDBOX_FLAGS, SANDBOX_USAGE, runSandbox } from "./sandbox.js";
 import { EXPLAIN_FLAGS, EXPLAIN_USAGE, runExplain } from "./explain.js";
+import { contextsPath, readContexts, removeContexts, useContext, withCurrentContext } from "./contexts.js";
 
 export interface Io {
   out: (s: string) => void;
@@ -112,6 +113,62 @@ export const COMMANDS: Record<string, Command> = {
       return 0;
     },
   },
+  config: {
+    summary: "sluicectl's contexts (etcd connections; sandbox up records one): config current-context | get-contexts | use-context NAME | delete-context NAME",
+    usage: `Subcommands:
+  current-context        print the current context's name (exit 1 when there is none)
+  get-contexts           list the contexts; * marks the current one
+  use-context NAME       make NAME current
+  delete-context NAME    remove NAME
+Datastore commands (apply, get, delete, explain, leases, reserve, config-get, config-set) use
+the current context when no --etcd-* flag (or SLUICE_ETCD_* variable) is given, and say so
+on stderr. The file: $SLUICE_CONFIG, else $XDG_CONFIG_HOME/sluice/config.json, else
+~/.config/sluice/config.json.`,
+    flags: [{ name: "o", kind: "string", help: "get-contexts output: table or json", default: "table" }],
+    run: async (flags, args, io) => {
+      const [sub, name, ...extra] = args;
+      const path = contextsPath();
+      const src = `sluicectl config ${sub ?? ""}`.trim();
+      const needName = (): string => {
+        if (!name) throw new ConfigError("NAME", "is required", src);
+        if (extra.length > 0) throw new ConfigError(extra[0] as string, "unexpected argument", src);
+        return name;
+      };
+      switch (sub) {
+        case "current-context": {
+          const f = readContexts(path);
+          if (f.currentContext === undefined) {
+            io.err(`no current context (${path}); sluicectl sandbox up records one\n`);
+            return 1;
+          }
+          io.out(`${f.currentContext}\n`);
+          return 0;
+        }
+        case "get-contexts": {
+          const f = readContexts(path);
+          if (str(flags, "o") === "json") {
+            io.out(JSON.stringify(f, null, 2) + "\n");
+            return 0;
+          }
+          io.out(["CURRENT", "NAME".padEnd(24), "ETCD"].join("  ") + "\n");
+          for (const c of f.contexts) io.out([(c.name === f.currentContext ? "*" : "").padEnd(7), c.name.padEnd(24), c.etcdEndpoints].join("  ") + "\n");
+          return 0;
+        }
+        case "use-context":
+          useContext(path, needName());
+          io.out(`switched to context "${name}"\n`);
+          return 0;
+        case "delete-context": {
+          const n = needName();
+          if (removeContexts(path, (c) => c.name === n).length === 0) throw new ConfigError("NAME", `no context "${n}" in ${path}`, src);
+          io.out(`deleted context "${n}"\n`);
+          return 0;
+        }
+        default:
+          throw new ConfigError("SUBCOMMAND", `${sub === undefined ? "is required" : `"${sub}" is not one`}: current-context, get-contexts, use-context NAME, delete-context NAME`, "sluicectl config");
+      }
+    },
+  },
   "docker-opts": {
     summary: "write Docker daemon options from subnet.env, like flannel's mk-docker-opts.sh",
     flags: [
@@ -188,12 +245,20 @@ export async function runCtl(argv: string[], io: Io): Promise<number> {
   }
   const specs = [...cmd.flags, { name: "help", kind: "boolean" as const, help: "show this help" }];
   try {
-    const { flags, positional } = parseFlags(rest, specs, process.env, `sluicectl ${name}`);
-    if (flags["help"]) {
+    const parsed = parseFlags(rest, specs, process.env, `sluicectl ${name}`);
+    if (parsed.flags["help"]) {
       io.out(formatHelp(`sluicectl ${name}: ${cmd.summary}${cmd.usage ? `\n\n${cmd.usage}` : ""}`, cmd.flags) + "\n");
       return 0;
     }
-    return await cmd.run(flags, positional, io);
+    let flags = parsed.flags;
+    // A datastore command without connection flags talks to the current context (explain's --sandbox / --state-dir name their etcd themselves).
+    if (cmd.flags.some((f) => f.name === "etcd-endpoints") && flags["sandbox"] !== true && flags["state-dir"] === undefined) {
+      const path = contextsPath();
+      const r = withCurrentContext(flags, path);
+      if (r.used) io.err(`sluicectl: using context "${r.used.name}" (etcd ${r.used.etcdEndpoints}, from ${path}); --etcd-endpoints picks another\n`);
+      flags = r.flags;
+    }
+    return await cmd.run(flags, parsed.positional, io);
   } catch (err) {
     io.err(`${(err as Error).message}\n`);
     return err instanceof ConfigError ? 2 : 1;

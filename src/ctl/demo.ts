@@ -18,6 +18,7 @@ import { leaseSubnets, listLeases } from "../sandbox/nodes.js";
 import { createNamespace, createPod, type SandboxPod, podId, podObjects } from "../sandbox/pods.js";
 import { type MatrixResult, type ProbeOptions, type Reachability, diffReachability, formatMatrix, probeMatrix } from "../sandbox/probe.js";
 import type { Io } from "./commands.js";
+import { recordSandboxContext } from "./sandbox.js";
 
 export const DEMO_PREFIX = "sluice-demo";
 export const DEMO_STATE = join(tmpdir(), "sluice-demo");
@@ -122,8 +123,7 @@ export async function runDemo(o: DemoOptions, io: Io): Promise<number> {
           "  node dist/bin/sluicectl.js sandbox status",
           "  node dist/bin/sluicectl.js sandbox matrix --port 81/UDP",
           "  node dist/bin/sluicectl.js sandbox probe x/b y/b --port 80/TCP",
-          "  # etcd takes only clients with the sandbox's client certificate:",
-          `  export ${etcdEnv(sb.etcdFlags())}`,
+          `  # ${recordSandboxContext(sb)}`,
           "  node dist/bin/sluicectl.js get netpol -A",
           "  node dist/bin/sluicectl.js delete netpol y-admits-own-and-x-a -n y",
           "  node dist/bin/sluicectl.js sandbox exec x/a -- ip route",
@@ -184,12 +184,6 @@ export async function demoPolicyPart(ctx: DemoContext): Promise<boolean> {
   io.out(diff.length === 0 ? "\n   As the policy says: x/b and x/c no longer reach namespace y; x/a and y's own pods still do; x is untouched.\n" : `\n   UNEXPECTED:\n${diff.map((d) => `     ${d}`).join("\n")}\n`);
   return diff.length === 0;
 }
-
-/** ["--etcd-endpoints", "x", ...] as sluicectl's environment form: SLUICE_ETCD_ENDPOINTS=x ... */
-const etcdEnv = (flags: readonly string[]): string =>
-  flags
-    .flatMap((f, i) => (f.startsWith("--") ? [`SLUICE_${f.slice(2).toUpperCase().replace(/-/g, "_")}=${flags[i + 1] ?? ""}`] : []))
-    .join(" ");
 
 const indent = (s: string): string =>
   s

@@ -10,6 +10,7 @@ import { join, resolve } from "node:path";
 import { ConfigError } from "../config/errors.js";
 import { type FlagSpec, type RawFlags, parseDuration } from "../config/flags.js";
 import { run } from "../dataplane/exec.js";
+import { contextsPath, recordContext, removeContexts } from "./contexts.js";
 import { STATE_FILE, Sandbox, type SandboxBackend, type SandboxNode, teardown } from "../sandbox/cluster.js";
 import { listNetns, sandboxNetns } from "../sandbox/netns.js";
 import {
@@ -177,6 +178,7 @@ async function up(flags: RawFlags, io: Io): Promise<number> {
   }
   for (const n of sb.nodes) io.out(`  ${n.name}  ${n.address}  subnet ${await nodeSubnet(n)}  agent pid ${sb.agentPid(n) ?? "-"}\n`);
   io.out(`sandbox up in ${((Date.now() - started) / 1000).toFixed(1)}s; state in ${stateDir}, etcd at ${sb.etcdEndpoint} (client certificate required: ${sb.etcdFlags().slice(2).join(" ")})\n`);
+  io.out(`${recordSandboxContext(sb)}\n`);
   io.out(`next: sluicectl sandbox ns create x; sluicectl sandbox pod create x/a --node 1; sluicectl sandbox matrix\n`);
   return 0;
 }
@@ -194,6 +196,8 @@ async function down(flags: RawFlags, io: Io): Promise<number> {
   const namespaces = sandboxNetns(prefix, await listNetns());
   const hadState = existsSync(stateDir);
   await teardown(prefix, stateDir);
+  const gone = removeContexts(contextsPath(), (c) => c.sandboxStateDir === resolve(stateDir));
+  if (gone.length > 0) io.err(`removed context ${gone.map((g) => `"${g}"`).join(", ")}\n`);
   io.out(namespaces.length || hadState ? `sandbox removed: ${namespaces.length} namespaces (${prefix}-*), its processes and ${stateDir}\n` : `nothing to remove (no namespaces ${prefix}-*, no ${stateDir})\n`);
   return 0;
 }
@@ -400,4 +404,20 @@ async function external(flags: RawFlags, args: string[], io: Io): Promise<number
     return 0;
   }
   throw new ConfigError("external", `"${action}" must be add or remove`, SRC);
+}
+
+/**
+ * Records the sandbox's etcd as sluicectl's current context `sandbox-<prefix>` (what
+ * `sandbox down` removes again); returns the line that says so.
+ */
+export function recordSandboxContext(sb: Sandbox): string {
+  const f = sb.etcdFlags();
+  const flag = (name: string): string | undefined => {
+    const i = f.indexOf(`--${name}`);
+    return i >= 0 ? f[i + 1] : undefined;
+  };
+  const name = `sandbox-${sb.o.prefix}`;
+  const path = contextsPath();
+  recordContext(path, { name, etcdEndpoints: flag("etcd-endpoints") ?? sb.etcdEndpoint, etcdCafile: flag("etcd-cafile"), etcdCertfile: flag("etcd-certfile"), etcdKeyfile: flag("etcd-keyfile"), sandboxStateDir: resolve(sb.o.stateDir) });
+  return `current context: ${name} (in ${path}): sluicectl apply, get, delete, explain and leases use this etcd without flags`;
 }

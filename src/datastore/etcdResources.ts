@@ -66,6 +66,20 @@ export class TooManyOpsError extends Error {
   }
 }
 
+/** A transaction of applyInBatches / deleteInBatches failed: the earlier ones were written. */
+export class BatchWriteError extends Error {
+  constructor(
+    readonly batch: number,
+    readonly batches: number,
+    readonly written: readonly unknown[],
+    readonly total: number,
+    readonly failure: Error,
+  ) {
+    super(`transaction ${batch} of ${batches} failed: ${failure.message.trim()}; ${written.length} of ${total} objects were written by the transactions before it, the rest were not`);
+    this.name = "BatchWriteError";
+  }
+}
+
 /** Where a key under the prefix points. `undefined` for keys outside the layout. */
 export type KeyInfo = { type: "object"; kind: ResourceKind; namespace: string | undefined; name: string } | { type: "workloadendpoint"; node: string; namespace: string; pod: string; ifName: string } | { type: "other"; plural: string };
 
@@ -119,7 +133,7 @@ export interface EtcdResourceStoreOptions {
 
 export class EtcdResourceStore {
   readonly prefix: string;
-  private readonly maxTxnOps: number;
+  readonly maxTxnOps: number;
   readonly kinds: readonly ResourceKind[];
 
   constructor(
@@ -182,6 +196,35 @@ export class EtcdResourceStore {
    * With `dryRun`, everything is checked and the outcomes computed, but nothing written.
    */
   async applyAll(objects: readonly KubeObject[], o: { dryRun?: boolean } = {}): Promise<ApplyResult[]> {
+    return this.writeGroup(this.validateBatch(objects), o);
+  }
+
+  /**
+   * Validates every object (nothing is written if one is invalid, as applyAll), then
+   * writes them in transactions of at most maxTxnOps objects each, in input order, each
+   * as applyAll writes its batch; `onWritten` gets each transaction's results once it has
+   * committed. A failed transaction throws BatchWriteError carrying what was written before.
+   */
+  async applyInBatches(objects: readonly KubeObject[], o: { dryRun?: boolean; onWritten?: (results: ApplyResult[]) => void } = {}): Promise<ApplyResult[]> {
+    const byKey = this.validateBatch(objects);
+    const entries = [...byKey];
+    const done: ApplyResult[] = [];
+    const batches = Math.ceil(entries.length / this.maxTxnOps);
+    for (let b = 0; b < batches; b++) {
+      let results: ApplyResult[];
+      try {
+        results = await this.writeGroup(new Map(entries.slice(b * this.maxTxnOps, (b + 1) * this.maxTxnOps)), o);
+      } catch (err) {
+        throw new BatchWriteError(b + 1, batches, done, entries.length, err as Error);
+      }
+      done.push(...results);
+      o.onWritten?.(results);
+    }
+    return done;
+  }
+
+  /** The objects keyed by their etcd key (a later duplicate wins), or ResourceValidationError naming every problem. */
+  private validateBatch(objects: readonly KubeObject[]): Map<string, { kind: ResourceKind; object: KubeObject }> {
     const problems: { ref: string; issues: ValidationIssue[] }[] = [];
     const byKey = new Map<string, { kind: ResourceKind; object: KubeObject }>();
     objects.forEach((raw, i) => {
@@ -200,7 +243,11 @@ export class EtcdResourceStore {
       byKey.set(this.keyOf({ kind, namespace: object.metadata.namespace, name: object.metadata.name }), { kind, object });
     });
     if (problems.length) throw new ResourceValidationError(problems);
+    return byKey;
+  }
 
+  /** One guarded transaction for these objects (retried on a concurrent change). */
+  private async writeGroup(byKey: ReadonlyMap<string, { kind: ResourceKind; object: KubeObject }>, o: { dryRun?: boolean }): Promise<ApplyResult[]> {
     for (let attempt = 1; ; attempt++) {
       const keys = [...byKey.keys()];
       const current = await Promise.all(keys.map(async (k) => (await this.client.get(k).exec()).kvs[0]));
@@ -242,6 +289,37 @@ export class EtcdResourceStore {
   /** Deletes one object; false when it did not exist. */
   async delete(ref: ObjectRef): Promise<boolean> {
     return (await this.deleteAll([ref]))[0] as boolean;
+  }
+
+  /**
+   * deleteAll in transactions of at most maxTxnOps keys, for any number of refs; the
+   * answers are in the refs' order (a ref named twice: its first mention). `onDeleted`
+   * gets each transaction's refs and answers once it has committed.
+   */
+  async deleteInBatches(refs: readonly ObjectRef[], onDeleted?: (refs: readonly ObjectRef[], existed: boolean[]) => void): Promise<boolean[]> {
+    const first = new Map<string, ObjectRef>();
+    for (const r of refs) if (!first.has(this.keyOf(r))) first.set(this.keyOf(r), r);
+    const unique = [...first.values()];
+    const existed = new Map<string, boolean>();
+    const batches = Math.ceil(unique.length / this.maxTxnOps);
+    for (let b = 0; b < batches; b++) {
+      const group = unique.slice(b * this.maxTxnOps, (b + 1) * this.maxTxnOps);
+      let answers: boolean[];
+      try {
+        answers = await this.deleteAll(group);
+      } catch (err) {
+        throw new BatchWriteError(b + 1, batches, [...existed.keys()], unique.length, err as Error);
+      }
+      group.forEach((r, i) => existed.set(this.keyOf(r), answers[i] ?? false));
+      onDeleted?.(group, answers);
+    }
+    const seen = new Set<string>();
+    return refs.map((r) => {
+      const k = this.keyOf(r);
+      const isFirst = !seen.has(k);
+      seen.add(k);
+      return isFirst && (existed.get(k) ?? false);
+    });
   }
 
   /** Deletes several objects in one transaction; for each, whether it existed. */

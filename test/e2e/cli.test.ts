@@ -1,7 +1,7 @@
 /** `sluicectl sandbox` as a user runs it: separate CLI processes sharing one sandbox through its state file. */
 import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, rmSync } from "node:fs";
+import { existsSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Etcd3 } from "etcd3";
@@ -27,7 +27,10 @@ interface Status {
 describe("sluicectl sandbox: up, pods, probes, matrix, status, labels, nodes, down", () => {
   const prefix = uniquePrefix("ec");
   const stateDir = join(tmpdir(), prefix);
-  const ctl = (...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> => run(process.execPath, [binPath("sluicectl"), "sandbox", "--state-dir", stateDir, ...args], undefined, 120_000);
+  // This file's own contexts file: `sandbox up` records the sandbox there as current.
+  const env = { ...process.env, SLUICE_CONFIG: join(tmpdir(), `${prefix}-sluicectl.json`) };
+  const top = (...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> => run(process.execPath, [binPath("sluicectl"), ...args], undefined, 120_000, env);
+  const ctl = (...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> => top("sandbox", "--state-dir", stateDir, ...args);
   const ok = async (...args: string[]): Promise<string> => {
     const r = await ctl(...args);
     assert.equal(r.code, 0, `sluicectl sandbox ${args.join(" ")}: exit ${r.code}\n${r.stdout}${r.stderr}`);
@@ -37,6 +40,7 @@ describe("sluicectl sandbox: up, pods, probes, matrix, status, labels, nodes, do
 
   after(async () => {
     await teardown(prefix, stateDir);
+    rmSync(env.SLUICE_CONFIG, { force: true });
   });
 
   test("up builds a cluster and returns with it running; a second up is refused", async () => {
@@ -181,8 +185,37 @@ describe("sluicectl sandbox: up, pods, probes, matrix, status, labels, nodes, do
     assert.ok(!(await listNetns()).some((n) => n === `${prefix}-pod-x.b`));
   });
 
+  test("the current context: up recorded the sandbox's etcd, and datastore verbs use it without flags", async () => {
+    const current = await top("config", "current-context");
+    assert.equal(current.stdout, `sandbox-${prefix}\n`, current.stderr);
+    const got = await top("get", "ns");
+    assert.equal(got.code, 0, got.stderr);
+    assert.match(got.stdout, /^x\s/m);
+    assert.match(got.stderr, new RegExp(`^sluicectl: using context "sandbox-${prefix}" \\(etcd unix://`));
+    const policy = join(tmpdir(), `${prefix}-np.yaml`);
+    writeFileSync(policy, "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: ctx-check, namespace: x}\nspec: {podSelector: {}}\n");
+    try {
+      const applied = await top("apply", "-f", policy);
+      assert.match(applied.stdout, /networkpolicy.networking.k8s.io\/ctx-check created/, applied.stderr);
+      assert.match((await top("explain", "10.9.9.9", "x/a")).stdout, /isolated by x\/ctx-check/);
+      assert.equal((await top("delete", "-f", policy)).code, 0);
+    } finally {
+      rmSync(policy, { force: true });
+    }
+    // A connection flag (or SLUICE_ETCD_ENDPOINTS) wins over the context, which is then not mentioned.
+    const other = await top("get", "ns", "--etcd-endpoints", "http://127.0.0.1:1");
+    assert.notEqual(other.code, 0);
+    assert.doesNotMatch(other.stderr, /using context/);
+    assert.match(other.stderr, /127\.0\.0\.1:1/);
+    const listed = JSON.parse((await top("config", "get-contexts", "-o", "json")).stdout) as { currentContext: string; contexts: Array<{ name: string; sandboxStateDir: string }> };
+    assert.deepEqual(listed.contexts.map((c) => [c.name, c.sandboxStateDir]), [[`sandbox-${prefix}`, stateDir]]);
+  });
+
   test("down removes every namespace, process and file", async () => {
     assert.match(await ok("down"), /sandbox removed/);
+    const none = await top("config", "current-context");
+    assert.equal(none.code, 1, "down removed the sandbox's context");
+    assert.match(none.stderr, /no current context/);
     assert.deepEqual(await leftovers(prefix, stateDir), []);
     assert.match(await ok("down"), /nothing to remove/);
     const st = await ctl("status");

@@ -169,6 +169,43 @@ describe("sluicectl apply", () => {
   });
 });
 
+describe("sluicectl apply and delete of any size", () => {
+  const many = (n: number): string =>
+    ["apiVersion: v1\nkind: Namespace\nmetadata: {name: big}", ...Array.from({ length: n }, (_, i) => `apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: np-${i}, namespace: big}\nspec: {podSelector: {matchLabels: {app: a${i}}}}`)].join("\n---\n");
+
+  test("300 objects go in transactions of at most --max-txn-ops, each reported; delete -f of them too", async () => {
+    const c = ctl();
+    const f = file("many.yaml", many(299));
+    const r = await c.run(["apply", "-f", f, "--max-txn-ops", "100"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /applying 300 objects in transactions of at most 100/);
+    assert.equal(r.stdout.trim().split("\n").length, 300);
+    assert.match(r.stdout, /^namespace\/big created\n/);
+    assert.match(r.stdout, /networkpolicy.networking.k8s.io\/np-298 created\n$/);
+    assert.equal((await c.keys()).length, 300);
+    // The revisions show three transactions: the objects of one share its revision.
+    const revs = new Set((await etcd.client.getAll().prefix(`${c.prefix}/`).exec()).kvs.map((kv) => kv.mod_revision));
+    assert.equal(revs.size, 3);
+    const again = await c.run(["apply", "-f", f, "--max-txn-ops", "100"]);
+    assert.equal(again.stdout.match(/ unchanged$/gm)?.length, 300);
+    const d = await c.run(["delete", "-f", f, "--max-txn-ops", "100"]);
+    assert.equal(d.code, 0, d.stderr);
+    assert.equal(d.stdout.match(/ deleted$/gm)?.length, 300);
+    assert.deepEqual(await c.keys(), []);
+  });
+
+  test("--atomic keeps one transaction: refused, nothing written; one invalid object among 300 writes nothing either", async () => {
+    const c = ctl();
+    const atomic = await c.run(["apply", "-f", file("many-atomic.yaml", many(199)), "--max-txn-ops", "100", "--atomic"]);
+    assert.equal(atomic.code, 1);
+    assert.match(atomic.stderr, /the batch changes 200 objects, more than one etcd transaction may carry \(--max-txn-ops 100\)[^]*nothing was applied/);
+    const bad = await c.run(["apply", "-f", file("many-bad.yaml", many(299).replace("matchLabels: {app: a150}", "matchLabels: {app: -bad-}")), "--max-txn-ops", "100"]);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /np-150[^]*nothing was applied/);
+    assert.deepEqual(await c.keys(), []);
+  });
+});
+
 describe("sluicectl get and delete", () => {
   test("tables, -A, -o wide/yaml/json/name, label selectors, not found", async () => {
     const c = ctl();
