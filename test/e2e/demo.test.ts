@@ -23,6 +23,7 @@ test("demo --keep: 3 nodes, 2 namespaces, 6 CNI-wired pods, a full TCP matrix; t
   assert.match(out, /36\/36 pairs connected/);
   assert.match(out, /sandbox status/);
   assert.match(out, /sandbox down/);
+  assert.match(out, new RegExp(`current context: sandbox-${prefix} `), "sluicectl's datastore verbs find the kept cluster");
   const sb = Sandbox.load(stateDir);
   assert.deepEqual(sb.nodes.map((n) => n.name), ["node-1", "node-2", "node-3"]);
   const pods = listPods(sb);
