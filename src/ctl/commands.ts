@@ -251,8 +251,9 @@ export async function runCtl(argv: string[], io: Io): Promise<number> {
       return 0;
     }
     let flags = parsed.flags;
-    // A datastore command without connection flags talks to the current context (explain's --sandbox / --state-dir name their etcd themselves).
-    if (cmd.flags.some((f) => f.name === "etcd-endpoints") && flags["sandbox"] !== true && flags["state-dir"] === undefined) {
+    // A datastore command without connection flags talks to the current context (explain's --sandbox / --state-dir / --kube* name their store themselves).
+    const otherStore = ["sandbox", "state-dir", "kube", "kubeconfig-file", "kube-api-url"].some((k) => flags[k] !== undefined && flags[k] !== false);
+    if (cmd.flags.some((f) => f.name === "etcd-endpoints") && !otherStore) {
       const path = contextsPath();
       const r = withCurrentContext(flags, path);
       if (r.used) io.err(`sluicectl: using context "${r.used.name}" (etcd ${r.used.etcdEndpoints}, from ${path}); --etcd-endpoints picks another\n`);

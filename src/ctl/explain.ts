@@ -9,12 +9,15 @@
  *   sluicectl explain x/a 203.0.113.11 --proto ICMP -o json
  *   sluicectl explain --matrix -n x -n y --port 53/UDP
  *   sluicectl explain --sandbox x/a y/b            (the etcd of `sluicectl sandbox up`)
+ *   sluicectl explain --kubeconfig-file ~/.kube/config x/a y/b   (a cluster's API server)
  */
 import { isIP } from "node:net";
 import type { Etcd3 } from "etcd3";
 import { pino } from "pino";
 import { ConfigError } from "../config/errors.js";
 import type { FlagSpec, RawFlags } from "../config/flags.js";
+import { kubeConfigFrom } from "../datastore/kubeClient.js";
+import { KubePolicySource } from "../datastore/kubePolicySource.js";
 import { PolicySource, type InvalidValue } from "../datastore/policySource.js";
 import { SLUICE_PREFIX } from "../datastore/resourceKeys.js";
 import type { PodEndpoint } from "../model/endpoint.js";
@@ -36,13 +39,18 @@ export const EXPLAIN_USAGE = `Usage:
 Prints the verdict (Allow or Deny), then for each end that is a pod the path that
 decided its direction: egress of the source pod, ingress of the destination pod, tier by
 tier (Admin, NetworkPolicy, Baseline, default). An address that is no pod's has no
-policy. Reads etcd like the agents (--etcd-endpoints ...), or the sandbox's etcd with
---sandbox / --state-dir. Exit code: 0 Allow, 1 Deny, 2 bad arguments, 3 the datastore
-could not be read.`;
+policy. Reads etcd like the agents (--etcd-endpoints ..., or the current context), the
+sandbox's etcd with --sandbox / --state-dir, or a cluster's API server with
+--kubeconfig-file / --kube-api-url / --kube (in a pod: its service account), through the
+agents' own sources. Exit code: 0 Allow, 1 Deny, 2 bad arguments, 3 the datastore could
+not be read.`;
 
 export const EXPLAIN_FLAGS: FlagSpec[] = [
   ...RESOURCE_ETCD_FLAGS,
   { name: "sandbox", kind: "boolean", help: "read the etcd of the sandbox (sluicectl sandbox up) at --state-dir" },
+  { name: "kubeconfig-file", kind: "string", help: "read the Kubernetes API server of this kubeconfig (as sluice-agent --kube-subnet-mgr does)" },
+  { name: "kube-api-url", kind: "string", help: "the Kubernetes API server URL (overrides the kubeconfig's server)" },
+  { name: "kube", kind: "boolean", help: "read the Kubernetes API server (in a pod: its service account; else give --kubeconfig-file or --kube-api-url)" },
   { name: "state-dir", kind: "string", help: `the sandbox's state directory; implies --sandbox (default ${DEFAULT_SANDBOX_STATE})` },
   { name: "port", kind: "string", help: "PORT[/TCP|UDP|SCTP], or icmp (an echo request)", default: "80/TCP" },
   { name: "proto", kind: "string", help: "TCP, UDP, SCTP or ICMP, when --port does not say" },
@@ -79,6 +87,34 @@ export async function loadPolicyModel(client: Etcd3, o: { prefix?: string | unde
       source.start(),
       new Promise<never>((_, reject) => {
         timer = setTimeout(() => reject(new Error(`error: etcd at ${o.endpoint ?? "?"}: cannot list the policy data within ${timeoutMs} ms${firstError ? ` (${firstError})` : ""}`)), timeoutMs);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+    await source.stop();
+  }
+  const snapshot = source.snapshot();
+  return { model: buildPolicyModel(snapshot), invalid: source.invalidValues(), revision: snapshot.revision };
+}
+
+/**
+ * One list of every policy kind, Pods, Namespaces and Nodes from the API server through
+ * the agent's KubePolicySource, then the policy model. Fails after `timeoutMs`.
+ */
+export async function loadKubePolicyModel(o: { kubeconfigFile?: string | undefined; apiUrl?: string | undefined; timeoutMs?: number }): Promise<LoadedModel> {
+  const kc = await kubeConfigFrom({ kubeconfigFile: o.kubeconfigFile, apiUrl: o.apiUrl });
+  const server = kc.getCurrentCluster()?.server ?? "?";
+  let firstError = "";
+  const log = pino({ level: "warn" }, { write: (line: string) => void (firstError ||= ((JSON.parse(line) as { err?: string; msg?: string }).err ?? (JSON.parse(line) as { msg?: string }).msg ?? "")) });
+  const timeoutMs = o.timeoutMs ?? 10_000;
+  // No node: explain is nobody's agent, so no local records stand in for pods.
+  const source = new KubePolicySource({ kc, log, nodeName: "", initialBackoffMs: 200, maxBackoffMs: 1000, requestTimeoutMs: timeoutMs });
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      source.start(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`error: Kubernetes API at ${server}: cannot list the policy data within ${timeoutMs} ms${firstError ? ` (${firstError})` : ""}`)), timeoutMs);
       }),
     ]);
   } finally {
@@ -241,14 +277,20 @@ export async function runExplain(flags: RawFlags, args: string[], io: Io): Promi
   if (!matrixMode && namespaces.length > 0) throw new ConfigError("-n", "goes with --matrix", SRC);
 
   let loaded: LoadedModel;
+  const kube = flags["kube"] === true || str(flags, "kubeconfig-file") !== undefined || str(flags, "kube-api-url") !== undefined;
+  if (kube && (flags["sandbox"] === true || str(flags, "state-dir") !== undefined)) throw new ConfigError("--sandbox", "reads the sandbox's etcd; it cannot be combined with the Kubernetes flags", SRC);
   try {
-    const { client, endpoint } = datastoreFrom(flags);
-    try {
-      loaded = await loadPolicyModel(client, { prefix: str(flags, "resource-prefix"), endpoint });
-    } finally {
-      client.close();
+    if (kube) loaded = await loadKubePolicyModel({ kubeconfigFile: str(flags, "kubeconfig-file"), apiUrl: str(flags, "kube-api-url") });
+    else {
+      const { client, endpoint } = datastoreFrom(flags);
+      try {
+        loaded = await loadPolicyModel(client, { prefix: str(flags, "resource-prefix"), endpoint });
+      } finally {
+        client.close();
+      }
     }
   } catch (err) {
+    if (err instanceof ConfigError) throw err;
     io.err(`${(err as Error).message}\n`);
     return 3;
   }
