@@ -72,8 +72,9 @@ export async function runDemo(o: DemoOptions, io: Io): Promise<number> {
   process.once("SIGTERM", onSignal);
   try {
     io.out(`== Building a 3-node cluster in network namespaces (backend ${o.backend}, FORWARD policy DROP as Docker sets it)\n`);
-    await sb.up();
-    await sb.waitAllReady();
+    const progress = (line: string): void => io.out(`   ${line}\n`);
+    await sb.up(progress);
+    await sb.waitAllReady(30_000, progress);
     await createNamespace(sb, "default");
 
     io.out(`\n== Subnet leases in etcd\n`);

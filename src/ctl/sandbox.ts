@@ -26,6 +26,7 @@ import {
   parseLabelChanges,
   parseLabels,
   parsePodRef,
+  type PodRef,
   parsePorts,
   podId,
   podObjects,
@@ -56,6 +57,8 @@ export const SANDBOX_FLAGS: FlagSpec[] = [
   { name: "n", kind: "list", help: "matrix: only pods of these namespaces (repeatable or comma-separated)" },
   { name: "o", kind: "string", help: "status/matrix: table or json", default: "table" },
   { name: "keep-lease", kind: "boolean", help: "node remove: leave the node's subnet lease in etcd" },
+  { name: "count", kind: "string", help: "pod create: make N pods <ns>/<name>-1 ... -N, spread over the nodes", default: "1" },
+  { name: "q", kind: "boolean", help: "up/pod create: no progress lines, only the result" },
 ];
 
 export const SANDBOX_USAGE = `Usage:
@@ -64,7 +67,7 @@ export const SANDBOX_USAGE = `Usage:
   sluicectl sandbox status [-o json]
   sluicectl sandbox node add | node remove <node> [--keep-lease] | node restart <node>
   sluicectl sandbox ns create <ns> [--labels k=v,...] | ns delete <ns>
-  sluicectl sandbox pod create <ns>/<pod> [--node K] [--labels k=v,...] [--ports serve-80-tcp=80/TCP,...]
+  sluicectl sandbox pod create <ns>/<pod> [--count N] [--node K] [--labels k=v,...] [--ports serve-80-tcp=80/TCP,...] [-q]
   sluicectl sandbox pod delete <ns>/<pod>
   sluicectl sandbox label pod <ns>/<pod> k=v k2- ...  |  label ns <ns> k=v k2- ...
   sluicectl sandbox exec <ns>/<pod>|<node> -- CMD [ARG...]
@@ -166,8 +169,9 @@ async function up(flags: RawFlags, io: Io): Promise<number> {
   const started = Date.now();
   try {
     io.out(`building a ${nodes}-node sandbox (backend ${backend}, ${segments} L2 segment${segments > 1 ? "s" : ""}) in namespaces ${prefix}-*\n`);
-    await sb.up();
-    await sb.waitAllReady();
+    const progress = flags["q"] === true ? undefined : (line: string): void => io.out(`  ${line}\n`);
+    await sb.up(progress);
+    await sb.waitAllReady(30_000, progress);
     await createNamespace(sb, "default");
   } catch (err) {
     await teardown(prefix, stateDir);
@@ -176,7 +180,7 @@ async function up(flags: RawFlags, io: Io): Promise<number> {
     process.removeListener("SIGINT", abort);
     process.removeListener("SIGTERM", abort);
   }
-  for (const n of sb.nodes) io.out(`  ${n.name}  ${n.address}  subnet ${await nodeSubnet(n)}  agent pid ${sb.agentPid(n) ?? "-"}\n`);
+  if (flags["q"] !== true) for (const n of sb.nodes) io.out(`  ${n.name}  ${n.address}  subnet ${await nodeSubnet(n)}  agent pid ${sb.agentPid(n) ?? "-"}\n`);
   io.out(`sandbox up in ${((Date.now() - started) / 1000).toFixed(1)}s; state in ${stateDir}, etcd at ${sb.etcdEndpoint} (client certificate required: ${sb.etcdFlags().slice(2).join(" ")})\n`);
   io.out(`${recordSandboxContext(sb)}\n`);
   io.out(`next: sluicectl sandbox ns create x; sluicectl sandbox pod create x/a --node 1; sluicectl sandbox matrix\n`);
@@ -304,16 +308,24 @@ async function pod(flags: RawFlags, args: string[], io: Io): Promise<number> {
   const ref = parsePodRef(need(args, 1, "POD (ns/name)"));
   if (action === "create") {
     const nodeFlag = str(flags, "node");
-    let nodeName: string;
-    if (nodeFlag !== undefined) nodeName = sb.nodeByName(nodeFlag).name;
-    else {
-      const count = (n: SandboxNode): number => listPods(sb).filter((p) => p.node === n.name).length;
-      const least = [...sb.nodes].sort((a, b) => count(a) - count(b) || a.index - b.index)[0];
-      if (!least) throw new ConfigError("--node", "the sandbox has no nodes", SRC);
-      nodeName = least.name;
+    const fixedNode = nodeFlag !== undefined ? sb.nodeByName(nodeFlag).name : undefined;
+    const count = intFlag(flags, "count", 1, 1, 1000);
+    const labels = parseLabels(str(flags, "labels") ?? "");
+    const ports = parsePorts(str(flags, "ports") ?? SANDBOX_FLAGS.find((s) => s.name === "ports")?.default ?? "");
+    const refs = count === 1 ? [ref] : Array.from({ length: count }, (_, i) => ({ ...ref, name: `${ref.name}-${i + 1}` }));
+    const quiet = flags["q"] === true;
+    const started = Date.now();
+    for (const [i, r] of refs.entries()) {
+      // Default placement: the node with the fewest pods, so --count spreads them.
+      const podsOn = (n: SandboxNode): number => listPods(sb).filter((p) => p.node === n.name).length;
+      const least = [...sb.nodes].sort((a, b) => podsOn(a) - podsOn(b) || a.index - b.index)[0];
+      if (!fixedNode && !least) throw new ConfigError("--node", "the sandbox has no nodes", SRC);
+      const p = await createPod(sb, { ...r, node: fixedNode ?? (least as SandboxNode).name, labels, ports });
+      const served = p.ports.map((x) => `${x.name ? x.name + "=" : ""}${x.containerPort}/${x.protocol}`).join(", ") || "nothing";
+      if (count === 1) io.out(`pod ${podId(p)} created on ${p.node}: ${p.ips.join(", ")} (host interface ${p.hostIface}; serving ${served})\n`);
+      else if (!quiet) io.out(`  pod ${podId(p)} created on ${p.node}: ${p.ips.join(", ")} [${i + 1}/${count}]\n`);
     }
-    const p = await createPod(sb, { ...ref, node: nodeName, labels: parseLabels(str(flags, "labels") ?? ""), ports: parsePorts(str(flags, "ports") ?? SANDBOX_FLAGS.find((s) => s.name === "ports")?.default ?? "") });
-    io.out(`pod ${podId(p)} created on ${p.node}: ${p.ips.join(", ")} (host interface ${p.hostIface}; serving ${p.ports.map((x) => `${x.name ? x.name + "=" : ""}${x.containerPort}/${x.protocol}`).join(", ") || "nothing"})\n`);
+    if (count > 1) io.out(`${count} pods created (${podId(refs[0] as PodRef)} ... ${podId(refs[count - 1] as PodRef)}) in ${((Date.now() - started) / 1000).toFixed(1)}s\n`);
     return 0;
   }
   if (action === "delete") {

@@ -265,7 +265,8 @@ export class Sandbox {
     return n;
   }
 
-  async up(): Promise<void> {
+  /** `progress`: one line per step that takes a while (a node started), for a CLI to print as it goes. */
+  async up(progress?: (line: string) => void): Promise<void> {
     const o = this.o;
     ensurePrivateDir(o.stateDir);
     await addNetns(this.underlayNs);
@@ -295,7 +296,10 @@ export class Sandbox {
     }
     this.save();
     await this.putNetworkConfig(networkConfigFor(o.backend, o.network, o.ipv6 ?? false));
-    for (let i = 1; i <= o.nodes; i++) await this.addNode();
+    for (let i = 1; i <= o.nodes; i++) {
+      const n = await this.addNode();
+      progress?.(`${n.name} started: ${n.address}, agent pid ${this.agentPid(n) ?? "-"} [${i}/${o.nodes}]`);
+    }
   }
 
   /** etcd: the config key; Kubernetes mode: net-conf.json (read by agents at start, as from a ConfigMap). */
@@ -439,8 +443,15 @@ export class Sandbox {
     }
   }
 
-  async waitAllReady(timeoutMs = 30_000): Promise<void> {
-    await Promise.all(this.nodes.map((n) => this.waitReady(n, timeoutMs)));
+  /** `progress`: a line as each node's agent turns ready, with a running count. */
+  async waitAllReady(timeoutMs = 30_000, progress?: (line: string) => void): Promise<void> {
+    let ready = 0;
+    await Promise.all(
+      this.nodes.map(async (n) => {
+        await this.waitReady(n, timeoutMs);
+        progress?.(`${n.name} ready [${++ready}/${this.nodes.length}]`);
+      }),
+    );
   }
 
   async down(): Promise<void> {

@@ -46,6 +46,7 @@ describe("sluicectl sandbox: up, pods, probes, matrix, status, labels, nodes, do
   test("up builds a cluster and returns with it running; a second up is refused", async () => {
     const out = await ok("up", "--nodes", "2", "--prefix", prefix, "--backend", "vxlan");
     assert.match(out, /sandbox up in/);
+    assert.match(out, /node-1 started: 10\.250\.1\.11, agent pid \d+ \[1\/2\][^]*node-2 started[^]*ready \[2\/2\]/, "a progress line per node as it goes");
     assert.ok(existsSync(join(stateDir, "sandbox.json")));
     const st = await status();
     assert.equal(st.etcd.running, true);
@@ -183,6 +184,17 @@ describe("sluicectl sandbox: up, pods, probes, matrix, status, labels, nodes, do
     st = await status();
     assert.deepEqual(st.pods.map((p) => p.pod), ["x/a"]);
     assert.ok(!(await listNetns()).some((n) => n === `${prefix}-pod-x.b`));
+  });
+
+  test("pod create --count N spreads N pods over the nodes, a line each and a total; -q only the total", async () => {
+    const many = await ok("pod", "create", "default/w", "--count", "3", "--labels", "app=w");
+    assert.match(many, /^ {2}pod default\/w-1 created on node-\d: 10\.244\.[\d.]+ \[1\/3\]\n {2}pod default\/w-2 .*\[2\/3\]\n {2}pod default\/w-3 .*\[3\/3\]\n3 pods created \(default\/w-1 \.\.\. default\/w-3\) in /);
+    assert.equal(await ok("pod", "create", "default/q", "--count", "2", "-q").then((o) => o.split("\n").filter(Boolean).length), 1);
+    const st = await status();
+    const made = st.pods.filter((p) => /^default\/(w|q)-\d$/.test(p.pod));
+    assert.equal(made.length, 5);
+    assert.deepEqual([...new Set(made.map((p) => p.node))].sort(), ["node-1", "node-2"], "spread over both nodes");
+    for (const p of made) await ok("pod", "delete", p.pod);
   });
 
   test("the current context: up recorded the sandbox's etcd, and datastore verbs use it without flags", async () => {
