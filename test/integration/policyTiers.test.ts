@@ -271,6 +271,23 @@ for (const mode of ["nft", "legacy"] as const) {
       assert.equal(await count(), before + 1, "TCP 443 is not logged");
     });
 
+    test("raw table: a local pod's source check comes and goes with the pod, and only that chain is rewritten", async () => {
+      for (const family of [4, 6] as const) {
+        const dp = dps.get(family) as PolicyDataplane;
+        const full = render(family, packetPolicies);
+        await dp.apply(family, rulesetOf(family, full), full.ipsets);
+        const own = (p: PodEndpoint): string => `-s ${p.ips[family === 4 ? 0 : 1] as string}/${family === 4 ? 32 : 128} -i ${p.hostIface} `;
+        for (const p of [web, db, tool]) assert.ok((await save(family, false, "raw")).includes(own(p)), `IPv${family}: ${p.pod}'s source check`);
+        const without = renderPolicyModel({ family, nodeName: NODE, model: { ...modelOf(packetPolicies), endpoints: endpoints.filter((e) => e !== tool) }, sctpSupported: false });
+        const report = await dp.apply(family, rulesetOf(family, without), without.ipsets);
+        assert.deepEqual(report.iptables.find((r) => r.table === "raw")?.plan.rewritten, ["slc-antispoof"], `IPv${family}: only the check chain is rewritten`);
+        const raw = await save(family, false, "raw");
+        assert.ok(!raw.includes(tool.hostIface), `IPv${family}: tool's check went with tool:\n${raw}`);
+        for (const p of [web, db]) assert.ok(raw.includes(own(p)), `IPv${family}: ${p.pod}'s check stays`);
+        await dp.apply(family, rulesetOf(family, full), full.ipsets);
+      }
+    });
+
     test("removeAll leaves no chain and no set of ours", async () => {
       for (const dp of dps.values()) await dp.removeAll();
       for (const f of [4, 6] as const) for (const t of ["raw", "filter"]) assert.doesNotMatch(await save(f, false, t), /SLUICE-|slc-/);
