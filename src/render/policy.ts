@@ -1,5 +1,5 @@
 /**
- * Policy IR -> iptables chains + ipsets (filter table, one family), Felix's layout:
+ * Policy IR -> iptables chains + ipsets (filter and raw tables, one family), Felix's layout:
  *
  *   SLUICE-FORWARD: -i slc+ -j slc-from-wl         (egress of local pods)
  *                   -o slc+ -j slc-to-wl           (ingress of local pods)
