@@ -25,7 +25,7 @@ import { nsExec, nsTry } from "../../src/sandbox/netns.js";
 import { type SandboxPod, createNamespace, createPod, getPod } from "../../src/sandbox/pods.js";
 import { HOST_VETH_MAC } from "../../src/cni/wiring.js";
 import { testCluster } from "../helpers/cluster.js";
-import { type Counts, type PyProc, type RawPacket, countOf, sendRaw, startFlow, startListener } from "../helpers/rawPackets.js";
+import { type Counts, type RawPacketsProcess, type RawPacket, countOf, sendRaw, startFlow, startListener } from "../helpers/rawPackets.js";
 
 const FAMILIES = [4, 6] as const;
 type Fam = (typeof FAMILIES)[number];
@@ -49,8 +49,8 @@ describe("anti-spoofing: a pod cannot send with another pod's address, on a live
   let a: SandboxPod;
   let b: SandboxPod;
   let t: SandboxPod;
-  let listener: PyProc | undefined;
-  let flow: PyProc | undefined;
+  let listener: RawPacketsProcess | undefined;
+  let flow: RawPacketsProcess | undefined;
 
   before(async () => {
     await createNamespace(sb, "x");
@@ -71,8 +71,8 @@ describe("anti-spoofing: a pod cannot send with another pod's address, on a live
   });
 
   test("forgeries on x/b's live flow (both directions, an ICMP error) and on idle tuples never arrive; x/b's flow is unaffected", async (tc) => {
-    const l = listener as PyProc;
-    const f = flow as PyProc;
+    const l = listener as RawPacketsProcess;
+    const f = flow as RawPacketsProcess;
     const [n1] = sb.nodes as [SandboxNode, SandboxNode];
     const echoes = async (): Promise<Record<Fam, number>> => {
       const c = await f.report();

@@ -19,7 +19,7 @@
  *
  * It decides nothing: the test compares the counts.
  */
-import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
+import { JsonLinesProcess } from "../../src/sandbox/jsonLinesProcess.js";
 
 const RAW_PY = String.raw`
 import json, select, socket, struct, sys, time
@@ -185,83 +185,46 @@ export interface RawPortUnreachable {
 
 export type RawPacket = RawUdp | RawPortUnreachable;
 
-class PyProc {
-  private readonly child: ChildProcessWithoutNullStreams;
-  private readonly lines: Array<Record<string, unknown>> = [];
-  private wake: (() => void) | undefined;
-  private exited = false;
-  private stderr = "";
+/** One of the roles, run in `netns`. */
+export class RawPacketsProcess {
+  private readonly proc: JsonLinesProcess;
 
-  constructor(
-    private readonly what: string,
-    netns: string,
-    cfg: Record<string, unknown>,
-  ) {
-    this.child = spawn("ip", ["netns", "exec", netns, "python3", "-c", RAW_PY, JSON.stringify(cfg)]);
-    let buf = "";
-    this.child.stdout.on("data", (d: Buffer) => {
-      buf += d.toString();
-      for (let i = buf.indexOf("\n"); i >= 0; i = buf.indexOf("\n")) {
-        this.lines.push(JSON.parse(buf.slice(0, i)) as Record<string, unknown>);
-        buf = buf.slice(i + 1);
-      }
-      this.wake?.();
-    });
-    this.child.stderr.on("data", (d: Buffer) => (this.stderr += d.toString()));
-    this.child.on("exit", () => {
-      this.exited = true;
-      this.wake?.();
-    });
+  constructor(what: string, netns: string, cfg: Record<string, unknown>) {
+    this.proc = new JsonLinesProcess(what, netns, ["python3", "-c", RAW_PY, JSON.stringify(cfg)]);
   }
 
-  /** The next unread line that has `key`. */
-  async next(key: string, timeoutMs = 20_000): Promise<Record<string, unknown>> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const i = this.lines.findIndex((l) => key in l);
-      if (i >= 0) return this.lines.splice(i, 1)[0] as Record<string, unknown>;
-      if (this.exited || Date.now() > deadline) {
-        this.stop();
-        throw new Error(`${this.what}: no "${key}" ${this.exited ? "before it exited" : `within ${timeoutMs} ms`}${this.stderr ? `: ${this.stderr.trim()}` : ""}`);
-      }
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, Math.max(1, deadline - Date.now()));
-        this.wake = () => {
-          clearTimeout(t);
-          resolve();
-        };
-      });
-    }
+  next(key: string, timeoutMs = 20_000): Promise<Record<string, unknown>> {
+    return this.proc.line(key, timeoutMs);
   }
 
+  /** The counts so far ("pause": a flow stops sending first). */
   async report(command: "report" | "pause" = "report"): Promise<Counts> {
-    this.child.stdin.write(`${command}\n`);
+    this.proc.send(command);
     return (await this.next("counts"))["counts"] as Counts;
   }
 
   stop(): void {
-    if (!this.exited) this.child.stdin.end();
+    this.proc.finish();
   }
 }
 
 /** A UDP counter in a namespace: both families, on every one of `ports`; "flow" datagrams are echoed. */
-export async function startListener(netns: string, ports: readonly number[]): Promise<PyProc> {
-  const p = new PyProc(`UDP listener in ${netns}`, netns, { mode: "listen", ports });
+export async function startListener(netns: string, ports: readonly number[]): Promise<RawPacketsProcess> {
+  const p = new RawPacketsProcess(`UDP listener in ${netns}`, netns, { mode: "listen", ports });
   await p.next("ready");
   return p;
 }
 
 /** A UDP flow per family from `port` to `to[family]`:`toPort`, plus counters on `extra` ports. */
-export async function startFlow(netns: string, port: number, to: Record<4 | 6, string>, toPort: number, extra: readonly number[]): Promise<PyProc> {
-  const p = new PyProc(`UDP flow from ${netns}`, netns, { mode: "flow", port, to, toPort, extra });
+export async function startFlow(netns: string, port: number, to: Record<4 | 6, string>, toPort: number, extra: readonly number[]): Promise<RawPacketsProcess> {
+  const p = new RawPacketsProcess(`UDP flow from ${netns}`, netns, { mode: "flow", port, to, toPort, extra });
   await p.next("ready");
   return p;
 }
 
 /** Sends every packet `count` times (a round every `intervalMs`) out of `iface` to `mac`; returns how many were written. */
 export async function sendRaw(netns: string, packets: readonly RawPacket[], o: { iface: string; mac: string; count: number; intervalMs: number }): Promise<number> {
-  const p = new PyProc(`raw sender in ${netns}`, netns, { mode: "send", packets, ...o });
+  const p = new RawPacketsProcess(`raw sender in ${netns}`, netns, { mode: "send", packets, ...o });
   return (await p.next("sent"))["sent"] as number;
 }
 
-export type { PyProc };
