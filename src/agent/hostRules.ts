@@ -2,7 +2,8 @@
  * Applies this node's iptables rules and ipsets for each enabled family: the nat table
  * (masquerade) on its own, and the filter table (the FORWARD fix plus, when the policy
  * engine is on, every policy chain and set) as one desired table, so neither can remove
- * the other's chains.
+ * the other's chains. The raw table (the policy's anti-spoofing check) goes with the
+ * filter table, in the same apply.
  */
 import type { Logger } from "pino";
 import type { AgentConfig } from "../config/agentConfig.js";

@@ -1,7 +1,7 @@
 /**
  * The pod's wiring, Canal/Calico style, no bridge: a veth pair per pod; the host end
- * (hostIfaceName(ns, pod), MAC ee:ee:ee:ee:ee:ee, proxy ARP, a /32 and /128 route to the
- * pod) stays in the node's namespace, the pod end (CNI_IFNAME) gets the pod's /32 (/128)
+ * (hostIfaceName(ns, pod), MAC ee:ee:ee:ee:ee:ee, proxy ARP, strict rp_filter, a /32 and
+ * /128 route to the pod) stays in the node's namespace, the pod end (CNI_IFNAME) gets the pod's /32 (/128)
  * and a default route via a link-local gateway that only exists as the host end's MAC.
  *
  * The plugin runs in the node's namespace. The host side is one `ip -batch` there; the
@@ -229,6 +229,11 @@ export function wirePod(p: WiringPlan): void {
   try {
     if (p.ipv4) {
       writeFileSync(`/proc/sys/net/ipv4/conf/${p.hostIface}/proxy_arp`, "1");
+      // Strict reverse-path filtering, as Felix sets on workload interfaces: the kernel drops
+      // an IPv4 packet whose source is not routed back through this veth. The agent's raw-table
+      // source check is the rule that holds for both families (IPv6 has no rp_filter); this is
+      // the kernel's own second line. The effective value is the larger of this and conf/all.
+      writeFileSync(`/proc/sys/net/ipv4/conf/${p.hostIface}/rp_filter`, "1");
       // Answer ARP at once, not after a random delay of up to 0.8 s.
       writeSysctlIfPresent(`net/ipv4/neigh/${p.hostIface}/proxy_delay`, "0");
     }

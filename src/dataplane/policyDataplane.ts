@@ -163,7 +163,7 @@ export class PolicyDataplane {
   }
 
   /** Removes our chains, jumps and this family's sets (for cleanup). */
-  async removeAll(tables: Parameters<IptablesDriver["removeAll"]>[1] = ["filter"]): Promise<void> {
+  async removeAll(tables: Parameters<IptablesDriver["removeAll"]>[1] = ["raw", "filter"]): Promise<void> {
     await this.iptables.removeAll(this.family, tables);
     await this.ipsets.removeAll();
   }

@@ -21,6 +21,7 @@
 import { type Cidr, type Family, type IpAddr, formatCidr, formatIp } from "../model/ip.js";
 import type { IpsetSpec } from "./ipsetSpec.js";
 import type { PolicyRender } from "./policyContract.js";
+import { policyRawTableSpec } from "./policyText.js";
 import type { ChainSpec, HookSpec, RulesetSpec, TableSpec } from "./ruleset.js";
 
 export const CHAIN_POSTROUTING = "SLUICE-POSTROUTING";
@@ -83,7 +84,11 @@ export function underlayIpsets(i: HostRulesInput): IpsetSpec[] {
   return sets.sort((a, b) => a.name.localeCompare(b.name));
 }
 
-/** Which tables a ruleset covers: the agent applies nat and filter on separate schedules. */
+/**
+ * Which tables a ruleset covers: the agent applies nat and filter on separate schedules.
+ * "filter" also covers the raw table: its anti-spoofing rules come from the same policy
+ * render and must wait for it just the same.
+ */
 export type TableChoice = "nat" | "filter";
 
 export function masqueradeRules(i: HostRulesInput): string[] {
@@ -119,7 +124,9 @@ export function forwardRules(i: HostRulesInput): string[] {
  * The whole ruleset of one family: flannel's host rules, the underlay trust rules (their
  * sets: underlayIpsets), and, when the policy engine has rendered, its chains merged into
  * the same filter table. They must be one table spec, because the planner removes every
- * owned chain the desired table does not list.
+ * owned chain the desired table does not list. The raw table holds the policy's
+ * anti-spoofing chains, or none of ours (without policy), and goes first: a new pod's
+ * source check is in place before its filter chain can accept anything.
  */
 export function hostRuleset(i: HostRulesInput, policy?: PolicyRender, only?: readonly TableChoice[]): RulesetSpec {
   const tables: TableSpec[] = [];
@@ -129,6 +136,7 @@ export function hostRuleset(i: HostRulesInput, policy?: PolicyRender, only?: rea
     tables.push(table("nat", masq.length ? [{ name: CHAIN_POSTROUTING, rules: masq }] : [], masq.length ? [{ builtin: "POSTROUTING", target: CHAIN_POSTROUTING }] : []));
   }
   if (want("filter")) {
+    tables.push(policy ? policyRawTableSpec(policy) : table("raw", [], []));
     const chains: ChainSpec[] = [];
     const hooks: HookSpec[] = [];
     const add = (builtin: string, name: string, rules: string[]): void => {

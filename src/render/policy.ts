@@ -1,5 +1,5 @@
 /**
- * Policy IR -> iptables chains + ipsets (filter table, one family), Felix's layout:
+ * Policy IR -> iptables chains + ipsets (filter and raw tables, one family), Felix's layout:
  *
  *   SLUICE-FORWARD: -i slc+ -j slc-from-wl         (egress of local pods)
  *                   -o slc+ -j slc-to-wl           (ingress of local pods)
@@ -10,7 +10,7 @@
  *
  *   slc-from-wl:    -i <iface> -g slc-fw-<iface>   per local pod, then -j DROP (fail closed)
  *   slc-to-wl:      -o <iface> -g slc-tw-<iface>   per local pod, then -j DROP
- *   slc-fw-<iface>: conntrack; anti-spoofing; to its own node: RETURN; to itself: RETURN;
+ *   slc-fw-<iface>: anti-spoofing; conntrack; to its own node: RETURN; to itself: RETURN;
  *                   clear the accept and pass bits; [unknown labels: DROP];
  *                   admin tier:     per selecting policy `[-m mark --mark 0x0/0x20000] -j slc-po-<hash>`
  *                                   (the guard: no jump once a pass set the pass bit; only after a chain
@@ -26,6 +26,18 @@
  *   slc-ri/ro-<hash>: a rule that cannot be one line per (peer x port): its exclusions (notPeers,
  *                   notPorts, ...) RETURN first, then its matches with the action;
  *   slc-li/lo-<hash>: the LOG of a log rule matched by several lines, reached by goto (logs once).
+ *
+ * And in the raw table, before conntrack sees the packet (Felix's cali-PREROUTING):
+ *
+ *   SLUICE-PREROUTING: -i slc+ -j slc-antispoof
+ *   slc-antispoof:  [IPv6: ICMPv6 from a link-local or the unspecified source -g slc-antispoof-nd]
+ *                   per local pod `! -s <its address> -i <iface> -j DROP` (several addresses: a RETURN
+ *                   per address, then -i <iface> -j DROP; none of this family: -i <iface> -j DROP)
+ *   slc-antispoof-nd: the neighbour discovery / MLD types SLUICE-INPUT accepts RETURN, the rest DROP
+ *
+ * A forged source never reaches conntrack, so it can neither ride a flow's entry (the
+ * RELATED,ESTABLISHED accepts; an ICMP error made RELATED to a neighbour's flow) nor change
+ * one. The filter chains check the source again, before their own conntrack accept.
  *
  * Allowed traffic RETURNs to the caller (SLUICE-FORWARD then reaches the next dispatch or
  * the accept rules); denied traffic is DROPped inside. The dispatch chains `goto` the
@@ -58,6 +70,10 @@ import type { ChainSpec } from "./ruleset.js";
 
 export const CHAIN_FROM_WL = "slc-from-wl";
 export const CHAIN_TO_WL = "slc-to-wl";
+/** raw table: the source check of every packet from a local pod, before conntrack. */
+export const CHAIN_ANTISPOOF = "slc-antispoof";
+/** raw table, IPv6: what a pod may send from a link-local or the unspecified address. */
+export const CHAIN_ANTISPOOF_ND = "slc-antispoof-nd";
 export const CHAIN_NAME_MAX = 28;
 
 /** Set by a policy chain that allows the packet. */
@@ -203,12 +219,37 @@ export function renderPolicyIr(input: PolicyIrRenderInput): PolicyRender {
 
   const icmp = family === 6 ? ICMPV6_HOST_TYPES.map((t) => `-i ${IFACE_MATCH} -p ipv6-icmp -m icmp6 --icmpv6-type ${t} -j ACCEPT`) : [];
   return {
+    rawPreroutingRules: [`-i ${IFACE_MATCH} -j ${CHAIN_ANTISPOOF}`],
+    rawChains: antiSpoofChains(locals, index, family),
     forwardRules: [`-i ${IFACE_MATCH} -j MARK --set-xmark ${MARK_TO_HOST_CLEAR}`, `-i ${IFACE_MATCH} -j ${CHAIN_FROM_WL}`, `-o ${IFACE_MATCH} -j ${CHAIN_TO_WL}`],
     inputRules: [...icmp, `-i ${IFACE_MATCH} -j MARK --set-xmark ${MARK_TO_HOST}`, `-i ${IFACE_MATCH} -j ${CHAIN_FROM_WL}`],
     outputRules: [`-o ${IFACE_MATCH} -j ACCEPT`],
     chains,
     ipsets: sets.specs(),
   };
+}
+
+/**
+ * The raw table's chains: every local pod may send from its own addresses only. Link-local
+ * and unspecified IPv6 sources are the exception a pod needs for neighbour discovery and
+ * MLD with its node; the kernel never forwards such a packet, so it can only reach the
+ * node, and only the ICMPv6 types SLUICE-INPUT accepts get that far. An interface with
+ * no chain in the filter table (no local pod) is not looked at here: the dispatch chains
+ * drop all of its traffic.
+ */
+function antiSpoofChains(locals: readonly PodEndpoint[], index: EndpointIndex, family: Family): ChainSpec[] {
+  const host = bitsOf(family);
+  const rules: string[] = family === 6 ? ["fe80::/10", "::/128"].map((src) => `-s ${src} -p ipv6-icmp -g ${CHAIN_ANTISPOOF_ND}`) : [];
+  for (const ep of locals) {
+    const own = index.addresses(ep, family);
+    const i = `-i ${ep.hostIface}`;
+    // iptables-save's order: the address test before the interface.
+    if (own.length === 1) rules.push(`! -s ${own[0] as string}/${host} ${i} -j DROP`);
+    else rules.push(...own.map((a) => `-s ${a}/${host} ${i} -j RETURN`), `${i} -j DROP`);
+  }
+  const chains = [{ name: CHAIN_ANTISPOOF, rules }];
+  if (family === 6) chains.push({ name: CHAIN_ANTISPOOF_ND, rules: [...ICMPV6_HOST_TYPES.map((t) => `-p ipv6-icmp -m icmp6 --icmpv6-type ${t} -j RETURN`), "-j DROP"] });
+  return chains;
 }
 
 /** A policy chain an endpoint chain jumps to, and whether it can set the accept / pass bit. */
@@ -227,8 +268,10 @@ const noChains = (): TierChains => ({ admin: [], namespace: [], baseline: [] });
  * so it is isolated both ways until its labels are known.
  */
 function endpointRules(d: Direction, tiers: TierChains, addrs: readonly string[], family: Family, unknown = false): string[] {
-  const rules = [CT_ESTABLISHED, CT_INVALID];
+  const rules: string[] = [];
   const host = bitsOf(family);
+  // Egress: the source check comes before the conntrack accept, so that nothing here lets a
+  // forged packet ride an existing flow, even without the raw table's check (defence in depth).
   if (d === "egress") {
     if (addrs.length === 0) {
       // No address of this family: nothing it sends in this family can be genuine.
@@ -242,6 +285,9 @@ function endpointRules(d: Direction, tiers: TierChains, addrs: readonly string[]
       for (const a of addrs) rules.push(`-s ${a}/${host} -j MARK --set-xmark ${MARK_ACCEPT}`);
       rules.push(`-m mark --mark 0x0/0x10000 -j DROP`);
     }
+  }
+  rules.push(CT_ESTABLISHED, CT_INVALID);
+  if (d === "egress") {
     // Traffic to the node the pod runs on is always allowed (SLUICE-INPUT marked it).
     rules.push(`-m mark --mark ${MARK_TO_HOST} -j RETURN`);
   }

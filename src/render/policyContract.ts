@@ -2,7 +2,8 @@
  * The contract between the agent and the pure policy renderer: a snapshot of what the
  * agent knows in, chains and ipsets out. The agent merges the output with the host rules
  * (src/render/hostRules.ts) into one filter table per family, because the iptables planner
- * removes any owned chain that the desired table does not list.
+ * removes any owned chain that the desired table does not list; the raw table (the
+ * anti-spoofing check, which must run before conntrack) is the policy engine's alone.
  */
 import type { Family } from "../model/ip.js";
 import type { NamespaceInfo, PodEndpoint } from "../model/endpoint.js";
@@ -23,6 +24,10 @@ export interface PolicyRenderInput {
 }
 
 export interface PolicyRender {
+  /** raw table, SLUICE-PREROUTING: local pods' packets to the source check, before conntrack sees them. */
+  rawPreroutingRules: string[];
+  /** The raw table's generated chains (`slc-antispoof…`). */
+  rawChains: ChainSpec[];
   /** Rules for SLUICE-FORWARD, placed before the cluster-network accept rules. */
   forwardRules: string[];
   /** SLUICE-INPUT: pod -> this host (pod egress policy applies). */

@@ -8,6 +8,7 @@ import type { PolicyRender } from "./policyContract.js";
 import { type RenderedTable, type TableSpec, renderTable } from "./ruleset.js";
 
 export const POLICY_TOP_CHAINS = { forward: "SLUICE-FORWARD", input: "SLUICE-INPUT", output: "SLUICE-OUTPUT" } as const;
+export const POLICY_RAW_CHAIN = "SLUICE-PREROUTING";
 
 /** `create <name> <type> family inet|inet6` then `add <name> <member>` lines, in spec order. */
 export function formatIpsets(sets: readonly IpsetSpec[]): string {
@@ -49,7 +50,12 @@ export function policyTableSpec(r: PolicyRender): TableSpec {
   };
 }
 
-/** Restore text + ipset text of a render, as the golden files hold them. */
+/** The policy output's raw table: SLUICE-PREROUTING (hooked first in PREROUTING) and the anti-spoofing chains. */
+export function policyRawTableSpec(r: PolicyRender): TableSpec {
+  return { table: "raw", chains: [{ name: POLICY_RAW_CHAIN, rules: r.rawPreroutingRules }, ...r.rawChains], hooks: [{ builtin: "PREROUTING", target: POLICY_RAW_CHAIN }] };
+}
+
+/** Restore text of both tables (raw, then filter) + ipset text of a render, as the golden files hold them. */
 export function formatPolicyRender(r: PolicyRender): string {
-  return `${formatFreshRestore(renderTable(policyTableSpec(r)))}${formatIpsets(r.ipsets)}`;
+  return `${formatFreshRestore(renderTable(policyRawTableSpec(r)))}${formatFreshRestore(renderTable(policyTableSpec(r)))}${formatIpsets(r.ipsets)}`;
 }

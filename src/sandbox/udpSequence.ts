@@ -13,9 +13,9 @@
  *
  * It does not judge what it saw: that is the test's job.
  */
-import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
 import { isIPv6 } from "node:net";
 import type { Sandbox } from "./cluster.js";
+import { JsonLinesProcess } from "./jsonLinesProcess.js";
 import { type PodRef, getPod, podId } from "./pods.js";
 
 export interface UdpSequenceOptions {
@@ -77,65 +77,8 @@ if (cfg.mode === "receive") {
 }
 `;
 
-/** One of the two processes, and its JSON lines as they come. */
-class SequenceEnd {
-  private readonly child: ChildProcessWithoutNullStreams;
-  private readonly lines: Array<Record<string, unknown>> = [];
-  private waiting: (() => void) | undefined;
-  private exited = false;
-  private stderr = "";
-
-  constructor(
-    private readonly what: string,
-    netns: string,
-    cfg: Record<string, unknown>,
-  ) {
-    this.child = spawn("ip", ["netns", "exec", netns, "chrt", "-f", "1", process.execPath, "-e", SEQUENCE_JS, JSON.stringify(cfg)]);
-    let buf = "";
-    this.child.stdout.on("data", (d: Buffer) => {
-      buf += d.toString();
-      for (let i = buf.indexOf("\n"); i >= 0; i = buf.indexOf("\n")) {
-        this.lines.push(JSON.parse(buf.slice(0, i)) as Record<string, unknown>);
-        buf = buf.slice(i + 1);
-      }
-      this.waiting?.();
-    });
-    this.child.stderr.on("data", (d: Buffer) => (this.stderr += d.toString()));
-    this.child.on("exit", () => {
-      this.exited = true;
-      this.waiting?.();
-    });
-  }
-
-  /** The first line that has `key`, within timeoutMs. */
-  async line(key: string, timeoutMs: number): Promise<Record<string, unknown>> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const l = this.lines.find((x) => key in x || "error" in x);
-      if (l && "error" in l) throw new Error(`${this.what}: ${String(l["error"])}`);
-      if (l) return l;
-      if (this.exited || Date.now() > deadline) {
-        this.kill();
-        throw new Error(`${this.what}: no "${key}" ${this.exited ? "before it exited" : `within ${timeoutMs} ms`}${this.stderr ? `: ${this.stderr.trim()}` : ""}`);
-      }
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, Math.max(1, deadline - Date.now()));
-        this.waiting = () => {
-          clearTimeout(t);
-          resolve();
-        };
-      });
-    }
-  }
-
-  finish(): void {
-    this.child.stdin.end();
-  }
-
-  kill(): void {
-    if (!this.exited) this.child.kill("SIGKILL");
-  }
-}
+/** One of the two processes, at real-time priority. */
+const sequenceEnd = (what: string, netns: string, cfg: Record<string, unknown>): JsonLinesProcess => new JsonLinesProcess(what, netns, ["chrt", "-f", "1", process.execPath, "-e", SEQUENCE_JS, JSON.stringify(cfg)]);
 
 /** Starts the receiver in `to`, then the sender in `from`; both stop by themselves after maxMs. */
 export async function startUdpSequence(sb: Sandbox, from: string | PodRef, to: string | PodRef, o: UdpSequenceOptions): Promise<UdpSequence> {
@@ -146,9 +89,9 @@ export async function startUdpSequence(sb: Sandbox, from: string | PodRef, to: s
   const family = isIPv6(host) ? 6 : 4;
   const id = `${process.pid}-${Date.now()}-${Math.floor(Math.random() * 1e9)}`;
   const what = `UDP sequence ${podId(src)} -> ${podId(dst)}:${o.port}`;
-  const receiver = new SequenceEnd(`${what} (receiver)`, dst.netns, { mode: "receive", id, family, port: o.port, maxMs: o.maxMs });
+  const receiver = sequenceEnd(`${what} (receiver)`, dst.netns, { mode: "receive", id, family, port: o.port, maxMs: o.maxMs });
   await receiver.line("ready", 10_000);
-  const sender = new SequenceEnd(`${what} (sender)`, src.netns, { mode: "send", id, family, host, port: o.port, intervalMs: o.intervalMs, maxMs: o.maxMs });
+  const sender = sequenceEnd(`${what} (sender)`, src.netns, { mode: "send", id, family, host, port: o.port, intervalMs: o.intervalMs, maxMs: o.maxMs });
   try {
     await sender.line("ready", 10_000);
   } catch (err) {

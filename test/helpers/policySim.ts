@@ -5,6 +5,9 @@
  * its helpers. test/unit/policyOracle.test.ts compares the same simulated chains with the
  * independent oracle of the e2e suites (test/e2e/policy/oracle.ts).
  *
+ * Each node runs the raw table's SLUICE-PREROUTING (the anti-spoofing check, before
+ * conntrack) on every packet it receives, then the filter table's chains.
+ *
  * It runs our rule vocabulary exactly as netfilter does (jump/goto/RETURN stack, MARK
  * --set-xmark, LOG, ipset hash:ip / hash:net with nomatch / hash:ip,port, tcp/udp/sctp
  * ports, icmp/icmp6 types) and throws on any token it does not know, so the rendered text
@@ -14,7 +17,7 @@ import assert from "node:assert/strict";
 import type { PodEndpoint } from "../../src/model/endpoint.js";
 import { type Cidr, type Family, cidrContainsIp, formatIp, parseCidr, parseIp } from "../../src/model/ip.js";
 import type { PolicyRender } from "../../src/render/policyContract.js";
-import { policyTableSpec } from "../../src/render/policyText.js";
+import { POLICY_RAW_CHAIN, policyRawTableSpec, policyTableSpec } from "../../src/render/policyText.js";
 import { type RenderedTable, renderTable } from "../../src/render/ruleset.js";
 import type { IpsetSpec } from "../../src/render/ipsetSpec.js";
 import type { Connection, ExplainStep, PolicyEvaluator } from "../../src/policy/evaluate.js";
@@ -29,7 +32,7 @@ export interface Packet {
   sport?: number;
   icmpType?: number;
   icmpCode?: number;
-  ctstate: "NEW" | "ESTABLISHED" | "INVALID";
+  ctstate: "NEW" | "ESTABLISHED" | "RELATED" | "INVALID";
   mark: number;
   /** LOG prefixes, in the order the packet met them. */
   log?: string[];
@@ -298,23 +301,33 @@ export const canon = memo((a) => formatIp(parseIp(a)));
 export const UPLINK = "eth0";
 export const VXLAN = "sluice.1";
 
-/** One node's filter table as the kernel would run it. */
+/**
+ * One node's raw and filter tables as the kernel would run them: a packet that arrives
+ * (FORWARD, INPUT) meets raw PREROUTING first, before conntrack has classified it; one the
+ * node sends (OUTPUT) does not.
+ */
 export class Node {
   readonly nf: Netfilter;
+  readonly raw: Netfilter;
   constructor(
     readonly name: string,
     readonly render: PolicyRender,
     readonly family: Family,
   ) {
     this.nf = new Netfilter(renderTable(policyTableSpec(render)), render.ipsets, family);
+    this.raw = new Netfilter(renderTable(policyRawTableSpec(render)), [], family);
   }
 
+  /** raw PREROUTING: false when our rules drop the packet there. */
+  prerouting(p: Packet): boolean {
+    return this.raw.run(POLICY_RAW_CHAIN, p) !== "DROP";
+  }
   /** FORWARD: our rules first; falling through them reaches the cluster accept rules. */
   forward(p: Packet): boolean {
-    return this.nf.run("SLUICE-FORWARD", p) !== "DROP";
+    return this.prerouting(p) && this.nf.run("SLUICE-FORWARD", p) !== "DROP";
   }
   input(p: Packet): boolean {
-    return this.nf.run("SLUICE-INPUT", p) !== "DROP";
+    return this.prerouting(p) && this.nf.run("SLUICE-INPUT", p) !== "DROP";
   }
   output(p: Packet): SimVerdict {
     return this.nf.run("SLUICE-OUTPUT", p);

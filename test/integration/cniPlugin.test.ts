@@ -69,13 +69,14 @@ describe("sluice-cni driven as a runtime drives it", () => {
     });
     assert.ok(Number(addr.split(".")[3]) >= 2, "never .0 or .1");
 
-    // Node side: the host veth, up, MAC ee:.., proxy ARP, a /32 route.
+    // Node side: the host veth, up, MAC ee:.., proxy ARP, strict rp_filter, a /32 route.
     const [hl] = await ipJson<Addr[]>(node.ns, "link", "show", "dev", host);
     assert.ok(hl?.flags.includes("UP"));
     assert.equal(hl?.address, "ee:ee:ee:ee:ee:ee");
     assert.equal(hl?.mtu, 1450);
     assert.equal(hl?.ifalias, `sluice/sluice/ctr-a/eth0/ns1/a`, "owner and pod identity");
     assert.equal((await nsExec(node.ns, "cat", [`/proc/sys/net/ipv4/conf/${host}/proxy_arp`])).trim(), "1");
+    assert.equal((await nsExec(node.ns, "cat", [`/proc/sys/net/ipv4/conf/${host}/rp_filter`])).trim(), "1", "strict reverse-path filter: no IPv4 source the pod does not own");
     const hostRoutes = await ipJson<Route[]>(node.ns, "route", "show", "dev", host);
     assert.deepEqual(hostRoutes.map((x) => [x.dst, x.scope]), [[addr, "link"]]);
 

@@ -140,7 +140,7 @@ for (const mode of ["nft", "legacy"] as const) {
     const outNs = `${base}-out`;
     const podNs = (p: PodEndpoint): string => `${base}-${p.pod}`;
     const dps = new Map<Family, PolicyDataplane>();
-    const save = (family: Family, counters = false): Promise<string> => nsExec(nodeNs, `ip${family === 6 ? "6" : ""}tables-${mode}-save`, [...(counters ? ["-c"] : []), "-t", "filter"]);
+    const save = (family: Family, counters = false, table = "filter"): Promise<string> => nsExec(nodeNs, `ip${family === 6 ? "6" : ""}tables-${mode}-save`, [...(counters ? ["-c"] : []), "-t", table]);
     const sh = (ns: string, ...args: string[]): Promise<string> => nsExec(ns, args[0] as string, args.slice(1));
 
     before(async () => {
@@ -196,9 +196,13 @@ for (const mode of ["nft", "legacy"] as const) {
         for (const kind of ["slc-ri-", "slc-ro-", "slc-lo-", "slc-pi-", "slc-po-"]) assert.ok(names.some((n) => n.startsWith(kind)), `a ${kind} chain is rendered`);
         const text = r.chains.flatMap((c) => c.rules).join("\n");
         for (const m of ["! --match-set", "--sport", "! --dport", "-j LOG", "0x20000/0x20000", family === 4 ? "--icmp-type 3/1" : "--icmpv6-type 1/3", "src,src"]) assert.ok(text.includes(m), `rendered: ${m}`);
-        const saved = new Set((await save(family)).split("\n").filter((l) => l.startsWith("-A ")));
-        const table = renderTable(ruleset.tables[0] as RulesetSpec["tables"][number]);
-        for (const c of table.chains) for (const rule of c.rules) assert.ok(saved.has(`-A ${c.name} ${rule.body}`), `iptables-save prints a rule otherwise:\n  -A ${c.name} ${rule.body}\n${[...saved].filter((l) => l.startsWith(`-A ${c.name} `)).join("\n")}`);
+        assert.deepEqual(ruleset.tables.map((t) => t.table), ["raw", "filter"]);
+        for (const spec of ruleset.tables) {
+          const saved = new Set((await save(family, false, spec.table)).split("\n").filter((l) => l.startsWith("-A ")));
+          const table = renderTable(spec);
+          for (const c of table.chains) for (const rule of c.rules) assert.ok(saved.has(`-A ${c.name} ${rule.body}`), `iptables-save -t ${spec.table} prints a rule otherwise:\n  -A ${c.name} ${rule.body}\n${[...saved].filter((l) => l.startsWith(`-A ${c.name} `)).join("\n")}`);
+          for (const h of table.hooks) assert.ok(saved.has(`-A ${h.builtin} ${h.rule.body}`), `hook ${h.builtin} -> ${h.target} in ${spec.table}`);
+        }
         const dp = dps.get(family) as PolicyDataplane;
         const writes = dp.writes;
         const again = await dp.apply(family, ruleset, r.ipsets);
@@ -267,9 +271,26 @@ for (const mode of ["nft", "legacy"] as const) {
       assert.equal(await count(), before + 1, "TCP 443 is not logged");
     });
 
+    test("raw table: a local pod's source check comes and goes with the pod, and only that chain is rewritten", async () => {
+      for (const family of [4, 6] as const) {
+        const dp = dps.get(family) as PolicyDataplane;
+        const full = render(family, packetPolicies);
+        await dp.apply(family, rulesetOf(family, full), full.ipsets);
+        const own = (p: PodEndpoint): string => `-s ${p.ips[family === 4 ? 0 : 1] as string}/${family === 4 ? 32 : 128} -i ${p.hostIface} `;
+        for (const p of [web, db, tool]) assert.ok((await save(family, false, "raw")).includes(own(p)), `IPv${family}: ${p.pod}'s source check`);
+        const without = renderPolicyModel({ family, nodeName: NODE, model: { ...modelOf(packetPolicies), endpoints: endpoints.filter((e) => e !== tool) }, sctpSupported: false });
+        const report = await dp.apply(family, rulesetOf(family, without), without.ipsets);
+        assert.deepEqual(report.iptables.find((r) => r.table === "raw")?.plan.rewritten, ["slc-antispoof"], `IPv${family}: only the check chain is rewritten`);
+        const raw = await save(family, false, "raw");
+        assert.ok(!raw.includes(tool.hostIface), `IPv${family}: tool's check went with tool:\n${raw}`);
+        for (const p of [web, db]) assert.ok(raw.includes(own(p)), `IPv${family}: ${p.pod}'s check stays`);
+        await dp.apply(family, rulesetOf(family, full), full.ipsets);
+      }
+    });
+
     test("removeAll leaves no chain and no set of ours", async () => {
       for (const dp of dps.values()) await dp.removeAll();
-      for (const f of [4, 6] as const) assert.doesNotMatch(await save(f), /SLUICE-|slc-/);
+      for (const f of [4, 6] as const) for (const t of ["raw", "filter"]) assert.doesNotMatch(await save(f, false, t), /SLUICE-|slc-/);
       assert.doesNotMatch(await nsExec(nodeNs, "ipset", ["list", "-n"]), /slc/);
     });
   });

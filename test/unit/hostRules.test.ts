@@ -41,6 +41,22 @@ describe("host rules", () => {
     assert.deepEqual(spec.tables.find((t) => t.table === "filter")?.chains, [{ name: "SLUICE-FORWARD", rules: ["-s 10.244.0.0/16 -j ACCEPT", "-d 10.244.0.0/16 -j ACCEPT"] }]);
   });
 
+  test("the raw table goes with the filter table: the policy's anti-spoofing chains, or none of ours without policy (stale ones are removed)", () => {
+    const policy = { rawPreroutingRules: ["-i slc+ -j slc-antispoof"], rawChains: [{ name: "slc-antispoof", rules: ["! -s 10.244.7.2/32 -i slc0 -j DROP"] }], forwardRules: [], inputRules: [], outputRules: [], chains: [], ipsets: [] };
+    const spec = hostRuleset(input, policy);
+    assert.deepEqual(spec.tables.map((t) => t.table), ["nat", "raw", "filter"], "raw before filter: a pod's source check is in place before its filter chain");
+    assert.deepEqual(spec.tables.find((t) => t.table === "raw"), {
+      table: "raw",
+      chains: [
+        { name: "SLUICE-PREROUTING", rules: ["-i slc+ -j slc-antispoof"] },
+        { name: "slc-antispoof", rules: ["! -s 10.244.7.2/32 -i slc0 -j DROP"] },
+      ],
+      hooks: [{ builtin: "PREROUTING", target: "SLUICE-PREROUTING" }],
+    });
+    assert.deepEqual(hostRuleset(input).tables.find((t) => t.table === "raw"), { table: "raw", chains: [], hooks: [] });
+    assert.deepEqual(hostRuleset(input, policy, ["nat"]).tables.map((t) => t.table), ["nat"]);
+  });
+
   test("policy rules run before the cluster accept rules", () => {
     const spec = hostRuleset({ ...input, forwardPolicyRules: ["-o slc0 -j slc-to-wl"] });
     assert.deepEqual(spec.tables.find((t) => t.table === "filter")?.chains[0]?.rules, ["-o slc0 -j slc-to-wl", "-s 10.244.0.0/16 -j ACCEPT", "-d 10.244.0.0/16 -j ACCEPT"]);

@@ -238,9 +238,9 @@ describe("policy render: structure", () => {
       "-j DROP",
     ]);
     assert.deepEqual(chain(`slc-fw-${web.hostIface}`), [
+      "! -s 10.244.1.2/32 -j DROP", // before the conntrack accept: no forged packet rides a flow
       "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
       "-m conntrack --ctstate INVALID -j DROP",
-      "! -s 10.244.1.2/32 -j DROP",
       "-m mark --mark 0x40000/0x40000 -j RETURN", // to its own node: always allowed
       "-d 10.244.1.2/32 -j RETURN",
       "-j MARK --set-xmark 0x0/0x30000",
@@ -267,6 +267,66 @@ describe("policy render: structure", () => {
     const p = { ...base, inIface: web.hostIface, outIface: UPLINK, src: "10.244.1.2", dst: "192.0.2.1", ctstate: "NEW" as const, mark: 0x4000 };
     assert.equal(n1.forward(p), true);
     assert.equal(p.mark & 0x4000, 0x4000);
+  });
+
+  test("raw table: every local pod's packets are checked for its own source before conntrack (IPv4)", () => {
+    const r = renderPolicy(inputOf(scenarios[0] as Scenario));
+    assert.deepEqual(r.rawPreroutingRules, ["-i slc+ -j slc-antispoof"]);
+    const locals = [web, db].sort((a, b) => (a.hostIface < b.hostIface ? -1 : 1));
+    assert.deepEqual(r.rawChains, [{ name: "slc-antispoof", rules: locals.map((e) => `! -s ${e.ips[0] as string}/32 -i ${e.hostIface} -j DROP`) }]);
+    const none = renderPolicy({ ...inputOf(scenarios[0] as Scenario), nodeName: "n3" });
+    assert.deepEqual(none.rawChains, [{ name: "slc-antispoof", rules: [] }], "no local pod: an empty check, still hooked");
+  });
+
+  test("raw table, IPv6: link-local and unspecified sources only for neighbour discovery and MLD; a pod without an IPv6 address sends none", () => {
+    const v4only = pod("ops", "v4only", NODE, "10.244.1.9");
+    const two = pod("prod", "two", NODE, "fd00:244:1::60 fd00:244:1::61");
+    const r = renderPolicy({ ...inputOf(scenarios[0] as Scenario), family: 6, endpoints: [...endpoints, v4only, two] });
+    const chain = (n: string): string[] => r.rawChains.find((c) => c.name === n)?.rules ?? [];
+    const rules = chain("slc-antispoof");
+    assert.deepEqual(rules.slice(0, 2), ["-s fe80::/10 -p ipv6-icmp -g slc-antispoof-nd", "-s ::/128 -p ipv6-icmp -g slc-antispoof-nd"]);
+    assert.ok(rules.includes(`-i ${v4only.hostIface} -j DROP`));
+    assert.ok(rules.includes(`! -s fd00:244:1::2/128 -i ${web.hostIface} -j DROP`));
+    const i = rules.indexOf(`-s fd00:244:1::60/128 -i ${two.hostIface} -j RETURN`);
+    assert.deepEqual(rules.slice(i, i + 3), [`-s fd00:244:1::60/128 -i ${two.hostIface} -j RETURN`, `-s fd00:244:1::61/128 -i ${two.hostIface} -j RETURN`, `-i ${two.hostIface} -j DROP`]);
+    assert.deepEqual(chain("slc-antispoof-nd"), [...[130, 131, 132, 133, 135, 136].map((t) => `-p ipv6-icmp -m icmp6 --icmpv6-type ${t} -j RETURN`), "-j DROP"]);
+
+    const n1 = new Node(NODE, r, 6);
+    const from = (iface: string, src: string, extra: Partial<Packet> = {}): Packet => ({ inIface: iface, src, dst: "ff02::1:ff00:1", proto: "ipv6-icmp", dport: 0, icmpType: 135, ctstate: "NEW", mark: 0, ...extra });
+    assert.equal(n1.prerouting(from(web.hostIface, "fe80::1")), true, "NS from the pod's link-local address");
+    assert.equal(n1.prerouting(from(web.hostIface, "::")), true, "DAD NS from the unspecified address");
+    assert.equal(n1.prerouting(from(v4only.hostIface, "fe80::1", { icmpType: 131 })), true, "MLD report, even from a pod without an IPv6 address");
+    assert.equal(n1.prerouting(from(web.hostIface, "fe80::1", { icmpType: 128, dst: "fe80::ecee:eeff:feee:eeee" })), false, "echo from a link-local source");
+    assert.equal(n1.prerouting(from(web.hostIface, "fe80::1", { proto: "udp", dport: 53, icmpType: undefined })), false, "UDP from a link-local source");
+    assert.equal(n1.prerouting(from(web.hostIface, "fd00:244:1::3", { icmpType: 136 })), false, "NA carrying db's address from web's interface");
+    assert.equal(n1.prerouting(from(web.hostIface, "fd00:244:1::2", { icmpType: 136 })), true);
+    assert.equal(n1.prerouting(from(two.hostIface, "fd00:244:1::61", { proto: "udp", dport: 53 })), true);
+    assert.equal(n1.prerouting(from(two.hostIface, "fd00:244:1::62", { proto: "udp", dport: 53 })), false);
+    assert.equal(n1.prerouting(from(v4only.hostIface, "fd00:244:1::9", { proto: "udp", dport: 53 })), false);
+    assert.equal(n1.prerouting(from(UPLINK, "fd00:244:1::3", { proto: "udp", dport: 53 })), true, "not from a pod: not ours to judge here");
+  });
+
+  test("a forged source rides no flow: ESTABLISHED and RELATED packets with a neighbour's or a peer's address are dropped in raw, and again in filter", () => {
+    for (const family of [4, 6] as const) {
+      const nodes = nodesFor({ family, endpoints, namespaces, networkPolicies: [], sctpSupported: false });
+      const n1 = nodes.get(NODE) as Node;
+      const addr = (e: PodEndpoint): string => e.ips.find((a) => a.includes(":") === (family === 6)) as string;
+      const udp = { proto: "udp" as const, sport: 40000, dport: 80, mark: 0 };
+      const forged: [string, Packet][] = [
+        ["db -> api, original direction of db's flow", { ...udp, inIface: web.hostIface, outIface: VXLAN, src: addr(db), dst: addr(api), ctstate: "ESTABLISHED" }],
+        ["api -> db, reply direction of db's flow (db's ingress chain is never reached)", { ...udp, inIface: web.hostIface, outIface: db.hostIface, src: addr(api), dst: addr(db), ctstate: "ESTABLISHED" }],
+        ["an ICMP error as api's, RELATED to db's flow", { proto: family === 4 ? "icmp" : "ipv6-icmp", dport: 0, icmpType: family === 4 ? 3 : 1, icmpCode: family === 4 ? 3 : 4, mark: 0, inIface: web.hostIface, outIface: db.hostIface, src: addr(api), dst: addr(db), ctstate: "RELATED" }],
+        ["db -> api, no conntrack entry", { ...udp, inIface: web.hostIface, outIface: VXLAN, src: addr(db), dst: addr(api), ctstate: "NEW" }],
+      ];
+      for (const [what, p] of forged) {
+        assert.equal(n1.prerouting({ ...p }), false, `IPv${family} ${what}: raw`);
+        assert.equal(n1.nf.run("SLUICE-FORWARD", { ...p }), "DROP", `IPv${family} ${what}: filter on its own`);
+        assert.equal(n1.input({ ...p, outIface: undefined, dst: HOST_IP[NODE]?.[family] as string }), false, `IPv${family} ${what}, to the node`);
+      }
+      // The genuine packets of the same flows still pass.
+      assert.equal(n1.forward({ ...udp, inIface: db.hostIface, outIface: VXLAN, src: addr(db), dst: addr(api), ctstate: "ESTABLISHED" }), true);
+      assert.equal(n1.forward({ ...udp, inIface: VXLAN, outIface: db.hostIface, src: addr(api), dst: addr(db), ctstate: "ESTABLISHED" }), true);
+    }
   });
 
   test("a pod with two addresses of a family may send from either, from nothing else, and its policy still applies", () => {
