@@ -14,6 +14,23 @@ export default tseslint.config(
     },
   },
   {
+    // The pure layers (DESIGN: render/ and the allocators stay pure) import no I/O layer.
+    files: ["src/render/**/*.ts", "src/policy/**/*.ts", "src/routing/**/*.ts", "src/model/**/*.ts"],
+    rules: {
+      "no-restricted-imports": [
+        "error",
+        {
+          patterns: [
+            {
+              group: ["**/dataplane/*", "**/datastore/*", "**/agent/*", "**/ctl/*", "**/cni/*", "**/sandbox/*", "**/bin/*"],
+              message: "render/, policy/, routing/ and model/ are pure: they import no dataplane, datastore, agent, CLI, CNI or sandbox module (pass data in instead).",
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
     files: ["**/*.mjs"],
     languageOptions: { globals: { process: "readonly", console: "readonly" } },
   },

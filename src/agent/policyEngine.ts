@@ -6,7 +6,7 @@
  */
 import { EventEmitter } from "node:events";
 import type { Logger } from "pino";
-import type { PolicySnapshot } from "../datastore/policySource.js";
+import type { PolicySnapshot } from "../model/policySnapshot.js";
 import type { Family } from "../model/ip.js";
 import type { PolicyRender } from "../render/policyContract.js";
 import { renderPolicyModel } from "../render/policy.js";

@@ -34,31 +34,9 @@ import { abandonWatcher, cancelWithin } from "./etcdClient.js";
 import { decodeStoredObject, parseResourceKey } from "./etcdResources.js";
 import { SLUICE_PREFIX } from "./resourceKeys.js";
 
-export interface PolicySnapshot {
-  /** The etcd revision the snapshot reflects (of the last list or event applied). */
-  revision: string;
-  /** Namespace objects (always labelled with their name) plus implicit namespaces; sorted by name. */
-  namespaces: NamespaceInfo[];
-  /** Workload endpoints joined with their Pods (src/model/joinEndpoints.ts). */
-  endpoints: PodEndpoint[];
-  networkPolicies: NetworkPolicyObject[];
-  pods: PodObject[];
-  workloadEndpoints: WorkloadEndpointRecord[];
-  /** Every registered kind's objects by kind name ("NetworkPolicy", "ClusterNetworkPolicy", ...), sorted by key; [] when none. */
-  objects: Readonly<Record<string, readonly KubeObject[]>>;
-  /**
-   * Stored objects that fail validation and have no last good version, by kind and name:
-   * the policy model puts a fail-closed stand-in in place of each policy among them.
-   */
-  refused?: RefusedObject[] | undefined;
-}
-
-export interface RefusedObject {
-  kind: string;
-  namespace?: string | undefined;
-  name: string;
-  reason: string;
-}
+// The snapshot types live in src/model (policy/ reads them and may import no datastore).
+export type { InvalidValue, PolicySnapshot, RefusedObject } from "../model/policySnapshot.js";
+import type { InvalidValue, PolicySnapshot, RefusedObject } from "../model/policySnapshot.js";
 
 export interface PolicySourceChange {
   cause: "list" | "put" | "delete";
@@ -81,12 +59,6 @@ export interface PolicySourceOptions {
   requestTimeoutMs?: number;
 }
 
-export interface InvalidValue {
-  key: string;
-  reason: string;
-  /** True when the snapshot holds the key's last good version instead. */
-  keptLastGood: boolean;
-}
 
 type Entry = { type: "object"; kind: ResourceKind; object: KubeObject } | { type: "workloadendpoint"; record: WorkloadEndpointRecord };
 type Decoded = { ok: true; entry: Entry } | { ok: false; reason: string } | undefined;

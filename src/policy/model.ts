@@ -16,7 +16,7 @@
 import type { KubeObject } from "../config/resourceKinds.js";
 import type { NetworkPolicyObject } from "../config/k8sSchemas.js";
 import type { ClusterNetworkPolicyObject, GlobalNetworkPolicyObject, GlobalNetworkSetObject, NetworkSetObject, NodeObject } from "../config/policySchemas.js";
-import type { RefusedObject } from "../datastore/policySource.js";
+import type { RefusedObject } from "../model/policySnapshot.js";
 import type { NamespaceInfo, PodEndpoint } from "../model/endpoint.js";
 import { formatIp, parseIp } from "../model/ip.js";
 import { clusterNetworkPolicyId, clusterNetworkPolicyNotes, clusterNetworkPolicyToIr } from "./clusterNetworkPolicy.js";
