@@ -22,7 +22,8 @@ export const NODES = ["node-1", "node-2", "node-3"] as const;
 
 /**
  * The labels of every node's Node object (the sandbox writes them): what `nodes` peers
- * select. A pod always reaches its own node (and the node its pods).
+ * select (a pod's own node too: only NetworkPolicy leaves that traffic alone). A node
+ * always reaches its own pods.
  */
 export function nodeLabels(node: string): Record<string, string> {
   return { "kubernetes.io/hostname": node, "kubernetes.io/os": "linux" };
