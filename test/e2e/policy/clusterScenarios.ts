@@ -22,8 +22,7 @@
  * answers on the pods' ports: from a pod on that node (its own node, through INPUT there)
  * or on another one (through FORWARD on its own node).
  */
-import { HOME_NODE, NODES } from "./model.js";
-import { ALL, ONLY_SELF, type Scenario, type Step, X_CLOSED, dedent, doc, np } from "./scenarios.js";
+import { ALL, ONLY_SELF, type Scenario, type Step, X_CLOSED, X_SENDS_NOTHING, dedent, doc, nodesFrom, np } from "./scenarios.js";
 
 export const CLUSTER_BULLETS = {
   "tenants": "namespaces labelled by tenant; an Admin Deny across tenants; relabelling a namespace moves it to another tenant",
@@ -174,23 +173,6 @@ export const TENANT_LABELS: Step["label"] = [
 /** The pods of each node, to probe a host from all of them. */
 const FROM_ALL = ["x/a", "x/b", "x/c", "y/a", "y/b", "y/c", "z/a", "z/b", "z/c"];
 const hostsFrom = (host: string, open: (from: string) => boolean): NonNullable<Step["hosts"]> => FROM_ALL.map((from) => ({ from, host, expect: open(from) ? "." : "X" }));
-/** Every pod to every node's host-network server; `own`: the node is the pod's own. */
-const nodesFrom = (open: (from: string, node: string, own: boolean) => boolean): NonNullable<Step["hosts"]> =>
-  NODES.flatMap((node) => FROM_ALL.map((from) => ({ from, host: node, expect: open(from, node, HOME_NODE[from.slice(from.indexOf("/") + 1)] === node) ? ("." as const) : ("X" as const) })));
-
-/** x sends to nobody but itself; everything else open. */
-const X_SENDS_NOTHING = `
-//   x/a x/b x/c y/a y/b y/c z/a z/b z/c
-x/a   .   X   X   X   X   X   X   X   X
-x/b   X   .   X   X   X   X   X   X   X
-x/c   X   X   .   X   X   X   X   X   X
-y/a   .   .   .   .   .   .   .   .   .
-y/b   .   .   .   .   .   .   .   .   .
-y/c   .   .   .   .   .   .   .   .   .
-z/a   .   .   .   .   .   .   .   .   .
-z/b   .   .   .   .   .   .   .   .   .
-z/c   .   .   .   .   .   .   .   .   .
-`;
 
 /** An egress Deny of every node (the os label every Node carries) for the pods of every namespace, as upstream's node-peer conformance tests write it. */
 function denyNodes(name: string, tier: "Admin" | "Baseline", priority: number, to = "nodes: {matchLabels: {kubernetes.io/os: linux}}"): string {
