@@ -217,7 +217,7 @@ export class PolicyEvaluator {
     // Named ports and peers only ever see pods whose labels are known.
     const m = new RuleMatcher(this, d, c, known(this.unknown, srcPod), known(this.unknown, dstPod));
     const path: ExplainStep[] = [];
-    // What NetworkPolicy does not judge: the pod to its own node, the pod to itself (a hairpin).
+    // What NetworkPolicy does not judge: the pod to its own node, the pod to itself (here only a hairpin: evaluate answers the rest).
     const exempt: ExplainStep | undefined =
       srcPod === dstPod
         ? { tier: "default", action: "allow", reason: "self", text: "[Self] to itself through a Service, not subject to NetworkPolicy: Allow" }
