@@ -2,7 +2,8 @@
  * zod schemas for the Kubernetes objects Sluice reads: Namespace, Pod (the parts policy
  * needs), NetworkPolicy (networking.k8s.io/v1). They follow the API server's own
  * validation, so an object `sluicectl apply` accepts is one kubectl would accept, and a
- * rejected one gets a message naming the field (`spec.ingress[0].from[1].ipBlock.cidr`).
+ * rejected one gets a message naming the field (`spec.ingress[0].from[1].ipBlock.cidr`);
+ * JSON null reads as the API server reads it (nullsAsTheApiServerReadsThem).
  */
 import { z } from "zod";
 import { cidrContains, parseCidr } from "../model/ip.js";
@@ -56,6 +57,33 @@ export const labelSelectorRequirement = z
     if ((r.operator === "Exists" || r.operator === "DoesNotExist") && n > 0) ctx.addIssue({ code: "custom", path: ["values"], message: `must be empty when operator is ${r.operator}` });
   });
 
+/**
+ * JSON null as the API server reads it, for a whole object of a kind (`schema` sees the
+ * object without it). Go decodes a null pointer, slice or map field as nil, absent; a
+ * CRD's structural schema prunes a null of a field that is not `nullable` (none of ours is)
+ * before defaulting and validation, absent too. So a null member of an object is dropped,
+ * at any depth: `matchLabels:`, `namespaceSelector:`, `from:` written without a value mean
+ * the field is not there, and a required one is still missing. A null array item is kept
+ * (an error in both). `zeroAt`: the paths of Go's non-pointer struct fields, which decode
+ * null as the zero value instead: NetworkPolicy spec.podSelector, the empty selector (every
+ * pod of the namespace; upstream's own manifests write `podSelector:` for that).
+ */
+export function nullsAsTheApiServerReadsThem<T extends z.ZodType>(schema: T, zeroAt: ReadonlyArray<readonly string[]> = []) {
+  return z.preprocess((v) => withoutNulls(v, zeroAt, []), schema);
+}
+
+function withoutNulls(v: unknown, zeroAt: ReadonlyArray<readonly string[]>, path: readonly string[]): unknown {
+  if (Array.isArray(v)) return v.map((x) => (x === null ? x : withoutNulls(x, [], [])));
+  if (typeof v !== "object" || v === null) return v;
+  const out: Record<string, unknown> = {};
+  for (const [k, x] of Object.entries(v)) {
+    const at = [...path, k];
+    if (x !== null) out[k] = withoutNulls(x, zeroAt, at);
+    else if (zeroAt.some((z) => z.length === at.length && z.every((part, i) => part === at[i]))) out[k] = {};
+  }
+  return out;
+}
+
 /** A standard label selector; `{}` selects everything. */
 export const labelSelector = z.object({
   matchLabels: labels.optional(),
@@ -65,11 +93,13 @@ export type LabelSelector = z.infer<typeof labelSelector>;
 
 // ---- Namespace ----
 
-export const namespaceObject = z.object({
-  apiVersion: z.literal("v1", { message: 'must be "v1"' }),
-  kind: z.literal("Namespace"),
-  metadata: objectMeta.extend({ name: dns1123Label }),
-});
+export const namespaceObject = nullsAsTheApiServerReadsThem(
+  z.object({
+    apiVersion: z.literal("v1", { message: 'must be "v1"' }),
+    kind: z.literal("Namespace"),
+    metadata: objectMeta.extend({ name: dns1123Label }),
+  }),
+);
 export type NamespaceObject = z.infer<typeof namespaceObject>;
 
 // ---- Pod (what policy needs of it) ----
@@ -81,20 +111,22 @@ export const containerPortObject = z.object({
   hostPort: portNumber.optional(),
 });
 
-export const podObject = z.object({
-  apiVersion: z.literal("v1", { message: 'must be "v1"' }),
-  kind: z.literal("Pod"),
-  metadata: objectMeta.extend({ namespace: dns1123Label.default("default") }),
-  spec: z
-    .object({
-      nodeName: z.string().optional(),
-      hostNetwork: z.boolean().optional(),
-      containers: z.array(z.object({ name: z.string().optional(), image: z.string().optional(), ports: z.array(containerPortObject).optional() }).loose()).default([]),
-    })
-    .loose()
-    .default({ containers: [] }),
-  status: z.object({ podIP: z.string().optional(), podIPs: z.array(z.object({ ip: z.string() })).optional(), phase: z.string().optional() }).loose().optional(),
-});
+export const podObject = nullsAsTheApiServerReadsThem(
+  z.object({
+    apiVersion: z.literal("v1", { message: 'must be "v1"' }),
+    kind: z.literal("Pod"),
+    metadata: objectMeta.extend({ namespace: dns1123Label.default("default") }),
+    spec: z
+      .object({
+        nodeName: z.string().optional(),
+        hostNetwork: z.boolean().optional(),
+        containers: z.array(z.object({ name: z.string().optional(), image: z.string().optional(), ports: z.array(containerPortObject).optional() }).loose()).default([]),
+      })
+      .loose()
+      .default({ containers: [] }),
+    status: z.object({ podIP: z.string().optional(), podIPs: z.array(z.object({ ip: z.string() })).optional(), phase: z.string().optional() }).loose().optional(),
+  }),
+);
 export type PodObject = z.infer<typeof podObject>;
 
 /**
@@ -174,19 +206,23 @@ const egressRule = z.object({ to: z.array(peer).optional(), ports: z.array(npPor
 export type NetworkPolicyIngressRule = z.infer<typeof ingressRule>;
 export type NetworkPolicyEgressRule = z.infer<typeof egressRule>;
 
-export const networkPolicyObject = z.object({
-  apiVersion: z.literal("networking.k8s.io/v1", { message: 'must be "networking.k8s.io/v1"' }),
-  kind: z.literal("NetworkPolicy"),
-  metadata: objectMeta.extend({ namespace: dns1123Label.default("default") }),
-  spec: z
-    .object({
-      podSelector: labelSelector,
-      policyTypes: z.array(z.enum(["Ingress", "Egress"], { message: "must be Ingress or Egress" })).optional(),
-      ingress: z.array(ingressRule).optional(),
-      egress: z.array(egressRule).optional(),
-    })
-    .strict(),
-});
+/** NetworkPolicy; `podSelector:` without a value is the empty selector, as the API server reads it. */
+export const networkPolicyObject = nullsAsTheApiServerReadsThem(
+  z.object({
+    apiVersion: z.literal("networking.k8s.io/v1", { message: 'must be "networking.k8s.io/v1"' }),
+    kind: z.literal("NetworkPolicy"),
+    metadata: objectMeta.extend({ namespace: dns1123Label.default("default") }),
+    spec: z
+      .object({
+        podSelector: labelSelector,
+        policyTypes: z.array(z.enum(["Ingress", "Egress"], { message: "must be Ingress or Egress" })).optional(),
+        ingress: z.array(ingressRule).optional(),
+        egress: z.array(egressRule).optional(),
+      })
+      .strict(),
+  }),
+  [["spec", "podSelector"]],
+);
 export type NetworkPolicyObject = z.infer<typeof networkPolicyObject>;
 
 /**

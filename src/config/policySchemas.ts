@@ -14,10 +14,11 @@
  *
  * crds/*.yaml say the same things to the API server; test/unit/policySchemas.test.ts
  * checks both against one list of good and bad objects. Messages name the field
- * (`spec.egress[1].to[0].networks[2]`) and the reason.
+ * (`spec.egress[1].to[0].networks[2]`) and the reason. A null value is read as the API
+ * server reads one (the CRDs' null pruning: the field is absent; nullsAsTheApiServerReadsThem).
  */
 import { z } from "zod";
-import { dns1123Label, dns1123Subdomain, isCidr, labelSelector, labels, objectMeta, portName, portNumber } from "./k8sSchemas.js";
+import { dns1123Label, dns1123Subdomain, isCidr, labelSelector, labels, nullsAsTheApiServerReadsThem, objectMeta, portName, portNumber } from "./k8sSchemas.js";
 import { type DroppedValue, hostAddressProblem } from "./netSchemas.js";
 
 /** Issues "must set exactly one of ..." on the object, or "may not be combined with ..." on each extra field. */
@@ -120,23 +121,25 @@ const cnpEgressRule = z
 export type CnpIngressRule = z.infer<typeof cnpIngressRule>;
 export type CnpEgressRule = z.infer<typeof cnpEgressRule>;
 
-export const clusterNetworkPolicyObject = z.object({
-  ...typeMeta("policy.networking.k8s.io/v1alpha2", "ClusterNetworkPolicy"),
-  metadata: objectMeta,
-  spec: z
-    .object({
-      tier: z.enum(["Admin", "Baseline"], { message: "must be Admin or Baseline" }),
-      priority: intBetween(0, 1000),
-      subject: z
-        .object({ namespaces: labelSelector.optional(), pods: namespacedPod.optional() })
-        .strict()
-        .superRefine((s, ctx) => exactlyOne(s, ["namespaces", "pods"], ctx)),
-      ingress: z.array(cnpIngressRule).max(25, "must have at most 25 rules").optional(),
-      egress: z.array(cnpEgressRule).max(25, "must have at most 25 rules").optional(),
-    })
-    .strict(),
-  status: statusConditions.optional(),
-});
+export const clusterNetworkPolicyObject = nullsAsTheApiServerReadsThem(
+  z.object({
+    ...typeMeta("policy.networking.k8s.io/v1alpha2", "ClusterNetworkPolicy"),
+    metadata: objectMeta,
+    spec: z
+      .object({
+        tier: z.enum(["Admin", "Baseline"], { message: "must be Admin or Baseline" }),
+        priority: intBetween(0, 1000),
+        subject: z
+          .object({ namespaces: labelSelector.optional(), pods: namespacedPod.optional() })
+          .strict()
+          .superRefine((s, ctx) => exactlyOne(s, ["namespaces", "pods"], ctx)),
+        ingress: z.array(cnpIngressRule).max(25, "must have at most 25 rules").optional(),
+        egress: z.array(cnpEgressRule).max(25, "must have at most 25 rules").optional(),
+      })
+      .strict(),
+    status: statusConditions.optional(),
+  }),
+);
 export type ClusterNetworkPolicyObject = z.infer<typeof clusterNetworkPolicyObject>;
 
 // ---- GlobalNetworkPolicy (sluice.dev/v1) ----
@@ -217,20 +220,22 @@ const gnpRule = z
   });
 export type GnpRule = z.infer<typeof gnpRule>;
 
-export const globalNetworkPolicyObject = z.object({
-  ...typeMeta(SLUICE_V1, "GlobalNetworkPolicy"),
-  metadata: objectMeta,
-  spec: z
-    .object({
-      order: z.number().min(0, `must be between 0 and ${MAX_GNP_ORDER}`).max(MAX_GNP_ORDER, `must be between 0 and ${MAX_GNP_ORDER}`).optional(),
-      selector: labelSelector.optional(),
-      namespaceSelector: labelSelector.optional(),
-      types: distinct(z.enum(["Ingress", "Egress"], { message: "must be Ingress or Egress" }), "type").optional(),
-      ingress: z.array(gnpRule).max(100, "must have at most 100 rules").optional(),
-      egress: z.array(gnpRule).max(100, "must have at most 100 rules").optional(),
-    })
-    .strict(),
-});
+export const globalNetworkPolicyObject = nullsAsTheApiServerReadsThem(
+  z.object({
+    ...typeMeta(SLUICE_V1, "GlobalNetworkPolicy"),
+    metadata: objectMeta,
+    spec: z
+      .object({
+        order: z.number().min(0, `must be between 0 and ${MAX_GNP_ORDER}`).max(MAX_GNP_ORDER, `must be between 0 and ${MAX_GNP_ORDER}`).optional(),
+        selector: labelSelector.optional(),
+        namespaceSelector: labelSelector.optional(),
+        types: distinct(z.enum(["Ingress", "Egress"], { message: "must be Ingress or Egress" }), "type").optional(),
+        ingress: z.array(gnpRule).max(100, "must have at most 100 rules").optional(),
+        egress: z.array(gnpRule).max(100, "must have at most 100 rules").optional(),
+      })
+      .strict(),
+  }),
+);
 export type GlobalNetworkPolicyObject = z.infer<typeof globalNetworkPolicyObject>;
 
 /**
@@ -251,18 +256,22 @@ export function gnpTypes(g: GlobalNetworkPolicyObject): { ingress: boolean; egre
 const MAX_SET_NETS = 10_000;
 const networkSetSpec = z.object({ nets: z.array(cidr43).max(MAX_SET_NETS, `must have at most ${MAX_SET_NETS} items`).optional() }).strict();
 
-export const networkSetObject = z.object({
-  ...typeMeta(SLUICE_V1, "NetworkSet"),
-  metadata: objectMeta.extend({ namespace: dns1123Label.default("default") }),
-  spec: networkSetSpec.default({}),
-});
+export const networkSetObject = nullsAsTheApiServerReadsThem(
+  z.object({
+    ...typeMeta(SLUICE_V1, "NetworkSet"),
+    metadata: objectMeta.extend({ namespace: dns1123Label.default("default") }),
+    spec: networkSetSpec.default({}),
+  }),
+);
 export type NetworkSetObject = z.infer<typeof networkSetObject>;
 
-export const globalNetworkSetObject = z.object({
-  ...typeMeta(SLUICE_V1, "GlobalNetworkSet"),
-  metadata: objectMeta,
-  spec: networkSetSpec.default({}),
-});
+export const globalNetworkSetObject = nullsAsTheApiServerReadsThem(
+  z.object({
+    ...typeMeta(SLUICE_V1, "GlobalNetworkSet"),
+    metadata: objectMeta,
+    spec: networkSetSpec.default({}),
+  }),
+);
 export type GlobalNetworkSetObject = z.infer<typeof globalNetworkSetObject>;
 
 // ---- Node (core v1; read, not authored) ----

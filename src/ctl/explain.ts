@@ -7,6 +7,7 @@
  *
  *   sluicectl explain x/a y/b --port 80/TCP
  *   sluicectl explain x/a 203.0.113.11 --proto ICMP -o json
+ *   sluicectl explain x/a x/a --port 80/TCP --hairpin   (through a Service back to itself)
  *   sluicectl explain --matrix -n x -n y --port 53/UDP
  *   sluicectl explain --sandbox x/a y/b            (the etcd of `sluicectl sandbox up`)
  *   sluicectl explain --kubeconfig-file ~/.kube/config x/a y/b   (a cluster's API server)
@@ -33,17 +34,19 @@ import { DEFAULT_SANDBOX_STATE, namespacesFlag } from "./sandbox.js";
 const SRC = "sluicectl explain";
 
 export const EXPLAIN_USAGE = `Usage:
-  sluicectl explain <ns>/<pod>|<ip> <ns>/<pod>|<ip> [--port 80/TCP | 53/UDP | icmp] [-o json]
+  sluicectl explain <ns>/<pod>|<ip> <ns>/<pod>|<ip> [--port 80/TCP | 53/UDP | icmp] [--hairpin] [-o json]
   sluicectl explain --matrix [-n ns ...] [--port 80/TCP | --proto ICMP] [-o json]
 
 Prints the verdict (Allow or Deny), then for each end that is a pod the path that
 decided its direction: egress of the source pod, ingress of the destination pod, tier by
 tier (Admin, NetworkPolicy, Baseline, default). An address that is no pod's has no
-policy. Reads etcd like the agents (--etcd-endpoints ..., or the current context), the
-sandbox's etcd with --sandbox / --state-dir, or a cluster's API server with
---kubeconfig-file / --kube-api-url / --kube (in a pod: its service account), through the
-agents' own sources. Exit code: 0 Allow, 1 Deny, 2 bad arguments, 3 the datastore could
-not be read.`;
+policy. A pod reaching itself by its own address never leaves it (no policy sees that);
+--hairpin asks about a pod reaching itself through a Service, which the Admin and
+Baseline tiers judge (NetworkPolicy does not). Reads etcd like the agents
+(--etcd-endpoints ..., or the current context), the sandbox's etcd with --sandbox /
+--state-dir, or a cluster's API server with --kubeconfig-file / --kube-api-url / --kube
+(in a pod: its service account), through the agents' own sources. Exit code: 0 Allow,
+1 Deny, 2 bad arguments, 3 the datastore could not be read.`;
 
 export const EXPLAIN_FLAGS: FlagSpec[] = [
   ...RESOURCE_ETCD_FLAGS,
@@ -55,6 +58,7 @@ export const EXPLAIN_FLAGS: FlagSpec[] = [
   { name: "port", kind: "string", help: "PORT[/TCP|UDP|SCTP], or icmp (an echo request)", default: "80/TCP" },
   { name: "proto", kind: "string", help: "TCP, UDP, SCTP or ICMP, when --port does not say" },
   { name: "matrix", kind: "boolean", help: "print the reachability matrix policy predicts for every pair of pods" },
+  { name: "hairpin", kind: "boolean", help: "FROM and TO are one pod, reached through a Service the service proxy sends back to it" },
   { name: "n", kind: "list", help: "--matrix: only pods of these namespaces (repeatable or comma-separated)" },
   { name: "family", kind: "string", help: "which address of a pod to use: 4 or 6", default: "4" },
   { name: "sctp-match", kind: "boolean", help: "whether the agents' iptables can match SCTP (without it SCTP rules open nothing)", default: "true" },
@@ -151,6 +155,8 @@ export interface Explanation {
   to: End;
   protocol: ConnectionSpec["protocol"];
   port: number;
+  /** From a pod back to itself through a Service (both ends are the same pod). */
+  hairpin: boolean;
   allowed: boolean;
   egress: SideExplanation;
   ingress: SideExplanation;
@@ -195,11 +201,14 @@ export class Explainer {
     return { name: podName(pod), address, pod };
   }
 
-  explain(from: End, to: End, spec: ConnectionSpec): Explanation {
-    const v = this.evaluator.evaluate({ src: from.address, dst: to.address, protocol: spec.protocol, port: spec.port });
+  /** `hairpin`: FROM and TO are one pod, and the connection goes through a Service back to it (an error otherwise). */
+  explain(from: End, to: End, spec: ConnectionSpec, o: { hairpin?: boolean } = {}): Explanation {
+    const hairpin = o.hairpin === true;
+    if (hairpin && (from.pod === undefined || from.pod !== to.pod)) throw new ConfigError("--hairpin", `FROM and TO must be the same pod (a pod reaching itself through a Service); got ${from.name} and ${to.name}`, SRC);
+    const v = this.evaluator.evaluate({ src: from.address, dst: to.address, protocol: spec.protocol, port: spec.port, hairpin });
     const egress = side(from, v.egress);
     const ingress = side(to, v.ingress);
-    return { from, to, protocol: spec.protocol, port: spec.port, allowed: v.allowed, egress, ingress };
+    return { from, to, protocol: spec.protocol, port: spec.port, hairpin, allowed: v.allowed, egress, ingress };
   }
 
   /**
@@ -233,7 +242,7 @@ function side(end: End, v: DirectionVerdict): SideExplanation {
 const endText = (e: End): string => (e.pod && e.name !== e.address ? `${e.name} (${e.address})` : e.address);
 
 export function formatExplanation(x: Explanation): string {
-  const lines = [`${endText(x.from)} -> ${endText(x.to)} ${formatPortSpec(x)}: ${x.allowed ? "Allow" : "Deny"}`];
+  const lines = [`${endText(x.from)} -> ${endText(x.to)} ${formatPortSpec(x)}${x.hairpin ? " through a Service" : ""}: ${x.allowed ? "Allow" : "Deny"}`];
   for (const [d, s, e] of [["egress", x.egress, x.from], ["ingress", x.ingress, x.to]] as const) {
     if (s.of === undefined) {
       lines.push(`${d} of ${e.address}: not a pod, no policy`);
@@ -248,7 +257,7 @@ export function formatExplanation(x: Explanation): string {
 export function explanationJson(x: Explanation, warnings: readonly string[]): unknown {
   const end = (e: End): unknown => ({ name: e.name, address: e.address, pod: e.pod !== undefined, ...(e.pod ? { node: e.pod.node } : {}) });
   const sideJson = (s: SideExplanation): unknown => ({ of: s.of ?? null, allowed: s.allowed, isolatedBy: s.isolatedBy, allowedBy: s.allowedBy ?? null, path: s.path });
-  return { from: end(x.from), to: end(x.to), protocol: x.protocol, port: x.port, verdict: x.allowed ? "Allow" : "Deny", allowed: x.allowed, egress: sideJson(x.egress), ingress: sideJson(x.ingress), warnings };
+  return { from: end(x.from), to: end(x.to), protocol: x.protocol, port: x.port, hairpin: x.hairpin, verdict: x.allowed ? "Allow" : "Deny", allowed: x.allowed, egress: sideJson(x.egress), ingress: sideJson(x.ingress), warnings };
 }
 
 // ---- the command ----
@@ -275,6 +284,7 @@ export async function runExplain(flags: RawFlags, args: string[], io: Io): Promi
   if (matrixMode && args.length > 0) throw new ConfigError(args[0] as string, "--matrix takes no pods (use -n to pick namespaces)", SRC);
   if (!matrixMode && args.length !== 2) throw new ConfigError(args.length < 2 ? "TO" : (args[2] as string), args.length < 2 ? `explain needs two ends: FROM and TO (<ns>/<pod> or an IP)\n\n${EXPLAIN_USAGE}` : "unexpected argument (explain takes FROM and TO)", SRC);
   if (!matrixMode && namespaces.length > 0) throw new ConfigError("-n", "goes with --matrix", SRC);
+  if (matrixMode && flags["hairpin"] === true) throw new ConfigError("--hairpin", "goes with FROM and TO, not --matrix", SRC);
 
   let loaded: LoadedModel;
   const kube = flags["kube"] === true || str(flags, "kubeconfig-file") !== undefined || str(flags, "kube-api-url") !== undefined;
@@ -308,7 +318,7 @@ export async function runExplain(flags: RawFlags, args: string[], io: Io): Promi
   const [fromText, toText] = args as [string, string];
   // With an address at one end, the pod at the other end uses an address of its family.
   const fam = isIP(toText) ? familyOf(toText) : isIP(fromText) ? familyOf(fromText) : family;
-  const x = ex.explain(ex.resolve(fromText, fam, "FROM"), ex.resolve(toText, fam, "TO"), spec);
+  const x = ex.explain(ex.resolve(fromText, fam, "FROM"), ex.resolve(toText, fam, "TO"), spec, { hairpin: flags["hairpin"] === true });
   if (x.from.address && x.to.address && familyOf(x.from.address) !== familyOf(x.to.address)) throw new ConfigError("TO", `${x.from.address} and ${x.to.address} are of different families`, SRC);
   io.out(output === "json" ? JSON.stringify(explanationJson(x, loaded.model.warnings), null, 2) + "\n" : formatExplanation(x));
   return x.allowed ? 0 : 1;

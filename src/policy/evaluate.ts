@@ -7,8 +7,13 @@
  * Per direction, for the pod at that end (egress of the source pod, ingress of the
  * destination pod; both must allow, a non-pod end has no policy):
  *
- * 0. traffic between a pod and its own node, and from a pod to itself, is always allowed;
- *    a pod whose Pod or Namespace object is unknown is isolated (denied) in both directions;
+ * 0. a pod's own node reaching it is always allowed (the host's own traffic to its pods;
+ *    kubelet probes); a pod whose Pod or Namespace object is unknown is isolated (denied) in
+ *    both directions, its own node and itself included. NetworkPolicy does not judge a pod's
+ *    egress to its own node, nor a pod reaching itself through a Service (a hairpin: the
+ *    Kubernetes docs' exceptions), so these skip step 2; the ClusterNetworkPolicy API has no
+ *    such exception, so steps 1 and 3 judge them like any other traffic. A pod reaching
+ *    itself by its own address never leaves it: allowed, no policy sees it;
  * 1. Admin tier (ClusterNetworkPolicy tier Admin by priority, then GlobalNetworkPolicy by
  *    order: the IR's (priority, id) order): the policies that select the pod and apply in
  *    the direction, rules in order; the first matching rule with allow or deny decides;
@@ -17,7 +22,7 @@
  *    is isolated: allowed when a rule of one of them allows, else denied. Only allow (and
  *    log) rules mean anything here; deny and pass rules are ignored (NetworkPolicy has none);
  * 3. Baseline tier (ClusterNetworkPolicy tier Baseline), only when step 2 did not isolate the
- *    pod: as the admin tier, a pass skips to the default;
+ *    pod (or was skipped): as the admin tier, a pass skips to the default;
  * 4. default: allow.
  *
  * A rule matches when any of its peers and none of its notPeers match the other end, the
@@ -53,6 +58,12 @@ export interface Connection {
   /** ICMP type and code; default an echo request (8, or 128 for ICMPv6), code 0. */
   icmpType?: number | undefined;
   icmpCode?: number | undefined;
+  /**
+   * src and dst are the same pod and the packet went through the host: a Service that the
+   * service proxy load-balanced back to the source pod. Without it a pod connecting to
+   * itself never leaves its network namespace, and no policy sees that.
+   */
+  hairpin?: boolean | undefined;
 }
 
 /**
@@ -174,8 +185,8 @@ export class PolicyEvaluator {
   evaluate(c: Connection): Verdict {
     const srcPod = this.podAt(c.src);
     const dstPod = this.podAt(c.dst);
-    // A pod cannot block access to itself.
-    if (srcPod !== undefined && srcPod === dstPod) {
+    // By its own address a pod reaches itself inside its network namespace: no policy sees that.
+    if (srcPod !== undefined && srcPod === dstPod && c.hairpin !== true) {
       const self = (): DirectionVerdict => decided(true, [], undefined, { tier: "default", action: "allow", reason: "self", text: "[Self] to itself: Allow" });
       return { allowed: true, egress: self(), ingress: self() };
     }
@@ -201,13 +212,21 @@ export class PolicyEvaluator {
   /** One direction for the pod `self` at that end; `srcPod`/`dstPod` are the connection's ends. */
   private side(d: Direction, self: PodEndpoint, c: Connection, srcPod: PodEndpoint | undefined, dstPod: PodEndpoint | undefined): DirectionVerdict {
     const peerAddr = d === "ingress" ? c.src : c.dst;
-    if (this.ownNode(self).has(this.canon(peerAddr))) return decided(true, [], undefined, { tier: "default", action: "allow", reason: "own-node", text: "[Node] own node: Allow" });
+    const ownNode = this.ownNode(self).has(this.canon(peerAddr));
+    if (d === "ingress" && ownNode) return decided(true, [], undefined, { tier: "default", action: "allow", reason: "own-node", text: "[Node] own node: Allow" });
     if (this.unknown.has(self)) return decided(false, [], undefined, { tier: "default", action: "deny", reason: "metadata-unknown", text: "[Sluice] pod or namespace unknown, isolated: Deny" });
 
     // Named ports and peers only ever see pods whose labels are known.
     const m = new RuleMatcher(this, d, c, known(this.unknown, srcPod), known(this.unknown, dstPod));
     const path: ExplainStep[] = [];
-    const isolating = this.tiers.namespace.filter((p) => rulesOf(p, d) !== undefined && this.selects(p, self));
+    // What NetworkPolicy does not judge: the pod to its own node, the pod to itself (here only a hairpin: evaluate answers the rest).
+    const exempt: ExplainStep | undefined =
+      srcPod === dstPod
+        ? { tier: "default", action: "allow", reason: "self", text: "[Self] to itself through a Service, not subject to NetworkPolicy: Allow" }
+        : ownNode
+          ? { tier: "default", action: "allow", reason: "own-node", text: "[Node] own node, not subject to NetworkPolicy: Allow" }
+          : undefined;
+    const isolating = exempt ? [] : this.tiers.namespace.filter((p) => rulesOf(p, d) !== undefined && this.selects(p, self));
     const isolatedBy = isolating.map((p) => p.id);
 
     const admin = this.runTier("admin", d, self, m, path);
@@ -228,7 +247,7 @@ export class PolicyEvaluator {
 
     const baseline = this.runTier("baseline", d, self, m, path);
     if (baseline) return decided(baseline.allowed, isolatedBy, baseline.allowed ? baseline.policy : undefined, undefined, path);
-    return decided(true, isolatedBy, undefined, { tier: "default", action: "allow", reason: "not-isolated", text: "[Default] not isolated: Allow" }, path);
+    return decided(true, isolatedBy, undefined, exempt ?? { tier: "default", action: "allow", reason: "not-isolated", text: "[Default] not isolated: Allow" }, path);
   }
 
   /** An admin or baseline tier: the decision of its first allow/deny rule that matches, or undefined (no match, or pass). */

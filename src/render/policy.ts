@@ -5,21 +5,25 @@
  *                   -o slc+ -j slc-to-wl           (ingress of local pods)
  *                   ... then the lead's cluster accept rules
  *   SLUICE-INPUT:   [IPv6: ICMPv6 neighbour discovery / MLD from pods accepted]
- *                   -i slc+ -j slc-from-wl         (pod -> this host: egress policy)
+ *                   -i slc+ -j MARK --set-xmark 0x40000/0x40000, -i slc+ -j slc-from-wl
+ *                                                  (pod -> this host: egress policy, NetworkPolicy exempt)
  *   SLUICE-OUTPUT:  -o slc+ -j ACCEPT              (this host -> local pods: always allowed)
  *
  *   slc-from-wl:    -i <iface> -g slc-fw-<iface>   per local pod, then -j DROP (fail closed)
  *   slc-to-wl:      -o <iface> -g slc-tw-<iface>   per local pod, then -j DROP
- *   slc-fw-<iface>: anti-spoofing; conntrack; to its own node: RETURN; to itself: RETURN;
- *                   clear the accept and pass bits; [unknown labels: DROP];
+ *   slc-fw-<iface>: anti-spoofing; conntrack; clear the accept and pass bits; [unknown labels: DROP];
+ *                   [when a NetworkPolicy selects it: to itself (a Service hairpin) sets the to-host bit];
  *                   admin tier:     per selecting policy `[-m mark --mark 0x0/0x20000] -j slc-po-<hash>`
  *                                   (the guard: no jump once a pass set the pass bit; only after a chain
  *                                   that can pass) + `-m mark --mark ACCEPT -j RETURN` (after a chain that can allow);
- *                   namespace tier: per selecting policy `-j slc-po-<hash>` + `-m mark --mark ACCEPT -j RETURN`,
- *                                   then -j DROP when any selected it (isolated), else
+ *                   namespace tier: per selecting policy `-m mark --mark 0x0/0x40000 -j slc-po-<hash>` +
+ *                                   `-m mark --mark ACCEPT -j RETURN`, then `-m mark --mark 0x0/0x40000 -j DROP`
+ *                                   (isolated), when any selects it: a packet with the to-host bit (to its own
+ *                                   node, to itself) skips the tier;
  *                   baseline tier:  clear the pass bit (if an admin chain can pass), policies as in the
  *                                   admin tier (the last one without its RETURN), then -j RETURN (default allow)
- *   slc-tw-<iface>: the same without anti-spoofing and the own-node RETURN (SLUICE-OUTPUT), with slc-pi-<hash>
+ *   slc-tw-<iface>: the same without anti-spoofing, with slc-pi-<hash>; it clears the to-host bit too (only a
+ *                   hairpin sets it here: this host's own traffic to its pods is accepted in SLUICE-OUTPUT)
  *   slc-pi/po-<hash>: one chain per policy and direction, shared by all local pods it selects;
  *                   rules in order: allow sets the accept bit, pass the pass bit (each followed by
  *                   a RETURN on that bit), deny is a DROP, log a rate-limited LOG (and on).
@@ -85,12 +89,20 @@ export const MARK_PASS_CLEAR = "0x0/0x20000";
 /** Clears both policy bits, leaving everyone else's mark bits alone. */
 export const MARK_CLEAR = "0x0/0x30000";
 /**
- * Set on packets from pods in SLUICE-INPUT (and cleared in SLUICE-FORWARD): the egress
- * chain lets a packet to this node through whatever the pod's policy says, because
- * traffic to and from the node where a pod runs is always allowed.
+ * The to-host bit: the packet is one NetworkPolicy does not judge. Set in SLUICE-INPUT on
+ * what a local pod sends to this host (cleared in SLUICE-FORWARD), and in an endpoint chain
+ * on a packet from the pod back to itself (a Service the service proxy sends back to it).
+ * Such a packet goes through the Admin tier and then skips the NetworkPolicy tier for the
+ * Baseline tier: the Kubernetes docs exempt traffic between a pod and its own node, and a
+ * pod to itself, from NetworkPolicy; the ClusterNetworkPolicy API exempts neither from its
+ * tiers (its conformance tests deny a pod's egress to its own node).
  */
 export const MARK_TO_HOST = "0x40000/0x40000";
 export const MARK_TO_HOST_CLEAR = "0x0/0x40000";
+/** As a match: a packet NetworkPolicy judges (the to-host bit is not set). */
+const MARK_NOT_TO_HOST = MARK_TO_HOST_CLEAR;
+/** Clears the policy bits and the to-host bit (an ingress chain: nothing before it may set that bit for us). */
+const MARK_CLEAR_ALL = "0x0/0x70000";
 
 const IFACE_MATCH = `${HOST_IFACE_PREFIX}+`;
 /** What the kernel accepts as a link name and iptables as an exact `-i`/`-o` match (no `+`). */
@@ -264,7 +276,7 @@ const noChains = (): TierChains => ({ admin: [], namespace: [], baseline: [] });
 /**
  * One local endpoint's chain for one direction. `tiers`: the chains of the policies
  * selecting it, per tier, in order; `addrs`: its own addresses (egress anti-spoofing, and
- * a pod is never cut off from itself); `unknown`: its Pod or Namespace object is missing,
+ * what makes a packet one to itself); `unknown`: its Pod or Namespace object is missing,
  * so it is isolated both ways until its labels are known.
  */
 function endpointRules(d: Direction, tiers: TierChains, addrs: readonly string[], family: Family, unknown = false): string[] {
@@ -287,17 +299,17 @@ function endpointRules(d: Direction, tiers: TierChains, addrs: readonly string[]
     }
   }
   rules.push(CT_ESTABLISHED, CT_INVALID);
-  if (d === "egress") {
-    // Traffic to the node the pod runs on is always allowed (SLUICE-INPUT marked it).
-    rules.push(`-m mark --mark ${MARK_TO_HOST} -j RETURN`);
-  }
-  // A pod cannot block access to itself (e.g. through a Service that hairpins back to it).
-  for (const a of addrs) rules.push(d === "egress" ? `-d ${a}/${host} -j RETURN` : `-s ${a}/${host} -j RETURN`);
-  rules.push(`-j MARK --set-xmark ${MARK_CLEAR}`);
+  // The to-host bit matters only where a NetworkPolicy selects the pod: the egress chain keeps
+  // the one SLUICE-INPUT set, the ingress chain starts from none.
+  const npTier = tiers.namespace.length > 0;
+  rules.push(`-j MARK --set-xmark ${d === "ingress" && npTier ? MARK_CLEAR_ALL : MARK_CLEAR}`);
   if (unknown) {
-    rules.push("-j DROP"); // labels unknown: fail closed
+    rules.push("-j DROP"); // labels unknown: fail closed (its own node and itself included: an Admin rule might deny them)
     return rules;
   }
+  // A packet to itself reaches the host only through a Service hairpin: NetworkPolicy cannot
+  // block it, the Admin and Baseline tiers judge it.
+  if (npTier) for (const a of addrs) rules.push(`${d === "egress" ? "-d" : "-s"} ${a}/${host} -j MARK --set-xmark ${MARK_TO_HOST}`);
   const accepted = `-m mark --mark ${MARK_ACCEPT} -j RETURN`;
   // Admin and baseline tiers: the first chain to allow returns (deny drops inside); once a
   // chain has passed, the rest of the tier is skipped. Checks no chain can need are left out.
@@ -310,12 +322,13 @@ function endpointRules(d: Direction, tiers: TierChains, addrs: readonly string[]
     });
   };
   tier(tiers.admin, "continue");
-  if (tiers.namespace.length > 0) {
-    for (const j of tiers.namespace) rules.push(`-j ${j.chain}`, accepted);
-    rules.push("-j DROP"); // isolated: nothing allowed it
-    return rules;
+  if (npTier) {
+    // Isolated: nothing but what a NetworkPolicy allows, except what has the to-host bit (to
+    // its own node, to itself), which goes on to the baseline tier as if no NetworkPolicy selected the pod.
+    for (const j of tiers.namespace) rules.push(`-m mark --mark ${MARK_NOT_TO_HOST} -j ${j.chain}`, accepted);
+    rules.push(`-m mark --mark ${MARK_NOT_TO_HOST} -j DROP`);
   }
-  // Baseline tier, only when no NetworkPolicy isolates the pod; a pass there skips to the default.
+  // Baseline tier: reached when no NetworkPolicy isolates the pod, or by to-host packets; a pass there skips to the default.
   if (tiers.baseline.length > 0 && tiers.admin.some((j) => j.passes)) rules.push(`-j MARK --set-xmark ${MARK_PASS_CLEAR}`);
   tier(tiers.baseline, "return");
   rules.push("-j RETURN"); // default allow

@@ -1,4 +1,5 @@
 /** Node-level operations that span the cluster, its pods and its leases. */
+import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { pino } from "pino";
 import { readSubnetEnv } from "../agent/subnetEnv.js";
@@ -6,6 +7,7 @@ import { EtcdSubnetRegistry } from "../datastore/etcdSubnetRegistry.js";
 import { formatCidr } from "../model/ip.js";
 import type { Lease } from "../model/lease.js";
 import type { Sandbox, SandboxNode } from "./cluster.js";
+import { type ServedPort, ctlRequest, spawnPodServer, waitPodServer } from "./podServer.js";
 import { deletePod, listPods, podId, withEtcd } from "./pods.js";
 
 /** The flannel prefix the sandbox's agents use for config and leases. */
@@ -46,4 +48,30 @@ export async function removeSandboxNode(sb: Sandbox, name: string | number, o: {
   await sb.removeNode(n);
   const leases = o.keepLease ? [] : await deleteNodeLeases(sb, n);
   return { node: n.name, pods: pods.map(podId), leases, warnings };
+}
+
+/**
+ * A host-network server on a node: the pod server (podServer.ts) in the node's own network
+ * namespace, serving `ports` (TCP echo, UDP answers) on every address of the node, as a
+ * hostNetwork pod or a node-local daemon would. Policy judges a pod reaching it on the
+ * pod's own node through INPUT, on another node through FORWARD there. Resolves once it
+ * serves; a node that already serves is left as it is. It stops with the node (teardown
+ * and removeNode kill every process in the node's namespace).
+ */
+export async function serveOnNode(sb: Sandbox, name: string, ports: readonly ServedPort[]): Promise<{ pid: number; ctlSocket: string }> {
+  const n = sb.nodeByName(name);
+  mkdirSync(join(sb.o.stateDir, "s"), { recursive: true });
+  const ctlSocket = join(sb.o.stateDir, "s", `node-${n.name}.sock`);
+  const logFile = join(n.stateDir, "host-server.log");
+  if (existsSync(ctlSocket)) {
+    try {
+      const { pid } = await ctlRequest<{ pid: number }>(ctlSocket, { op: "ping" }, 1000);
+      return { pid, ctlSocket };
+    } catch {
+      /* a socket left by a server that is gone: start one */
+    }
+  }
+  const pid = spawnPodServer(n.ns, ports, ctlSocket, logFile);
+  await waitPodServer(ctlSocket, pid, logFile);
+  return { pid, ctlSocket };
 }

@@ -45,7 +45,7 @@ const SUBSET = [
   // The cluster tiers, with every kind coming from the API server (CRDs through the same informers).
   "multi-tenant: Admin Deny across tenants, Admin Pass for shared services, Baseline default-deny",
   "the external range: Baseline egress deny, opened by a GlobalNetworkSet, a NetworkSet and an Admin networks rule",
-  "nodes peers: pods may not reach node-2 (but node-2's own pods do); updated to node-1 and node-3",
+  "nodes peers: no pod may reach node-2, not even node-2's own pods; updated to node-1 and node-3",
 ];
 
 /**

@@ -8,7 +8,11 @@
  * - real packets through a node namespace with three pod namespaces and an outside host:
  *   an admin deny beats a NetworkPolicy allow, a pass hands over to the NetworkPolicy tier,
  *   a baseline deny applies to a pod no NetworkPolicy isolates (and not to one it does),
- *   ICMP echo allowed and denied (both families), a LOG rule counts the packet and lets it on.
+ *   ICMP echo allowed and denied (both families), a LOG rule counts the packet and lets it on;
+ * - a pod's own node and a Service hairpin back to the pod itself, both families: Admin Deny
+ *   rules with `nodes` and `networks` peers block the pod's own node, a NetworkPolicy that
+ *   isolates the pod does not, a Baseline Deny does even then; through a DNAT'ed service
+ *   address back to itself a pod is judged by the Baseline tier, never by NetworkPolicy.
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -285,6 +289,58 @@ for (const mode of ["nft", "legacy"] as const) {
         assert.ok(!raw.includes(tool.hostIface), `IPv${family}: tool's check went with tool:\n${raw}`);
         for (const p of [web, db]) assert.ok(raw.includes(own(p)), `IPv${family}: ${p.pod}'s check stays`);
         await dp.apply(family, rulesetOf(family, full), full.ipsets);
+      }
+    });
+
+    test("real packets: a pod's own node and a Service hairpin are judged by the Admin and Baseline tiers, never by NetworkPolicy", async () => {
+      const ownNode: PolicyIR[] = [
+        // dev may reach no worker node (its own, n1, is one), prod/db not TCP 22 of its own node's address
+        cnp("no-workers-for-dev", "admin", 1, inNs("dev"), { egress: [rule("deny", [{ kind: "nodes", nodes: sel({ role: "worker" }) }])] }),
+        cnp("no-ssh-for-db", "admin", 2, inNs("prod", { app: "db" }), { egress: [rule("deny", [block(`${UPLINK_IP[4]}/32`), block(`${UPLINK_IP[6]}/128`)], [tcp(22)])] }),
+        // prod sends nothing, as far as NetworkPolicy can say; web takes only dev in
+        knp("prod", "no-egress", { podSelector: {}, policyTypes: ["Egress"] }),
+        knp("prod", "web-from-dev", { podSelector: { matchLabels: { app: "web" } }, ingress: [{ from: [{ namespaceSelector: { matchLabels: { env: "dev" } } }] }] }),
+        // baseline: prod not TCP 2222 of 192.0.2.0/24 (its node's uplink), web not TCP 81 from prod pods
+        cnp("base", "baseline", 1, inNs("prod"), { egress: [rule("deny", [block("192.0.2.0/24"), block("fd00:192::/64")], [tcp(2222)])], ingress: [rule("deny", [{ kind: "pods", pods: inNs("prod") }], [tcp(81)])] }),
+      ];
+      for (const f of [4, 6] as const) await apply(f, ownNode);
+      const ev = PolicyEvaluator.fromModel(modelOf(ownNode), { sctpSupported: false });
+      // A Service address that the node DNATs to web, masqueraded when web is the client (kube-proxy's hairpin).
+      const VIP = { 4: "10.96.0.10", 6: "fd00:96::10" } as const;
+      const nat = (f: Family, ...args: string[]): Promise<string> => sh(nodeNs, `ip${f === 6 ? "6" : ""}tables-${mode}`, "-t", "nat", ...args);
+      for (const f of [4, 6] as const) {
+        const addr = web.ips[f === 4 ? 0 : 1] as string;
+        await nat(f, "-A", "PREROUTING", "-d", VIP[f], "-p", "tcp", "-j", "DNAT", "--to-destination", f === 4 ? addr : `[${addr}]`);
+        await nat(f, "-A", "POSTROUTING", "-s", addr, "-d", addr, "-j", "MASQUERADE");
+      }
+      try {
+        for (const f of [4, 6] as const) {
+          const i = f === 4 ? 0 : 1;
+          const cases: { from: PodEndpoint; dst: string; port: number; want: "open" | "blocked"; why: string; hairpin?: boolean }[] = [
+            { from: tool, dst: UPLINK_IP[f], port: 80, want: "blocked", why: "Admin nodes Deny: the pod's own node too" },
+            { from: tool, dst: GATEWAY[f], port: 80, want: "open", why: "an address of the host that is not the Node's: no nodes peer matches it" },
+            { from: db, dst: UPLINK_IP[f], port: 22, want: "blocked", why: "Admin networks Deny of its own node's address" },
+            { from: db, dst: UPLINK_IP[f], port: 80, want: "open", why: "NetworkPolicy isolates db's egress, but does not judge its own node" },
+            { from: db, dst: OUTSIDE[f], port: 80, want: "blocked", why: "elsewhere NetworkPolicy isolates db's egress" },
+            { from: web, dst: UPLINK_IP[f], port: 2222, want: "blocked", why: "Baseline Deny: no NetworkPolicy judges traffic to its own node, so the baseline does" },
+            { from: web, dst: VIP[f], port: 80, want: "open", why: "through a Service back to itself: web-from-dev (which isolates web) cannot block it", hairpin: true },
+            { from: web, dst: VIP[f], port: 81, want: "blocked", why: "through a Service back to itself: the Baseline Deny of prod pods on TCP 81", hairpin: true },
+            { from: db, dst: web.ips[i] as string, port: 80, want: "blocked", why: "another pod of prod: NetworkPolicy isolates db's egress" },
+          ];
+          for (const c of cases) {
+            const src = c.from.ips[i] as string;
+            // The evaluator sees the connection as the filter table does: after the DNAT, before the masquerade.
+            const predicted = ev.evaluate({ src, dst: c.hairpin ? src : c.dst, protocol: "TCP", port: c.port, hairpin: c.hairpin }).allowed ? "open" : "blocked";
+            assert.equal(predicted, c.want, `evaluator, IPv${f}: ${c.why}`);
+            assert.equal(await tcpProbe(podNs(c.from), c.dst, c.port), c.want, `${src} -> ${c.dst}:${c.port}: ${c.why}`);
+          }
+          assert.equal(await tcpProbe(outNs, web.ips[i] as string, 80), "blocked", `IPv${f}: web-from-dev isolates web (the hairpin above was not let in by chance)`);
+        }
+      } finally {
+        for (const f of [4, 6] as const) {
+          await nat(f, "-F", "PREROUTING");
+          await nat(f, "-F", "POSTROUTING");
+        }
       }
     });
 

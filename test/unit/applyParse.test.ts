@@ -2,7 +2,8 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { ConfigError } from "../../src/config/errors.js";
 import { KINDS, checkRegistry, defineKind, formatLabelSelector, kindFor, namespaceKind, networkPolicyKind, podKind, resolveKindName, validateObject } from "../../src/config/resourceKinds.js";
-import { namespaceObject } from "../../src/config/k8sSchemas.js";
+import { type NetworkPolicyObject, namespaceObject } from "../../src/config/k8sSchemas.js";
+import { networkPolicyToIr } from "../../src/policy/networkPolicy.js";
 import { parseSelectorText, parseTargets, selectorMatches } from "../../src/ctl/apply.js";
 import { formatProblem, parseManifests } from "../../src/ctl/manifests.js";
 import { formatTable, humanDuration, renderTable } from "../../src/ctl/printers.js";
@@ -100,6 +101,49 @@ spec:
       "error: document 3 (NetworkPolicy x/typo): spec.podSelecter: unknown field",
     ]);
     assert.equal(parse(text).objects.length, 1, "the valid one is still parsed (the caller refuses the batch)");
+  });
+
+  test("null as the API server reads it: `podSelector:` selects every pod; a null peer selector, list or map is absent", () => {
+    // The shape of upstream's own manifests: `podSelector:` with nothing after it.
+    const r = parse(`apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: default-deny
+  namespace: x
+  labels:
+spec:
+  podSelector:
+  policyTypes:
+  ingress:
+  - from:
+    - namespaceSelector:
+        matchLabels: {team: a}
+      podSelector:
+    - podSelector:
+        matchLabels:
+        matchExpressions:
+        - {key: app, operator: Exists, values: }
+    ports:
+  egress:
+`);
+    assert.deepEqual(r.problems, []);
+    const np = r.objects[0]?.object as NetworkPolicyObject;
+    assert.deepEqual(np.spec, { podSelector: {}, ingress: [{ from: [{ namespaceSelector: { matchLabels: { team: "a" } } }, { podSelector: { matchExpressions: [{ key: "app", operator: "Exists" }] } }] }] });
+    assert.equal("labels" in np.metadata, false);
+    const ir = networkPolicyToIr(np);
+    assert.deepEqual([ir.subject.pods, ir.ingress !== undefined, ir.egress !== undefined], [{}, true, false], "every pod of x, isolated for ingress (no egress rules: Ingress only)");
+    // A peer that is nothing but a null selector is an empty peer, for the API server too.
+    assert.deepEqual(errors(`apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: p, namespace: x}
+spec:
+  podSelector:
+  ingress:
+  - from:
+    - podSelector:
+`), ["error: document 1 (NetworkPolicy x/p): spec.ingress[0].from[0]: must specify podSelector, namespaceSelector or ipBlock"]);
+    // Absent is not null: the spec still needs its podSelector.
+    assert.deepEqual(errors("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p}\nspec: {}\n"), ["error: document 1 (NetworkPolicy default/p): spec.podSelector: is required (object)"]);
   });
 
   test("unknown kinds name their apiVersion and kind; a known kind in the wrong version says which version Sluice serves", () => {

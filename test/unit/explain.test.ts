@@ -3,6 +3,7 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { ConfigError } from "../../src/config/errors.js";
 import { networkPolicyObject } from "../../src/config/k8sSchemas.js";
+import { clusterNetworkPolicyObject } from "../../src/config/policySchemas.js";
 import { Explainer, explanationJson, formatExplanation } from "../../src/ctl/explain.js";
 import { renderMatrixOutput } from "../../src/ctl/matrixOutput.js";
 import type { PodEndpoint } from "../../src/model/endpoint.js";
@@ -75,9 +76,31 @@ describe("explain over a policy model", () => {
     assert.match(formatExplanation(out), /-> 203\.0\.113\.9 ICMP: Allow\n[^]*ingress of 203\.0\.113\.9: not a pod, no policy\n$/);
     const j = explanationJson(out, ["w"]) as { verdict: string; ingress: { of: unknown; allowedBy: unknown; path: unknown[] }; to: { pod: boolean }; warnings: string[] };
     assert.deepEqual([j.verdict, j.ingress.of, j.ingress.allowedBy, j.ingress.path, j.to.pod, j.warnings], ["Allow", null, null, [], false, ["w"]]);
-    assert.equal(ex.explain(ex.resolve("x/b", 4, "FROM"), ex.resolve("x/b", 4, "TO"), tcp80).allowed, true);
+    const self = ex.explain(ex.resolve("x/b", 4, "FROM"), ex.resolve("x/b", 4, "TO"), tcp80);
+    assert.deepEqual([self.allowed, self.hairpin, self.ingress.path.map((p) => p.text)], [true, false, ["[Self] to itself: Allow"]]);
     const unknown = ex.explain(ex.resolve("x/a", 4, "FROM"), ex.resolve("y/u", 4, "TO"), tcp80);
     assert.deepEqual([unknown.allowed, unknown.ingress.allowed], [false, false]);
+  });
+
+  test("--hairpin: a pod through a Service back to itself is judged by the cluster tiers, not by NetworkPolicy", () => {
+    const base = networkPolicyObject.parse({ apiVersion: "networking.k8s.io/v1", kind: "NetworkPolicy", metadata: { name: "deny-in", namespace: "x" }, spec: { podSelector: {}, policyTypes: ["Ingress", "Egress"] } });
+    const cnp = clusterNetworkPolicyObject.parse({
+      apiVersion: "policy.networking.k8s.io/v1alpha2",
+      kind: "ClusterNetworkPolicy",
+      metadata: { name: "no-self-81" },
+      spec: { tier: "Baseline", priority: 1, subject: { namespaces: {} }, ingress: [{ name: "from-x", action: "Deny", from: [{ namespaces: { matchLabels: { "kubernetes.io/metadata.name": "x" } } }], protocols: [{ tcp: { destinationPort: { number: 81 } } }] }] },
+    });
+    const m = buildPolicyModel({ endpoints: model.endpoints, namespaces: model.namespaces, networkPolicies: [base], objects: { NetworkPolicy: [base], ClusterNetworkPolicy: [cnp] } });
+    const e = new Explainer(m, { sctpSupported: false });
+    const a = (): ReturnType<Explainer["resolve"]> => e.resolve("x/a", 4, "FROM");
+    const open = e.explain(a(), a(), tcp80, { hairpin: true });
+    assert.equal(open.allowed, true, "x isolates every pod both ways, but NetworkPolicy cannot block a pod from itself");
+    assert.match(formatExplanation(open), /^x\/a \(10\.244\.1\.2\) -> x\/a \(10\.244\.1\.2\) 80\/TCP through a Service: Allow\negress of x\/a:\n {2}\[Self\] to itself through a Service, not subject to NetworkPolicy: Allow\n/);
+    const closed = e.explain(a(), a(), { port: 81, protocol: "TCP" }, { hairpin: true });
+    assert.deepEqual([closed.allowed, closed.ingress.path.map((p) => p.text)], [false, ["[Baseline] no-self-81 from-x: Deny"]]);
+    assert.equal((explanationJson(closed, []) as { hairpin: boolean }).hairpin, true);
+    assert.equal(e.explain(a(), a(), { port: 81, protocol: "TCP" }).allowed, true, "by its own address it never leaves the pod");
+    assert.throws(() => e.explain(a(), e.resolve("x/b", 4, "TO"), tcp80, { hairpin: true }), /--hairpin: FROM and TO must be the same pod .*got x\/a and x\/b/);
   });
 
   test("the matrix: pods in name order, namespaces filter, the sandbox matrix's layout", () => {

@@ -15,9 +15,10 @@
  *    (x/y/z × a/b/c on three nodes, two hosts outside), also checked against the evaluator.
  *
  * The oracle reads IPv4 with TCP, UDP and ICMP echo, so the flows are those: pod to pod, a
- * pod to and from every host that is not its own node. A pod and its own node are left to
- * policySim's crossCheck and the e2e grids. A disagreement is settled by reading the spec,
- * never by copying either side's answer.
+ * pod to and from every host (its own node included: NetworkPolicy does not judge that, the
+ * Admin and Baseline tiers do), and each pod back to itself through a Service (a hairpin:
+ * in and out of its own interface). A disagreement is settled by reading the spec, never
+ * by copying either side's answer.
  */
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -76,7 +77,7 @@ interface Flow {
   oracle: boolean;
 }
 
-/** Every flow the oracle can judge: pod to pod, and each pod to and from every host but its own node. */
+/** Every flow the oracle can judge: pod to pod, each pod to and from every host, each pod to itself through a Service. */
 function flows(st: ClusterState, oracle: Oracle): Flow[] {
   const out: Flow[] = [];
   const pods = [...st.pods.values()];
@@ -85,10 +86,11 @@ function flows(st: ClusterState, oracle: Oracle): Flow[] {
     const probe = `${p.protocol}/${p.port}`;
     for (const a of pods) {
       for (const b of pods) if (a !== b) out.push({ what: `${a.key} -> ${b.key} ${probe}`, conn: conn(a.ip, b.ip, p), oracle: oracle.allowed(a.key, b.key, p.port, p.protocol) });
+      out.push({ what: `${a.key} -> itself through a Service ${probe}`, conn: { ...conn(a.ip, a.ip, p), hairpin: true }, oracle: oracle.allowedHairpin(a.key, p.port, p.protocol) });
       for (const [host, ip] of Object.entries(st.addresses.hosts)) {
-        if (host === a.node) continue;
-        out.push({ what: `${a.key} -> ${host} ${probe}`, conn: conn(a.ip, ip, p), oracle: oracle.allowedToHost(a.key, host, p.port, p.protocol) });
-        out.push({ what: `${host} -> ${a.key} ${probe}`, conn: conn(ip, a.ip, p), oracle: oracle.allowedFromHost(host, a.key, p.port, p.protocol) });
+        const own = host === a.node ? " (its own node)" : "";
+        out.push({ what: `${a.key} -> ${host}${own} ${probe}`, conn: conn(a.ip, ip, p), oracle: oracle.allowedToHost(a.key, host, p.port, p.protocol) });
+        out.push({ what: `${host}${own} -> ${a.key} ${probe}`, conn: conn(ip, a.ip, p), oracle: oracle.allowedFromHost(host, a.key, p.port, p.protocol) });
       }
     }
   }

@@ -107,7 +107,7 @@ const scenarios: Scenario[] = [
   },
   {
     name: "egress-deny-all",
-    description: "policyTypes [Egress] without rules: every prod pod may send nothing (also not to this host); ingress untouched.",
+    description: "policyTypes [Egress] without rules: every prod pod may send nothing, but to its own node (NetworkPolicy does not judge that) and to itself; ingress untouched.",
     policies: [np("prod", "no-egress", { podSelector: {}, policyTypes: ["Egress"] })],
   },
   {
@@ -231,18 +231,17 @@ describe("policy render: structure", () => {
     assert.deepEqual(chain(`slc-tw-${web.hostIface}`), [
       "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
       "-m conntrack --ctstate INVALID -j DROP",
-      "-s 10.244.1.2/32 -j RETURN", // a pod cannot block access to itself
-      "-j MARK --set-xmark 0x0/0x30000",
-      `-j ${pi}`,
+      "-j MARK --set-xmark 0x0/0x70000",
+      "-s 10.244.1.2/32 -j MARK --set-xmark 0x40000/0x40000", // from itself (a Service hairpin): NetworkPolicy cannot block it
+      `-m mark --mark 0x0/0x40000 -j ${pi}`,
       "-m mark --mark 0x10000/0x10000 -j RETURN",
-      "-j DROP",
+      "-m mark --mark 0x0/0x40000 -j DROP",
+      "-j RETURN",
     ]);
     assert.deepEqual(chain(`slc-fw-${web.hostIface}`), [
       "! -s 10.244.1.2/32 -j DROP", // before the conntrack accept: no forged packet rides a flow
       "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
       "-m conntrack --ctstate INVALID -j DROP",
-      "-m mark --mark 0x40000/0x40000 -j RETURN", // to its own node: always allowed
-      "-d 10.244.1.2/32 -j RETURN",
       "-j MARK --set-xmark 0x0/0x30000",
       "-j RETURN",
     ]);
@@ -340,13 +339,13 @@ describe("policy render: structure", () => {
     assert.equal(n1.forward(p("10.244.1.62", 443)), false, "spoofed");
   });
 
-  test("IPv6: an egress-isolated pod still reaches its own node (ND, echo, TCP); a spoofed source does not", () => {
+  test("IPv6: a pod egress-isolated by a NetworkPolicy still reaches its own node (ND, echo, TCP); a spoofed source does not", () => {
     const nodes = nodesFor({ family: 6, endpoints, namespaces, networkPolicies: [np("prod", "no-egress", { podSelector: {}, policyTypes: ["Egress"] })], sctpSupported: false });
     const n1 = nodes.get(NODE) as Node;
     const ns = { inIface: web.hostIface, src: "fe80::1", dst: "ff02::1:ff00:1", proto: "ipv6-icmp" as const, dport: 0, ctstate: "NEW" as const, mark: 0 };
     assert.equal(n1.input({ ...ns, icmpType: 135 }), true);
     const own = web.ips.find((a) => a.includes(":")) as string;
-    assert.equal(n1.input({ ...ns, icmpType: 128, src: own, dst: "fd99::1" }), true, "traffic to the pod's own node is always allowed");
+    assert.equal(n1.input({ ...ns, icmpType: 128, src: own, dst: "fd99::1" }), true, "NetworkPolicy does not judge traffic to the pod's own node");
     assert.equal(n1.input({ ...ns, proto: "tcp", dport: 22, src: own, dst: "fd99::1" }), true);
     assert.equal(n1.input({ ...ns, proto: "tcp", dport: 22, src: "fd00:244:1::99", dst: "fd99::1" }), false, "anti-spoofing still applies");
   });
@@ -356,7 +355,7 @@ describe("policy render: structure", () => {
     const r = renderPolicy({ ...inputOf(scenarios[2] as Scenario), endpoints: [...endpoints, ...many] });
     const pi = policyChainName("ingress", "prod/web-from-db");
     assert.equal(r.chains.filter((c) => c.name.startsWith("slc-pi-")).length, 1);
-    const jumps = r.chains.flatMap((c) => c.rules).filter((x) => x === `-j ${pi}`).length;
+    const jumps = r.chains.flatMap((c) => c.rules).filter((x) => x.endsWith(` -j ${pi}`)).length;
     assert.equal(jumps, 21);
     assert.equal(r.ipsets.length, 1);
   });
@@ -405,8 +404,8 @@ describe("policy render: structure", () => {
     const n1 = new Node(NODE, r, 4);
     const base = { proto: "tcp" as const, dport: 80, ctstate: "NEW" as const, mark: 0 };
     assert.equal(n1.forward({ ...base, inIface: UPLINK, outIface: orphan.hostIface, src: "192.0.2.1", dst: "10.244.1.60" }), false);
-    assert.equal(n1.input({ ...base, inIface: orphan.hostIface, src: "10.244.1.60", dst: "10.250.1.11" }), true, "its own node still reaches it");
-    assert.equal(n1.output({ ...base, outIface: orphan.hostIface, src: "10.250.1.11", dst: "10.244.1.60" }), "ACCEPT");
+    assert.equal(n1.input({ ...base, inIface: orphan.hostIface, src: "10.244.1.60", dst: "10.250.1.11" }), false, "not even to its own node (an Admin rule might deny that)");
+    assert.equal(n1.output({ ...base, outIface: orphan.hostIface, src: "10.250.1.11", dst: "10.244.1.60" }), "ACCEPT", "its own node still reaches it");
   });
 
   test("deterministic: input order does not matter", () => {

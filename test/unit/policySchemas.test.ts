@@ -203,6 +203,16 @@ describe("NetworkSet, GlobalNetworkSet and Node schemas", () => {
 // ---- zod and the CRDs agree ----
 
 /**
+ * What the API server does to a custom resource before validating it: a null value of a
+ * field that is not `nullable` (none of ours is) is pruned, as if absent. Items of a list stay.
+ */
+function pruneNulls(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(pruneNulls);
+  if (typeof v !== "object" || v === null) return v;
+  return Object.fromEntries(Object.entries(v).filter(([, x]) => x !== null).map(([k, x]) => [k, pruneNulls(x)]));
+}
+
+/**
  * The CRD's openAPIV3Schema as ajv sees it, with kubectl's strict field validation
  * (unknown fields are errors: additionalProperties false wherever properties are listed).
  * ajv ignores the x-kubernetes-* keywords, so CEL rules (x-kubernetes-validations), list
@@ -246,6 +256,8 @@ const CNP_SAMPLES = (): Sample[] => {
     { what: "pods subject without namespaceSelector", object: cnp({ ...ADMIN, subject: { pods: { podSelector: { matchLabels: { app: "web" } } } } }), valid: true },
     { what: "domainNames in an Accept rule", object: egressTo([{ domainNames: ["*.example.com"] }], { action: "Accept" }), valid: true },
     { what: "sctp range and a udp number", object: egressTo([{ namespaces: {} }], { protocols: [{ sctp: { destinationPort: { range: { start: 1, end: 9 } } } }, { udp: { destinationPort: { number: 53 } } }] }), valid: true },
+    { what: "a null namespaceSelector, matchLabels and protocols (pruned: absent)", object: cnp({ ...ADMIN, subject: { pods: { namespaceSelector: null, podSelector: { matchLabels: null, matchExpressions: [{ key: "a", operator: "Exists", values: null }] } } }, ingress: [{ action: "Deny", from: [{ namespaces: {} }], protocols: null }] }), valid: true },
+    { what: "a null egress list and a null rule name", object: cnp({ ...ADMIN, egress: null, ingress: [{ name: null, action: "Pass", from: [{ pods: { podSelector: {} } }] }] }), valid: true },
     { what: "priority 1001", object: withSpec((s) => (s["priority"] = 1001)), valid: false },
     { what: "priority -1", object: withSpec((s) => (s["priority"] = -1)), valid: false },
     { what: "priority 1.5", object: withSpec((s) => (s["priority"] = 1.5)), valid: false },
@@ -253,6 +265,9 @@ const CNP_SAMPLES = (): Sample[] => {
     { what: "no tier", object: withSpec((s) => delete s["tier"]), valid: false },
     { what: "no spec", object: { apiVersion: "policy.networking.k8s.io/v1alpha2", kind: "ClusterNetworkPolicy", metadata: { name: "p" } }, valid: false },
     { what: "empty subject", object: withSpec((s) => (s["subject"] = {})), valid: false },
+    { what: "a null subject selector (pruned: an empty subject)", object: withSpec((s) => (s["subject"] = { namespaces: null })), valid: false },
+    { what: "a null podSelector of pods (pruned: missing)", object: withSpec((s) => (s["subject"] = { pods: { podSelector: null } })), valid: false },
+    { what: "a null nodes peer (pruned: an empty peer)", object: egressTo([{ nodes: null }]), valid: false },
     { what: "subject with namespaces and pods", object: withSpec((s) => (s["subject"] = { namespaces: {}, pods: { podSelector: {} } })), valid: false },
     { what: "pods without podSelector", object: withSpec((s) => (s["subject"] = { pods: { namespaceSelector: {} } })), valid: false },
     { what: "unknown spec field", object: withSpec((s) => (s["sameLabels"] = ["tenant"])), valid: false },
@@ -294,6 +309,7 @@ const GNP_SAMPLES = (): Sample[] => {
     { what: "ports of every form", object: rule({ protocol: "TCP", source: { ports: ["1024:65535"] }, destination: { ports: [80, "8000:8080", "http"], notPorts: [8001] } }), valid: true },
     { what: "ICMPv6 with a type", object: rule({ protocol: "ICMPv6", icmp: { type: 128 } }), valid: true },
     { what: "selector, namespaceSelector, nets and notNets together", object: rule({ source: { selector: { matchLabels: { a: "b" } }, namespaceSelector: {}, nets: ["10.0.0.0/8"], notNets: ["10.1.0.0/16"] } }), valid: true },
+    { what: "null selectors and a null order (pruned: absent)", object: gnp({ order: null, selector: null, namespaceSelector: { matchLabels: null }, ingress: [{ action: "Allow", source: { selector: null, nets: null } }] }), valid: true },
     { what: "no spec", object: { apiVersion: "sluice.dev/v1", kind: "GlobalNetworkPolicy", metadata: { name: "g" } }, valid: false },
     { what: "order -1", object: gnp({ order: -1 }), valid: false },
     { what: "order over 1e9", object: gnp({ order: 1_000_000_001 }), valid: false },
@@ -328,6 +344,8 @@ const SET_SAMPLES = (kind: "NetworkSet" | "GlobalNetworkSet"): Sample[] => {
     { what: "the example", object: ex, valid: true },
     { what: "no spec", object: set(), valid: true },
     { what: "no nets", object: set({ nets: [] }), valid: true },
+    { what: "null nets and null labels (pruned: absent)", object: { ...set({ nets: null }), metadata: { name: "s", labels: null } }, valid: true },
+    { what: "a null spec (pruned: no spec)", object: { ...set(), spec: null }, valid: true },
     { what: "an unknown spec field", object: set({ allowedEgressDomains: ["x.com"] }), valid: false },
     { what: "nets not a list", object: set({ nets: "10.0.0.0/8" }), valid: false },
     { what: "a 44-character net", object: set({ nets: [`${"0000:".repeat(7)}00000/128`] }), valid: false },
@@ -349,7 +367,7 @@ describe("zod and the CRDs agree on good and bad objects", () => {
       const disagree: string[] = [];
       for (const s of list) {
         const zodOk = validateObject(kind as ResourceKind, s.object).ok;
-        const crdOk = crd(s.object);
+        const crdOk = crd(pruneNulls(s.object));
         const crdExpected = s.zodOnly ? true : s.valid;
         if (zodOk !== s.valid) disagree.push(`${s.what}: zod says ${zodOk ? "valid" : "invalid"} (${problems(kind as ResourceKind, s.object).join("; ")})`);
         if (crdOk !== crdExpected) disagree.push(`${s.what}: the CRD schema says ${crdOk ? "valid" : `invalid (${JSON.stringify(crd.errors?.slice(0, 2))})`}${s.zodOnly ? ` (${s.zodOnly} only)` : ""}`);

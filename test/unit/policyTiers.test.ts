@@ -229,8 +229,20 @@ const scenarios: Scenario[] = [
     ],
   },
   {
+    name: "tier-own-node-and-self",
+    description:
+      "A pod's own node and the pod itself (a Service hairpin) skip the NetworkPolicy tier, not the others: the admin tier denies dev's egress to every node (its own too) and passes prod's to worker nodes; NetworkPolicies isolate prod (no egress; ingress from dev only); the baseline denies prod's egress to 192.168.0.0/24 on TCP 22 and prod's ingress from prod pods on TCP 8080.",
+    policies: [
+      cnp("no-nodes-for-dev", "admin", 1, inNs("dev"), { egress: [rule("deny", [{ kind: "nodes", nodes: sel() }])] }),
+      cnp("prod-nodes-pass", "admin", 2, inNs("prod"), { egress: [rule("pass", [{ kind: "nodes", nodes: sel({ role: "worker" }) }])] }),
+      knp("prod", "no-egress", { podSelector: {}, policyTypes: ["Egress"] }),
+      knp("prod", "from-dev", { podSelector: {}, ingress: [{ from: [{ namespaceSelector: { matchLabels: { env: "dev" } } }] }] }),
+      cnp("base", "baseline", 1, inNs("prod"), { egress: [rule("deny", [block("192.168.0.0/24"), block("fd99::/64")], [tcp(22)])], ingress: [rule("deny", [pods(inNs("prod"))], [tcp(8080)])] }),
+    ],
+  },
+  {
     name: "tier-unknown-metadata",
-    description: "A local pod whose Pod object is unknown stays isolated both ways whatever the tiers say (admin allow-all, baseline allow-all); it is never a peer; its own node still reaches it.",
+    description: "A local pod whose Pod object is unknown stays isolated both ways whatever the tiers say (admin allow-all, baseline allow-all), towards its own node and itself too; it is never a peer; its own node still reaches it.",
     endpoints: [...endpoints, { ...pod("prod", "orphan", NODE, "10.244.1.60 fd00:244:1::60", { app: "web" }), metadataKnown: false }],
     policies: [cnp("allow-all", "admin", 1, everyPod, { ingress: [rule("allow", [any])], egress: [rule("allow", [pods(inNs("prod", { app: "web" }))], [tcp(8080)])] }), cnp("base", "baseline", 1, everyPod, { ingress: [rule("allow", [any])] })],
   },
@@ -295,7 +307,7 @@ function header(s: Scenario, family: Family): string {
 describe("policy tiers: golden files", () => {
   for (const s of scenarios) {
     for (const family of [4, 6] as const) {
-      if (family === 6 && !["tier-gnp-nets-icmp", "tier-exclusions"].includes(s.name)) continue;
+      if (family === 6 && !["tier-gnp-nets-icmp", "tier-exclusions", "tier-own-node-and-self"].includes(s.name)) continue;
       const name = family === 4 ? s.name : `${s.name}-v6`;
       test(`${name}: ${s.description}`, () => {
         assertPolicyGolden(name, header(s, family) + formatPolicyRender(render(s, family)));
@@ -424,17 +436,48 @@ describe("policy tiers: what each interaction means (explain paths)", () => {
     assert.equal(check(s, { src: ip(db), dst: "192.0.2.7", protocol: "ICMP", port: 0, icmpType: 8, icmpCode: 1 }).allowed, false, "echo with code 1 is not 8/0");
   });
 
+  test("a pod's own node and the pod itself: the admin tier, no NetworkPolicy, the baseline tier", () => {
+    const s = byName("tier-own-node-and-self");
+    const to = (src: string, dst: string, port: number, extra: Partial<Connection> = {}): Verdict => check(s, { src, dst, protocol: "TCP", port, ...extra });
+    // web (prod, on n1): egress-isolated by prod/no-egress, which allows nothing.
+    for (const f of [4, 6] as const) {
+      const own = HOST_IP["n1"]?.[f] as string;
+      assert.deepEqual(texts(to(ip(web, f), own, 22), "egress"), ["[Admin] prod-nodes-pass rule 1: Pass", "[Baseline] base rule 1: Deny"], `IPv${f}: its own node is judged by the baseline, NetworkPolicy left out`);
+      const open = to(ip(web, f), own, 80);
+      assert.deepEqual(texts(open, "egress"), ["[Admin] prod-nodes-pass rule 1: Pass", "[Node] own node, not subject to NetworkPolicy: Allow"]);
+      assert.deepEqual(open.egress.isolatedBy, [], "no NetworkPolicy isolates the pod for this traffic");
+      assert.deepEqual(texts(to(ip(web, f), HOST_IP["n2"]?.[f] as string, 80), "egress"), ["[Admin] prod-nodes-pass rule 1: Pass", "[NetworkPolicy] isolated by prod/no-egress; no rule allows: Deny"], "another node is not exempt");
+      assert.deepEqual(texts(to(ip(web, f), HOST_IP["n3"]?.[f] as string, 80), "egress"), ["[NetworkPolicy] isolated by prod/no-egress; no rule allows: Deny"]);
+      // tool (dev, on n1): the admin deny covers its own node too.
+      assert.deepEqual(texts(to(ip(tool, f), own, 80), "egress"), ["[Admin] no-nodes-for-dev rule 1: Deny"]);
+      assert.deepEqual(texts(to(ip(tool, f), HOST_IP["n2"]?.[f] as string, 80), "egress"), ["[Admin] no-nodes-for-dev rule 1: Deny"]);
+      // Its own node always reaches the pod (the admin tier has no ingress rule for nodes; SLUICE-OUTPUT accepts).
+      assert.deepEqual(texts(to(own, ip(web, f), 8080), "ingress"), ["[Node] own node: Allow"]);
+    }
+    // web through a Service back to itself: both its directions, without the NetworkPolicy tier.
+    const hairpin = to(ip(web), ip(web), 8080, { hairpin: true });
+    assert.equal(hairpin.allowed, false);
+    assert.deepEqual([texts(hairpin, "egress"), texts(hairpin, "ingress")], [["[Self] to itself through a Service, not subject to NetworkPolicy: Allow"], ["[Baseline] base rule 1: Deny"]]);
+    assert.deepEqual(texts(to(ip(web, 6), ip(web, 6), 80, { hairpin: true }), "ingress"), ["[Self] to itself through a Service, not subject to NetworkPolicy: Allow"]);
+    // By its own address a pod reaches itself without leaving its network namespace: no policy sees it.
+    const direct = evaluatorOf(s).evaluate({ src: ip(web), dst: ip(web), protocol: "TCP", port: 8080 });
+    assert.deepEqual([direct.allowed, texts(direct, "ingress")], [true, ["[Self] to itself: Allow"]]);
+    assert.equal(to(ip(db), ip(web), 8080).allowed, false, "another pod of prod: NetworkPolicy isolates db's egress");
+  });
+
   test("a pod and its own node, a pod and itself, unknown metadata", () => {
     const s = byName("tier-unknown-metadata");
     const orphan = (s.endpoints ?? []).find((e) => e.pod === "orphan") as PodEndpoint;
     const v = check(s, { src: ip(web), dst: ip(orphan), protocol: "TCP", port: 8080 });
     assert.deepEqual(texts(v, "ingress"), ["[Sluice] pod or namespace unknown, isolated: Deny"]);
     assert.equal(v.egress.allowed, true);
-    assert.deepEqual(texts(check(s, { src: ip(orphan), dst: "192.168.0.1", protocol: "TCP", port: 22 }), "egress"), ["[Node] own node: Allow"]);
-    assert.equal(check(s, { src: ip(orphan), dst: "192.168.0.2", protocol: "TCP", port: 22 }).allowed, false, "another node is not its own");
-    assert.deepEqual(texts(evaluatorOf(s).evaluate({ src: "192.168.0.1", dst: ip(orphan), protocol: "TCP", port: 22 }), "ingress"), ["[Node] own node: Allow"]);
+    // Fail closed towards its own node too: an Admin rule it is not known to be selected by might deny that.
+    assert.deepEqual(texts(check(s, { src: ip(orphan), dst: "192.168.0.1", protocol: "TCP", port: 22 }), "egress"), ["[Sluice] pod or namespace unknown, isolated: Deny"]);
+    assert.equal(check(s, { src: ip(orphan), dst: "192.168.0.2", protocol: "TCP", port: 22 }).allowed, false);
+    assert.deepEqual(texts(check(s, { src: "192.168.0.1", dst: ip(orphan), protocol: "TCP", port: 22 }), "ingress"), ["[Node] own node: Allow"]);
     const self = evaluatorOf(s).evaluate({ src: ip(orphan), dst: ip(orphan), protocol: "TCP", port: 1 });
     assert.deepEqual([self.allowed, texts(self, "egress")], [true, ["[Self] to itself: Allow"]]);
+    assert.equal(check(s, { src: ip(orphan), dst: ip(orphan), protocol: "TCP", port: 1, hairpin: true }).allowed, false, "through a Service: isolated");
   });
 
   test("display names: NetworkPolicies as ns/name, cluster policies by name, rules by label", () => {
@@ -465,7 +508,7 @@ describe("policy tiers: structure", () => {
     const r = render(s, 4);
     const chain = (n: string): string[] => r.chains.find((c) => c.name === n)?.rules ?? [];
     const [admin, b1, b2] = [policyChainName("egress", "cnp:web-443"), policyChainName("egress", "cnp:corp-pass"), policyChainName("egress", "cnp:egress-deny")];
-    assert.deepEqual(chain(endpointChainName("egress", web.hostIface)).slice(5), [
+    assert.deepEqual(chain(endpointChainName("egress", web.hostIface)).slice(3), [
       "-j MARK --set-xmark 0x0/0x30000",
       `-j ${admin}`, // it can only pass: no accept check after it
       "-j MARK --set-xmark 0x0/0x20000", // the admin pass must not skip the baseline
@@ -476,18 +519,43 @@ describe("policy tiers: structure", () => {
     assert.deepEqual(chain(admin), ["-p tcp -m tcp --dport 443 -j MARK --set-xmark 0x20000/0x20000"]);
     assert.deepEqual(chain(b2), ["-j DROP"]);
     // A pod that only the baseline selects: no clearing needed.
-    assert.deepEqual(chain(endpointChainName("egress", db.hostIface)).slice(6), [`-j ${b1}`, `-m mark --mark 0x0/0x20000 -j ${b2}`, "-j RETURN"]);
+    assert.deepEqual(chain(endpointChainName("egress", db.hostIface)).slice(4), [`-j ${b1}`, `-m mark --mark 0x0/0x20000 -j ${b2}`, "-j RETURN"]);
     // Chains that can allow are followed by the accept check (the last baseline chain needs none: RETURN follows).
     const pass = render(byName("tier-admin-pass"), 4);
     const dbIn = pass.chains.find((c) => c.name === endpointChainName("ingress", db.hostIface))?.rules ?? [];
-    assert.deepEqual(dbIn.slice(4), [
+    assert.deepEqual(dbIn.slice(2), [
+      "-j MARK --set-xmark 0x0/0x70000", // a NetworkPolicy selects db: the to-host bit too
+      "-s 10.244.1.3/32 -j MARK --set-xmark 0x40000/0x40000", // from itself: a Service hairpin
       `-j ${policyChainName("ingress", "cnp:shared-services")}`,
       "-m mark --mark 0x10000/0x10000 -j RETURN",
       `-m mark --mark 0x0/0x20000 -j ${policyChainName("ingress", "cnp:later-deny")}`,
-      `-j ${policyChainName("ingress", "prod/db-from-ops")}`,
+      `-m mark --mark 0x0/0x40000 -j ${policyChainName("ingress", "prod/db-from-ops")}`,
       "-m mark --mark 0x10000/0x10000 -j RETURN",
-      "-j DROP",
+      "-m mark --mark 0x0/0x40000 -j DROP",
+      "-j RETURN", // only a hairpin gets here: no baseline, default allow
     ]);
+  });
+
+  test("endpoint chain: to its own node and to itself, the admin tier, then past the NetworkPolicy tier to the baseline", () => {
+    const r = render(byName("tier-own-node-and-self"), 4);
+    const chain = (n: string): string[] => r.chains.find((c) => c.name === n)?.rules ?? [];
+    assert.deepEqual(r.inputRules, ["-i slc+ -j MARK --set-xmark 0x40000/0x40000", "-i slc+ -j slc-from-wl"], "SLUICE-INPUT sets the to-host bit");
+    assert.deepEqual(chain(endpointChainName("egress", web.hostIface)), [
+      "! -s 10.244.1.2/32 -j DROP", // before the conntrack accept: no forged packet rides a flow
+      "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+      "-m conntrack --ctstate INVALID -j DROP",
+      "-j MARK --set-xmark 0x0/0x30000", // the accept and pass bits; the to-host bit stays
+      "-d 10.244.1.2/32 -j MARK --set-xmark 0x40000/0x40000", // to itself: a Service hairpin
+      `-j ${policyChainName("egress", "cnp:prod-nodes-pass")}`,
+      `-m mark --mark 0x0/0x40000 -j ${policyChainName("egress", "prod/no-egress")}`,
+      "-m mark --mark 0x10000/0x10000 -j RETURN",
+      "-m mark --mark 0x0/0x40000 -j DROP", // isolated, unless to its own node or itself
+      "-j MARK --set-xmark 0x0/0x20000", // the admin pass must not skip the baseline
+      `-j ${policyChainName("egress", "cnp:base")}`,
+      "-j RETURN",
+    ]);
+    // dev/tool: no NetworkPolicy, so the bit is never looked at; its admin deny covers its own node.
+    assert.deepEqual(chain(endpointChainName("egress", tool.hostIface)).slice(3), ["-j MARK --set-xmark 0x0/0x30000", `-j ${policyChainName("egress", "cnp:no-nodes-for-dev")}`, "-j RETURN"]);
   });
 
   test("log prefixes name the tier, direction, policy and rule in at most 29 characters", () => {

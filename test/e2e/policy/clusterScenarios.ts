@@ -11,13 +11,18 @@
  * Admin tier (ClusterNetworkPolicy Admin by priority, then GlobalNetworkPolicy by order;
  * rules in order; Accept/Allow and Deny decide, Pass leaves the tier, Log goes on), then
  * NetworkPolicy (isolates and allows), then, only where NetworkPolicy did not isolate, the
- * Baseline tier; default allow. A pod always reaches itself and its own node.
+ * Baseline tier; default allow. A pod always reaches itself by its own address (it never
+ * leaves the pod). NetworkPolicy does not judge a pod's traffic to its own node (the
+ * Kubernetes docs' exception); the Admin and Baseline tiers do (the ClusterNetworkPolicy
+ * API has no such exception), and a node always reaches its own pods.
  *
  * Outside the pod network: `hosts` probes go from pods to the external host ext-1
  * (203.0.113.11 in 203.0.113.0/24, through the node's masquerade; policy judges the pod's
- * own address) or to a node's underlay address (node-2).
+ * own address) or to a node's underlay address (node-2), where a host-network server
+ * answers on the pods' ports: from a pod on that node (its own node, through INPUT there)
+ * or on another one (through FORWARD on its own node).
  */
-import { ALL, ONLY_SELF, type Scenario, type Step, X_CLOSED, dedent, doc, np } from "./scenarios.js";
+import { ALL, ONLY_SELF, type Scenario, type Step, X_CLOSED, X_SENDS_NOTHING, dedent, doc, nodesFrom, np } from "./scenarios.js";
 
 export const CLUSTER_BULLETS = {
   "tenants": "namespaces labelled by tenant; an Admin Deny across tenants; relabelling a namespace moves it to another tenant",
@@ -38,7 +43,9 @@ export const CLUSTER_BULLETS = {
   "networks": "ClusterNetworkPolicy networks peers: the external host is reachable only when allowed",
   "network-sets": "GlobalNetworkSet and NetworkSet selected by a GlobalNetworkPolicy, for the external range",
   "gnp-nets": "GlobalNetworkPolicy nets and notNets",
-  "nodes-peers": "ClusterNetworkPolicy nodes peers match node addresses; a pod always reaches its own node",
+  "nodes-peers": "ClusterNetworkPolicy nodes peers match node addresses, the pod's own node's too",
+  "own-node":
+    "a pod's traffic to its own node's host-network server: the Admin and Baseline tiers judge it as traffic to any other node (nodes, networks, nets), NetworkPolicy never does (it neither blocks nor opens it)",
   "egress": "egress rules of the Admin and Baseline tiers",
   "update-in-place": "an object updated in place is in force within one second on every node",
   "delete": "deleting an object is in force within one second on every node",
@@ -166,6 +173,19 @@ export const TENANT_LABELS: Step["label"] = [
 /** The pods of each node, to probe a host from all of them. */
 const FROM_ALL = ["x/a", "x/b", "x/c", "y/a", "y/b", "y/c", "z/a", "z/b", "z/c"];
 const hostsFrom = (host: string, open: (from: string) => boolean): NonNullable<Step["hosts"]> => FROM_ALL.map((from) => ({ from, host, expect: open(from) ? "." : "X" }));
+
+/** An egress Deny of every node (the os label every Node carries) for the pods of every namespace, as upstream's node-peer conformance tests write it. */
+function denyNodes(name: string, tier: "Admin" | "Baseline", priority: number, to = "nodes: {matchLabels: {kubernetes.io/os: linux}}"): string {
+  return cnp(name, tier, priority, `
+    subject:
+      namespaces: {}
+    egress:
+    - name: deny-nodes
+      action: Deny
+      to:
+      - ${to}
+  `);
+}
 
 /** A tenant's namespaces deny ingress from every namespace of another tenant. */
 function tenantIsolation(tenant: string, priority: number): string {
@@ -632,7 +652,7 @@ export const CLUSTER_SCENARIOS: Scenario<ClusterBullet>[] = [
     ],
   },
   {
-    name: "nodes peers: pods may not reach node-2 (but node-2's own pods do); updated to node-1 and node-3",
+    name: "nodes peers: no pod may reach node-2, not even node-2's own pods; updated to node-1 and node-3",
     covers: ["nodes-peers", "egress", "update-in-place"],
     steps: [
       {
@@ -646,7 +666,7 @@ export const CLUSTER_SCENARIOS: Scenario<ClusterBullet>[] = [
             - nodes: {matchLabels: {kubernetes.io/hostname: node-2}}
         `),
         port: 0, protocol: "ICMP", expected: ALL,
-        hosts: [...hostsFrom("node-2", (f) => f.endsWith("/b")), ...hostsFrom("node-1", () => true)],
+        hosts: [...hostsFrom("node-2", () => false), ...hostsFrom("node-1", () => true)],
       },
       {
         note: "the rule now names node-1 and node-3",
@@ -660,7 +680,7 @@ export const CLUSTER_SCENARIOS: Scenario<ClusterBullet>[] = [
             - nodes: {matchExpressions: [{key: kubernetes.io/hostname, operator: In, values: [node-1, node-3]}]}
         `),
         port: 0, protocol: "ICMP", expected: ALL,
-        hosts: [...hostsFrom("node-2", () => true), ...hostsFrom("node-1", (f) => f.endsWith("/a"))],
+        hosts: [...hostsFrom("node-2", () => true), ...hostsFrom("node-1", () => false)],
       },
     ],
   },
@@ -707,6 +727,104 @@ export const CLUSTER_SCENARIOS: Scenario<ClusterBullet>[] = [
           z/c   .   .   .   .   .   .   .   .   .
         `,
         hosts: hostsFrom("ext-1", () => true),
+      },
+    ],
+  },
+  {
+    name: "own node, Admin tier: a Deny of nodes, then of 0.0.0.0/0, blocks every node's server, the pod's own node's too; an Accept reopens node-1 for x; GlobalNetworkPolicy nets likewise",
+    covers: ["own-node", "nodes-peers", "networks", "gnp-nets", "admin-accept", "egress", "update-in-place", "delete"],
+    steps: [
+      { apply: denyNodes("deny-to-nodes", "Admin", 10), port: 80, protocol: "TCP", expected: ALL, hosts: nodesFrom(() => false) },
+      { note: "the rule now denies networks 0.0.0.0/0 (every pod too)", apply: denyNodes("deny-to-nodes", "Admin", 10, `networks: ["0.0.0.0/0"]`), port: 80, protocol: "TCP", expected: ONLY_SELF, hosts: nodesFrom(() => false) },
+      {
+        note: "an Admin Accept of node-1 for x, at a higher priority",
+        apply: cnp("x-to-node-1", "Admin", 5, `
+          subject:
+            namespaces: {matchLabels: {ns: x}}
+          egress:
+          - action: Accept
+            to:
+            - nodes: {matchLabels: {kubernetes.io/hostname: node-1}}
+        `),
+        port: 80, protocol: "TCP", expected: ONLY_SELF,
+        hosts: nodesFrom((from, node) => from.startsWith("x/") && node === "node-1"),
+      },
+      {
+        note: "both deleted; a GlobalNetworkPolicy denies y egress to node-1's address",
+        apply: gnp("y-not-to-node-1", `
+          order: 10
+          namespaceSelector: {matchLabels: {ns: y}}
+          types: [Egress]
+          egress:
+          - action: Deny
+            destination:
+              nets: ["{{host:node-1}}/32"]
+        `),
+        delete: ["ClusterNetworkPolicy/deny-to-nodes", "ClusterNetworkPolicy/x-to-node-1"],
+        port: 80, protocol: "TCP", expected: ALL,
+        hosts: nodesFrom((from, node) => !(from.startsWith("y/") && node === "node-1")),
+      },
+    ],
+  },
+  {
+    name: "own node, Baseline tier: a Deny of nodes blocks every node's server, the pod's own node's too; an Admin Accept wins; a NetworkPolicy opens node-1 from other nodes only",
+    covers: ["own-node", "nodes-peers", "admin-accept", "egress"],
+    steps: [
+      { apply: denyNodes("base-deny-nodes", "Baseline", 10), port: 80, protocol: "TCP", expected: ALL, hosts: nodesFrom(() => false) },
+      {
+        note: "z may reach node-1: an Admin Accept",
+        apply: cnp("z-to-node-1", "Admin", 10, `
+          subject:
+            namespaces: {matchLabels: {ns: z}}
+          egress:
+          - action: Accept
+            to:
+            - nodes: {matchLabels: {kubernetes.io/hostname: node-1}}
+        `),
+        port: 80, protocol: "TCP", expected: ALL,
+        hosts: nodesFrom((from, node) => from.startsWith("z/") && node === "node-1"),
+      },
+      {
+        note: "x's NetworkPolicy allows egress to every pod and to node-1's address: x/b and x/c get there, x/a (on node-1) is still the Baseline's",
+        apply: np("x", "egress-to-node-1", `
+          podSelector: {}
+          policyTypes: [Egress]
+          egress:
+          - to:
+            - namespaceSelector: {}
+          - to:
+            - ipBlock: {cidr: "{{host:node-1}}/32"}
+        `),
+        port: 80, protocol: "TCP", expected: ALL,
+        hosts: nodesFrom((from, node) => node === "node-1" && (from.startsWith("z/") || from === "x/b" || from === "x/c")),
+      },
+    ],
+  },
+  {
+    name: "own node, NetworkPolicy: an egress deny-all never blocks the pod's own node; an Admin Pass hands the traffic to NetworkPolicy, which still does not",
+    covers: ["own-node", "admin-pass", "egress"],
+    steps: [
+      {
+        apply: np("x", "no-egress", `
+          podSelector: {}
+          policyTypes: [Egress]
+        `),
+        port: 80, protocol: "TCP", expected: X_SENDS_NOTHING,
+        hosts: nodesFrom((from, _node, own) => !from.startsWith("x/") || own),
+      },
+      {
+        note: "an Admin Deny of every node for everyone, after an Admin Pass of every node for x",
+        apply:
+          cnp("x-pass-nodes", "Admin", 5, `
+            subject:
+              namespaces: {matchLabels: {ns: x}}
+            egress:
+            - action: Pass
+              to:
+              - nodes: {}
+          `) + denyNodes("deny-to-nodes", "Admin", 10, "nodes: {}"),
+        port: 80, protocol: "TCP", expected: X_SENDS_NOTHING,
+        hosts: nodesFrom((from, _node, own) => from.startsWith("x/") && own),
       },
     ],
   },

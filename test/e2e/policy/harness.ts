@@ -63,7 +63,11 @@ export interface PolicyHarness {
   setPodLabels(namespace: string, name: string, labels: Record<string, string>): Promise<void>;
   setNamespaceLabels(name: string, labels: Record<string, string>): Promise<void>;
 
-  /** Addresses outside the pod network: every node's (`node-1`, ...) and an external host's (`ext-1`, made if need be). */
+  /**
+   * Addresses outside the pod network: every node's (`node-1`, ...), each serving TCP and UDP
+   * on 80 and 81 from the node's own namespace (a host-network server, started if need be),
+   * and an external host's (`ext-1`, made if need be).
+   */
   hostAddresses(): Promise<Record<string, string>>;
 
   /** `sluicectl apply -f` semantics: create or replace every document (any policy kind). */

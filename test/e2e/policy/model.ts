@@ -16,13 +16,18 @@ export const PROBE_PROTOCOLS: readonly Protocol[] = ["TCP", "UDP", "ICMP"];
 /** Row/column order of every matrix. */
 export const POD_KEYS: readonly string[] = NAMESPACES.flatMap((ns) => POD_NAMES.map((p) => `${ns}/${p}`));
 
-/** a -> node-1, b -> node-2, c -> node-3: every matrix has same-node and cross-node pairs. */
+/**
+ * a -> node-1, b -> node-2, c -> node-3: every matrix has same-node and cross-node pairs.
+ * Every node serves the pods' ports (TCP and UDP on 80 and 81) from its own namespace, a
+ * host-network server, so a step's `hosts` probes reach a node on its port and protocol.
+ */
 export const HOME_NODE: Readonly<Record<string, string>> = { a: "node-1", b: "node-2", c: "node-3" };
 export const NODES = ["node-1", "node-2", "node-3"] as const;
 
 /**
  * The labels of every node's Node object (the sandbox writes them): what `nodes` peers
- * select. A pod always reaches its own node (and the node its pods).
+ * select (a pod's own node too: only NetworkPolicy leaves that traffic alone). A node
+ * always reaches its own pods.
  */
 export function nodeLabels(node: string): Record<string, string> {
   return { "kubernetes.io/hostname": node, "kubernetes.io/os": "linux" };

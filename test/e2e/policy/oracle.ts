@@ -5,15 +5,18 @@
  * expectations.test.ts only checks that it agrees with the grids.
  *
  * What it reads, per direction (egress of the source pod, then ingress of the
- * destination pod; an end that is no pod has no policy; a pod reaches itself):
- * - Sluice: a pod and its own node always reach each other;
+ * destination pod; an end that is no pod has no policy; a pod reaches itself by its own
+ * address without leaving it):
+ * - a pod's own node always reaches the pod (the host's own traffic, kubelet probes);
  * - Admin tier: ClusterNetworkPolicies of tier Admin by (priority, name), then
  *   GlobalNetworkPolicies (sluice.dev/v1, Calico's fields with label selectors) by
  *   (order, unordered last, name); rules in order: Accept/Allow and Deny decide, Pass
  *   leaves the tier, Log goes on; nothing matched: on to the next tier;
  * - NetworkPolicy (networking.k8s.io/v1): a pod any of them selects in the direction is
- *   isolated and allowed only what one of their rules allows;
- * - Baseline tier (ClusterNetworkPolicy tier Baseline), only for pods NetworkPolicy left
+ *   isolated and allowed only what one of their rules allows; but NetworkPolicy does not
+ *   judge a pod's traffic to its own node, nor a pod reaching itself through a Service (the
+ *   Kubernetes docs' exceptions; the ClusterNetworkPolicy API has none): those skip it;
+ * - Baseline tier (ClusterNetworkPolicy tier Baseline), only for traffic NetworkPolicy left
  *   alone; Pass goes to the default;
  * - default: allow.
  */
@@ -320,16 +323,18 @@ export class Oracle {
   private direction(dir: "ingress" | "egress", self: End, peer: End, pkt: Packet): boolean {
     const pod = self.pod;
     if (!pod) return true;
-    if (peer.ip === this.state.addresses.hosts[pod.node]) return true;
+    const ownNode = peer.ip === this.state.addresses.hosts[pod.node];
+    if (dir === "ingress" && ownNode) return true;
     const admin = this.tier("Admin", dir, pod, pkt);
     if (admin) return admin === "allow";
-    const nps = this.policiesFor(pod, dir);
+    const toItself = peer.pod !== undefined && peer.pod.key === pod.key;
+    const nps = ownNode || toItself ? [] : this.policiesFor(pod, dir);
     if (nps.length > 0) return nps.some((p) => (p.spec[dir] ?? []).some((r) => this.ruleMatches(p.ns, r, dir === "ingress" ? r.from : r.to, peer, pkt)));
     return this.tier("Baseline", dir, pod, pkt) !== "deny";
   }
 
-  private allowedEnds(src: End, dst: End, port: number, protocol: Protocol): boolean {
-    if (src.pod && dst.pod && src.pod.key === dst.pod.key) return true;
+  private allowedEnds(src: End, dst: End, port: number, protocol: Protocol, hairpin = false): boolean {
+    if (src.pod && dst.pod && src.pod.key === dst.pod.key && !hairpin) return true;
     const pkt: Packet = { src, dst, port, protocol };
     return this.direction("egress", src, dst, pkt) && this.direction("ingress", dst, src, pkt);
   }
@@ -341,6 +346,11 @@ export class Oracle {
 
   allowed(fromKey: string, toKey: string, port: number, protocol: Protocol): boolean {
     return this.allowedEnds(this.podEnd(fromKey), this.podEnd(toKey), port, protocol);
+  }
+
+  /** From a pod back to itself through a Service IP that the service proxy sends to the same pod. */
+  allowedHairpin(key: string, port: number, protocol: Protocol): boolean {
+    return this.allowedEnds(this.podEnd(key), this.podEnd(key), port, protocol, true);
   }
 
   /** From a pod to a host outside the pod network (a node, the external host). */

@@ -3,7 +3,8 @@
  * agents), pods wired by sluice-cni with the sandbox pod server, policy objects written to
  * the sandbox's datastore (a PolicyObjectStore: the etcd resource store exactly as
  * `sluicectl apply` writes it, or a Kubernetes API server), probes made from inside the
- * pods (src/sandbox/probe.ts) and from the nodes' namespaces, an external host on the
+ * pods (src/sandbox/probe.ts) and from the nodes' namespaces, a host-network server on
+ * every node (the pods' ports, in the node's own namespace), an external host on the
  * underlay, and `sluicectl explain`'s library where the store can load the policy model.
  */
 import type { Etcd3 } from "etcd3";
@@ -16,10 +17,11 @@ import { EtcdResourceStore } from "../../../src/datastore/etcdResources.js";
 import type { PolicyModel } from "../../../src/policy/model.js";
 import type { Sandbox } from "../../../src/sandbox/cluster.js";
 import { addExternalHost, listExternalHosts } from "../../../src/sandbox/external.js";
-import { nodeSubnet } from "../../../src/sandbox/nodes.js";
+import { nodeSubnet, serveOnNode } from "../../../src/sandbox/nodes.js";
 import { createNamespace, createPod, deleteNamespace, deletePod, getNamespace, getPodObject, labelNamespace, labelPod, listPods } from "../../../src/sandbox/pods.js";
 import { probe, probeFromNode } from "../../../src/sandbox/probe.js";
 import type { ExplainRequest, NodeProbeRequest, PodRequest, PolicyHarness, ProbeRequest } from "./harness.js";
+import { CONTAINER_PORTS } from "./model.js";
 import type { ObjectRef } from "./state.js";
 
 export function kindOf(name: string): ResourceKind {
@@ -159,7 +161,10 @@ export class SandboxPolicyHarness implements PolicyHarness {
 
   async hostAddresses(): Promise<Record<string, string>> {
     const out: Record<string, string> = {};
-    for (const n of this.sb.nodes) out[n.name] = n.address;
+    for (const n of this.sb.nodes) {
+      await serveOnNode(this.sb, n.name, CONTAINER_PORTS.map((p) => ({ port: p.containerPort, protocol: p.protocol })));
+      out[n.name] = n.address;
+    }
     const ext = listExternalHosts(this.sb)[0] ?? (await addExternalHost(this.sb));
     out[ext.name] = ext.address;
     return out;

@@ -6,7 +6,10 @@
  * tests cross-check theirs.
  *
  * Grids: rows = from, columns = to; '.' connected, 'X' blocked. The diagonal is always
- * '.': a pod connecting to its own address never leaves its network namespace.
+ * '.': a pod connecting to its own address never leaves its network namespace. A step's
+ * `hosts` probes to a node reach the host-network server every node runs on the pods'
+ * ports (model.ts): from the node's own pods through INPUT there, from the others through
+ * FORWARD on their node.
  *
  * Placeholders in policy text, filled at run time from the real cluster (the expected
  * grids stay literal):
@@ -20,7 +23,7 @@
  * once: changes must be in force on every node within one second.
  */
 import type { Protocol } from "../../helpers/policyMatrix.js";
-import type { ProbePort } from "./model.js";
+import { HOME_NODE, NODES, POD_KEYS, type ProbePort } from "./model.js";
 
 export const BULLETS = {
   "default-allow": "a pod no policy selects accepts everything and sends anywhere",
@@ -57,6 +60,7 @@ export const BULLETS = {
   "udp": "UDP rules open UDP only; the pod stays isolated for TCP",
   "sctp": "an SCTP-only rule opens neither TCP nor UDP and keeps the pod isolated",
   "node-to-pod": "traffic from the pod's own node is always allowed",
+  "pod-to-own-node": "a pod's egress to its own node (a host-network server there) is never blocked by NetworkPolicy; to another node it is",
   "pod-to-self": "a pod reaches itself whatever the policy",
   "pod-label-change": "pod label changes take effect (as target and as peer)",
   "namespace-label-change": "namespace label changes take effect",
@@ -184,6 +188,24 @@ z/a   .   .   .   .   .   .   .   X   X
 z/b   .   .   .   .   .   .   X   .   X
 z/c   .   .   .   .   .   .   X   X   .
 `;
+
+/** x sends to nobody but itself; everything else open. */
+export const X_SENDS_NOTHING = `
+//   x/a x/b x/c y/a y/b y/c z/a z/b z/c
+x/a   .   X   X   X   X   X   X   X   X
+x/b   X   .   X   X   X   X   X   X   X
+x/c   X   X   .   X   X   X   X   X   X
+y/a   .   .   .   .   .   .   .   .   .
+y/b   .   .   .   .   .   .   .   .   .
+y/c   .   .   .   .   .   .   .   .   .
+z/a   .   .   .   .   .   .   .   .   .
+z/b   .   .   .   .   .   .   .   .   .
+z/c   .   .   .   .   .   .   .   .   .
+`;
+
+/** Probes from every pod to every node's host-network server (model.ts); `own`: the node is the pod's own. */
+export const nodesFrom = (open: (from: string, node: string, own: boolean) => boolean): NonNullable<Step["hosts"]> =>
+  NODES.flatMap((node) => POD_KEYS.map((from) => ({ from, host: node, expect: open(from, node, HOME_NODE[from.slice(from.indexOf("/") + 1)] === node) ? ("." as const) : ("X" as const) })));
 
 /** Nothing but the diagonal. */
 export const ONLY_SELF = `
@@ -371,42 +393,20 @@ export const SCENARIOS: Scenario[] = [
     ],
   },
   {
-    name: "policyTypes [Egress] without rules: x sends nothing, still receives",
-    covers: ["types-explicit", "empty-rule-list", "isolation-per-direction"],
+    name: "policyTypes [Egress] without rules: x sends nothing, still receives; its pods still reach their own node",
+    covers: ["types-explicit", "empty-rule-list", "isolation-per-direction", "pod-to-own-node"],
     steps: [
       {
         apply: np("x", "deny-egress", `
           podSelector: {}
           policyTypes: [Egress]
         `),
-        port: 80, protocol: "TCP",
-        expected: `
-          //   x/a x/b x/c y/a y/b y/c z/a z/b z/c
-          x/a   .   X   X   X   X   X   X   X   X
-          x/b   X   .   X   X   X   X   X   X   X
-          x/c   X   X   .   X   X   X   X   X   X
-          y/a   .   .   .   .   .   .   .   .   .
-          y/b   .   .   .   .   .   .   .   .   .
-          y/c   .   .   .   .   .   .   .   .   .
-          z/a   .   .   .   .   .   .   .   .   .
-          z/b   .   .   .   .   .   .   .   .   .
-          z/c   .   .   .   .   .   .   .   .   .
-        `,
+        port: 80, protocol: "TCP", expected: X_SENDS_NOTHING,
+        hosts: nodesFrom((from, _node, own) => !from.startsWith("x/") || own),
       },
       {
-        port: 81, protocol: "UDP",
-        expected: `
-          //   x/a x/b x/c y/a y/b y/c z/a z/b z/c
-          x/a   .   X   X   X   X   X   X   X   X
-          x/b   X   .   X   X   X   X   X   X   X
-          x/c   X   X   .   X   X   X   X   X   X
-          y/a   .   .   .   .   .   .   .   .   .
-          y/b   .   .   .   .   .   .   .   .   .
-          y/c   .   .   .   .   .   .   .   .   .
-          z/a   .   .   .   .   .   .   .   .   .
-          z/b   .   .   .   .   .   .   .   .   .
-          z/c   .   .   .   .   .   .   .   .   .
-        `,
+        port: 81, protocol: "UDP", expected: X_SENDS_NOTHING,
+        hosts: nodesFrom((from, _node, own) => !from.startsWith("x/") || own),
       },
     ],
   },
