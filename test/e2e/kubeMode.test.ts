@@ -16,6 +16,7 @@ import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { type KubeObject, apiVersionOf } from "../../src/config/resourceKinds.js";
+import type { PolicyModel } from "../../src/policy/model.js";
 import type { ObjectRef } from "./policy/state.js";
 import { annotationKeys } from "../../src/datastore/kubeSubnetManager.js";
 import { hostIfaceName } from "../../src/model/endpoint.js";
@@ -49,12 +50,35 @@ const SUBSET = [
 ];
 
 /**
- * Policy objects in the fake API server, put there as kubectl apply would. The test
- * process cannot reach that server (it lives in the underlay namespace; control goes over
- * IPC), so there is no loadModel: explain is not compared in this mode.
+ * Policy objects in the fake API server, put there as kubectl apply would. The server
+ * lives in the underlay namespace (control goes over IPC), so the model explain judges by
+ * is loaded there: `sluicectl explain`'s Kubernetes loader (the agents' KubePolicySource,
+ * over real HTTP) in a process inside that namespace, its model handed back as JSON. The
+ * runner then compares explain with the probes at every step, as in etcd mode.
  */
 class KubePolicyObjectStore implements PolicyObjectStore {
-  constructor(private readonly api: FakeKubeApiProcess["control"]) {}
+  constructor(
+    private readonly api: FakeKubeApiProcess["control"],
+    private readonly where: () => { netns: string; url: string },
+  ) {}
+
+  /** While the test makes the API unreadable on purpose: the agents keep their last state, and explain judges by the last model it read. */
+  unreadable = false;
+  private last: PolicyModel | undefined;
+
+  async loadModel(): Promise<PolicyModel> {
+    if (this.unreadable && this.last) return this.last;
+    this.last = await this.readModel();
+    return this.last;
+  }
+
+  private async readModel(): Promise<PolicyModel> {
+    const { netns, url } = this.where();
+    const explainModule = join(__dirname, "../../src/ctl/explain.js");
+    // The client library's keep-alive sockets outlive stop(): the process exits once the model is out, as sluicectl does.
+    const script = `require(${JSON.stringify(explainModule)}).loadKubePolicyModel({ apiUrl: ${JSON.stringify(url)} }).then((l) => process.stdout.write(JSON.stringify(l.model), () => process.exit(0)), (e) => { console.error(e.message); process.exit(1); });`;
+    return JSON.parse(await nsExec(netns, process.execPath, ["-e", script])) as PolicyModel;
+  }
 
   async apply(objects: readonly KubeObject[]): Promise<void> {
     for (const o of objects) await this.api.put(o as unknown as StoredObject);
@@ -91,6 +115,10 @@ describe("Kubernetes mode (sandbox: vxlan, 3 nodes, agents with --kube-subnet-mg
     },
   });
   let runner: PolicySuiteRunner | undefined;
+  let store: KubePolicyObjectStore | undefined;
+  const unreadable = (on: boolean): void => {
+    if (store) store.unreadable = on;
+  };
   let lines: string[] = [];
   const runnerOf = (): PolicySuiteRunner => {
     if (!runner) throw new Error("the cluster did not come up");
@@ -98,7 +126,9 @@ describe("Kubernetes mode (sandbox: vxlan, 3 nodes, agents with --kube-subnet-mg
   };
 
   before(async () => {
-    runner = new PolicySuiteRunner(new SandboxPolicyHarness(sb, new KubePolicyObjectStore(control())), { ...DEFAULT_RUNNER_OPTIONS, log: (m) => lines.push(m) });
+    const where = (): { netns: string; url: string } => ({ netns: sb.underlayNs, url: api?.url ?? "" });
+    store = new KubePolicyObjectStore(control(), where);
+    runner = new PolicySuiteRunner(new SandboxPolicyHarness(sb, store), { ...DEFAULT_RUNNER_OPTIONS, log: (m) => lines.push(m) });
     await runner.setup();
     await sleep(DEFAULT_RUNNER_OPTIONS.settleMs);
     assert.equal(await runner.checkClean(), "", lines.join("\n"));
@@ -176,6 +206,7 @@ describe("Kubernetes mode (sandbox: vxlan, 3 nodes, agents with --kube-subnet-mg
     };
     await r.runScenario(deny);
     const since = Date.now();
+    unreadable(true);
     await control().failLists(CNP_VERSION, "ClusterNetworkPolicy", 404);
     try {
       await control().expireWatches();
@@ -185,6 +216,7 @@ describe("Kubernetes mode (sandbox: vxlan, 3 nodes, agents with --kube-subnet-mg
     } finally {
       const cleared = Date.now();
       await control().failLists(CNP_VERSION, "ClusterNetworkPolicy", 0);
+      unreadable(false);
       assert.ok(await eventually(async () => everyNodeIn(await cnpLists(cleared, 200)), 20_000), "every agent listed again once the lists work");
     }
     t.diagnostic("the Deny held through the 410 and the relists answered 404");
@@ -230,6 +262,7 @@ describe("Kubernetes mode (sandbox: vxlan, 3 nodes, agents with --kube-subnet-mg
     await r.runScenario(deny); // x isolated for ingress
     const failures = (): number[] => sb.nodes.map((n) => readFileSync(join(n.stateDir, "agent.log"), "utf8").split("watch failed; keeping the last known state").length - 1);
     const before0 = failures();
+    unreadable(true);
     await control().outage();
     try {
       await sleep(3000); // long enough for every agent to see its watches fail and its relists refused
@@ -238,6 +271,7 @@ describe("Kubernetes mode (sandbox: vxlan, 3 nodes, agents with --kube-subnet-mg
       await r.runScenario({ ...deny, steps: deny.steps.map((s) => ({ ...s, apply: undefined })) });
     } finally {
       await control().recover();
+      unreadable(false);
     }
     // The policy's deletion reaches the agents once their watches are back (after their relist back-off).
     await r.reset();
