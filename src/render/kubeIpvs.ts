@@ -31,8 +31,8 @@
  * egress of the client against the backend's address, ingress of a local backend; a remote
  * backend's node judges ingress in its FORWARD as for any pod traffic. Established packets
  * take the endpoint chains' conntrack ACCEPT, as in FORWARD; the replies never pass OUTPUT
- * (they are forwarded), and IPVS keeps them in conntrack with kube-proxy's
- * net.ipv4.vs.conntrack=1.
+ * (IPVS rewrites them on their way through FORWARD, or INPUT for a client that is this
+ * host), and they are ESTABLISHED there with kube-proxy's net.ipv4.vs.conntrack=1.
  *
  * What it does not do: judge, in INPUT, which local addresses are Service addresses (the
  * to-host rules still see the first leg, and allow it as traffic to the pod's own node);

@@ -8,7 +8,9 @@
  * It runs our rule vocabulary exactly as netfilter does (jump/goto/RETURN stack, MARK
  * --set-xmark, LOG, ipset hash:ip / hash:net with nomatch / hash:ip,port, tcp/udp/sctp
  * ports, icmp/icmp6 types) and throws on any token it does not know, so the rendered text
- * is also checked for staying inside it. Rate limits always pass.
+ * is also checked for staying inside it. Rate limits always pass. simulateIpvs adds the
+ * netfilter path of kube-proxy's IPVS mode (INPUT, IPVS, OUTPUT) and crossCheckIpvs its
+ * cross-check against the evaluator (test/unit/policyIpvs.test.ts).
  */
 import assert from "node:assert/strict";
 import type { PodEndpoint } from "../../src/model/endpoint.js";
