@@ -11,7 +11,8 @@
  * So, when the agent sees kube-ipvs0 (src/agent/connectivityAgent.ts, at start and on every
  * route resync), the filter table gets:
  *
- *   SLUICE-INPUT  (first)  -j MARK --set-xmark 0x80000/0x80000     everything that enters through INPUT
+ *   SLUICE-INPUT  (first after the underlay trust)
+ *                          -j MARK --set-xmark 0x80000/0x80000     everything that enters through INPUT
  *   SLUICE-OUTPUT (first)  -m mark --mark 0x80000/0x80000 -j slc-ipvs
  *   slc-ipvs:              -j MARK --set-xmark 0x0/0x80000          (an encapsulation of this packet
  *                                                                   re-enters OUTPUT: it must not match again)
@@ -33,6 +34,10 @@
  * take the endpoint chains' conntrack ACCEPT, as in FORWARD; the replies never pass OUTPUT
  * (IPVS rewrites them on their way through FORWARD, or INPUT for a client that is this
  * host), and they are ESTABLISHED there with kube-proxy's net.ipv4.vs.conntrack=1.
+ *
+ * The bit stays on packets delivered to this host, where nothing reads it; but an IPVS service
+ * keyed on the whole firewall mark (`ipvsadm -f`, which kube-proxy does not use) would not
+ * match a packet that carries it, as with kube-proxy's own 0x4000.
  *
  * What it does not do: judge, in INPUT, which local addresses are Service addresses (the
  * to-host rules still see the first leg, and allow it as traffic to the pod's own node);
