@@ -247,7 +247,7 @@ export class ConnectivityAgent {
     // With policy on, the filter table follows policy events and its own (longer) resync;
     // checking it on every route resync would cost a full iptables-save + ipset list. The
     // peers' trust and the IPVS path live there too: a change of either applies it at once.
-    const filterChanged = trustKey(this.underlayTrust) !== this.appliedTrust || this.kubeIpvs !== this.appliedKubeIpvs;
+    const filterChanged = trustKey(this.underlayTrust) !== this.appliedTrust || this.kubeIpvsKey !== this.appliedKubeIpvs;
     await this.resyncRules(this.policy && !filterChanged ? ["nat"] : ["nat", "filter"]);
     // With policy on, subnet.env (which the CNI plugin needs to wire a pod) appears only
     // once the policy chains are in place: on a fresh node no pod can start unpoliced.
@@ -264,19 +264,25 @@ export class ConnectivityAgent {
    * and a failed look keeps the last answer). A change applies the filter table at once.
    */
   private async detectKubeIpvs(nl: Netlink): Promise<void> {
-    const found = (await nl.linkByName(KUBE_IPVS_DEVICE)) !== undefined;
-    if (found === this.kubeIpvs) return;
+    const link = await nl.linkByName(KUBE_IPVS_DEVICE);
+    // Its addresses are the Service addresses: a pod's packet to one is judged in OUTPUT, not as traffic to this host.
+    const found = link === undefined ? undefined : (await nl.addresses()).filter((a) => a.index === link.index).map((a) => formatIp(a.address)).sort();
+    const key = found === undefined ? "" : `on|${found.join(",")}`;
+    if (key === this.kubeIpvsKey) return;
+    const was = this.kubeIpvs !== undefined;
     this.kubeIpvs = found;
-    if (found) this.log.info({ device: KUBE_IPVS_DEVICE }, "kube-proxy runs in IPVS mode: Service traffic through INPUT and OUTPUT gets the endpoint chains");
+    this.kubeIpvsKey = key;
+    if (found && !was) this.log.info({ device: KUBE_IPVS_DEVICE, services: found.length }, "kube-proxy runs in IPVS mode: Service traffic through INPUT and OUTPUT gets the endpoint chains");
+    else if (found) this.log.debug({ device: KUBE_IPVS_DEVICE, services: found.length }, "kube-ipvs0 addresses changed");
     else this.log.info({ device: KUBE_IPVS_DEVICE }, "kube-proxy IPVS device gone: its INPUT/OUTPUT path rules are removed");
   }
 
-  private policyInput(network: NetworkConfig, tables: readonly TableChoice[], kubeIpvs: boolean): PolicyInput {
+  private policyInput(network: NetworkConfig, tables: readonly TableChoice[], kubeIpvs: readonly string[] | undefined): PolicyInput {
     if (!this.policy) return { enabled: false };
     // A nat-only resync needs no render (and must not be held up by a failing one).
     if (!tables.includes("filter")) return { enabled: true, renders: undefined };
     const families = [...(network.ipv4 ? [4 as const] : []), ...(network.ipv6 ? [6 as const] : [])];
-    return { enabled: true, renders: this.policy.renders(families), kubeIpvs };
+    return { enabled: true, renders: this.policy.renders(families), kubeIpvs: kubeIpvs && { services: kubeIpvs } };
   }
 
   private async resyncRules(tables: readonly TableChoice[]): Promise<void> {
@@ -286,10 +292,11 @@ export class ConnectivityAgent {
     try {
       const trust = this.underlayTrust;
       const kubeIpvs = this.kubeIpvs;
+      const kubeIpvsKey = this.kubeIpvsKey;
       const { filterApplied } = await this.hostRules.apply(network, lease, this.policyInput(network, tables, kubeIpvs), tables, trust);
       if (filterApplied) {
         this.appliedTrust = trustKey(trust);
-        this.appliedKubeIpvs = kubeIpvs;
+        this.appliedKubeIpvs = kubeIpvsKey;
       }
       if (filterApplied && this.policy) await forgetConntrackOf(this.policy.takeRemovedAddresses(), this.log);
       if (filterApplied) await this.readyMarks?.sync(this.policy ? this.policy.renderedLocalEndpoints() : (this.localEndpoints?.records() ?? []));
@@ -309,8 +316,9 @@ export class ConnectivityAgent {
   /** trustKey of the trust in the last applied filter table. */
   private appliedTrust = "";
   /** kube-ipvs0 exists (detectKubeIpvs), and whether the last applied filter table had the IPVS path. */
-  private kubeIpvs = false;
-  private appliedKubeIpvs = false;
+  private kubeIpvs: string[] | undefined;
+  private kubeIpvsKey = "";
+  private appliedKubeIpvs = "";
   private lastRefused = "";
 
   private lastSubnetEnv = "";

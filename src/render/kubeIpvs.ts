@@ -39,14 +39,16 @@
  * keyed on the whole firewall mark (`ipvsadm -f`, which kube-proxy does not use) would not
  * match a packet that carries it, as with kube-proxy's own 0x4000.
  *
- * What it does not do: judge, in INPUT, which local addresses are Service addresses (the
- * to-host rules still see the first leg, and allow it as traffic to the pod's own node);
+ * A pod's packet to a Service address (an address on kube-ipvs0, the agent reads them at
+ * start and on every route resync) skips its egress chain in INPUT: it is judged in OUTPUT,
+ * as the connection to the backend it becomes (see withKubeIpvs). What it does not do:
  * police IPVS services whose traffic is not re-sent by IPVS through OUTPUT (a real server
  * that is this host itself: that is traffic to the node).
  */
 import { type Family, bitsOf } from "../model/ip.js";
 import { HOST_IFACE_PREFIX } from "../model/endpoint.js";
-import { CHAIN_TO_WL, MARK_TO_HOST, MARK_TO_HOST_CLEAR, endpointChainName } from "./policy.js";
+import { CHAIN_FROM_WL, CHAIN_TO_WL, MARK_TO_HOST, MARK_TO_HOST_CLEAR, endpointChainName } from "./policy.js";
+import type { IpsetSpec } from "./ipsetSpec.js";
 import type { PolicyRender } from "./policyContract.js";
 import type { ChainSpec } from "./ruleset.js";
 
@@ -60,12 +62,27 @@ export const CHAIN_IPVS_FROM_WL = "slc-ipvs-from-wl";
 export const MARK_VIA_INPUT = "0x80000/0x80000";
 export const MARK_VIA_INPUT_CLEAR = "0x0/0x80000";
 
+/** The hash:ip of the addresses of this family on kube-ipvs0: the Service addresses. */
+export const ipvsServicesSet = (family: Family): string => `slc${family}-ipvs-services`;
+
 /**
  * The render with the IPVS path added: the INPUT mark first in SLUICE-INPUT, the OUTPUT
  * dispatch first in SLUICE-OUTPUT (before the host -> pod ACCEPT), and the two chains.
+ *
+ * `services`: the addresses on kube-ipvs0. A pod's packet to one of them is not traffic to
+ * this host: in INPUT it keeps the to-host mark (what slc-ipvs dispatches on) but skips the
+ * pod's egress chain, which judges it in OUTPUT once IPVS has rewritten it to the backend
+ * (otherwise an Admin or Baseline rule about addresses, which the own-node path meets,
+ * would judge the Service address instead of the backend). The raw table's anti-spoofing
+ * has tied the source to the pod's veth already.
  */
-export function withKubeIpvs(r: PolicyRender, family: Family): PolicyRender {
+export function withKubeIpvs(r: PolicyRender, family: Family, services: readonly string[]): PolicyRender {
   const host = bitsOf(family);
+  const servicesSet: IpsetSpec = { name: ipvsServicesSet(family), type: "hash:ip", family, members: [...new Set(services)].sort() };
+  const toPods = `-i ${HOST_IFACE_PREFIX}+ -j ${CHAIN_FROM_WL}`;
+  const at = r.inputRules.indexOf(toPods);
+  if (at < 0) throw new Error(`withKubeIpvs: SLUICE-INPUT has no "${toPods}" rule to put the Service exemption before`);
+  const inputRules = [...r.inputRules.slice(0, at), `-i ${HOST_IFACE_PREFIX}+ -m set --match-set ${servicesSet.name} dst -j RETURN`, ...r.inputRules.slice(at)];
   const owners = new Map<string, string[]>();
   for (const ep of r.localEndpoints) for (const a of ep.addresses) owners.set(a, [...(owners.get(a) ?? []), ep.hostIface]);
   const bySource: string[] = [];
@@ -79,8 +96,9 @@ export function withKubeIpvs(r: PolicyRender, family: Family): PolicyRender {
   ];
   return {
     ...r,
-    inputRules: [`-j MARK --set-xmark ${MARK_VIA_INPUT}`, ...r.inputRules],
+    inputRules: [`-j MARK --set-xmark ${MARK_VIA_INPUT}`, ...inputRules],
     outputRules: [`-m mark --mark ${MARK_VIA_INPUT} -j ${CHAIN_IPVS}`, ...r.outputRules],
     chains: [...r.chains, ...chains],
+    ipsets: [...r.ipsets, servicesSet],
   };
 }

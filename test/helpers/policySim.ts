@@ -310,7 +310,8 @@ export class Node {
     readonly family: Family,
     readonly o: { kubeIpvs?: boolean } = {},
   ) {
-    this.nf = new Netfilter(renderTable(policyTableSpec(o.kubeIpvs ? withKubeIpvs(render, family) : render)), render.ipsets, family);
+    const r = o.kubeIpvs ? withKubeIpvs(render, family, [SERVICE_VIP[family]]) : render;
+    this.nf = new Netfilter(renderTable(policyTableSpec(r)), r.ipsets, family);
   }
 
   /** FORWARD: our rules first; falling through them reaches the cluster accept rules. */

@@ -92,12 +92,14 @@ describe("kube-proxy IPVS path: what each rule is for", () => {
     const eps = [...endpoints, two, twin];
     const r = renderPolicyIr({ family: 4, nodeName: N1, endpoints: eps, namespaces, policies: [], sctpSupported: true });
     assert.equal(r.chains.some((c) => c.name.startsWith(CHAIN_IPVS)), false, "the policy render alone has no IPVS path");
-    const w = withKubeIpvs(r, 4);
+    const w = withKubeIpvs(r, 4, ["10.96.0.10", "10.96.0.1", "fd00:96::a"].filter((a) => !a.includes(":")));
     assert.deepEqual(w.forwardRules, r.forwardRules);
-    assert.deepEqual(w.inputRules, ["-j MARK --set-xmark 0x80000/0x80000", ...r.inputRules]);
+    // A pod's packet to a Service address keeps the to-host mark and skips its egress chain in INPUT (judged in OUTPUT).
+    const toPods = r.inputRules.indexOf("-i slc+ -j slc-from-wl");
+    assert.deepEqual(w.inputRules, ["-j MARK --set-xmark 0x80000/0x80000", ...r.inputRules.slice(0, toPods), "-i slc+ -m set --match-set slc4-ipvs-services dst -j RETURN", ...r.inputRules.slice(toPods)]);
     assert.deepEqual(w.outputRules, ["-m mark --mark 0x80000/0x80000 -j slc-ipvs", ...r.outputRules]);
     assert.deepEqual(w.chains.slice(0, r.chains.length), r.chains);
-    assert.deepEqual(w.ipsets, r.ipsets);
+    assert.deepEqual(w.ipsets, [...r.ipsets, { name: "slc4-ipvs-services", type: "hash:ip", family: 4, members: ["10.96.0.1", "10.96.0.10"] }]);
     const chain = (n: string): string[] | undefined => w.chains.find((c) => c.name === n)?.rules;
     assert.deepEqual(chain(CHAIN_IPVS), ["-j MARK --set-xmark 0x0/0x80000", `-m mark --mark 0x40000/0x40000 -j ${CHAIN_IPVS_FROM_WL}`, "-o slc+ -j slc-to-wl"]);
     const fw = (e: PodEndpoint): string => endpointChainName("egress", e.hostIface);
@@ -106,7 +108,7 @@ describe("kube-proxy IPVS path: what each rule is for", () => {
       .flatMap((e) => e.ips.filter((a) => !a.includes(":") && a !== "10.244.1.61").map((a) => `-s ${a}/32 -g ${fw(e)}`));
     assert.deepEqual(chain(CHAIN_IPVS_FROM_WL), ["-j MARK --set-xmark 0x0/0x40000", ...bySource, "-j DROP"], "one line per address of a local pod; an address two pods claim names neither");
     assert.equal(w.chains.length, r.chains.length + 2);
-    const six = withKubeIpvs(renderPolicyIr({ family: 6, nodeName: N1, endpoints, namespaces, policies: [], sctpSupported: true }), 6);
+    const six = withKubeIpvs(renderPolicyIr({ family: 6, nodeName: N1, endpoints, namespaces, policies: [], sctpSupported: true }), 6, ["fd00:96::a"]);
     assert.ok(six.chains.find((c) => c.name === CHAIN_IPVS_FROM_WL)?.rules.includes(`-s fd00:244:1::2/128 -g ${fw(client)}`));
   });
 
