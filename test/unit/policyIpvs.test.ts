@@ -203,6 +203,27 @@ describe("kube-proxy IPVS path: simulated chains against the reference evaluator
     assert.ok(wrongWithout > 100, "the same scenarios catch the missing path");
   });
 
+  test("the Service address itself is judged by no tier: an Admin Deny of every network after an Accept of the backends lets Service traffic to a backend through", () => {
+    const sel = (labels: Record<string, string>) => normalizeSelector({ matchLabels: labels });
+    const backends = { namespaces: { kind: "name" as const, name: "shop" }, pods: sel({ app: "backend" }) };
+    const guard: PolicyIR = {
+      id: "cnp:only-backends",
+      tier: "admin",
+      priority: 1,
+      subject: { namespaces: { kind: "name", name: "shop" }, pods: sel({ app: "client" }) },
+      ingress: undefined,
+      egress: [
+        { action: "allow", peers: [{ kind: "pods", pods: backends }], ports: "all" },
+        { action: "deny", peers: [{ kind: "ipBlock", cidr: "0.0.0.0/0", except: [] }, { kind: "ipBlock", cidr: "::/0", except: [] }], ports: "all" },
+      ],
+      origin: { kind: "ClusterNetworkPolicy", name: "only-backends" },
+    };
+    // In INPUT the packet is still for the Service address, which the Deny would cover (the pod's own-node path meets the Admin tier).
+    assert.deepEqual(viaService([guard], v4(client), local), { ipvs: true, without: true, evaluator: true }, "to the local backend");
+    assert.deepEqual(viaService([guard], v4(client), remote), { ipvs: true, without: true, evaluator: true }, "to the remote backend");
+    assert.equal(viaService([guard], v4(client), monitor).ipvs, false, "a Service whose backend is no backend pod: the Deny, judged against the backend");
+  });
+
   test("the tiers: Admin deny and pass, Baseline, log rules (LOG lines in order) on the IPVS path", () => {
     const sel = (labels: Record<string, string>) => normalizeSelector({ matchLabels: labels });
     const shop = { namespaces: { kind: "name" as const, name: "shop" }, pods: sel({}) };
