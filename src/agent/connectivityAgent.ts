@@ -27,6 +27,7 @@ import { HostRules, type PolicyInput } from "./hostRules.js";
 import { forgetConntrackOf } from "../dataplane/conntrack.js";
 import { PolicyEngine } from "./policyEngine.js";
 import type { TableChoice, UnderlayTrust } from "../render/hostRules.js";
+import { KUBE_IPVS_DEVICE } from "../render/kubeIpvs.js";
 import type { TrustedPeer } from "../routing/desired.js";
 import { readSubnetEnv, renderDockerOpts, renderSubnetEnv, writeFileAtomic, type SubnetEnv } from "./subnetEnv.js";
 
@@ -229,6 +230,7 @@ export class ConnectivityAgent {
         vxlanDevices.push(f.name);
       }
     }
+    if (this.policy) await this.detectKubeIpvs(nl);
     const peers = (this.subnets as SubnetManager).peers().map(leaseToPeer);
     const desired = computeRouting(
       { backend, subnet: lease.subnet, subnet6: lease.subnet6, publicIP: this.publicIP, publicIPv6: this.publicIPv6, onLinkNetworks: underlay.onLinkNetworks, vxlanDevice: dev4, vxlanDevice6: dev6, blackholeRoute: this.cfg["ip-blackhole-route"], network: network.ipv4?.network, network6: network.ipv6?.network },
@@ -244,9 +246,9 @@ export class ConnectivityAgent {
     if (changed) this.log.info({ ...counts, peers: desired.decisions }, "routing reconciled");
     // With policy on, the filter table follows policy events and its own (longer) resync;
     // checking it on every route resync would cost a full iptables-save + ipset list. The
-    // peers' trust lives there too: a change of peers applies it at once.
-    const trustChanged = trustKey(this.underlayTrust) !== this.appliedTrust;
-    await this.resyncRules(this.policy && !trustChanged ? ["nat"] : ["nat", "filter"]);
+    // peers' trust and the IPVS path live there too: a change of either applies it at once.
+    const filterChanged = trustKey(this.underlayTrust) !== this.appliedTrust || this.kubeIpvsKey !== this.appliedKubeIpvs;
+    await this.resyncRules(this.policy && !filterChanged ? ["nat"] : ["nat", "filter"]);
     // With policy on, subnet.env (which the CNI plugin needs to wire a pod) appears only
     // once the policy chains are in place: on a fresh node no pod can start unpoliced.
     if (this.policy && !this.rulesInPlace) return;
@@ -255,12 +257,32 @@ export class ConnectivityAgent {
     await this.markReadyOnce();
   }
 
-  private policyInput(network: NetworkConfig, tables: readonly TableChoice[]): PolicyInput {
+  /**
+   * kube-proxy in IPVS mode puts Service addresses on kube-ipvs0; while that device exists,
+   * Service traffic's INPUT -> OUTPUT path is policed (src/render/kubeIpvs.ts). Looked for
+   * at start and on every route resync (no link watch: a change shows within one period,
+   * and a failed look keeps the last answer). A change applies the filter table at once.
+   */
+  private async detectKubeIpvs(nl: Netlink): Promise<void> {
+    const link = await nl.linkByName(KUBE_IPVS_DEVICE);
+    // Its addresses are the Service addresses: a pod's packet to one is judged in OUTPUT, not as traffic to this host.
+    const found = link === undefined ? undefined : (await nl.addresses()).filter((a) => a.index === link.index).map((a) => formatIp(a.address)).sort();
+    const key = found === undefined ? "" : `on|${found.join(",")}`;
+    if (key === this.kubeIpvsKey) return;
+    const was = this.kubeIpvs !== undefined;
+    this.kubeIpvs = found;
+    this.kubeIpvsKey = key;
+    if (found && !was) this.log.info({ device: KUBE_IPVS_DEVICE, services: found.length }, "kube-proxy runs in IPVS mode: Service traffic through INPUT and OUTPUT gets the endpoint chains");
+    else if (found) this.log.debug({ device: KUBE_IPVS_DEVICE, services: found.length }, "kube-ipvs0 addresses changed");
+    else this.log.info({ device: KUBE_IPVS_DEVICE }, "kube-proxy IPVS device gone: its INPUT/OUTPUT path rules are removed");
+  }
+
+  private policyInput(network: NetworkConfig, tables: readonly TableChoice[], kubeIpvs: readonly string[] | undefined): PolicyInput {
     if (!this.policy) return { enabled: false };
     // A nat-only resync needs no render (and must not be held up by a failing one).
     if (!tables.includes("filter")) return { enabled: true, renders: undefined };
     const families = [...(network.ipv4 ? [4 as const] : []), ...(network.ipv6 ? [6 as const] : [])];
-    return { enabled: true, renders: this.policy.renders(families) };
+    return { enabled: true, renders: this.policy.renders(families), kubeIpvs: kubeIpvs && { services: kubeIpvs } };
   }
 
   private async resyncRules(tables: readonly TableChoice[]): Promise<void> {
@@ -269,8 +291,13 @@ export class ConnectivityAgent {
     if (!lease || !this.hostRules || this.stopping) return;
     try {
       const trust = this.underlayTrust;
-      const { filterApplied } = await this.hostRules.apply(network, lease, this.policyInput(network, tables), tables, trust);
-      if (filterApplied) this.appliedTrust = trustKey(trust);
+      const kubeIpvs = this.kubeIpvs;
+      const kubeIpvsKey = this.kubeIpvsKey;
+      const { filterApplied } = await this.hostRules.apply(network, lease, this.policyInput(network, tables, kubeIpvs), tables, trust);
+      if (filterApplied) {
+        this.appliedTrust = trustKey(trust);
+        this.appliedKubeIpvs = kubeIpvsKey;
+      }
       if (filterApplied && this.policy) await forgetConntrackOf(this.policy.takeRemovedAddresses(), this.log);
       if (filterApplied) await this.readyMarks?.sync(this.policy ? this.policy.renderedLocalEndpoints() : (this.localEndpoints?.records() ?? []));
       if (filterApplied && !this.rulesInPlace) {
@@ -288,6 +315,10 @@ export class ConnectivityAgent {
   private underlayTrust: ReadonlyMap<Family, UnderlayTrust> | undefined;
   /** trustKey of the trust in the last applied filter table. */
   private appliedTrust = "";
+  /** kube-ipvs0 exists (detectKubeIpvs), and whether the last applied filter table had the IPVS path. */
+  private kubeIpvs: string[] | undefined;
+  private kubeIpvsKey = "";
+  private appliedKubeIpvs = "";
   private lastRefused = "";
 
   private lastSubnetEnv = "";

@@ -15,13 +15,16 @@ import type { Family } from "../model/ip.js";
 import type { Lease } from "../model/lease.js";
 import { type TableChoice, type UnderlayTrust, hostRuleset, underlayIpsets } from "../render/hostRules.js";
 import type { PolicyRender } from "../render/policyContract.js";
+import { withKubeIpvs } from "../render/kubeIpvs.js";
 
 /**
  * What the policy engine contributes: a render per family, or "not-ready" while it has
  * not yet seen the datastore once. Not ready means the filter table is left exactly as it
- * is, so a restarting agent never opens what its previous run had closed.
+ * is, so a restarting agent never opens what its previous run had closed. `kubeIpvs`:
+ * kube-proxy runs in IPVS mode here (kube-ipvs0 exists, `services` its addresses), so
+ * Service traffic's INPUT -> OUTPUT path gets the endpoint chains too (src/render/kubeIpvs.ts).
  */
-export type PolicyInput = { enabled: false } | { enabled: true; renders: ReadonlyMap<Family, PolicyRender> | undefined };
+export type PolicyInput = { enabled: false } | { enabled: true; renders: ReadonlyMap<Family, PolicyRender> | undefined; kubeIpvs?: { services: readonly string[] } | undefined };
 
 export class HostRules {
   private constructor(
@@ -77,7 +80,9 @@ export class HostRules {
     for (const f of families) {
       if (!f.pool) continue;
       const dp = this.dataplanes.get(f.family) as PolicyDataplane;
-      const render = policy.enabled ? policy.renders?.get(f.family) : undefined;
+      const rendered = policy.enabled ? policy.renders?.get(f.family) : undefined;
+      const ipvs = policy.enabled ? policy.kubeIpvs : undefined;
+      const render = rendered && ipvs ? withKubeIpvs(rendered, f.family, ipvs.services.filter((a) => a.includes(":") === (f.family === 6))) : rendered;
       const input = { family: f.family, network: f.pool.network, subnet: f.subnet, ...common, underlay: underlay?.get(f.family) };
       const spec = hostRuleset(input, render, chosen);
       if (chosen.includes("filter")) await dp.apply(f.family, spec, [...underlayIpsets(input), ...(render?.ipsets ?? [])]);

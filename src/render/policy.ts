@@ -8,6 +8,7 @@
  *                   -i slc+ -j MARK --set-xmark 0x40000/0x40000, -i slc+ -j slc-from-wl
  *                                                  (pod -> this host: egress policy, NetworkPolicy exempt)
  *   SLUICE-OUTPUT:  -o slc+ -j ACCEPT              (this host -> local pods: always allowed)
+ *   (kube-proxy in IPVS mode: kubeIpvs.ts adds Service traffic's INPUT -> OUTPUT path)
  *
  *   slc-from-wl:    -i <iface> -g slc-fw-<iface>   per local pod, then -j DROP (fail closed)
  *   slc-to-wl:      -o <iface> -g slc-tw-<iface>   per local pod, then -j DROP
@@ -238,6 +239,7 @@ export function renderPolicyIr(input: PolicyIrRenderInput): PolicyRender {
     outputRules: [`-o ${IFACE_MATCH} -j ACCEPT`],
     chains,
     ipsets: sets.specs(),
+    localEndpoints: locals.map((ep) => ({ hostIface: ep.hostIface, addresses: [...index.addresses(ep, family)] })),
   };
 }
 

@@ -37,4 +37,10 @@ export interface PolicyRender {
   /** Every generated chain (`slc-…`): dispatch, per-endpoint, per-policy. */
   chains: ChainSpec[];
   ipsets: IpsetSpec[];
+  /**
+   * The local endpoints that have chains (slc-fw-/slc-tw-<hostIface>), with the addresses of
+   * this family their egress chain lets them send from: what the IPVS path (kubeIpvs.ts)
+   * dispatches on, where no rule can see the interface a packet came in on.
+   */
+  localEndpoints: Array<{ hostIface: string; addresses: string[] }>;
 }

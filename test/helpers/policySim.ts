@@ -11,7 +11,9 @@
  * It runs our rule vocabulary exactly as netfilter does (jump/goto/RETURN stack, MARK
  * --set-xmark, LOG, ipset hash:ip / hash:net with nomatch / hash:ip,port, tcp/udp/sctp
  * ports, icmp/icmp6 types) and throws on any token it does not know, so the rendered text
- * is also checked for staying inside it. Rate limits always pass.
+ * is also checked for staying inside it. Rate limits always pass. simulateIpvs adds the
+ * netfilter path of kube-proxy's IPVS mode (INPUT, IPVS, OUTPUT) and crossCheckIpvs its
+ * cross-check against the evaluator (test/unit/policyIpvs.test.ts).
  */
 import assert from "node:assert/strict";
 import type { PodEndpoint } from "../../src/model/endpoint.js";
@@ -21,6 +23,7 @@ import { POLICY_RAW_CHAIN, policyRawTableSpec, policyTableSpec } from "../../src
 import { type RenderedTable, renderTable } from "../../src/render/ruleset.js";
 import type { IpsetSpec } from "../../src/render/ipsetSpec.js";
 import type { Connection, ExplainStep, PolicyEvaluator } from "../../src/policy/evaluate.js";
+import { withKubeIpvs } from "../../src/render/kubeIpvs.js";
 
 export interface Packet {
   inIface?: string;
@@ -304,7 +307,8 @@ export const VXLAN = "sluice.1";
 /**
  * One node's raw and filter tables as the kernel would run them: a packet that arrives
  * (FORWARD, INPUT) meets raw PREROUTING first, before conntrack has classified it; one the
- * node sends (OUTPUT) does not.
+ * node sends (OUTPUT) does not. `kubeIpvs`: with the IPVS path the agent adds where
+ * kube-ipvs0 exists (its one Service address SERVICE_VIP).
  */
 export class Node {
   readonly nf: Netfilter;
@@ -313,8 +317,10 @@ export class Node {
     readonly name: string,
     readonly render: PolicyRender,
     readonly family: Family,
+    readonly o: { kubeIpvs?: boolean } = {},
   ) {
-    this.nf = new Netfilter(renderTable(policyTableSpec(render)), render.ipsets, family);
+    const r = o.kubeIpvs ? withKubeIpvs(render, family, [SERVICE_VIP[family]]) : render;
+    this.nf = new Netfilter(renderTable(policyTableSpec(r)), r.ipsets, family);
     this.raw = new Netfilter(renderTable(policyRawTableSpec(render)), [], family);
   }
 
@@ -446,6 +452,106 @@ export function crossCheck(cl: SimCluster, ev: PolicyEvaluator, extra: readonly 
         assert.equal(simulate(cl, c).allowed, true, `${hostIp} -> ${a} (its own node to the pod) ${probe.protocol}/${probe.port}`);
         assert.equal(ev.evaluate(c).allowed, true, `evaluator: ${hostIp} -> ${a} (its own node to the pod)`);
         checked++;
+      }
+    }
+  }
+  return checked;
+}
+
+// ---------------------------------------------------------------- kube-proxy in IPVS mode
+
+/** The Service address kube-proxy put on kube-ipvs0, per family (any address no pod or node has). */
+export const SERVICE_VIP: Readonly<Record<Family, string>> = { 4: "10.96.0.10", 6: "fd00:96::a" };
+const VXLAN_UDP_PORT = 8472;
+
+/**
+ * A NEW connection from `c.src` to a Service address on node `via`, which that node's IPVS
+ * (NAT mode, as kube-proxy uses it: the source is kept) sends to the backend pod `c.dst`:
+ * allowed or not, and the LOG prefixes met. The netfilter path, hop by hop:
+ *
+ * - a client that is `via` itself: IPVS rewrites in LOCAL_OUT, before the filter table, so
+ *   the packet meets OUTPUT only, already for the backend;
+ * - any other client (a pod of `via` on its interface, or anything on the uplink) is for a
+ *   local address: INPUT first (with the Service address), then IPVS rewrites the destination
+ *   and sends the same packet, its mark kept, through OUTPUT to the backend;
+ * - a backend on another node: the VXLAN packet that carries it leaves `via` through OUTPUT with
+ *   the inner packet's mark (it must pass), arrives in that node's INPUT, and the decapsulated
+ *   packet (still that skb: the outer's mark) is forwarded to the pod.
+ *
+ * A pod reaches a Service through its own node (its node's IPVS takes it), so a pod client
+ * must be on `via`. `via` may lack the IPVS rules (a Node without kubeIpvs): the kernel's path
+ * is the same, which shows what those rules are for.
+ */
+export function simulateIpvs(cl: SimCluster, c: Connection, via: string): { allowed: boolean; log: string[] } {
+  const { family } = cl;
+  const { pods, hosts } = addressBook(cl);
+  const sp = pods.get(canon(c.src));
+  const dp = pods.get(canon(c.dst));
+  assert.ok(dp, `the backend ${c.dst} is a pod`);
+  assert.ok(!sp || sp.node === via, `a pod reaches a Service through its own node (${c.src} is on ${sp?.node}, not ${via})`);
+  // The node may lack the IPVS rules (Node without kubeIpvs): the path is the kernel's either way.
+  const node = cl.nodes.get(via);
+  assert.ok(node, `no node ${via}`);
+  const log: string[] = [];
+  const proto: Packet["proto"] = c.protocol === "ICMP" ? (family === 4 ? "icmp" : "ipv6-icmp") : (c.protocol.toLowerCase() as Packet["proto"]);
+  const icmp = c.protocol === "ICMP" ? { icmpType: c.icmpType ?? (family === 4 ? 8 : 128), icmpCode: c.icmpCode ?? 0 } : {};
+  const p: Packet = { src: c.src, dst: SERVICE_VIP[family], proto, dport: c.port, sport: c.protocol === "ICMP" ? undefined : (c.srcPort ?? DEFAULT_SPORT), ...icmp, ctstate: "NEW", mark: 0x4000, log };
+  if (hosts.get(canon(c.src)) !== via) {
+    p.inIface = sp ? sp.hostIface : UPLINK;
+    if (!node.input(p)) return { allowed: false, log };
+    delete p.inIface;
+  }
+  p.dst = c.dst;
+  const local = dp.node === via;
+  p.outIface = local ? dp.hostIface : VXLAN;
+  if (node.output(p) === "DROP") return { allowed: false, log };
+  if (local) return { allowed: true, log };
+  const hostOf = (n: string): string => cl.hostIp[n]?.[family] ?? assert.fail(`no address of node ${n}`);
+  const outer: Packet = { src: hostOf(via), dst: hostOf(dp.node), proto: "udp", dport: VXLAN_UDP_PORT, sport: DEFAULT_SPORT, ctstate: "NEW", mark: p.mark, outIface: UPLINK };
+  assert.notEqual(node.output(outer), "DROP", `the VXLAN packet carrying ${c.src} -> ${c.dst} leaves ${via} (mark ${p.mark.toString(16)})`);
+  const remote = cl.nodes.get(dp.node);
+  if (!remote) return { allowed: true, log };
+  const arrived: Packet = { ...outer, outIface: undefined, inIface: UPLINK, mark: 0x4000 };
+  assert.equal(remote.input(arrived), true, `the VXLAN packet is taken in on ${dp.node}`);
+  return { allowed: remote.forward({ ...p, outIface: dp.hostIface, inIface: VXLAN, mark: arrived.mark }), log };
+}
+
+/**
+ * Service traffic through IPVS on every node of `cl` that has it on: every client that can
+ * send through that node's IPVS (its pods, every node's and every extra address) to every pod
+ * of the family as the backend (the client itself included: a hairpin), every probe. The
+ * simulated verdict must be the evaluator's for the client -> backend connection: the path
+ * changes nothing about what is allowed. Left out: a node's own address to a backend on that
+ * node through another node's IPVS (the kernel drops a packet that arrives with its own
+ * address as the source). Returns the count checked.
+ */
+export function crossCheckIpvs(cl: SimCluster, ev: PolicyEvaluator, extra: readonly string[], probes: readonly Omit<Connection, "src" | "dst">[], opts: CrossCheckOptions = {}): number {
+  const { family } = cl;
+  const isFam = (a: string): boolean => parseIp(a).family === family;
+  const { pods, hosts } = addressBook(cl);
+  const backends = cl.endpoints.flatMap((e) => e.ips.filter(isFam));
+  const others = [...Object.values(cl.hostIp).map((h) => h[family]), ...extra.filter(isFam)].filter((a) => !pods.has(canon(a)));
+  let checked = 0;
+  for (const [via, node] of cl.nodes) {
+    if (!node.o.kubeIpvs) continue;
+    const clients = [...new Set([...cl.endpoints.filter((e) => e.node === via).flatMap((e) => e.ips.filter(isFam)), ...others])];
+    for (const src of clients) {
+      for (const dst of backends) {
+        const srcHost = hosts.get(canon(src));
+        if (srcHost !== undefined && srcHost !== via && srcHost === pods.get(canon(dst))?.node) continue;
+        for (const probe of probes) {
+          // A pod reaching itself through the Service is a hairpin: the Admin and Baseline tiers judge it.
+          const c: Connection = { ...probe, src, dst, srcPort: probe.protocol === "ICMP" ? undefined : (probe.srcPort ?? DEFAULT_SPORT), ...(canon(src) === canon(dst) ? { hairpin: true } : {}) };
+          const want = ev.evaluate(c);
+          const got = simulateIpvs(cl, c, via);
+          const what = (): string => `${src} -> Service on ${via} -> ${dst} ${probe.protocol}/${probe.protocol === "ICMP" ? "echo" : probe.port}`;
+          if (got.allowed !== want.allowed) {
+            const path = (d: "egress" | "ingress"): string => want[d].path.map((s) => s.text).join(" | ");
+            assert.fail(`${what()}: rules say ${got.allowed ? "allow" : "deny"}, the evaluator says ${want.allowed ? "allow" : "deny"}\n  egress:  ${path("egress")}\n  ingress: ${path("ingress")}`);
+          }
+          if (opts.prefixOf) assert.deepEqual(got.log, expectedLog(want, opts.prefixOf), `${what()}: logged`);
+          checked++;
+        }
       }
     }
   }

@@ -42,7 +42,7 @@ describe("host rules", () => {
   });
 
   test("the raw table goes with the filter table: the policy's anti-spoofing chains, or none of ours without policy (stale ones are removed)", () => {
-    const policy = { rawPreroutingRules: ["-i slc+ -j slc-antispoof"], rawChains: [{ name: "slc-antispoof", rules: ["! -s 10.244.7.2/32 -i slc0 -j DROP"] }], forwardRules: [], inputRules: [], outputRules: [], chains: [], ipsets: [] };
+    const policy = { rawPreroutingRules: ["-i slc+ -j slc-antispoof"], rawChains: [{ name: "slc-antispoof", rules: ["! -s 10.244.7.2/32 -i slc0 -j DROP"] }], forwardRules: [], inputRules: [], outputRules: [], chains: [], ipsets: [], localEndpoints: [] };
     const spec = hostRuleset(input, policy);
     assert.deepEqual(spec.tables.map((t) => t.table), ["nat", "raw", "filter"], "raw before filter: a pod's source check is in place before its filter chain");
     assert.deepEqual(spec.tables.find((t) => t.table === "raw"), {
