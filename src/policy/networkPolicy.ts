@@ -12,7 +12,9 @@
  *   namespaces (AND); `ipBlock` = the CIDR minus its `except` entries;
  * - `ports` absent or empty = every port and protocol; protocol defaults to TCP; `port`
  *   absent = every port of the protocol; a number with optional `endPort` = a range; a
- *   name = the destination pod's container port of that name and protocol.
+ *   name = the destination pod's container port of that name and protocol;
+ * - rules, peers and ports are ORed, so exact copies of one are dropped before anything
+ *   is translated (distinctJson; policyBudget.ts bounds what is left).
  */
 import { type NetworkPolicyEgressRule, type NetworkPolicyIngressRule, type NetworkPolicyObject, type NetworkPolicyPeer, type NetworkPolicyPort, effectivePolicyTypes } from "../config/k8sSchemas.js";
 import { formatCidr, parseCidr } from "../model/ip.js";
@@ -26,8 +28,9 @@ export function networkPolicyId(np: NetworkPolicyObject): string {
 export function networkPolicyToIr(np: NetworkPolicyObject): PolicyIR {
   const ns = np.metadata.namespace;
   const types = effectivePolicyTypes(np);
-  const ingress = types.ingress ? (np.spec.ingress ?? []).map((r: NetworkPolicyIngressRule) => translateRule(ns, r.from, r.ports)) : undefined;
-  const egress = types.egress ? (np.spec.egress ?? []).map((r: NetworkPolicyEgressRule) => translateRule(ns, r.to, r.ports)) : undefined;
+  // Rules are a union of allows: an exact copy of a rule adds nothing.
+  const ingress = types.ingress ? distinctJson(np.spec.ingress ?? []).map((r: NetworkPolicyIngressRule) => translateRule(ns, r.from, r.ports)) : undefined;
+  const egress = types.egress ? distinctJson(np.spec.egress ?? []).map((r: NetworkPolicyEgressRule) => translateRule(ns, r.to, r.ports)) : undefined;
   return {
     id: networkPolicyId(np),
     tier: "namespace",
@@ -42,9 +45,25 @@ export function networkPolicyToIr(np: NetworkPolicyObject): PolicyIR {
 function translateRule(ns: string, peers: NetworkPolicyPeer[] | undefined, ports: NetworkPolicyPort[] | undefined): RuleIR {
   return {
     action: "allow",
-    peers: peers && peers.length > 0 ? peers.map((p) => translatePeer(ns, p)) : [{ kind: "any" }],
-    ports: ports && ports.length > 0 ? ports.map(translatePort) : "all",
+    peers: peers && peers.length > 0 ? distinctJson(peers).map((p) => translatePeer(ns, p)) : [{ kind: "any" }],
+    ports: ports && ports.length > 0 ? distinctJson(ports).map(translatePort) : "all",
   };
+}
+
+/**
+ * `xs` without exact copies (equal JSON), first ones kept in order. The API bounds these
+ * lists only by the object's size, so a policy may repeat one peer 20,000 times: the
+ * copies are dropped here, before any per-item work (policyBudget.ts then removes peers
+ * that are equal only once translated, such as matchLabels written in another order).
+ */
+function distinctJson<T>(xs: readonly T[]): readonly T[] {
+  if (xs.length < 2) return xs;
+  const seen = new Set<string>();
+  const out = xs.filter((x) => {
+    const k = JSON.stringify(x);
+    return seen.has(k) ? false : (seen.add(k), true);
+  });
+  return out.length === xs.length ? xs : out;
 }
 
 export function translatePeer(ns: string, p: NetworkPolicyPeer): Peer {
