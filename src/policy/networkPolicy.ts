@@ -14,9 +14,9 @@
  *   absent = every port of the protocol; a number with optional `endPort` = a range; a
  *   name = the destination pod's container port of that name and protocol;
  * - rules, peers and ports are ORed, so exact copies of one are dropped before anything
- *   is translated (distinctJson; policyBudget.ts bounds what is left).
+ *   is translated (networkPolicyWithoutCopies; policyBudget.ts bounds what is left).
  */
-import { type NetworkPolicyEgressRule, type NetworkPolicyIngressRule, type NetworkPolicyObject, type NetworkPolicyPeer, type NetworkPolicyPort, effectivePolicyTypes } from "../config/k8sSchemas.js";
+import { type NetworkPolicyEgressRule, type NetworkPolicyIngressRule, type NetworkPolicyObject, type NetworkPolicyPeer, type NetworkPolicyPort, effectivePolicyTypes, networkPolicyWithoutCopies } from "../config/k8sSchemas.js";
 import { formatCidr, parseCidr } from "../model/ip.js";
 import type { Peer, PolicyIR, PortSpec, RuleIR } from "./ir.js";
 import { normalizeSelector } from "./selectors.js";
@@ -25,12 +25,13 @@ export function networkPolicyId(np: NetworkPolicyObject): string {
   return `${np.metadata.namespace}/${np.metadata.name}`;
 }
 
-export function networkPolicyToIr(np: NetworkPolicyObject): PolicyIR {
+export function networkPolicyToIr(written: NetworkPolicyObject): PolicyIR {
+  // Rules, peers and ports are ORed: exact copies go before anything is translated.
+  const np = networkPolicyWithoutCopies(written).object;
   const ns = np.metadata.namespace;
   const types = effectivePolicyTypes(np);
-  // Rules are a union of allows: an exact copy of a rule adds nothing.
-  const ingress = types.ingress ? distinctJson(np.spec.ingress ?? []).map((r: NetworkPolicyIngressRule) => translateRule(ns, r.from, r.ports)) : undefined;
-  const egress = types.egress ? distinctJson(np.spec.egress ?? []).map((r: NetworkPolicyEgressRule) => translateRule(ns, r.to, r.ports)) : undefined;
+  const ingress = types.ingress ? (np.spec.ingress ?? []).map((r: NetworkPolicyIngressRule) => translateRule(ns, r.from, r.ports)) : undefined;
+  const egress = types.egress ? (np.spec.egress ?? []).map((r: NetworkPolicyEgressRule) => translateRule(ns, r.to, r.ports)) : undefined;
   return {
     id: networkPolicyId(np),
     tier: "namespace",
@@ -45,26 +46,11 @@ export function networkPolicyToIr(np: NetworkPolicyObject): PolicyIR {
 function translateRule(ns: string, peers: NetworkPolicyPeer[] | undefined, ports: NetworkPolicyPort[] | undefined): RuleIR {
   return {
     action: "allow",
-    peers: peers && peers.length > 0 ? distinctJson(peers).map((p) => translatePeer(ns, p)) : [{ kind: "any" }],
-    ports: ports && ports.length > 0 ? distinctJson(ports).map(translatePort) : "all",
+    peers: peers && peers.length > 0 ? peers.map((p) => translatePeer(ns, p)) : [{ kind: "any" }],
+    ports: ports && ports.length > 0 ? ports.map(translatePort) : "all",
   };
 }
 
-/**
- * `xs` without exact copies (equal JSON), first ones kept in order. The API bounds these
- * lists only by the object's size, so a policy may repeat one peer 20,000 times: the
- * copies are dropped here, before any per-item work (policyBudget.ts then removes peers
- * that are equal only once translated, such as matchLabels written in another order).
- */
-function distinctJson<T>(xs: readonly T[]): readonly T[] {
-  if (xs.length < 2) return xs;
-  const seen = new Set<string>();
-  const out = xs.filter((x) => {
-    const k = JSON.stringify(x);
-    return seen.has(k) ? false : (seen.add(k), true);
-  });
-  return out.length === xs.length ? xs : out;
-}
 
 export function translatePeer(ns: string, p: NetworkPolicyPeer): Peer {
   if (p.ipBlock) {
