@@ -255,12 +255,12 @@ export class ConnectivityAgent {
     await this.markReadyOnce();
   }
 
-  private policyInput(network: NetworkConfig, tables: readonly TableChoice[]): PolicyInput {
+  private async policyInput(network: NetworkConfig, tables: readonly TableChoice[]): Promise<PolicyInput> {
     if (!this.policy) return { enabled: false };
     // A nat-only resync needs no render (and must not be held up by a failing one).
     if (!tables.includes("filter")) return { enabled: true, renders: undefined };
     const families = [...(network.ipv4 ? [4 as const] : []), ...(network.ipv6 ? [6 as const] : [])];
-    return { enabled: true, renders: this.policy.renders(families) };
+    return { enabled: true, renders: await this.policy.renders(families) };
   }
 
   private async resyncRules(tables: readonly TableChoice[]): Promise<void> {
@@ -269,7 +269,7 @@ export class ConnectivityAgent {
     if (!lease || !this.hostRules || this.stopping) return;
     try {
       const trust = this.underlayTrust;
-      const { filterApplied } = await this.hostRules.apply(network, lease, this.policyInput(network, tables), tables, trust);
+      const { filterApplied } = await this.hostRules.apply(network, lease, await this.policyInput(network, tables), tables, trust);
       if (filterApplied) this.appliedTrust = trustKey(trust);
       if (filterApplied && this.policy) await forgetConntrackOf(this.policy.takeRemovedAddresses(), this.log);
       if (filterApplied) await this.readyMarks?.sync(this.policy ? this.policy.renderedLocalEndpoints() : (this.localEndpoints?.records() ?? []));
@@ -323,6 +323,7 @@ export class ConnectivityAgent {
     await this.publisher?.stop();
     await this.policyFeed?.stop();
     await this.running.catch(() => undefined);
+    await this.policy?.close();
     await this.subnets?.stop();
     await this.datastore?.close();
     this.nl?.close();

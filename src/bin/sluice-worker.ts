@@ -1,17 +1,19 @@
 /**
  * sluice-worker: the agent's worker thread (started by src/util/workerThread.ts, never on
  * its own). It runs the pure, CPU-heavy steps that must not hold up the agent's event
- * loop: validating large objects. One task at a time, in order.
+ * loop: validating large objects and rendering the policy. One task at a time, in order.
  */
 import { readlinkSync } from "node:fs";
 import { getPriority, setPriority } from "node:os";
 import { parentPort } from "node:worker_threads";
 import { validateObjectTask, VALIDATE_OBJECT_TASK } from "../config/offThreadValidation.js";
+import { renderPolicyTask, RENDER_POLICY_TASK } from "../agent/policyRenderTask.js";
 import type { WorkerReply, WorkerRequest } from "../util/workerThread.js";
 
 // Each task takes its input as posted and returns what is posted back (structured clone).
 const TASKS: Readonly<Record<string, (input: never) => unknown>> = {
   [VALIDATE_OBJECT_TASK]: validateObjectTask,
+  [RENDER_POLICY_TASK]: renderPolicyTask,
 };
 
 /** How much nicer than the agent's event loop the thread runs (Linux nice levels). */
