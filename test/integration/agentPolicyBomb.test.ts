@@ -69,8 +69,8 @@ function bombPolicy(name: string, bytes: number): KubeObject {
  * Issue 11, item 2: a NetworkPolicy at the API's object-size limit, made of copies of a few
  * peers and ports, must not stall the agent: /healthz keeps answering within 100 ms while it
  * is processed (the issue's threshold: kubelet's liveness probe is what restarts a stalled
- * agent), the policy applies (deduplicated), and a small policy written after it takes
- * effect in the kernel. Without the fix the agent renders 10^8 lines for half an hour
+ * agent), the policy applies (deduplicated), a small policy written after it takes effect
+ * in the kernel and a new pod's CNI ADD (which waits for its chains) succeeds. Without the fix the agent renders 10^8 lines for half an hour
  * (the small policy never applies) or, with only the render fixed, validates the object on
  * its event loop (/healthz then waits 250-500 ms).
  *
@@ -115,36 +115,41 @@ describe("agent: a 1.5 MiB NetworkPolicy of duplicated peers and ports", () => {
     await etcd?.stop();
   });
 
-  test("/healthz answers within 100 ms throughout, the policy applies deduplicated, and a later small policy takes effect", async (t) => {
+  test("/healthz answers within 100 ms throughout, the policy applies deduplicated, a later small policy takes effect and a new pod's ADD succeeds", async (t) => {
     const bomb = bombPolicy("bomb", MAX_OBJECT_BYTES - 4096);
     const value = JSON.stringify(bomb);
     assert.ok(value.length > MAX_OBJECT_BYTES - 8192 && value.length <= MAX_OBJECT_BYTES, `policy is ${value.length} bytes`);
 
+    const p2 = await node.pod("p2");
     poller = spawn("nice", ["-n", "-10", "ip", "netns", "exec", node.ns, process.execPath, "-e", POLLER_JS, String(healthPort)], { stdio: ["pipe", "pipe", "inherit"] });
     let out = "";
     poller.stdout?.on("data", (d: Buffer) => (out += d.toString()));
     const exited = new Promise<void>((r) => poller?.once("exit", () => r()));
     await new Promise((r) => setTimeout(r, 300)); // a few answers before, for the baseline
 
-    // Written as a client of the API server would (the store's validation is the API's).
+    // Straight into etcd, one value, as an API server would store it.
     await etcd.client.put(resourceKey(networkPolicyKind.plural, "ns1", "bomb")).value(value);
     const small: KubeObject = { apiVersion: "networking.k8s.io/v1", kind: "NetworkPolicy", metadata: { name: "small", namespace: "ns1" }, spec: { podSelector: { matchLabels: { app: "web" } }, ingress: [{ from: [{ ipBlock: { cidr: "203.0.113.0/24" } }], ports: [{ port: 8443 }] }] } } as KubeObject;
     await new EtcdResourceStore(etcd.client).put(small);
+    // A new pod is wired meanwhile: its ADD waits for its chains (policy-ready).
+    const adding = node.add(p2, "ctr-p2", "p2", { conf: node.conf({ policyReadyTimeoutMs: 10_000 }) });
 
     const smallChain = policyChainName("ingress", "ns1/small");
     const bombChain = policyChainName("ingress", "ns1/bomb");
     const filter = (): Promise<string> => nsExec(node.ns, "iptables-save", ["-t", "filter"]);
     const applied = await eventually(async () => (await filter()).includes(`-A ${smallChain} `), 60_000, 100);
-    await new Promise((r) => setTimeout(r, 300)); // and a few after
+    const add = await adding;
+    await new Promise((r) => setTimeout(r, 300)); // and a few answers after
     poller.stdin?.end();
     await exited;
     const polls = JSON.parse(out) as PollResult;
     t.diagnostic(`/healthz: ${polls.n} answers, median ${polls.median.toFixed(1)} ms, p99 ${polls.p99.toFixed(1)} ms, max ${polls.max.toFixed(1)} ms`);
     assert.ok(applied, `the small policy's chain is programmed; log:\n${logTail()}`);
+    assert.equal(add.code, 0, `a new pod's ADD: ${add.stdout}${add.stderr}`);
 
     const rules = await filter();
     const bombLines = rules.split("\n").filter((l) => l.startsWith(`-A ${bombChain} `));
-    // Two distinct peers x two distinct ports, and the RETURN after the rule's accept.
+    // Two distinct peers x two distinct ports: four lines, however many copies were written.
     assert.equal(bombLines.filter((l) => l.includes("--dport")).length, 4, bombLines.join("\n"));
     assert.match(rules, new RegExp(`-A ${smallChain} -p tcp -m set --match-set \\S+ src -m tcp --dport 8443 `));
     assert.ok(polls.n >= 10, `polled ${polls.n} times`);
