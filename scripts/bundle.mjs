@@ -4,7 +4,8 @@
 import { build } from "esbuild";
 import { chmod } from "node:fs/promises";
 
-const entries = ["sluice-agent", "sluicectl", "sluice-cni"];
+// sluice-worker is no command: the agent runs it as a worker thread (src/util/workerThread.ts).
+const entries = ["sluice-agent", "sluicectl", "sluice-cni", "sluice-worker"];
 const external = ["netlink", "etcd3", "@grpc/grpc-js", "@grpc/proto-loader", "@kubernetes/client-node"];
 
 for (const name of entries) {

@@ -277,12 +277,12 @@ export class ConnectivityAgent {
     else this.log.info({ device: KUBE_IPVS_DEVICE }, "kube-proxy IPVS device gone: its INPUT/OUTPUT path rules are removed");
   }
 
-  private policyInput(network: NetworkConfig, tables: readonly TableChoice[], kubeIpvs: readonly string[] | undefined): PolicyInput {
+  private async policyInput(network: NetworkConfig, tables: readonly TableChoice[], kubeIpvs: readonly string[] | undefined): Promise<PolicyInput> {
     if (!this.policy) return { enabled: false };
     // A nat-only resync needs no render (and must not be held up by a failing one).
     if (!tables.includes("filter")) return { enabled: true, renders: undefined };
     const families = [...(network.ipv4 ? [4 as const] : []), ...(network.ipv6 ? [6 as const] : [])];
-    return { enabled: true, renders: this.policy.renders(families), kubeIpvs: kubeIpvs && { services: kubeIpvs } };
+    return { enabled: true, renders: await this.policy.renders(families), kubeIpvs: kubeIpvs && { services: kubeIpvs } };
   }
 
   private async resyncRules(tables: readonly TableChoice[]): Promise<void> {
@@ -293,7 +293,7 @@ export class ConnectivityAgent {
       const trust = this.underlayTrust;
       const kubeIpvs = this.kubeIpvs;
       const kubeIpvsKey = this.kubeIpvsKey;
-      const { filterApplied } = await this.hostRules.apply(network, lease, this.policyInput(network, tables, kubeIpvs), tables, trust);
+      const { filterApplied } = await this.hostRules.apply(network, lease, await this.policyInput(network, tables, kubeIpvs), tables, trust);
       if (filterApplied) {
         this.appliedTrust = trustKey(trust);
         this.appliedKubeIpvs = kubeIpvsKey;
@@ -354,6 +354,7 @@ export class ConnectivityAgent {
     await this.publisher?.stop();
     await this.policyFeed?.stop();
     await this.running.catch(() => undefined);
+    await this.policy?.close();
     await this.subnets?.stop();
     await this.datastore?.close();
     this.nl?.close();

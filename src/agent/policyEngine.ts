@@ -1,16 +1,17 @@
 /**
  * The policy half of the agent (Felix's job), wired the one-way DESIGN way: the policy
  * source (datastore list/watch) keeps a snapshot; on every change the engine marks its
- * render stale and asks the agent for an apply; the apply renders the snapshot (pure)
- * and hands chains and ipsets to the same serial dataplane queue as everything else.
+ * render stale and asks the agent for an apply; the apply renders the snapshot (pure, in
+ * the agent's worker thread: policyRenderTask.ts) and hands chains and ipsets to the same
+ * serial dataplane queue as everything else.
  */
 import { EventEmitter } from "node:events";
 import type { Logger } from "pino";
 import type { PolicySnapshot } from "../model/policySnapshot.js";
 import type { Family } from "../model/ip.js";
 import type { PolicyRender } from "../render/policyContract.js";
-import { renderPolicyModel } from "../render/policy.js";
-import { type PolicyModel, buildPolicyModel } from "../policy/model.js";
+import { WorkerThread } from "../util/workerThread.js";
+import { type JsonText, RENDER_POLICY_TASK, type RenderPolicyInput, type RenderPolicyOutput, modelInputOf } from "./policyRenderTask.js";
 
 /** What the engine needs of a datastore: the etcd PolicySource or the Kubernetes KubePolicySource. */
 export interface PolicyFeed {
@@ -22,6 +23,7 @@ export interface PolicyFeed {
 
 export class PolicyEngine extends EventEmitter {
   private cache: { snapshot: PolicySnapshot; families: string; renders: Map<Family, PolicyRender> } | undefined;
+  private readonly thread = new WorkerThread("sluice-policy-render");
   /** Pod addresses as of the last render, to find those that went away. */
   private addresses: Set<string> | undefined;
 
@@ -71,33 +73,42 @@ export class PolicyEngine extends EventEmitter {
     return snapshot.endpoints.filter((e) => e.node === this.nodeName).map((e) => ({ hostIface: e.hostIface, containerId: containers.get(e.hostIface) ?? "", ips: e.ips }));
   }
 
-  /** The policy model of a snapshot; new warnings are logged once. */
-  private modelOf(snapshot: PolicySnapshot): PolicyModel {
-    const model = buildPolicyModel(snapshot);
-    const now = new Set(model.warnings);
+  /** Logs the warnings that were not there at the previous render. */
+  private noteWarnings(warnings: readonly string[]): void {
+    const now = new Set(warnings);
     for (const w of now) if (!this.lastWarnings.has(w)) this.log.warn({ warning: w }, "policy warning");
     this.lastWarnings = now;
-    return model;
   }
 
   /**
    * The render of each family, or undefined until the datastore has been listed once (the
    * caller then leaves the filter table as it is). Cached per snapshot: the source hands out
-   * a new snapshot object whenever anything changed.
+   * a new snapshot object whenever anything changed. Rendered in the worker thread; a
+   * failure there rejects (the caller keeps the rules in place and retries).
    */
-  renders(families: readonly Family[]): ReadonlyMap<Family, PolicyRender> | undefined {
+  async renders(families: readonly Family[]): Promise<ReadonlyMap<Family, PolicyRender> | undefined> {
     if (!this.feed.synced) return undefined;
     const snapshot = this.feed.snapshot();
     const key = families.join(",");
-    this.rendered = snapshot;
-    if (this.cache && this.cache.snapshot === snapshot && this.cache.families === key) return this.cache.renders;
+    if (this.cache && this.cache.snapshot === snapshot && this.cache.families === key) {
+      this.rendered = snapshot;
+      return this.cache.renders;
+    }
     const started = performance.now();
-    const model = this.modelOf(snapshot);
-    const renders = new Map<Family, PolicyRender>();
-    for (const family of families) renders.set(family, renderPolicyModel({ family, nodeName: this.nodeName, model, sctpSupported: this.sctpSupported }));
+    const input: RenderPolicyInput = { model: modelInputOf(snapshot), nodeName: this.nodeName, families: [...families], sctpSupported: this.sctpSupported };
+    const reply = await this.thread.call<JsonText>(RENDER_POLICY_TASK, { json: JSON.stringify(input) } satisfies JsonText);
+    const out = JSON.parse(reply.json) as RenderPolicyOutput;
+    this.noteWarnings(out.warnings);
+    const renders = new Map(out.renders);
     const local = snapshot.endpoints.filter((e) => e.node === this.nodeName).length;
-    this.log.debug({ ms: Math.round(performance.now() - started), endpoints: snapshot.endpoints.length, local, policies: model.policies.length, revision: snapshot.revision }, "policy rendered");
+    this.log.debug({ ms: Math.round(performance.now() - started), renderMs: Math.round(out.ms), endpoints: snapshot.endpoints.length, local, policies: out.policies, revision: snapshot.revision }, "policy rendered");
+    this.rendered = snapshot;
     this.cache = { snapshot, families: key, renders };
     return renders;
+  }
+
+  /** Stops the render thread (a later render starts a new one). */
+  async close(): Promise<void> {
+    await this.thread.close();
   }
 }

@@ -235,6 +235,28 @@ export function effectivePolicyTypes(np: NetworkPolicyObject): { ingress: boolea
   return { ingress: true, egress: np.spec.egress !== undefined && np.spec.egress.length > 0 };
 }
 
+/**
+ * The policy without exact copies (equal JSON) of a rule, a peer or a port: each of those
+ * lists is ORed, so a copy adds nothing. First ones kept, in order.
+ */
+export function networkPolicyWithoutCopies(np: NetworkPolicyObject): { object: NetworkPolicyObject; copies: number } {
+  let copies = 0;
+  const distinct = <T>(xs: T[] | undefined): T[] | undefined => {
+    if (!xs || xs.length < 2) return xs;
+    const seen = new Set<string>();
+    const out = xs.filter((x) => {
+      const k = JSON.stringify(x);
+      return seen.has(k) ? false : (seen.add(k), true);
+    });
+    copies += xs.length - out.length;
+    return out;
+  };
+  const spec = { ...np.spec };
+  if (np.spec.ingress) spec.ingress = distinct(np.spec.ingress.map((r) => ({ ...r, ...(r.from && { from: distinct(r.from) }), ...(r.ports && { ports: distinct(r.ports) }) })));
+  if (np.spec.egress) spec.egress = distinct(np.spec.egress.map((r) => ({ ...r, ...(r.to && { to: distinct(r.to) }), ...(r.ports && { ports: distinct(r.ports) }) })));
+  return copies === 0 ? { object: np, copies } : { object: { ...np, spec }, copies };
+}
+
 /** True when `s` parses as a CIDR (host bits may be set, as the API server accepts). */
 export function isCidr(s: string): boolean {
   try {

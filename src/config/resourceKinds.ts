@@ -7,7 +7,7 @@
  * appended to KINDS.
  */
 import type { z } from "zod";
-import { type LabelSelector, type NamespaceObject, type NetworkPolicyObject, type PodObject, formatIssuePath, namespaceObject, networkPolicyObject, podObject, withoutUnusablePodAddresses } from "./k8sSchemas.js";
+import { type LabelSelector, type NamespaceObject, type NetworkPolicyObject, type PodObject, formatIssuePath, namespaceObject, networkPolicyObject, networkPolicyWithoutCopies, podObject, withoutUnusablePodAddresses } from "./k8sSchemas.js";
 import type { DroppedValue } from "./netSchemas.js";
 import { NAMESPACE_NAME_LABEL } from "../model/endpoint.js";
 import {
@@ -70,6 +70,13 @@ export interface ResourceKind<T extends KubeObject = KubeObject> {
    * warns. Pure; runs before normalize.
    */
   dropUnusable?(o: T): { object: T; dropped: DroppedValue[] };
+  /**
+   * The object without exact copies in the lists its API defines as alternatives (ORed:
+   * a copy adds nothing), and how many there were. Readers of large objects apply it
+   * (offThreadValidation.ts), so the agent does not hold 40,000 copies of one peer; what is
+   * stored stays as written.
+   */
+  withoutCopies?(o: T): { object: T; copies: number };
   /** Kind-specific table columns for `get`. */
   columns?: Column<T>[];
 }
@@ -147,6 +154,7 @@ export const networkPolicyKind = defineKind<NetworkPolicyObject>({
   namespaced: true,
   shortNames: ["netpol"],
   schema: networkPolicyObject,
+  withoutCopies: networkPolicyWithoutCopies,
   columns: [{ header: "POD-SELECTOR", value: (o) => formatLabelSelector(o.spec.podSelector) }],
 });
 
@@ -325,6 +333,19 @@ export function resolveKindName(name: string, kinds: readonly ResourceKind[] = K
 /** Every name `get`/`delete` accept, for help and error text. */
 export function kindNamesHelp(kinds: readonly ResourceKind[] = KINDS): string {
   return kinds.map((k) => [k.plural, ...k.shortNames].join("|")).join(", ");
+}
+
+/**
+ * The most bytes of JSON one object may take: what the Kubernetes API server can store
+ * (etcd's default request limit, --max-request-bytes, is 1.5 MiB and the API server
+ * refuses larger objects). Sluice holds its own etcd objects to the same limit, so a
+ * policy is never bigger than a cluster could hold.
+ */
+export const MAX_OBJECT_BYTES = 1.5 * 1024 * 1024;
+
+/** Why `bytes` of JSON cannot be one object, or undefined when they can. */
+export function objectSizeProblem(bytes: number): string | undefined {
+  return bytes > MAX_OBJECT_BYTES ? `is ${bytes} bytes of JSON, over the ${MAX_OBJECT_BYTES} bytes (1.5 MiB) one Kubernetes object may take` : undefined;
 }
 
 export interface ValidationIssue {

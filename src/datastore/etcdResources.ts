@@ -5,13 +5,16 @@
  *
  * The stored value is the validated object as JSON (defaults filled, as the API server
  * stores it) without metadata.resourceVersion; on read, resourceVersion is the key's etcd
- * mod revision. The store writes only objects that pass their kind's schema, and
- * `applyAll` writes a whole batch in one etcd transaction: all of it or none of it.
+ * mod revision. The store writes only objects that pass their kind's schema and fit the
+ * API server's object size (MAX_OBJECT_BYTES, also refused on read), and `applyAll`
+ * writes a whole batch in one etcd transaction: all of it or none of it.
  */
 import { randomUUID } from "node:crypto";
 import type { Etcd3, IKeyValue } from "etcd3";
-import { type KubeObject, type ResourceKind, type ValidationIssue, KINDS, RESERVED_PLURALS, apiVersionOf, kindByPlural, validateObject } from "../config/resourceKinds.js";
+import { type KubeObject, type ResourceKind, type ValidationIssue, KINDS, RESERVED_PLURALS, apiVersionOf, kindByPlural, objectSizeProblem, validateObject } from "../config/resourceKinds.js";
 import { SLUICE_PREFIX, resourceKey } from "./resourceKeys.js";
+import { type TextValidated, validateText, validateTextOffThread } from "../config/offThreadValidation.js";
+import type { WorkerThread } from "../util/workerThread.js";
 
 /** etcd's default --max-txn-ops: the most writes one transaction may carry. */
 export const DEFAULT_MAX_TXN_OPS = 128;
@@ -100,23 +103,32 @@ export function parseResourceKey(key: string, prefix = SLUICE_PREFIX, kinds: rea
   return kind.namespaced ? { type: "object", kind, namespace: rest[0], name: rest[1] as string } : { type: "object", kind, namespace: undefined, name: rest[0] as string };
 }
 
+/** `copies`: exact copies the kind's withoutCopies dropped (decoded off the thread only). */
+export type StoredDecode<T> = { ok: true; object: T; dropped: ValidationIssue[]; copies?: number } | { ok: false; reason: string };
+
 /**
- * Decodes and validates a stored object: JSON, the kind's schema, and a name/namespace
- * that match the key (a value copied under the wrong key is refused).
+ * Decodes and validates a stored object: at most MAX_OBJECT_BYTES, JSON, the kind's schema,
+ * and a name/namespace that match the key (a value copied under the wrong key is refused).
  */
-export function decodeStoredObject<T extends KubeObject>(kind: ResourceKind<T>, namespace: string | undefined, name: string, kv: Pick<IKeyValue, "value" | "mod_revision">): { ok: true; object: T; dropped: ValidationIssue[] } | { ok: false; reason: string } {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(kv.value.toString());
-  } catch (err) {
-    return { ok: false, reason: `not JSON: ${(err as Error).message}` };
-  }
-  const v = validateObject(kind, raw);
-  if (!v.ok) return { ok: false, reason: v.issues.map((i) => `${i.path}: ${i.message}`).join("; ") };
+export function decodeStoredObject<T extends KubeObject>(kind: ResourceKind<T>, namespace: string | undefined, name: string, kv: Pick<IKeyValue, "value" | "mod_revision">): StoredDecode<T> {
+  const tooBig = objectSizeProblem(kv.value.length);
+  if (tooBig !== undefined) return { ok: false, reason: tooBig };
+  return checkStored(kind, namespace, name, kv.mod_revision, validateText(kind, kv.value.toString()));
+}
+
+/** decodeStoredObject, with the validation of a large value in `thread` (offThreadValidation.ts). */
+export async function decodeStoredObjectOffThread<T extends KubeObject>(thread: WorkerThread, kind: ResourceKind<T>, namespace: string | undefined, name: string, kv: Pick<IKeyValue, "value" | "mod_revision">): Promise<StoredDecode<T>> {
+  const tooBig = objectSizeProblem(kv.value.length);
+  if (tooBig !== undefined) return { ok: false, reason: tooBig };
+  return checkStored(kind, namespace, name, kv.mod_revision, await validateTextOffThread(thread, kind, kv.value.toString()));
+}
+
+function checkStored<T extends KubeObject>(kind: ResourceKind<T>, namespace: string | undefined, name: string, modRevision: string, v: TextValidated<T>): StoredDecode<T> {
+  if (!v.ok) return { ok: false, reason: "notJson" in v ? `not JSON: ${v.notJson}` : v.issues.map((i) => `${i.path}: ${i.message}`).join("; ") };
   const o = v.object;
   if (o.metadata.name !== name) return { ok: false, reason: `metadata.name "${o.metadata.name}" does not match the key` };
   if (kind.namespaced && o.metadata.namespace !== namespace) return { ok: false, reason: `metadata.namespace "${String(o.metadata.namespace)}" does not match the key` };
-  return { ok: true, object: { ...o, metadata: { ...o.metadata, resourceVersion: kv.mod_revision } }, dropped: v.dropped };
+  return { ok: true, object: { ...o, metadata: { ...o.metadata, resourceVersion: modRevision } }, dropped: v.dropped, ...(v.copies ? { copies: v.copies } : {}) };
 }
 
 /** "NetworkPolicy x/deny-all", "Namespace prod": how messages name an object. */
@@ -240,6 +252,12 @@ export class EtcdResourceStore {
         return;
       }
       const object = kind.namespaced ? v.object : { ...v.object, metadata: withoutKey(v.object.metadata, "namespace") };
+      // The API server's limit (uid and creationTimestamp add less than 100 bytes).
+      const tooBig = objectSizeProblem(Buffer.byteLength(JSON.stringify(object)));
+      if (tooBig !== undefined) {
+        problems.push({ ref, issues: [{ path: "(root)", message: tooBig }] });
+        return;
+      }
       byKey.set(this.keyOf({ kind, namespace: object.metadata.namespace, name: object.metadata.name }), { kind, object });
     });
     if (problems.length) throw new ResourceValidationError(problems);

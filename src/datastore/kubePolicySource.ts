@@ -15,6 +15,9 @@
  *   CNI plugin recorded on this node) supply a local pod's IPs before the kubelet reports
  *   them: for this node's pods the record wins. A record without its Pod is still an
  *   endpoint, with unknown labels (fail closed), as in etcd mode.
+ * - A large object (hasMoreValues: a policy may take 1.5 MiB) is validated in a worker
+ *   thread (offThreadValidation.ts), so the event loop stays free meanwhile; lists and
+ *   events still apply one at a time, in the order the watches delivered them.
  * - A namespace without its Namespace object gives its endpoints unknown labels (as etcd).
  * - `synced` once every informer has listed; "changed" on each change; 410 Gone relists
  *   (the informer does), other failures are retried with back-off; the last snapshot stays
@@ -26,10 +29,12 @@ import { EventEmitter } from "node:events";
 import type { Logger } from "pino";
 import type { KubeConfig } from "@kubernetes/client-node" with { "resolution-mode": "import" };
 import type { NetworkPolicyObject, PodObject } from "../config/k8sSchemas.js";
-import { type KubeObject, type ResourceKind, KINDS, networkPolicyKind, podKind, validateObject } from "../config/resourceKinds.js";
+import { type KubeObject, type ResourceKind, type Validated, KINDS, networkPolicyKind, podKind, validateObject } from "../config/resourceKinds.js";
+import { hasMoreValues, validateTextOffThread } from "../config/offThreadValidation.js";
+import { WorkerThread } from "../util/workerThread.js";
 import { type WorkloadEndpointRecord, hostIfaceName } from "../model/endpoint.js";
 import { KubeCollectionWatch, type RawKubeObject } from "./kubeWatch.js";
-import { type InvalidValue, type PolicySnapshot, type RefusedObject, namespacesAndEndpoints } from "./policySource.js";
+import { COPIES_IGNORED, type InvalidValue, type PolicySnapshot, type RefusedObject, namespacesAndEndpoints } from "./policySource.js";
 
 /** What the CNI plugin recorded for this node's pods (k-agent reads them from its files). */
 export interface LocalEndpointRecords {
@@ -79,6 +84,8 @@ interface KindState {
   kind: ResourceKind;
   entries: Map<string, Entry>;
   watch: KubeCollectionWatch;
+  /** Its first list has been applied (the watch may have listed before: lists wait their turn). */
+  listed: boolean;
 }
 
 interface KubePolicySourceEvents {
@@ -96,6 +103,11 @@ export class KubePolicySource extends EventEmitter<KubePolicySourceEvents> {
   private cached: PolicySnapshot | undefined;
   private isSynced = false;
   private starting: Promise<void> | undefined;
+  private stopping = false;
+  /** Where large objects are validated (started on the first one). */
+  private readonly validator = new WorkerThread("sluice-validate");
+  /** Lists and events apply one after another, in order, even while one awaits its validation. */
+  private applying: Promise<void> = Promise.resolve();
 
   constructor(o: KubePolicySourceOptions) {
     super();
@@ -106,14 +118,15 @@ export class KubePolicySource extends EventEmitter<KubePolicySourceEvents> {
       const state: KindState = {
         kind,
         entries,
+        listed: false,
         watch: new KubeCollectionWatch({
           kc: o.kc,
           log: o.log,
           resource: kind,
           handlers: {
-            list: (items, rv) => this.onList(state, items, rv),
-            upsert: (obj) => this.onUpsert(state, obj),
-            remove: (obj) => this.onRemove(state, obj),
+            list: (items, rv) => this.inOrder(async () => this.onList(state, await this.decodeAll(state, items), rv)),
+            upsert: (obj) => this.inOrder(async () => this.onUpsert(state, obj, await this.decode(state, obj))),
+            remove: (obj) => this.inOrder(() => this.onRemove(state, obj)),
           },
           // A CRD that is not installed holds nothing; it must not hold back the rest. Built-in
           // kinds are always served: a 404 there is never an empty list.
@@ -146,12 +159,25 @@ export class KubePolicySource extends EventEmitter<KubePolicySourceEvents> {
 
   /** Starts every informer; resolves once all have listed (retrying meanwhile), rejects if stopped first. */
   start(): Promise<void> {
-    this.starting ??= Promise.all(this.states.map((s) => s.watch.start())).then(() => undefined);
+    // Once listed, a list has been queued: wait until it is applied too.
+    this.starting ??= Promise.all(this.states.map((s) => s.watch.start())).then(() => this.applying);
     return this.starting;
   }
 
   async stop(): Promise<void> {
+    this.stopping = true;
     await Promise.all(this.states.map((s) => s.watch.stop()));
+    await this.validator.close();
+  }
+
+  /** Runs `step` after every step queued before it; nothing is applied once stopping. */
+  private inOrder(step: () => void | Promise<void>): void {
+    this.applying = this.applying
+      .then(() => (this.stopping ? undefined : step()))
+      .catch((err: Error) => {
+        // A listener's bug or a failed step must not stop the ones after it.
+        this.o.log.error({ err: (err as Error).message }, "applying a policy data change failed");
+      });
   }
 
   snapshot(): PolicySnapshot {
@@ -173,15 +199,36 @@ export class KubePolicySource extends EventEmitter<KubePolicySourceEvents> {
 
   // ------------------------------------------------------------------ events
 
-  private decode(state: KindState, raw: RawKubeObject): { key: string; entry: Entry } | undefined {
+  private async decode(state: KindState, raw: RawKubeObject): Promise<{ key: string; entry: Entry } | undefined> {
     const name = raw.metadata?.name;
     if (!name) return undefined;
     const namespace = state.kind.namespaced ? (raw.metadata?.namespace ?? "default") : undefined;
     const key = namespace !== undefined ? `${namespace}/${name}` : name;
-    const v = validateObject(state.kind, raw);
+    let v: Validated<KubeObject>;
+    try {
+      v = await this.validate(state.kind, raw);
+    } catch (err) {
+      // The thread failed (or took too long): the object counts as unreadable, never as absent.
+      v = { ok: false, issues: [{ path: "(root)", message: `cannot be validated: ${(err as Error).message}` }] };
+    }
     if (v.ok) return { key, entry: { good: v.object, invalid: undefined, namespace, name, dropped: v.dropped.length ? v.dropped.map((i) => `${i.path}: ${i.message}`).join("; ") : undefined } };
     const reason = v.issues.map((i) => `${i.path}: ${i.message}`).join("; ");
     return { key, entry: { good: undefined, invalid: reason, namespace, name } };
+  }
+
+  private async decodeAll(state: KindState, items: readonly RawKubeObject[]): Promise<Array<{ key: string; entry: Entry } | undefined>> {
+    const out: Array<{ key: string; entry: Entry } | undefined> = [];
+    for (const raw of items) out.push(await this.decode(state, raw));
+    return out;
+  }
+
+  /** validateObject, in the worker thread for a large object. */
+  private async validate(kind: ResourceKind, raw: RawKubeObject): Promise<Validated<KubeObject>> {
+    if (!hasMoreValues(raw)) return validateObject(kind, raw);
+    const v = await validateTextOffThread(this.validator, kind, JSON.stringify(raw));
+    if (v.ok && v.copies) this.o.log.warn({ kind: kind.kind, key: kind.namespaced ? `${raw.metadata?.namespace ?? "default"}/${raw.metadata?.name ?? ""}` : raw.metadata?.name, copies: v.copies }, COPIES_IGNORED);
+    // It came from the API server's JSON, so it is JSON.
+    return "notJson" in v ? { ok: false, issues: [{ path: "(root)", message: `not JSON: ${v.notJson}` }] } : v;
   }
 
   /** Merges a decoded version with what was there: an invalid one keeps the last good version. Logs transitions. */
@@ -197,17 +244,15 @@ export class KubePolicySource extends EventEmitter<KubePolicySourceEvents> {
     return { ...next, good };
   }
 
-  private onList(state: KindState, items: RawKubeObject[], rv: string): void {
+  private onList(state: KindState, decoded: ReadonlyArray<{ key: string; entry: Entry } | undefined>, rv: string): void {
     const next = new Map<string, Entry>();
-    for (const raw of items) {
-      const d = this.decode(state, raw);
-      if (d) next.set(d.key, this.merge(state, d.key, d.entry));
-    }
+    for (const d of decoded) if (d) next.set(d.key, this.merge(state, d.key, d.entry));
     state.entries.clear();
     for (const [k, e] of next) state.entries.set(k, e);
+    state.listed = true;
     if (rv) this.revision = rv;
     this.changed({ cause: "list", kind: state.kind.kind, revision: this.revision });
-    if (!this.isSynced && this.states.every((s) => s.watch.synced || s === state)) {
+    if (!this.isSynced && this.states.every((s) => s.listed)) {
       this.isSynced = true;
       try {
         this.emit("synced");
@@ -217,8 +262,7 @@ export class KubePolicySource extends EventEmitter<KubePolicySourceEvents> {
     }
   }
 
-  private onUpsert(state: KindState, raw: RawKubeObject): void {
-    const d = this.decode(state, raw);
+  private onUpsert(state: KindState, raw: RawKubeObject, d: { key: string; entry: Entry } | undefined): void {
     if (!d) return;
     const before = state.entries.get(d.key);
     const entry = this.merge(state, d.key, d.entry);
@@ -234,7 +278,7 @@ export class KubePolicySource extends EventEmitter<KubePolicySourceEvents> {
   }
 
   private onRemove(state: KindState, raw: RawKubeObject): void {
-    const d = this.decode(state, raw);
+    const d = keyOf(state, raw);
     if (!d || !state.entries.delete(d.key)) return;
     this.noteRevision(raw);
     this.changed({ cause: "delete", kind: state.kind.kind, key: d.key, revision: this.revision });
@@ -315,6 +359,14 @@ export class KubePolicySource extends EventEmitter<KubePolicySourceEvents> {
     for (const recs of local.values()) out.push(...recs);
     return out;
   }
+}
+
+/** The entry key of an object (what a delete needs: its current version is not validated). */
+function keyOf(state: KindState, raw: RawKubeObject): { key: string } | undefined {
+  const name = raw.metadata?.name;
+  if (!name) return undefined;
+  const namespace = state.kind.namespaced ? (raw.metadata?.namespace ?? "default") : undefined;
+  return { key: namespace !== undefined ? `${namespace}/${name}` : name };
 }
 
 /** A Pod's addresses: status.podIPs, else status.podIP. */

@@ -17,6 +17,10 @@
  *   connection is dropped and replaced by a fresh list + watch, retried with exponential
  *   back-off. Until a list succeeds the last good snapshot stays in place: while etcd is
  *   unreachable the agent keeps enforcing what it last knew.
+ * - Values of LARGE_OBJECT_BYTES or more (a policy may take 1.5 MiB) are validated in a
+ *   worker thread (offThreadValidation.ts), so the event loop stays free meanwhile. Events
+ *   still apply one at a time in etcd's order: a later event waits for an earlier one's
+ *   validation. A value over MAX_OBJECT_BYTES is refused unread.
  * - Namespaces referenced by pods, endpoints or policies but with no Namespace object
  *   (etcd mode lets the CNI plugin record pods in namespaces nobody created) appear as
  *   implicit namespaces carrying only the kubernetes.io/metadata.name label, which is
@@ -31,7 +35,8 @@ import { type KubeObject, type ResourceKind, KINDS, namespaceKind, networkPolicy
 import { NAMESPACE_NAME_LABEL, type NamespaceInfo, type PodEndpoint, type WorkloadEndpointRecord } from "../model/endpoint.js";
 import { joinEndpoints } from "../model/joinEndpoints.js";
 import { abandonWatcher, cancelWithin } from "./etcdClient.js";
-import { decodeStoredObject, parseResourceKey } from "./etcdResources.js";
+import { decodeStoredObjectOffThread, parseResourceKey } from "./etcdResources.js";
+import { WorkerThread } from "../util/workerThread.js";
 import { SLUICE_PREFIX } from "./resourceKeys.js";
 
 // The snapshot types live in src/model (policy/ reads them and may import no datastore).
@@ -59,6 +64,9 @@ export interface PolicySourceOptions {
   requestTimeoutMs?: number;
 }
 
+
+/** Logged when a large object comes with exact copies in its ORed lists (NetworkPolicy rules, peers, ports). */
+export const COPIES_IGNORED = "exact copies of rules, peers or ports in the object are ignored (they add nothing)";
 
 type Entry = { type: "object"; kind: ResourceKind; object: KubeObject } | { type: "workloadendpoint"; record: WorkloadEndpointRecord };
 type Decoded = { ok: true; entry: Entry } | { ok: false; reason: string } | undefined;
@@ -88,6 +96,10 @@ export class PolicySource extends EventEmitter {
   private starting: Promise<void> | undefined;
   private wake: (() => void) | undefined;
   private relists = 0;
+  /** Where large values are validated (started on the first one). */
+  private readonly validator = new WorkerThread("sluice-validate");
+  /** Lists and events apply one after another, in order, even while one awaits its validation. */
+  private applying: Promise<void> = Promise.resolve();
 
   constructor(o: PolicySourceOptions) {
     super();
@@ -147,6 +159,16 @@ export class PolicySource extends EventEmitter {
     this.watchConnected = false;
     w?.removeAllListeners();
     await cancelWithin(w, 2000);
+    await this.validator.close();
+  }
+
+  /** Runs `step` after every step queued before it (a failing step is logged, the queue goes on). */
+  private inOrder(step: () => void | Promise<void>): Promise<void> {
+    const next = this.applying.then(step);
+    this.applying = next.catch((err: Error) => {
+      if (!this.stopping) this.log.error({ err: err.message }, "applying a policy data change failed");
+    });
+    return next;
   }
 
   /** Stored values currently refused by validation. */
@@ -210,14 +232,21 @@ export class PolicySource extends EventEmitter {
     return out;
   }
 
-  private decode(kv: IKeyValue): Decoded {
+  private async decode(kv: IKeyValue): Promise<Decoded> {
     const key = kv.key.toString();
     const info = parseResourceKey(key, this.prefix, this.kinds);
     if (!info) return { ok: false, reason: "key does not fit the layout" };
     if (info.type === "other") return undefined; // not a kind this build knows (e.g. written by a newer sluicectl)
     if (info.type === "object") {
-      const d = decodeStoredObject(info.kind, info.namespace, info.name, kv);
+      let d: Awaited<ReturnType<typeof decodeStoredObjectOffThread>>;
+      try {
+        d = await decodeStoredObjectOffThread(this.validator, info.kind, info.namespace, info.name, kv);
+      } catch (err) {
+        // The thread failed (or took too long): the value counts as unreadable, never as absent.
+        d = { ok: false, reason: `cannot be validated: ${(err as Error).message}` };
+      }
       if (d.ok) this.noteDropped(key, d.dropped.map((i) => `${i.path}: ${i.message}`).join("; "));
+      if (d.ok && d.copies) this.log.warn({ key, copies: d.copies }, COPIES_IGNORED);
       return d.ok ? { ok: true, entry: { type: "object", kind: info.kind, object: d.object } } : d;
     }
     let raw: unknown;
@@ -255,8 +284,14 @@ export class PolicySource extends EventEmitter {
   }
 
   private onPut(kv: IKeyValue): void {
+    void this.inOrder(async () => {
+      const d = await this.decode(kv);
+      if (!this.stopping) this.applyPut(kv, d);
+    });
+  }
+
+  private applyPut(kv: IKeyValue, d: Decoded): void {
     const key = kv.key.toString();
-    const d = this.decode(kv);
     if (d === undefined) return;
     this.revision = kv.mod_revision;
     if (!d.ok) {
@@ -273,6 +308,12 @@ export class PolicySource extends EventEmitter {
   }
 
   private onDelete(kv: IKeyValue): void {
+    void this.inOrder(() => {
+      if (!this.stopping) this.applyDelete(kv);
+    });
+  }
+
+  private applyDelete(kv: IKeyValue): void {
     const key = kv.key.toString();
     const wasRefused = this.invalid.delete(key) && !this.entries.has(key) && this.refusedObject(key, "") !== undefined;
     const old = this.entries.get(key);
@@ -295,12 +336,15 @@ export class PolicySource extends EventEmitter {
   }
 
   /** Replaces the whole state with a listing; invalid values keep their last good version. */
-  private replaceAll(kvs: IKeyValue[], revision: string): void {
+  private async replaceAll(kvs: IKeyValue[], revision: string): Promise<void> {
+    const decoded: Decoded[] = [];
+    for (const kv of kvs) decoded.push(await this.decode(kv));
+    if (this.stopping) return;
     const next = new Map<string, Entry>();
     const seen = new Set<string>();
-    for (const kv of kvs) {
+    for (const [i, kv] of kvs.entries()) {
       const key = kv.key.toString();
-      const d = this.decode(kv);
+      const d = decoded[i];
       if (d === undefined) continue;
       seen.add(key);
       if (d.ok) {
@@ -333,7 +377,8 @@ export class PolicySource extends EventEmitter {
     const prefix = `${this.prefix}/`;
     const res = await withTimeout(this.client.getAll().prefix(prefix).exec(), this.requestTimeoutMs, "listing the policy data");
     if (this.stopping) return;
-    this.replaceAll(res.kvs, res.header.revision);
+    await this.inOrder(() => this.replaceAll(res.kvs, res.header.revision));
+    if (this.stopping) return;
     const w = this.client
       .watch()
       .prefix(prefix)

@@ -144,7 +144,11 @@ function narrowest(b: Bucket, reqs: readonly Requirement[]): PodEndpoint[] {
   for (const r of reqs) {
     let cand: PodEndpoint[] | undefined;
     if (r.operator === "In") {
+      const withKey = b.byKey.get(r.key) ?? [];
       if (r.values.length === 1) cand = b.byLabel.get(`${r.key}=${r.values[0] as string}`) ?? [];
+      // More values than pods with the key (a selector may list thousands): those pods are
+      // fewer lookups, and a superset the filter then narrows.
+      else if (r.values.length >= withKey.length) cand = withKey;
       else {
         const seen = new Set<PodEndpoint>();
         for (const v of r.values) for (const p of b.byLabel.get(`${r.key}=${v}`) ?? []) seen.add(p);

@@ -12,6 +12,9 @@
  *   subject is unknown, so nothing narrower is safe.
  * Other refused objects (a NetworkSet, a Node, ...) only warn: what they would add to a
  * peer is missing until they are fixed.
+ *
+ * Every policy is deduplicated and held to MAX_POLICY_TERMS (policyBudget.ts): one that
+ * would expand to more rule terms fails closed by itself, with a warning.
  */
 import type { KubeObject } from "../config/resourceKinds.js";
 import type { NetworkPolicyObject } from "../config/k8sSchemas.js";
@@ -24,6 +27,7 @@ import { EndpointIndex } from "./endpointIndex.js";
 import { globalNetworkPolicyId, globalNetworkPolicyNotes, globalNetworkPolicyToIr } from "./globalNetworkPolicy.js";
 import { type PolicyIR, type RuleIR, podSetKey } from "./ir.js";
 import { canonicalCidr, networkPolicyToIr } from "./networkPolicy.js";
+import { boundPolicy } from "./policyBudget.js";
 import type { Labels } from "./selectors.js";
 
 /** A node as policy sees it (ClusterNetworkPolicy `nodes` peers). */
@@ -79,7 +83,14 @@ export function buildPolicyModel(input: PolicyModelInput): PolicyModel {
   const warnings: string[] = [];
   const cnps = objectsOf<ClusterNetworkPolicyObject>(input, "ClusterNetworkPolicy");
   const gnps = objectsOf<GlobalNetworkPolicyObject>(input, "GlobalNetworkPolicy");
-  const policies: PolicyIR[] = [...input.networkPolicies.map(networkPolicyToIr), ...cnps.map(clusterNetworkPolicyToIr), ...gnps.map(globalNetworkPolicyToIr)];
+  // Every policy deduplicated and held to its budget (policyBudget.ts): one oversized
+  // policy fails closed by itself instead of stalling the render of every other.
+  const policies: PolicyIR[] = [];
+  for (const ir of [...input.networkPolicies.map(networkPolicyToIr), ...cnps.map(clusterNetworkPolicyToIr), ...gnps.map(globalNetworkPolicyToIr)]) {
+    const b = boundPolicy(ir);
+    policies.push(b.policy);
+    if (b.warning !== undefined) warnings.push(b.warning);
+  }
   for (const c of cnps) warnings.push(...clusterNetworkPolicyNotes(c));
   for (const g of gnps) warnings.push(...globalNetworkPolicyNotes(g));
 

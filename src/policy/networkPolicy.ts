@@ -12,9 +12,11 @@
  *   namespaces (AND); `ipBlock` = the CIDR minus its `except` entries;
  * - `ports` absent or empty = every port and protocol; protocol defaults to TCP; `port`
  *   absent = every port of the protocol; a number with optional `endPort` = a range; a
- *   name = the destination pod's container port of that name and protocol.
+ *   name = the destination pod's container port of that name and protocol;
+ * - rules, peers and ports are ORed, so exact copies of one are dropped before anything
+ *   is translated (networkPolicyWithoutCopies; policyBudget.ts bounds what is left).
  */
-import { type NetworkPolicyEgressRule, type NetworkPolicyIngressRule, type NetworkPolicyObject, type NetworkPolicyPeer, type NetworkPolicyPort, effectivePolicyTypes } from "../config/k8sSchemas.js";
+import { type NetworkPolicyEgressRule, type NetworkPolicyIngressRule, type NetworkPolicyObject, type NetworkPolicyPeer, type NetworkPolicyPort, effectivePolicyTypes, networkPolicyWithoutCopies } from "../config/k8sSchemas.js";
 import { formatCidr, parseCidr } from "../model/ip.js";
 import type { Peer, PolicyIR, PortSpec, RuleIR } from "./ir.js";
 import { normalizeSelector } from "./selectors.js";
@@ -23,7 +25,9 @@ export function networkPolicyId(np: NetworkPolicyObject): string {
   return `${np.metadata.namespace}/${np.metadata.name}`;
 }
 
-export function networkPolicyToIr(np: NetworkPolicyObject): PolicyIR {
+export function networkPolicyToIr(written: NetworkPolicyObject): PolicyIR {
+  // Rules, peers and ports are ORed: exact copies go before anything is translated.
+  const np = networkPolicyWithoutCopies(written).object;
   const ns = np.metadata.namespace;
   const types = effectivePolicyTypes(np);
   const ingress = types.ingress ? (np.spec.ingress ?? []).map((r: NetworkPolicyIngressRule) => translateRule(ns, r.from, r.ports)) : undefined;
@@ -46,6 +50,7 @@ function translateRule(ns: string, peers: NetworkPolicyPeer[] | undefined, ports
     ports: ports && ports.length > 0 ? ports.map(translatePort) : "all",
   };
 }
+
 
 export function translatePeer(ns: string, p: NetworkPolicyPeer): Peer {
   if (p.ipBlock) {

@@ -75,12 +75,26 @@ export function requirementText(r: Requirement): string {
   }
 }
 
+// A long value list is looked up in a Set (built once per list), so matching stays linear
+// in pods however many values a selector lists (the API bounds them only by object size).
+const LONG_VALUES = 16;
+const valueSets = new WeakMap<readonly string[], ReadonlySet<string>>();
+function listed(values: readonly string[], v: string): boolean {
+  if (values.length < LONG_VALUES) return values.includes(v);
+  let set = valueSets.get(values);
+  if (!set) {
+    set = new Set(values);
+    valueSets.set(values, set);
+  }
+  return set.has(v);
+}
+
 export function requirementMatches(r: Requirement, labels: Labels): boolean {
   switch (r.operator) {
     case "In":
-      return has(labels, r.key) && r.values.includes(labels[r.key] as string);
+      return has(labels, r.key) && listed(r.values, labels[r.key] as string);
     case "NotIn":
-      return !has(labels, r.key) || !r.values.includes(labels[r.key] as string);
+      return !has(labels, r.key) || !listed(r.values, labels[r.key] as string);
     case "Exists":
       return has(labels, r.key);
     case "DoesNotExist":

@@ -16,7 +16,7 @@ import { objectMeta } from "../../src/config/k8sSchemas.js";
 import { KINDS, type KubeObject, defineKind } from "../../src/config/resourceKinds.js";
 import { EtcdResourceStore } from "../../src/datastore/etcdResources.js";
 import { KubePolicySource, type LocalEndpointRecords } from "../../src/datastore/kubePolicySource.js";
-import { type PolicySnapshot, PolicySource } from "../../src/datastore/policySource.js";
+import { COPIES_IGNORED, type PolicySnapshot, PolicySource } from "../../src/datastore/policySource.js";
 import { resourceKey, workloadEndpointKey } from "../../src/datastore/resourceKeys.js";
 import { type WorkloadEndpointRecord, hostIfaceName } from "../../src/model/endpoint.js";
 import type { PolicyFeed } from "../../src/agent/policyEngine.js";
@@ -240,6 +240,24 @@ describe("KubePolicySource", () => {
     assert.deepEqual(src.invalidValues().map((v) => [v.key, v.keptLastGood]), [["NetworkPolicy a/broken", true]]);
     assert.equal(src.snapshot().networkPolicies[0]?.spec.ingress?.[0]?.from?.[0]?.ipBlock?.cidr, "10.0.0.0/8");
     assert.deepEqual(src.snapshot().refused, []);
+  });
+
+  test("a large object is validated in the worker thread (without its exact copies), in order with the events around it; a large invalid one is refused", async () => {
+    // 20,000 copies of one peer: some 700 KiB of JSON, well over what is validated inline.
+    const big = (name: string, peer: object) => networkPolicyObject("a", name, { podSelector: {}, ingress: [{ from: Array.from({ length: 20_000 }, () => peer), ports: [{ port: 80 }] }] });
+    reset([namespaceObject("a"), big("big", { podSelector: { matchLabels: { app: "x" } } })]);
+    const { src, log } = await source();
+    const listed = src.snapshot().networkPolicies.find((n) => n.metadata.name === "big");
+    assert.deepEqual(listed?.spec.ingress?.[0]?.from, [{ podSelector: { matchLabels: { app: "x" } } }], "validated, its 19,999 copies of the peer dropped");
+    assert.deepEqual(listed?.spec.ingress?.[0]?.ports, [{ protocol: "TCP", port: 80 }], "defaults filled, as validateObject does");
+    assert.ok(log.records.some((r) => r["msg"] === COPIES_IGNORED && r["copies"] === 19_999 && r["key"] === "a/big"));
+    // A large invalid version, then a small change after it: both apply, in that order.
+    api.put(big("big", { ipBlock: { cidr: "not-a-cidr" } }));
+    api.put(networkPolicyObject("a", "after", { podSelector: {} }));
+    await until("the later small policy", () => src.snapshot().networkPolicies.some((n) => n.metadata.name === "after"));
+    assert.deepEqual(src.invalidValues().map((v) => [v.key, v.keptLastGood]), [["NetworkPolicy a/big", true]], "refused by then: events apply in order");
+    assert.match(src.invalidValues()[0]?.reason ?? "", /^spec\.ingress\[0\]\.from\[0\]\.ipBlock\.cidr: must be a CIDR/);
+    assert.equal(src.snapshot().networkPolicies.find((n) => n.metadata.name === "big")?.spec.ingress?.[0]?.from?.[0]?.podSelector?.matchLabels?.["app"], "x", "the last good version stays");
   });
 
   test("an API outage keeps the snapshot and synced; the relist after it (history compacted meanwhile) brings the changes", async () => {

@@ -5,7 +5,7 @@ import type { NetworkPolicyObject } from "../../src/config/k8sSchemas.js";
 import { type KubeObject, namespaceKind, networkPolicyKind, podKind } from "../../src/config/resourceKinds.js";
 import { connectEtcd } from "../../src/datastore/etcdClient.js";
 import { EtcdResourceStore, ResourceValidationError, TooManyOpsError } from "../../src/datastore/etcdResources.js";
-import { PolicySource, type PolicySourceChange } from "../../src/datastore/policySource.js";
+import { COPIES_IGNORED, PolicySource, type PolicySourceChange } from "../../src/datastore/policySource.js";
 import { namespaceKey, resourceKey, workloadEndpointKey } from "../../src/datastore/resourceKeys.js";
 import { type WorkloadEndpointRecord, hostIfaceName } from "../../src/model/endpoint.js";
 import { etcdConnection, startEtcd } from "../../src/sandbox/etcdServer.js";
@@ -122,6 +122,14 @@ describe("EtcdResourceStore", () => {
     await store.applyAll([np("x", "a"), np("x", "b")]);
     const r = await store.applyAll([np("x", "a"), np("x", "b"), np("x", "c")]).catch((e: Error) => e);
     assert.ok(!(r instanceof Error), String(r));
+  });
+
+  test("an object over the API server's 1.5 MiB is refused whole, naming its size", async () => {
+    const prefix = uniquePrefix();
+    const store = new EtcdResourceStore(etcd.client, { prefix });
+    const huge = np("x", "huge", {}, { ingress: [{ from: Array.from({ length: 60_000 }, (_, i) => ({ ipBlock: { cidr: `10.${i >> 16}.${(i >> 8) & 255}.${i & 255}/32` } })) }] });
+    await assert.rejects(store.applyAll([huge]), /object 1 \(NetworkPolicy x\/huge\): \(root\): is \d+ bytes of JSON, over the 1572864 bytes \(1\.5 MiB\) one Kubernetes object may take/);
+    assert.equal((await etcd.client.getAll().prefix(`${prefix}/`).keys()).length, 0);
   });
 
   test("dry run reports outcomes and writes nothing", async () => {
@@ -327,6 +335,37 @@ describe("PolicySource", () => {
       await etcd.client.delete().key(key);
       await waitFor("the refusal goes with the key", () => src.snapshot().refused?.length === 0);
       assert.deepEqual(buildPolicyModel(src.snapshot()).policies, []);
+    } finally {
+      await src.stop();
+    }
+  });
+
+  test("large values are validated off the event loop and applied in etcd's order", async () => {
+    const prefix = uniquePrefix();
+    const logs = captureLog();
+    const key = resourceKey("networkpolicies", "x", "big", prefix);
+    // 20,000 copies of one peer: about 700 KiB, validated in the worker thread.
+    const big = (peer: object): KubeObject => np("x", "big", {}, { ingress: [{ from: Array.from({ length: 20_000 }, () => peer) }] });
+    await etcd.client.put(key).value(JSON.stringify(big({ podSelector: { matchLabels: { app: "a" } } })));
+    const src = new PolicySource({ client: etcd.client, log: logs.log, prefix });
+    await src.start();
+    try {
+      const listed = src.snapshot().networkPolicies[0];
+      assert.deepEqual(listed?.spec.ingress?.[0]?.from, [{ podSelector: { matchLabels: { app: "a" } } }], "listed, validated, its 19,999 copies of the peer dropped");
+      assert.ok(logs.records.some((r) => r["msg"] === COPIES_IGNORED && r["copies"] === 19_999 && r["key"] === key));
+      assert.equal(listed?.metadata.resourceVersion, (await etcd.client.get(key).exec()).kvs[0]?.mod_revision);
+      // A large invalid version, a small change after it, then a large valid one: in that order.
+      await etcd.client.put(key).value(JSON.stringify(big({ ipBlock: { cidr: "10.0.0.0/33" } })));
+      await etcd.client.put(resourceKey("networkpolicies", "x", "small", prefix)).value(JSON.stringify(np("x", "small")));
+      await waitFor("the small policy", () => src.snapshot().networkPolicies.some((n) => n.metadata.name === "small"));
+      assert.deepEqual(src.invalidValues().map((v) => [v.key, v.keptLastGood]), [[key, true]], "the large one was refused first (its last good version stays)");
+      assert.match(src.invalidValues()[0]?.reason ?? "", /^spec\.ingress\[0\]\.from\[0\]\.ipBlock\.cidr: must be a CIDR/);
+      await etcd.client.put(key).value(JSON.stringify(big({ podSelector: { matchLabels: { app: "b" } } })));
+      await etcd.client.delete().key(resourceKey("networkpolicies", "x", "small", prefix));
+      await waitFor("the small one deleted", () => !src.snapshot().networkPolicies.some((n) => n.metadata.name === "small"));
+      assert.equal(src.snapshot().networkPolicies[0]?.spec.ingress?.[0]?.from?.[0]?.podSelector?.matchLabels?.["app"], "b", "the large put before the delete applied first");
+      assert.deepEqual(src.invalidValues(), []);
+
     } finally {
       await src.stop();
     }

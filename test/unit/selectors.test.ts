@@ -2,6 +2,7 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { canonicalSelector, normalizeSelector, selectorMatches, selectsEverything } from "../../src/policy/selectors.js";
 import { labelSelector, type LabelSelector } from "../../src/config/k8sSchemas.js";
+import { EndpointIndex } from "../../src/policy/endpointIndex.js";
 
 const web = { app: "web", tier: "front" };
 const db = { app: "db", tier: "back", pci: "" };
@@ -77,6 +78,18 @@ describe("label selectors", () => {
     assert.equal(selectorMatches(sel({ matchLabels: { App: "web" } }), web), false);
     assert.equal(selectorMatches(sel({ matchExpressions: [{ key: "constructor", operator: "Exists" }] }), bare), false);
     assert.equal(selectorMatches(sel({ matchExpressions: [{ key: "toString", operator: "DoesNotExist" }] }), bare), true);
+  });
+
+  test("long value lists (looked up in a set) match as short ones do; the index agrees with the selector", () => {
+    const values = Array.from({ length: 5000 }, (_, i) => `v${i}`);
+    const inSel = sel({ matchExpressions: [{ key: "app", operator: "In", values: [...values, "web"] }] });
+    const notIn = sel({ matchExpressions: [{ key: "app", operator: "NotIn", values: [...values, "web"] }] });
+    assert.deepEqual([web, db, bare].map((l) => selectorMatches(inSel, l)), [true, false, false]);
+    assert.deepEqual([web, db, bare].map((l) => selectorMatches(notIn, l)), [false, true, true]);
+    const pods = [web, db, bare, { app: "v4999" }].map((labels, i) => ({ namespace: "a", pod: `p${i}`, node: "n", hostIface: `slc${i}`, ips: [`10.0.0.${i + 1}`], labels, ports: [] }));
+    const index = new EndpointIndex(pods, []);
+    assert.deepEqual(index.podsInNamespace("a", normalizeSelector(inSel)).map((p) => p.pod), ["p0", "p3"]);
+    assert.deepEqual(index.podsInNamespace("a", normalizeSelector(notIn)).map((p) => p.pod), ["p1", "p2"]);
   });
 
   test("canonical form: order-free, duplicates removed, matchLabels = In with one value", () => {
