@@ -25,6 +25,7 @@ import type { LocalEndpointRecords } from "../datastore/kubePolicySource.js";
 import type { WorkloadEndpointRecord } from "../model/endpoint.js";
 import { formatReadyMark, localEndpointsDir, policyReadyDir, policyReadyPath } from "../model/localEndpoints.js";
 import { writeFileAtomic } from "./subnetEnv.js";
+import { SerialRerun } from "../util/serialRerun.js";
 
 
 export interface LocalEndpointWatcherOptions {
@@ -46,8 +47,7 @@ export class LocalEndpointWatcher extends EventEmitter implements LocalEndpointR
   private watcher: FSWatcher | undefined;
   private timer: NodeJS.Timeout | undefined;
   private debounce: NodeJS.Timeout | undefined;
-  private scanning: Promise<void> | undefined;
-  private again = false;
+  private readonly scans = new SerialRerun(() => this.scanOnce(), () => this.stopped);
   private stopped = false;
   /** Files already reported as invalid (by name and content), so a bad file is logged once. */
   private reported = new Set<string>();
@@ -80,19 +80,7 @@ export class LocalEndpointWatcher extends EventEmitter implements LocalEndpointR
 
   /** Scans now (serialized: a request during a scan runs one more scan after it). */
   rescan(): Promise<void> {
-    if (this.scanning) {
-      this.again = true;
-      return this.scanning;
-    }
-    this.scanning = (async () => {
-      do {
-        this.again = false;
-        await this.scanOnce();
-      } while (this.again && !this.stopped);
-    })().finally(() => {
-      this.scanning = undefined;
-    });
-    return this.scanning;
+    return this.scans.request();
   }
 
   private ensureWatch(): void {

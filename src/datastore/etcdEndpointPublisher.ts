@@ -26,6 +26,7 @@ import type { WorkloadEndpointRecord } from "../model/endpoint.js";
 import type { LocalEndpointRecords } from "./kubePolicySource.js";
 import { withTimeout } from "./policySource.js";
 import { SLUICE_PREFIX, workloadEndpointKey, workloadEndpointPrefix } from "./resourceKeys.js";
+import { SerialRerun } from "../util/serialRerun.js";
 
 export interface StoredValue {
   value: string;
@@ -79,8 +80,7 @@ export class EtcdEndpointPublisher {
   private readonly prefix: string;
   private timer: NodeJS.Timeout | undefined;
   private retry: NodeJS.Timeout | undefined;
-  private running: Promise<void> | undefined;
-  private again = false;
+  private readonly syncRuns = new SerialRerun(() => this.syncOnce(), () => this.stopped);
   private stopped = false;
   private backoffMs: number;
   private failing = false;
@@ -108,25 +108,13 @@ export class EtcdEndpointPublisher {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     if (this.retry) clearTimeout(this.retry);
-    await this.running;
+    await this.syncRuns.current;
   }
 
   /** One sync (a request during a sync runs one more after it); resolves when done, failed or not. */
   sync(): Promise<void> {
     if (this.stopped) return Promise.resolve();
-    if (this.running) {
-      this.again = true;
-      return this.running;
-    }
-    this.running = (async () => {
-      do {
-        this.again = false;
-        await this.syncOnce();
-      } while (this.again && !this.stopped);
-    })().finally(() => {
-      this.running = undefined;
-    });
-    return this.running;
+    return this.syncRuns.request();
   }
 
   private async syncOnce(): Promise<void> {
