@@ -68,6 +68,9 @@ export async function invokeCni(nodeNs: string, c: CniCall): Promise<CniReply> {
   });
 }
 
+/** The first address of an ADD's result, without its prefix length. */
+export const podIp = (r: CniReply): string => ((r.json?.["ips"] as Array<{ address: string }>)[0]?.address ?? "").split("/")[0] as string;
+
 export const podArgs = (namespace: string, pod: string): string => `IgnoreUnknown=1;K8S_POD_NAMESPACE=${namespace};K8S_POD_NAME=${pod};K8S_POD_INFRA_CONTAINER_ID=x`;
 
 export interface CniNode {

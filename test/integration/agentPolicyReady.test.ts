@@ -10,11 +10,9 @@ import { policyReadyPath } from "../../src/model/localEndpoints.js";
 import { eventually } from "../../src/sandbox/endpoints.js";
 import { nsExec } from "../../src/sandbox/netns.js";
 import { binPath } from "../../src/sandbox/paths.js";
-import { type CniNode, type CniReply, makeCniNode } from "../helpers/cni.js";
+import { type CniNode, type CniReply, makeCniNode, podIp } from "../helpers/cni.js";
 import { startTestEtcd, type TestEtcd } from "../helpers/etcd.js";
 import { uniquePrefix } from "../helpers/netns.js";
-
-const podIp = (r: CniReply): string => ((r.json?.["ips"] as Array<{ address: string }>)[0]?.address ?? "").split("/")[0] as string;
 
 /**
  * sluice-cni's policy-ready wait against the real agent (etcd mode here; Kubernetes mode

@@ -8,11 +8,9 @@ import { workloadEndpointKey, workloadEndpointPrefix } from "../../src/datastore
 import { hostIfaceName } from "../../src/model/endpoint.js";
 import { eventually } from "../../src/sandbox/endpoints.js";
 import { binPath } from "../../src/sandbox/paths.js";
-import { type CniNode, type CniReply, makeCniNode } from "../helpers/cni.js";
+import { type CniNode, type CniReply, makeCniNode, podIp } from "../helpers/cni.js";
 import { startTestEtcd, type TestEtcd } from "../helpers/etcd.js";
 import { uniquePrefix } from "../helpers/netns.js";
-
-const podIp = (r: CniReply): string => ((r.json?.["ips"] as Array<{ address: string }>)[0]?.address ?? "").split("/")[0] as string;
 
 /**
  * etcd mode with the plugin talking to no etcd: sluice-cni writes the pod's record on the

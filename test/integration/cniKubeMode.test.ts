@@ -4,12 +4,10 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 
 import { parseWorkloadEndpointRecord } from "../../src/config/endpointSchema.js";
 import { hostIfaceName } from "../../src/model/endpoint.js";
 import { formatReadyMark, localEndpointPath, localEndpointsDir, policyReadyDir, policyReadyPath } from "../../src/model/localEndpoints.js";
-import { type CniNode, type CniReply, invokeCni, makeCniNode, pingFrom } from "../helpers/cni.js";
+import { type CniNode, type CniReply, invokeCni, makeCniNode, pingFrom, podIp } from "../helpers/cni.js";
 import { uniquePrefix } from "../helpers/netns.js";
 
 const errOf = (r: CniReply): { code: number; msg: string } => ({ code: r.json?.["code"] as number, msg: r.json?.["msg"] as string });
-const podIp = (r: CniReply): string => ((r.json?.["ips"] as Array<{ address: string }>)[0]?.address ?? "").split("/")[0] as string;
-
 /**
  * The plugin with no etcdEndpoints (Kubernetes mode) and its files on the node. The
  * policy-ready wait with a real agent is tested in test/integration/agentPolicyReady.test.ts
