@@ -14,7 +14,7 @@
  */
 import { isIP } from "node:net";
 import type { Etcd3 } from "etcd3";
-import { pino } from "pino";
+import { type Logger, pino } from "pino";
 import { ConfigError } from "../config/errors.js";
 import type { FlagSpec, RawFlags } from "../config/flags.js";
 import { kubeConfigFrom } from "../datastore/kubeClient.js";
@@ -22,6 +22,7 @@ import { KubePolicySource } from "../datastore/kubePolicySource.js";
 import { PolicySource, type InvalidValue } from "../datastore/policySource.js";
 import { SLUICE_PREFIX } from "../datastore/resourceKeys.js";
 import type { PodEndpoint } from "../model/endpoint.js";
+import type { PolicySnapshot } from "../model/policySnapshot.js";
 import { type PolicyModel, buildPolicyModel } from "../policy/model.js";
 import { type DirectionVerdict, type ExplainStep, PolicyEvaluator } from "../policy/evaluate.js";
 import { Sandbox } from "../sandbox/cluster.js";
@@ -76,21 +77,29 @@ export interface LoadedModel {
   revision: string;
 }
 
+/** What loadPolicyModel and loadKubePolicyModel list through: the agent's PolicySource or KubePolicySource. */
+interface ListingSource {
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  snapshot(): PolicySnapshot;
+  invalidValues(): InvalidValue[];
+}
+
 /**
- * One list of the policy data through the agent's own PolicySource, then the policy
- * model. Fails after `timeoutMs` when etcd does not answer.
+ * One list through `make`'s source (given a logger that keeps the first warning's reason
+ * for the error), then the policy model; `what` names the store in the error when the
+ * list takes longer than `timeoutMs`.
  */
-export async function loadPolicyModel(client: Etcd3, o: { prefix?: string | undefined; timeoutMs?: number; endpoint?: string } = {}): Promise<LoadedModel> {
+async function listOnce(what: string, timeoutMs: number, reasonOf: (line: { err?: string; msg?: string }) => string | undefined, make: (log: Logger) => ListingSource): Promise<LoadedModel> {
   let firstError = "";
-  const log = pino({ level: "warn" }, { write: (line: string) => void (firstError ||= (JSON.parse(line) as { err?: string }).err ?? "") });
-  const source = new PolicySource({ client, log, prefix: o.prefix ?? SLUICE_PREFIX, initialBackoffMs: 200, maxBackoffMs: 1000, requestTimeoutMs: o.timeoutMs ?? 5000 });
-  const timeoutMs = o.timeoutMs ?? 5000;
+  const log = pino({ level: "warn" }, { write: (line: string) => void (firstError ||= reasonOf(JSON.parse(line) as { err?: string; msg?: string }) ?? "") });
+  const source = make(log);
   let timer: NodeJS.Timeout | undefined;
   try {
     await Promise.race([
       source.start(),
       new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`error: etcd at ${o.endpoint ?? "?"}: cannot list the policy data within ${timeoutMs} ms${firstError ? ` (${firstError})` : ""}`)), timeoutMs);
+        timer = setTimeout(() => reject(new Error(`error: ${what}: cannot list the policy data within ${timeoutMs} ms${firstError ? ` (${firstError})` : ""}`)), timeoutMs);
       }),
     ]);
   } finally {
@@ -102,31 +111,23 @@ export async function loadPolicyModel(client: Etcd3, o: { prefix?: string | unde
 }
 
 /**
+ * One list of the policy data through the agent's own PolicySource, then the policy
+ * model. Fails after `timeoutMs` when etcd does not answer.
+ */
+export function loadPolicyModel(client: Etcd3, o: { prefix?: string | undefined; timeoutMs?: number; endpoint?: string } = {}): Promise<LoadedModel> {
+  const timeoutMs = o.timeoutMs ?? 5000;
+  return listOnce(`etcd at ${o.endpoint ?? "?"}`, timeoutMs, (l) => l.err, (log) => new PolicySource({ client, log, prefix: o.prefix ?? SLUICE_PREFIX, initialBackoffMs: 200, maxBackoffMs: 1000, requestTimeoutMs: timeoutMs }));
+}
+
+/**
  * One list of every policy kind, Pods, Namespaces and Nodes from the API server through
  * the agent's KubePolicySource, then the policy model. Fails after `timeoutMs`.
  */
 export async function loadKubePolicyModel(o: { kubeconfigFile?: string | undefined; apiUrl?: string | undefined; timeoutMs?: number }): Promise<LoadedModel> {
   const kc = await kubeConfigFrom({ kubeconfigFile: o.kubeconfigFile, apiUrl: o.apiUrl });
-  const server = kc.getCurrentCluster()?.server ?? "?";
-  let firstError = "";
-  const log = pino({ level: "warn" }, { write: (line: string) => void (firstError ||= ((JSON.parse(line) as { err?: string; msg?: string }).err ?? (JSON.parse(line) as { msg?: string }).msg ?? "")) });
   const timeoutMs = o.timeoutMs ?? 10_000;
   // No node: explain is nobody's agent, so no local records stand in for pods.
-  const source = new KubePolicySource({ kc, log, nodeName: "", initialBackoffMs: 200, maxBackoffMs: 1000, requestTimeoutMs: timeoutMs });
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    await Promise.race([
-      source.start(),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`error: Kubernetes API at ${server}: cannot list the policy data within ${timeoutMs} ms${firstError ? ` (${firstError})` : ""}`)), timeoutMs);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-    await source.stop();
-  }
-  const snapshot = source.snapshot();
-  return { model: buildPolicyModel(snapshot), invalid: source.invalidValues(), revision: snapshot.revision };
+  return listOnce(`Kubernetes API at ${kc.getCurrentCluster()?.server ?? "?"}`, timeoutMs, (l) => l.err ?? l.msg, (log) => new KubePolicySource({ kc, log, nodeName: "", initialBackoffMs: 200, maxBackoffMs: 1000, requestTimeoutMs: timeoutMs }));
 }
 
 // ---- explaining ----

@@ -509,7 +509,6 @@ function formatMatch(m: Match): string {
 class RuleCompiler {
   private readonly peerDir: "src" | "dst";
   private readonly selfDir: "src" | "dst";
-  private approx: SctpApprox = "narrow";
 
   constructor(
     private readonly p: PolicyIR,
@@ -527,7 +526,8 @@ class RuleCompiler {
    * otherwise lines that must RETURN before the terms are tried (in a chain of the rule's own).
    */
   compile(rule: RuleIR, approx: SctpApprox, onlyProto?: string): CompiledRule {
-    this.approx = approx;
+    // An untestable SCTP port as every SCTP packet: in the terms of a wide compile, in the exclusions of a narrow one.
+    const wide = approx === "wide";
     const only: Match = onlyProto === undefined ? EVERYTHING : { ...EVERYTHING, proto: onlyProto, showProto: true };
     const terms: Match[] = [];
     for (const peer of rule.peers) {
@@ -540,8 +540,8 @@ class RuleCompiler {
               only,
               namedOfPeer ? EVERYTHING : this.peer(peer, this.peerDir),
               own ? this.peer(own, this.selfDir) : EVERYTHING,
-              port === undefined ? EVERYTHING : namedOfPeer && port.kind === "named" && peer.kind === "pods" ? this.named(peer.pods, port.name, port.protocol, "dst,dst") : this.port(port, "dport", false),
-              sport === undefined ? EVERYTHING : this.port(sport, "sport", false),
+              port === undefined ? EVERYTHING : namedOfPeer && port.kind === "named" && peer.kind === "pods" ? this.named(peer.pods, port.name, port.protocol, "dst,dst") : this.port(port, "dport", wide),
+              sport === undefined ? EVERYTHING : this.port(sport, "sport", wide),
             ];
             let m: Match | undefined = EVERYTHING;
             for (const part of parts) m = m && part && merge(m, part);
@@ -554,8 +554,8 @@ class RuleCompiler {
     const add = (m: Match | undefined): void => void (m && exclusions.push(m));
     for (const n of rule.notPeers ?? []) add(this.peer(n, this.peerDir));
     for (const n of rule.self?.notPeers ?? []) add(this.peer(n, this.selfDir));
-    for (const n of rule.notPorts ?? []) add(this.port(n, "dport", true));
-    for (const n of rule.notSrcPorts ?? []) add(this.port(n, "sport", true));
+    for (const n of rule.notPorts ?? []) add(this.port(n, "dport", !wide));
+    for (const n of rule.notSrcPorts ?? []) add(this.port(n, "sport", !wide));
 
     const inline: Match[] = [];
     for (const t of terms) {
@@ -601,8 +601,12 @@ class RuleCompiler {
     }
   }
 
-  /** The test of one port spec (an exclusion's when `negated`) on the destination or source port; undefined when it matches nothing here. */
-  private port(ps: PortSpec, which: "dport" | "sport", negated: boolean): Match | undefined {
+  /**
+   * The test of one port spec on the destination or source port; undefined when it matches
+   * nothing here. `untestable`: what an SCTP port number stands for without the sctp match,
+   * every SCTP packet (true) or none (SctpApprox).
+   */
+  private port(ps: PortSpec, which: "dport" | "sport", untestable: boolean): Match | undefined {
     if (ps.kind === "icmp") {
       if (ps.family !== this.sets.family) return undefined;
       const icmp = ps.type === undefined ? undefined : { type: ps.type, code: ps.code, neg: false };
@@ -610,7 +614,7 @@ class RuleCompiler {
     }
     const proto = protocolName(ps.protocol);
     // -p sctp alone and named ports (ipset) need no sctp match; a port number does.
-    if (ps.kind === "range" && ps.protocol === "SCTP" && !this.sctp) return negated === (this.approx === "narrow") ? { ...EVERYTHING, proto, showProto: true } : undefined;
+    if (ps.kind === "range" && ps.protocol === "SCTP" && !this.sctp) return untestable ? { ...EVERYTHING, proto, showProto: true } : undefined;
     if (ps.kind === "protocol") return { ...EVERYTHING, proto, showProto: true };
     if (ps.kind === "range") return { ...EVERYTHING, proto, showProto: true, [which]: { from: ps.from, to: ps.to, neg: false } };
     // A named port is a port of the pod at that end: the selected pod (destination port of
