@@ -423,13 +423,9 @@ async function external(flags: RawFlags, args: string[], io: Io): Promise<number
  * `sandbox down` removes again); returns the line that says so.
  */
 export function recordSandboxContext(sb: Sandbox): string {
-  const f = sb.etcdFlags();
-  const flag = (name: string): string | undefined => {
-    const i = f.indexOf(`--${name}`);
-    return i >= 0 ? f[i + 1] : undefined;
-  };
+  const c = sb.etcdConnection();
   const name = `sandbox-${sb.o.prefix}`;
   const path = contextsPath();
-  recordContext(path, { name, etcdEndpoints: flag("etcd-endpoints") ?? sb.etcdEndpoint, etcdCafile: flag("etcd-cafile"), etcdCertfile: flag("etcd-certfile"), etcdKeyfile: flag("etcd-keyfile"), sandboxStateDir: resolve(sb.o.stateDir) });
+  recordContext(path, { name, etcdEndpoints: c.endpoints.join(","), etcdCafile: c.caFile, etcdCertfile: c.certFile, etcdKeyfile: c.keyFile, sandboxStateDir: resolve(sb.o.stateDir) });
   return `current context: ${name} (in ${path}): sluicectl apply, get, delete, explain and leases use this etcd without flags`;
 }
