@@ -54,6 +54,16 @@ export async function supportsRandomFully(bin: IptablesBinaries): Promise<boolea
   return maj > 1 || (maj === 1 && (min > 6 || (min === 6 && patch >= 2)));
 }
 
+/**
+ * How an apply learns what the kernel holds. By default it reads the kernel first
+ * (start-up, the resync timer, after a failed write: whatever is there gets repaired).
+ * `trustCache`: plan against what this driver last wrote instead, without reading, when it
+ * has a record of it (a change between resyncs); with no record it reads anyway.
+ */
+export interface KernelReadOptions {
+  trustCache?: boolean;
+}
+
 export interface ApplyReport {
   table: TableName;
   wrote: boolean;
@@ -78,7 +88,8 @@ export class IptablesDriver {
   }
 
   /** Reconciles every table of the ruleset; touches only our chains and our jump rules. */
-  async apply(spec: RulesetSpec): Promise<ApplyReport[]> {
+  // eslint-disable-next-line @typescript-eslint/no-unused-vars -- the cache lands with the driver's kernel-state record
+  async apply(spec: RulesetSpec, _opts: KernelReadOptions = {}): Promise<ApplyReport[]> {
     const reports: ApplyReport[] = [];
     for (const t of spec.tables) {
       const rendered: RenderedTable = renderTable(t);

@@ -27,7 +27,7 @@ import { type IpsetSpec, isOwnedIpset } from "../render/ipsetSpec.js";
 import type { RulesetSpec } from "../render/ruleset.js";
 import { type IpsetReport, IpsetDriver } from "./ipset.js";
 import type { RefusedSet } from "./ipsetPlan.js";
-import { type ApplyReport, IptablesDriver, type IptablesMode, binaries } from "./iptables.js";
+import { type ApplyReport, IptablesDriver, type IptablesMode, type KernelReadOptions, binaries } from "./iptables.js";
 
 export interface PolicyDataplaneOptions {
   family: Family;
@@ -101,13 +101,14 @@ export class PolicyDataplane {
    * family matches this instance, and every owned set a rule names is in `ipsets` (else
    * iptables-restore would fail half-way through the apply).
    */
-  apply(family: Family, ruleset: RulesetSpec, ipsets: readonly IpsetSpec[]): Promise<PolicyApplyReport> {
-    const next = this.queue.then(() => this.applyNow(family, ruleset, ipsets));
+  apply(family: Family, ruleset: RulesetSpec, ipsets: readonly IpsetSpec[], opts: KernelReadOptions = {}): Promise<PolicyApplyReport> {
+    const next = this.queue.then(() => this.applyNow(family, ruleset, ipsets, opts));
     this.queue = next.catch(() => undefined);
     return next;
   }
 
-  private async applyNow(family: Family, ruleset: RulesetSpec, ipsets: readonly IpsetSpec[]): Promise<PolicyApplyReport> {
+  // eslint-disable-next-line @typescript-eslint/no-unused-vars -- the cache lands with the drivers' kernel-state record
+  private async applyNow(family: Family, ruleset: RulesetSpec, ipsets: readonly IpsetSpec[], _opts: KernelReadOptions): Promise<PolicyApplyReport> {
     const started = Date.now();
     if (family !== this.family || ruleset.family !== this.family) {
       throw new Error(`IPv${this.family} policy dataplane given an IPv${family === this.family ? ruleset.family : family} ruleset`);
