@@ -88,7 +88,6 @@ export class IptablesDriver {
   }
 
   /** Reconciles every table of the ruleset; touches only our chains and our jump rules. */
-  // eslint-disable-next-line @typescript-eslint/no-unused-vars -- the cache lands with the driver's kernel-state record
   async apply(spec: RulesetSpec, _opts: KernelReadOptions = {}): Promise<ApplyReport[]> {
     const reports: ApplyReport[] = [];
     for (const t of spec.tables) {

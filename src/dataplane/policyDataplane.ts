@@ -107,7 +107,6 @@ export class PolicyDataplane {
     return next;
   }
 
-  // eslint-disable-next-line @typescript-eslint/no-unused-vars -- the cache lands with the drivers' kernel-state record
   private async applyNow(family: Family, ruleset: RulesetSpec, ipsets: readonly IpsetSpec[], _opts: KernelReadOptions): Promise<PolicyApplyReport> {
     const started = Date.now();
     if (family !== this.family || ruleset.family !== this.family) {
