@@ -50,6 +50,12 @@ export interface IpsetState {
   references: number;
   /** Member lines as printed, e.g. `10.1.0.0/16 nomatch`. */
   members: string[];
+  /**
+   * The members are lines this planner wrote (canonical by construction), not lines read
+   * from the kernel: they need no parsing to compare. Only the driver's record of what it
+   * wrote carries it.
+   */
+  written?: boolean;
 }
 
 const familyName = (f: Family): string => (f === 4 ? "inet" : "inet6");
@@ -106,7 +112,8 @@ export interface CanonicalMember {
   nomatch: boolean;
 }
 
-export const memberText = (m: CanonicalMember): string => (m.nomatch ? `${m.key} nomatch` : m.key);
+const NOMATCH_SUFFIX = " nomatch";
+export const memberText = (m: CanonicalMember): string => (m.nomatch ? `${m.key}${NOMATCH_SUFFIX}` : m.key);
 
 function canonicalAddress(text: string, family: Family, what: string): string {
   let addr;
@@ -192,6 +199,14 @@ function desiredMembers(spec: IpsetSpec): Map<string, CanonicalMember> {
 /** Actual members keyed by element, or undefined when a line is not one we could have written. */
 function actualMembers(spec: IpsetSpec, state: IpsetState): Map<string, CanonicalMember> | undefined {
   const out = new Map<string, CanonicalMember>();
+  if (state.written) {
+    for (const m of state.members) {
+      const nomatch = m.endsWith(NOMATCH_SUFFIX);
+      const key = nomatch ? m.slice(0, -NOMATCH_SUFFIX.length) : m;
+      out.set(key, { key, nomatch });
+    }
+    return out;
+  }
   for (const m of state.members) {
     let cs: CanonicalMember[];
     try {
@@ -296,9 +311,15 @@ export interface IpsetPlan {
   inUse: string[];
   /** Member lines written (adds and dels), for reports and benchmarks. */
   memberOps: number;
+  /**
+   * Every desired set this plan covers (all but the refused and the blocked) as it is once
+   * the restore has gone through: what the driver records as written, so the next change
+   * can be planned without reading the kernel. References are unknown there (0).
+   */
+  after: IpsetState[];
 }
 
-const emptyPlan = (): IpsetPlan => ({ restore: undefined, chunks: [], refused: [], created: [], swapped: [], updated: [], recreated: [], blocked: [], destroyed: [], inUse: [], memberOps: 0 });
+const emptyPlan = (): IpsetPlan => ({ restore: undefined, chunks: [], refused: [], created: [], swapped: [], updated: [], recreated: [], blocked: [], destroyed: [], inUse: [], memberOps: 0, after: [] });
 
 function finish(plan: IpsetPlan, chunks: PlanChunk[]): IpsetPlan {
   plan.chunks = chunks.filter((c) => c.lines.length > 0);
@@ -344,6 +365,9 @@ export function planPrepare(family: Family, desired: readonly IpsetSpec[], actua
     chunks.push({ set: spec.name, lines });
     const wantLines = [...want.values()].map(memberText).sort();
     const have = actual.get(spec.name);
+    const written = (maxelem: number): void => {
+      plan.after.push({ name: spec.name, type: spec.type, family: familyName(spec.family), maxelem, references: 0, members: wantLines, written: true });
+    };
     const fill = (name: string): void => {
       for (const m of wantLines) lines.push(`add ${name} ${m}`);
       plan.memberOps += wantLines.length;
@@ -352,6 +376,7 @@ export function planPrepare(family: Family, desired: readonly IpsetSpec[], actua
       lines.push(createLine(spec.name, spec, want.size));
       fill(spec.name);
       plan.created.push(spec.name);
+      written(maxelemFor(want.size));
       continue;
     }
     if (have.type !== spec.type || have.family !== familyName(spec.family)) {
@@ -362,6 +387,7 @@ export function planPrepare(family: Family, desired: readonly IpsetSpec[], actua
       lines.push(`destroy ${spec.name}`, createLine(spec.name, spec, want.size));
       fill(spec.name);
       plan.recreated.push(spec.name);
+      written(maxelemFor(want.size));
       continue;
     }
     const got = actualMembers(spec, have);
@@ -376,11 +402,15 @@ export function planPrepare(family: Family, desired: readonly IpsetSpec[], actua
       for (const [key, w] of want) if (!got.has(key)) (w.nomatch ? shrink : grow).push(`add ${spec.name} ${memberText(w)}`);
     }
     const ops = shrink.length + grow.length;
-    if (got && ops === 0 && have.maxelem >= want.size) continue;
+    if (got && ops === 0 && have.maxelem >= want.size) {
+      written(have.maxelem);
+      continue;
+    }
     if (got && ops * 2 <= want.size && have.maxelem >= want.size && (spec.type !== "hash:net" || unnested(spec.family, changedKeys(got, want)))) {
       lines.push(...shrink.sort(), ...grow.sort());
       plan.memberOps += ops;
       plan.updated.push(spec.name);
+      written(have.maxelem);
       continue;
     }
     const tmp = tempName(spec.name, taken);
@@ -389,6 +419,7 @@ export function planPrepare(family: Family, desired: readonly IpsetSpec[], actua
     fill(tmp);
     lines.push(`swap ${tmp} ${spec.name}`, `destroy ${tmp}`);
     plan.swapped.push(spec.name);
+    written(maxelemFor(want.size));
   }
   return finish(plan, chunks);
 }
@@ -411,4 +442,44 @@ export function planRemoveStale(family: Family, desired: readonly IpsetSpec[], a
     plan.destroyed.push(s.name);
   }
   return finish(plan, [{ set: undefined, lines }]);
+}
+
+/**
+ * This family's owned sets as they are once `plan` has gone through, starting from
+ * `before` (what the kernel held, read or recorded): destroyed sets gone, every set the
+ * plan covers as it wrote it. Pure: the driver's record of what it wrote. References are
+ * not recorded (0): they change with every rule change, and a destroy the kernel refuses
+ * sends the driver back to reading.
+ */
+export function stateAfter(family: Family, before: ReadonlyMap<string, IpsetState>, plan: Pick<IpsetPlan, "destroyed" | "after">): Map<string, IpsetState> {
+  const out = new Map<string, IpsetState>();
+  for (const [name, s] of before) if (ownedFamily(s) === family) out.set(name, s.references ? { ...s, references: 0 } : s);
+  for (const name of plan.destroyed) out.delete(name);
+  for (const s of plan.after) out.set(s.name, s);
+  return out;
+}
+
+/**
+ * What differs between the sets a driver recorded as written and what it read back (this
+ * family's owned sets): missing, unexpected, and changed (type, family or members). The
+ * record's member lines are the canonical form `ipset list` prints, so equal sets compare
+ * equal line for line.
+ */
+export function ipsetDrift(family: Family, recorded: ReadonlyMap<string, IpsetState>, read: ReadonlyMap<string, IpsetState>): { missing: string[]; unexpected: string[]; changed: string[] } {
+  const missing: string[] = [];
+  const unexpected: string[] = [];
+  const changed: string[] = [];
+  for (const [name, r] of recorded) {
+    const k = read.get(name);
+    if (!k) missing.push(name);
+    else if (k.type !== r.type || k.family !== r.family || !sameMembers(k.members, r.members)) changed.push(name);
+  }
+  for (const [name, k] of read) if (ownedFamily(k) === family && !recorded.has(name)) unexpected.push(name);
+  return { missing: missing.sort(), unexpected: unexpected.sort(), changed: changed.sort() };
+}
+
+function sameMembers(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  const set = new Set(a);
+  return b.every((m) => set.has(m));
 }

@@ -2,12 +2,19 @@
  * The iptables driver: reads with iptables-save, plans with the pure planner, writes
  * with one `iptables-restore --noflush -w` per table. No npm package can do this, so
  * we drive the same binaries kube-proxy and Felix drive.
+ *
+ * Kernel state is cached per table: the driver records the table it last wrote or found in
+ * place (our chains and our jumps, which is all the planner compares). An apply with
+ * `trustCache` plans against that record and writes only the chains that changed, without
+ * running iptables-save; one without it reads the table, logs what differs from the record
+ * (someone else edited our chains) and repairs it. A failed write drops the record, so the
+ * next apply reads.
  */
 import type { Logger } from "pino";
 import type { Family } from "../model/ip.js";
 import { type RenderedTable, type RulesetSpec, type TableName, renderTable } from "../render/ruleset.js";
 import { run, runOk } from "./exec.js";
-import { type TablePlan, parseSave, planTable } from "./iptablesPlan.js";
+import { type ParsedTable, type TablePlan, parseSave, planTable, recordedTable } from "./iptablesPlan.js";
 
 export type IptablesMode = "nft" | "legacy";
 
@@ -73,6 +80,10 @@ export interface ApplyReport {
 export class IptablesDriver {
   /** How many times we actually called iptables-restore; tests read it. */
   writes = 0;
+  /** How many times we ran iptables-save; tests and benchmarks read it. */
+  reads = 0;
+  /** Per table, what this driver last wrote or found in place. */
+  private readonly recorded = new Map<TableName, RenderedTable>();
 
   constructor(
     readonly bin: IptablesBinaries,
@@ -80,6 +91,7 @@ export class IptablesDriver {
   ) {}
 
   async readTable(table: TableName): Promise<ReturnType<typeof parseSave>> {
+    this.reads++;
     const r = await run(...command(this.bin, this.bin.save, ["-t", table]));
     // Reading an empty table succeeds (both backends); a failure must not read as "empty",
     // or we would insert a second copy of our jumps.
@@ -88,20 +100,46 @@ export class IptablesDriver {
   }
 
   /** Reconciles every table of the ruleset; touches only our chains and our jump rules. */
-  async apply(spec: RulesetSpec, _opts: KernelReadOptions = {}): Promise<ApplyReport[]> {
+  async apply(spec: RulesetSpec, opts: KernelReadOptions = {}): Promise<ApplyReport[]> {
     const reports: ApplyReport[] = [];
     for (const t of spec.tables) {
       const rendered: RenderedTable = renderTable(t);
-      const actual = (await this.readTable(t.table)).get(t.table);
+      const actual = await this.state(t.table, spec.family, opts);
       const plan = planTable(rendered, actual);
       if (plan.restore !== undefined) {
-        await runOk(...command(this.bin, this.bin.restore, ["-w", "5", "--noflush"]), plan.restore);
+        try {
+          await runOk(...command(this.bin, this.bin.restore, ["-w", "5", "--noflush"]), plan.restore);
+        } catch (err) {
+          this.recorded.delete(t.table);
+          throw err;
+        }
         this.writes++;
         this.log.info({ table: t.table, family: spec.family, rewritten: plan.rewritten, removed: plan.removed, hooksFixed: plan.hooksFixed }, "iptables updated");
       }
+      this.recorded.set(t.table, rendered);
       reports.push({ table: t.table, wrote: plan.restore !== undefined, plan });
     }
     return reports;
+  }
+
+  /** Forgets what the kernel holds: the next apply of every table reads it. */
+  forget(): void {
+    this.recorded.clear();
+  }
+
+  /** What to plan one table against: the record (trustCache, when there is one) or a fresh read. */
+  private async state(table: TableName, family: Family, opts: KernelReadOptions): Promise<ParsedTable | undefined> {
+    const last = this.recorded.get(table);
+    if (opts.trustCache && last) return recordedTable(last);
+    const actual = (await this.readTable(table)).get(table);
+    if (last) {
+      const drift = planTable(last, actual);
+      if (drift.restore !== undefined) {
+        // rewritten: ours, changed or gone; removed: owned chains we did not write; hooksFixed: our jumps moved or gone.
+        this.log.warn({ table, family, changed: drift.rewritten, unexpected: drift.removed, hooks: drift.hooksFixed }, "iptables chains differ from what this agent last wrote; repairing");
+      }
+    }
+    return actual;
   }
 
   /** Removes every chain and jump rule of ours from the given tables. */

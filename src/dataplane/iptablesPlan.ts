@@ -48,6 +48,18 @@ export function parseSave(text: string): Map<string, ParsedTable> {
   return tables;
 }
 
+/**
+ * A table as the planner sees it once `rendered` is in place: our chains with their rules,
+ * and in each built-in chain our jumps first. Other tools' rules are left out: the planner
+ * only looks at ours and their positions. The driver's record of what it wrote.
+ */
+export function recordedTable(rendered: RenderedTable): ParsedTable {
+  const chains = new Map<string, string[]>();
+  for (const c of rendered.chains) chains.set(c.name, c.rules.map((r) => r.body));
+  for (const h of rendered.hooks) chains.set(h.builtin, [...(chains.get(h.builtin) ?? []), h.rule.body]);
+  return { table: rendered.table, chains };
+}
+
 export interface TablePlan {
   /** The restore input for this table, or undefined when nothing needs to change. */
   restore: string | undefined;

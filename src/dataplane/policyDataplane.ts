@@ -6,8 +6,13 @@
  *   2. iptables.apply(ruleset)   one `iptables-restore --noflush -w` per table, per-chain diff
  *   3. ipsets.removeStale(...)   destroy our sets no rule references any more
  *
- * Each step reads the kernel and writes only what differs, so a no-op apply writes nothing
- * and the same call serves start-up, updates and drift repair.
+ * Each step plans against what the kernel holds and writes only what differs, so a no-op
+ * apply writes nothing and the same call serves start-up, updates and drift repair. With
+ * `trustCache` (a change between resyncs) "what the kernel holds" is the drivers' record
+ * of what they last wrote, and nothing is read; without it (start-up, the resync timer,
+ * after a failure) the kernel is read and any drift from the record is logged and
+ * repaired. Any failure forgets the records, so the next apply reads. The fail-closed
+ * paths below always read.
  *
  * A set that carries a desired name but another type or family, while a rule still uses it,
  * cannot be swapped (the kernel refuses) nor destroyed. That should not happen (set names
@@ -107,7 +112,27 @@ export class PolicyDataplane {
     return next;
   }
 
-  private async applyNow(family: Family, ruleset: RulesetSpec, ipsets: readonly IpsetSpec[], _opts: KernelReadOptions): Promise<PolicyApplyReport> {
+  private async applyNow(family: Family, ruleset: RulesetSpec, ipsets: readonly IpsetSpec[], opts: KernelReadOptions): Promise<PolicyApplyReport> {
+    try {
+      return await this.applyOnce(family, ruleset, ipsets, opts);
+    } catch (err) {
+      this.forget();
+      throw err;
+    }
+  }
+
+  /** Forgets both drivers' records of the kernel: the next apply reads it. */
+  forget(): void {
+    this.iptables.forget();
+    this.ipsets.forget();
+  }
+
+  /** Kernel reads so far (iptables-save + ipset list); an apply that trusts the records adds none. */
+  get reads(): number {
+    return this.iptables.reads + this.ipsets.reads;
+  }
+
+  private async applyOnce(family: Family, ruleset: RulesetSpec, ipsets: readonly IpsetSpec[], opts: KernelReadOptions): Promise<PolicyApplyReport> {
     const started = Date.now();
     if (family !== this.family || ruleset.family !== this.family) {
       throw new Error(`IPv${this.family} policy dataplane given an IPv${family === this.family ? ruleset.family : family} ruleset`);
@@ -117,7 +142,7 @@ export class PolicyDataplane {
     if (missing.length) throw new Error(`rules reference ipsets that are not desired: ${missing.sort().join(", ")}`);
 
     const before = this.writes;
-    let prepare = await this.ipsets.prepare(ipsets);
+    let prepare = await this.ipsets.prepare(ipsets, opts);
     const failClosedFor = [...prepare.plan.blocked];
     if (failClosedFor.length) {
       this.log.error({ family, sets: failClosedFor }, "ipsets of the wrong type are in use; dropping their traffic while they are recreated");
@@ -139,9 +164,15 @@ export class PolicyDataplane {
       const rules = [...referencingRules(ruleset, refused)].length;
       this.log.error({ family, sets: refusedSets, rules }, "ipsets that cannot be written: the rules that use them drop their traffic (fail closed); everything else is applied");
     }
-    const iptables = await this.iptables.apply(refused.size ? failClosedRuleset(ruleset, refused) : ruleset);
+    // Fail-closed or refused sets mean the kernel is not what was planned: read it for the rest.
+    const trusted: KernelReadOptions = failClosedFor.length || refused.size ? {} : opts;
+    const iptables = await this.iptables.apply(refused.size ? failClosedRuleset(ruleset, refused) : ruleset, trusted);
     // A refused set is named by no rule now: whatever of it is in the kernel goes, and the next apply writes it afresh.
-    const removeStale = await this.ipsets.removeStale(ipsets.filter((s) => !refused.has(s.name)));
+    const removeStale = await this.ipsets.removeStale(
+      ipsets.filter((s) => !refused.has(s.name)),
+      undefined,
+      trusted,
+    );
     const report: PolicyApplyReport = { family, wrote: this.writes > before, prepare, iptables, removeStale, failClosedFor, refusedSets, ms: Date.now() - started };
     if (report.wrote) {
       this.log.debug(
