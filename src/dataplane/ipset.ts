@@ -27,7 +27,7 @@ import type { Family } from "../model/ip.js";
 import type { IpsetSpec } from "../render/ipsetSpec.js";
 import { run, runOk } from "./exec.js";
 import type { KernelReadOptions } from "./iptables.js";
-import { type IpsetPlan, type IpsetState, type PlanChunk, type RefusedSet, ipsetDrift, parseIpsetList, planPrepare, planRemoveStale, restoreText, stateAfter } from "./ipsetPlan.js";
+import { CanonicalMemo, type IpsetPlan, type IpsetState, type PlanChunk, type RefusedSet, ipsetDrift, parseIpsetList, planPrepare, planRemoveStale, restoreText, stateAfter } from "./ipsetPlan.js";
 
 export interface IpsetDriverOptions {
   family: Family;
@@ -52,6 +52,8 @@ export class IpsetDriver {
   reads = 0;
   /** This family's owned sets as last written or read; undefined when unknown (start, after a failed write). */
   private recorded: Map<string, IpsetState> | undefined;
+  /** Desired sets' canonical members, so an unchanged set is not parsed again. */
+  private readonly memo = new CanonicalMemo();
   readonly family: Family;
   private readonly netns: string | undefined;
   private readonly bin: string;
@@ -125,7 +127,8 @@ export class IpsetDriver {
    */
   async prepare(desired: readonly IpsetSpec[], opts: KernelReadOptions = {}): Promise<IpsetReport> {
     const before = await this.state(opts);
-    const plan = planPrepare(this.family, desired, before);
+    this.memo.retain(new Set(desired.map((s) => s.name)));
+    const plan = planPrepare(this.family, desired, before, this.memo);
     if (plan.blocked.length) this.log.warn({ family: this.family, sets: plan.blocked }, "ipsets with our name but another type are in use; left for the applier");
     try {
       return await this.restore(plan, "prepare", before);
@@ -144,7 +147,7 @@ export class IpsetDriver {
   private async prepareSetBySet(desired: readonly IpsetSpec[]): Promise<IpsetReport> {
     // Left unrecorded (the refused sets' kernel state is whatever the failed lines left): the next apply reads.
     this.recorded = undefined;
-    const plan = planPrepare(this.family, desired, await this.read());
+    const plan = planPrepare(this.family, desired, await this.read(), this.memo);
     const refused: RefusedSet[] = [...plan.refused];
     let wrote = false;
     for (const chunk of plan.chunks) {

@@ -196,6 +196,48 @@ function desiredMembers(spec: IpsetSpec): Map<string, CanonicalMember> {
   return out;
 }
 
+interface CanonicalSet {
+  want: Map<string, CanonicalMember>;
+  /** The member lines as written and recorded, sorted (shared, never mutated). */
+  lines: string[];
+}
+
+function canonicalSet(spec: IpsetSpec): CanonicalSet {
+  const want = desiredMembers(spec);
+  return { want, lines: [...want.values()].map(memberText).sort() };
+}
+
+/**
+ * The canonical members of each desired set as last computed, by set name. Parsing every
+ * address of every set (BigInt arithmetic per member) is most of a plan's cost at scale,
+ * and a change touches a few sets: a set whose member list is the same as last time (a
+ * string compare per member) is not parsed again. The driver owns one; the planner stays
+ * a function of its arguments.
+ */
+export class CanonicalMemo {
+  private readonly byName = new Map<string, { type: IpsetType; family: Family; input: readonly string[]; set: CanonicalSet }>();
+
+  get(spec: IpsetSpec): CanonicalSet {
+    const hit = this.byName.get(spec.name);
+    if (hit && hit.type === spec.type && hit.family === spec.family && sameList(hit.input, spec.members)) return hit.set;
+    const set = canonicalSet(spec);
+    this.byName.set(spec.name, { type: spec.type, family: spec.family, input: spec.members, set });
+    return set;
+  }
+
+  /** Forgets the sets not in `names` (no longer desired). */
+  retain(names: ReadonlySet<string>): void {
+    for (const name of this.byName.keys()) if (!names.has(name)) this.byName.delete(name);
+  }
+}
+
+function sameList(a: readonly string[], b: readonly string[]): boolean {
+  if (a === b) return true;
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 /** Actual members keyed by element, or undefined when a line is not one we could have written. */
 function actualMembers(spec: IpsetSpec, state: IpsetState): Map<string, CanonicalMember> | undefined {
   const out = new Map<string, CanonicalMember>();
@@ -338,7 +380,7 @@ const createLine = (name: string, spec: IpsetSpec, count: number): string => `cr
  * a rule names exists with its members). Leftover temporaries of this family are destroyed
  * first. Sets that are not desired are left for planRemoveStale.
  */
-export function planPrepare(family: Family, desired: readonly IpsetSpec[], actual: ReadonlyMap<string, IpsetState>): IpsetPlan {
+export function planPrepare(family: Family, desired: readonly IpsetSpec[], actual: ReadonlyMap<string, IpsetState>, memo?: CanonicalMemo): IpsetPlan {
   validateDesired(family, desired);
   const plan = emptyPlan();
   const leftovers: PlanChunk = { set: undefined, lines: [] };
@@ -354,20 +396,25 @@ export function planPrepare(family: Family, desired: readonly IpsetSpec[], actua
   }
 
   for (const spec of [...desired].sort((a, b) => a.name.localeCompare(b.name))) {
-    let want: Map<string, CanonicalMember>;
+    let canonical: CanonicalSet;
     try {
-      want = desiredMembers(spec);
+      canonical = memo ? memo.get(spec) : canonicalSet(spec);
     } catch (err) {
       plan.refused.push({ name: spec.name, reason: (err as Error).message });
       continue;
     }
-    const lines: string[] = [];
-    chunks.push({ set: spec.name, lines });
-    const wantLines = [...want.values()].map(memberText).sort();
+    const { want, lines: wantLines } = canonical;
     const have = actual.get(spec.name);
     const written = (maxelem: number): void => {
       plan.after.push({ name: spec.name, type: spec.type, family: familyName(spec.family), maxelem, references: 0, members: wantLines, written: true });
     };
+    // Recorded from these very lines (the memo hands out the same array while the set is unchanged): nothing to compare.
+    if (have?.written && have.members === wantLines && have.type === spec.type && have.maxelem >= want.size) {
+      written(have.maxelem);
+      continue;
+    }
+    const lines: string[] = [];
+    chunks.push({ set: spec.name, lines });
     const fill = (name: string): void => {
       for (const m of wantLines) lines.push(`add ${name} ${m}`);
       plan.memberOps += wantLines.length;

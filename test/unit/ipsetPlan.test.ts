@@ -1,6 +1,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import {
+  CanonicalMemo,
   type IpsetState,
   canonicalMembers,
   maxelemFor,
@@ -8,6 +9,7 @@ import {
   parseIpsetList,
   planPrepare,
   planRemoveStale,
+  stateAfter,
   tempName,
 } from "../../src/dataplane/ipsetPlan.js";
 import type { IpsetSpec } from "../../src/render/ipsetSpec.js";
@@ -317,5 +319,48 @@ describe("in-place updates: no address in both the old and the new set is ever u
       }
     }
     assert.ok(inPlace > 50 && swapped > 20, `both paths taken: ${inPlace} in place, ${swapped} swapped`);
+  });
+});
+
+describe("planning against the driver's record", () => {
+  const spec = (members: string[]): IpsetSpec => ({ name: "slc4-r", type: "hash:net", family: 4, members });
+  const plainState = (members: string[]): IpsetState => ({ name: "slc4-r", type: "hash:net", family: "inet", maxelem: 65536, references: 3, members });
+
+  test("the record after a plan is what the plan wrote, with no references and no destroyed sets", () => {
+    const before = new Map([
+      ["slc4-r", plainState(["10.0.0.0/8"])],
+      ["slc4-gone", { ...plainState([]), name: "slc4-gone" }],
+      ["slc6-other", { ...plainState([]), name: "slc6-other", family: "inet6" }],
+    ]);
+    const plan = planPrepare(4, [spec(["10.0.0.0/8", "10.1.0.0/16 nomatch", "10.2.3.4/32"])], before);
+    const after = stateAfter(4, before, { ...plan, destroyed: [...plan.destroyed, "slc4-gone"] });
+    assert.deepEqual([...after.keys()], ["slc4-r"], "only this family's sets, the destroyed one gone");
+    assert.deepEqual(after.get("slc4-r")?.members, ["10.0.0.0/8", "10.1.0.0/16 nomatch", "10.2.3.4"], "canonical, as ipset prints them");
+    assert.equal(after.get("slc4-r")?.references, 0);
+    // Planned again against that record: nothing to write, whatever order or form the members come in.
+    assert.equal(planPrepare(4, [spec(["10.2.3.4", "10.1.0.0/16 nomatch", "10.0.0.0/8"])], after).restore, undefined);
+  });
+
+  test("with a memo, an unchanged set is not planned again; a changed one is", () => {
+    const memo = new CanonicalMemo();
+    const first = planPrepare(4, [spec(["10.0.0.0/8", "10.1.0.0/16"])], new Map(), memo);
+    const record = stateAfter(4, new Map(), first);
+    const same = planPrepare(4, [spec(["10.0.0.0/8", "10.1.0.0/16"])], record, memo);
+    assert.equal(same.restore, undefined);
+    assert.equal(same.after[0]?.members, first.after[0]?.members, "the same recorded lines: compared by identity, not member by member");
+    const changed = planPrepare(4, [spec(["10.0.0.0/8", "10.1.0.0/16", "10.3.0.0/16"])], stateAfter(4, record, same), memo);
+    assert.deepEqual(lines(changed.restore), ["add slc4-r 10.3.0.0/16"]);
+    // A member the planner cannot write is refused afresh, not served from the memo.
+    const bad = planPrepare(4, [spec(["10.0.0.0/8", "not-an-address"])], record, memo);
+    assert.equal(bad.refused[0]?.name, "slc4-r");
+  });
+
+  test("a memo entry never stands for another type or family under the same name", () => {
+    const memo = new CanonicalMemo();
+    planPrepare(4, [spec(["10.0.0.1"])], new Map(), memo);
+    const asIp: IpsetSpec = { name: "slc4-r", type: "hash:ip", family: 4, members: ["10.0.0.1"] };
+    const plan = planPrepare(4, [asIp], new Map(), memo);
+    assert.equal(plan.after[0]?.type, "hash:ip");
+    assert.deepEqual(plan.after[0]?.members, ["10.0.0.1"]);
   });
 });
