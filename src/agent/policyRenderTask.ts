@@ -10,11 +10,12 @@
  * not read (Pod and Namespace objects: the endpoints and namespaces already carry what
  * policy needs of them).
  */
-import type { PolicySnapshot } from "../datastore/policySource.js";
+import type { PolicySnapshot } from "../model/policySnapshot.js";
 import type { Family } from "../model/ip.js";
 import { type PolicyModelInput, buildPolicyModel } from "../policy/model.js";
 import { renderPolicyModel } from "../render/policy.js";
 import type { PolicyRender } from "../render/policyContract.js";
+import { RenderMemo } from "../render/renderMemo.js";
 
 export const RENDER_POLICY_TASK = "render-policy";
 
@@ -51,9 +52,27 @@ export function renderPolicyTask(input: JsonText): JsonText {
   return { json: JSON.stringify(renderPolicy(JSON.parse(input.json) as RenderPolicyInput)) };
 }
 
+/**
+ * The thread's memo per family (and SCTP capability): what one render lends the next
+ * (renderMemo.ts), so a change costs what it touches. The thread serves one agent, so one
+ * memo per family is all there is; a restarted thread starts without.
+ */
+const memos = new Map<string, RenderMemo>();
+
+function memoFor(family: Family, sctp: boolean): RenderMemo {
+  const key = `${family}|${sctp}`;
+  let m = memos.get(key);
+  if (!m) {
+    for (const k of memos.keys()) if (k.startsWith(`${family}|`)) memos.delete(k); // the capability changed: the old one is of no use
+    m = new RenderMemo(family, sctp);
+    memos.set(key, m);
+  }
+  return m;
+}
+
 export function renderPolicy(input: RenderPolicyInput): RenderPolicyOutput {
   const started = performance.now();
   const model = buildPolicyModel(input.model);
-  const renders = input.families.map((family): [Family, PolicyRender] => [family, renderPolicyModel({ family, nodeName: input.nodeName, model, sctpSupported: input.sctpSupported })]);
+  const renders = input.families.map((family): [Family, PolicyRender] => [family, renderPolicyModel({ family, nodeName: input.nodeName, model, sctpSupported: input.sctpSupported, memo: memoFor(family, input.sctpSupported) })]);
   return { renders, warnings: model.warnings, policies: model.policies.length, ms: performance.now() - started };
 }

@@ -72,6 +72,7 @@ import type { IpsetSpec, IpsetType } from "./ipsetSpec.js";
 import { IPSET_NAME_MAX } from "./ipsetSpec.js";
 import type { PolicyRender, PolicyRenderInput } from "./policyContract.js";
 import type { ChainSpec } from "./ruleset.js";
+import type { CompiledPolicy, RenderMemo, SetSource, SetUse } from "./renderMemo.js";
 
 export const CHAIN_FROM_WL = "slc-from-wl";
 export const CHAIN_TO_WL = "slc-to-wl";
@@ -155,12 +156,14 @@ export interface PolicyModelRenderInput {
   nodeName: string;
   model: PolicyModel;
   sctpSupported: boolean;
+  /** What the previous render of this family can lend this one (renderMemo.ts); the result is the same without it. */
+  memo?: RenderMemo | undefined;
 }
 
 /** The whole policy model (every tier) -> PolicyRender: the entry point the agent calls. */
 export function renderPolicyModel(input: PolicyModelRenderInput): PolicyRender {
   const { model } = input;
-  return renderPolicyIr({ family: input.family, nodeName: input.nodeName, sctpSupported: input.sctpSupported, endpoints: model.endpoints, namespaces: model.namespaces, nodes: model.nodes, networkSets: model.networkSets, policies: model.policies });
+  return renderPolicyIr({ family: input.family, nodeName: input.nodeName, sctpSupported: input.sctpSupported, endpoints: model.endpoints, namespaces: model.namespaces, nodes: model.nodes, networkSets: model.networkSets, policies: model.policies, memo: input.memo });
 }
 
 export interface PolicyIrRenderInput {
@@ -174,18 +177,22 @@ export interface PolicyIrRenderInput {
   networkSets?: NetworkSetInfo[] | undefined;
   policies: PolicyIR[];
   sctpSupported: boolean;
+  memo?: RenderMemo | undefined;
 }
 
 /** The IR of every tier -> PolicyRender. */
 export function renderPolicyIr(input: PolicyIrRenderInput): PolicyRender {
   const { family } = input;
+  const memo = input.memo;
+  if (memo && (memo.family !== family || memo.sctpSupported !== input.sctpSupported)) throw new Error(`render memo of IPv${memo.family} (sctp ${memo.sctpSupported}) given an IPv${family} (sctp ${input.sctpSupported}) render`);
+  memo?.begin({ endpoints: input.endpoints, namespaces: input.namespaces, nodes: input.nodes ?? [], networkSets: input.networkSets ?? [] });
   // An endpoint whose Pod or Namespace object is missing has unknown labels: it must not
   // match any selector (as a peer it would be let in by NotIn/DoesNotExist selectors, as a
   // subject it would escape label-selected isolation), so it is left out of the index and,
   // when local, isolated both ways below (fail closed).
   const known = input.endpoints.filter((ep) => ep.metadataKnown !== false);
   const index = new EndpointIndex(known, input.namespaces);
-  const sets = new SetRegistry(family, index, new ClusterAddresses(input.nodes ?? [], input.networkSets ?? [], index));
+  const sets = new SetRegistry(family, index, new ClusterAddresses(input.nodes ?? [], input.networkSets ?? [], index), memo);
 
   // Local endpoints with a usable interface name, one per interface, sorted by interface.
   // A malformed name would make iptables-restore reject the whole table, so such an
@@ -207,7 +214,8 @@ export function renderPolicyIr(input: PolicyIrRenderInput): PolicyRender {
     for (const d of ["ingress", "egress"] as const) {
       const rules = rulesOf(p, d);
       if (rules === undefined) continue;
-      const rendered = renderPolicyRules(p, d, rules, sets, input.sctpSupported);
+      const rendered = memo ? memo.compiled(p, d, () => sets.recording(() => renderPolicyRules(p, d, rules, sets, input.sctpSupported))) : renderPolicyRules(p, d, rules, sets, input.sctpSupported);
+      if (memo) for (const use of (rendered as CompiledPolicy).sets) sets.use(use);
       // An admin/baseline policy that matches nothing here has no effect; a NetworkPolicy isolates.
       if (p.tier !== "namespace" && rendered.rules.length === 0) continue;
       const name = policyChainName(d, p.id);
@@ -230,6 +238,7 @@ export function renderPolicyIr(input: PolicyIrRenderInput): PolicyRender {
   }
   chains.push(...policyChains.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)));
 
+  memo?.end();
   const icmp = family === 6 ? ICMPV6_HOST_TYPES.map((t) => `-i ${IFACE_MATCH} -p ipv6-icmp -m icmp6 --icmpv6-type ${t} -j ACCEPT`) : [];
   return {
     rawPreroutingRules: [`-i ${IFACE_MATCH} -j ${CHAIN_ANTISPOOF}`],
@@ -630,36 +639,61 @@ class RuleCompiler {
 
 const unique = (xs: string[]): string[] => [...new Set(xs)];
 
-/** The ipsets the emitted rules reference, members computed once per definition. */
+/**
+ * The ipsets the emitted rules reference, members computed once per definition (and, with
+ * a memo, kept from render to render while nothing they are computed from changes).
+ */
 class SetRegistry {
   private readonly byName = new Map<string, IpsetSpec>();
   private readonly byDef = new Map<string, string>();
   private readonly cidrs = new Map<string, Cidr>();
+  /** The sets registered while a policy compiles (recording()), so a memo can register them again. */
+  private uses: SetUse[] | undefined;
 
   constructor(
     readonly family: Family,
     private readonly index: EndpointIndex,
     private readonly cluster: ClusterAddresses,
+    private readonly memo?: RenderMemo | undefined,
   ) {}
+
+  /** `compile()`'s result with the sets it registered. */
+  recording(compile: () => Omit<CompiledPolicy, "sets">): CompiledPolicy {
+    const outer = this.uses;
+    this.uses = [];
+    try {
+      const r = compile();
+      return { ...r, sets: this.uses };
+    } finally {
+      this.uses = outer;
+    }
+  }
+
+  /** Registers a set a kept compiled policy uses. */
+  use(u: SetUse): void {
+    this.get(u.type, u.def, u.source);
+  }
 
   /** hash:ip of the pods' addresses of this family, cluster-wide. */
   pods(set: PodSet): string {
-    return this.get("hash:ip", `pods|${podSetKey(set)}`, () => {
-      const out = new Set<string>();
-      for (const ep of this.index.pods(set)) for (const a of this.index.addresses(ep, this.family)) out.add(a);
-      return [...out];
-    });
+    return this.get("hash:ip", `pods|${podSetKey(set)}`, { kind: "pods", set });
+  }
+
+  private podAddresses(set: PodSet): string[] {
+    const out = new Set<string>();
+    for (const ep of this.index.pods(set)) for (const a of this.index.addresses(ep, this.family)) out.add(a);
+    return [...out];
   }
 
   /** hash:ip of the addresses of this family of the nodes whose labels match. */
   nodes(sel: LabelSelector): string {
-    return this.get("hash:ip", `nodes|${canonicalSelector(sel)}`, () => this.cluster.nodeAddresses(sel).filter((a) => a.includes(":") === (this.family === 6)));
+    return this.get("hash:ip", `nodes|${canonicalSelector(sel)}`, { kind: "nodes", selector: sel });
   }
 
   /** hash:net of the CIDRs of this family of the matching network sets. */
   networkSets(m: NetworkSetMatch): string {
     const def = `nsets|${m.namespaces === "global" ? "global" : namespaceMatchKey(m.namespaces)}|${canonicalSelector(m.selector)}`;
-    return this.get("hash:net", def, () => netMembers(this.cluster.networkSetNets(m).map((n) => this.cidr(n)).filter((c) => c.family === this.family)));
+    return this.get("hash:net", def, { kind: "networkSets", match: m });
   }
 
   /**
@@ -671,26 +705,47 @@ class SetRegistry {
     const c = this.cidr(cidrText);
     if (c.family !== this.family) return undefined;
     if (c.prefixLen === 0 && except.length === 0) return "";
-    return this.get("hash:net", `net|${cidrText}|${except.join(",")}`, () => {
-      const excepts = except.map((e) => netMember(this.cidr(e)));
-      // A /0 block is held as two /1 halves: an exception equal to a half removes it (ipset
-      // cannot hold one element both with and without nomatch; the plan refuses the set).
-      return [...netMembers([c]).filter((m) => !excepts.includes(m)), ...excepts.map((e) => `${e} nomatch`)];
-    });
+    return this.get("hash:net", `net|${cidrText}|${except.join(",")}`, { kind: "net", cidr: cidrText, except });
+  }
+
+  /** The members of an ipBlock's set. */
+  private netBlockMembers(cidrText: string, except: readonly string[]): string[] {
+    const excepts = except.map((e) => netMember(this.cidr(e)));
+    // A /0 block is held as two /1 halves: an exception equal to a half removes it (ipset
+    // cannot hold one element both with and without nomatch; the plan refuses the set).
+    return [...netMembers([this.cidr(cidrText)]).filter((m) => !excepts.includes(m)), ...excepts.map((e) => `${e} nomatch`)];
   }
 
   /** hash:ip,port of `<ip>,<proto>:<port>` for the named container port of the pods ("all": every pod). */
   namedPorts(set: PodSet | "all", name: string, protocol: Protocol): string {
     const def = `port|${set === "all" ? "all" : podSetKey(set)}|${name}|${protocol}`;
-    return this.get("hash:ip,port", def, () => {
-      const out = new Set<string>();
-      for (const ep of set === "all" ? this.index.allPods() : this.index.pods(set)) {
-        const ports = ep.ports.filter((cp) => cp.name === name && cp.protocol === protocol);
-        if (ports.length === 0) continue;
-        for (const a of this.index.addresses(ep, this.family)) for (const cp of ports) out.add(`${a},${protocolName(protocol)}:${cp.containerPort}`);
-      }
-      return [...out];
-    });
+    return this.get("hash:ip,port", def, { kind: "ports", set, name, protocol });
+  }
+
+  private namedPortMembers(set: PodSet | "all", name: string, protocol: Protocol): string[] {
+    const out = new Set<string>();
+    for (const ep of set === "all" ? this.index.allPods() : this.index.pods(set)) {
+      const ports = ep.ports.filter((cp) => cp.name === name && cp.protocol === protocol);
+      if (ports.length === 0) continue;
+      for (const a of this.index.addresses(ep, this.family)) for (const cp of ports) out.add(`${a},${protocolName(protocol)}:${cp.containerPort}`);
+    }
+    return [...out];
+  }
+
+  /** Members of a set from its source, for this snapshot. */
+  private membersOf(source: SetSource): string[] {
+    switch (source.kind) {
+      case "pods":
+        return this.podAddresses(source.set);
+      case "ports":
+        return this.namedPortMembers(source.set, source.name, source.protocol);
+      case "nodes":
+        return this.cluster.nodeAddresses(source.selector).filter((a) => a.includes(":") === (this.family === 6));
+      case "networkSets":
+        return netMembers(this.cluster.networkSetNets(source.match).map((n) => this.cidr(n)).filter((c) => c.family === this.family));
+      case "net":
+        return this.netBlockMembers(source.cidr, source.except);
+    }
   }
 
   specs(): IpsetSpec[] {
@@ -706,13 +761,18 @@ class SetRegistry {
     return c;
   }
 
-  private get(type: IpsetType, def: string, members: () => string[]): string {
+  private get(type: IpsetType, def: string, source: SetSource): string {
+    this.uses?.push({ type, def, source });
     const known = this.byDef.get(def);
     if (known !== undefined) return known;
-    const name = ipsetName(this.family, type, def);
-    this.byDef.set(def, name);
-    this.byName.set(name, { name, type, family: this.family, members: [...new Set(members())].sort() });
-    return name;
+    const make = (): IpsetSpec => {
+      const name = ipsetName(this.family, type, def);
+      return { name, type, family: this.family, members: [...new Set(this.membersOf(source))].sort() };
+    };
+    const spec = this.memo ? this.memo.set(def, source, make) : make();
+    this.byDef.set(def, spec.name);
+    this.byName.set(spec.name, spec);
+    return spec.name;
   }
 }
 

@@ -1,0 +1,193 @@
+/**
+ * What a policy render can keep from the previous one (Felix's calculation graph idea, in
+ * our shape): the expensive parts of a render are the members of every ipset (a selector
+ * over every pod, per set) and the compiled rules of every policy. Neither changes for
+ * most changes: a pod's labels touch only the sets whose selectors match its old or its
+ * new labels; a policy's rules depend on the policy alone (set names hash definitions,
+ * not members).
+ *
+ * So a RenderMemo, handed to renderPolicyIr render after render, keeps
+ * - each set's spec by definition, with the source its members were computed from (as
+ *   data: a pod set, a named port of a pod set, a node selector, ...), and
+ * - each policy's compiled chains per direction, with the sets its rules use,
+ * and before each render compares the new input with the one it last saw: an endpoint
+ * added, removed or changed drops the sets its old or new version belongs to; a change to
+ * namespaces (labels, or which exist) drops every pod-derived set; a change to nodes or
+ * network sets drops theirs. Everything not dropped is reused as the same objects, so the
+ * result is equal to a render without a memo (a property test holds it to that over
+ * thousands of random change sequences: test/unit/renderMemo.test.ts).
+ *
+ * Pure: no I/O, no clock; one memo per family and SCTP capability (both shape the rules).
+ * Entries a render does not use are dropped after it, so the memo never outgrows the
+ * cluster.
+ */
+import type { LabelSelector } from "../config/k8sSchemas.js";
+import { NAMESPACE_NAME_LABEL, type NamespaceInfo, type PodEndpoint, type Protocol } from "../model/endpoint.js";
+import type { Family } from "../model/ip.js";
+import type { NetworkSetInfo, NodeInfo } from "../policy/model.js";
+import type { Direction, NetworkSetMatch, PodSet, PolicyIR } from "../policy/ir.js";
+import { type Labels, requirementsMatch, requirementsOf } from "../policy/selectors.js";
+import type { IpsetSpec, IpsetType } from "./ipsetSpec.js";
+import type { ChainSpec } from "./ruleset.js";
+
+/** What a set's members are computed from: its definition as data. */
+export type SetSource =
+  | { kind: "pods"; set: PodSet }
+  | { kind: "ports"; set: PodSet | "all"; name: string; protocol: Protocol }
+  | { kind: "nodes"; selector: LabelSelector }
+  | { kind: "networkSets"; match: NetworkSetMatch }
+  /** An ipBlock (CIDR minus exceptions): its members follow from the definition alone. */
+  | { kind: "net"; cidr: string; except: readonly string[] };
+
+/** A set a policy's rules use: enough to register it again without compiling the policy. */
+export interface SetUse {
+  type: IpsetType;
+  def: string;
+  source: SetSource;
+}
+
+/** A policy's chains for one direction, as renderPolicyRules made them. */
+export interface CompiledPolicy {
+  rules: ChainSpec["rules"];
+  extra: ChainSpec[];
+  allows: boolean;
+  passes: boolean;
+  sets: SetUse[];
+}
+
+export interface RenderMemoInput {
+  endpoints: readonly PodEndpoint[];
+  namespaces: readonly NamespaceInfo[];
+  nodes: readonly NodeInfo[];
+  networkSets: readonly NetworkSetInfo[];
+}
+
+/** How much of the last render was reused (tests, logs and benchmarks read it). */
+export interface RenderMemoStats {
+  setsReused: number;
+  setsComputed: number;
+  policiesReused: number;
+  policiesCompiled: number;
+  /** Endpoint versions (old and new) that changed since the previous render. */
+  endpointsChanged: number;
+}
+
+interface SetEntry {
+  spec: IpsetSpec;
+  source: SetSource;
+  used: number;
+}
+
+export class RenderMemo {
+  private readonly sets = new Map<string, SetEntry>();
+  private readonly policies = new Map<string, { compiled: CompiledPolicy; used: number }>();
+  /** Fingerprint -> count of the endpoints last seen (a multiset: two equal records may exist). */
+  private endpoints = new Map<string, { ep: PodEndpoint; count: number }>();
+  private namespacesKey: string | undefined;
+  private clusterKey: string | undefined;
+  private generation = 0;
+  private readonly fingerprints = new WeakMap<object, string>();
+  stats: RenderMemoStats = { setsReused: 0, setsComputed: 0, policiesReused: 0, policiesCompiled: 0, endpointsChanged: 0 };
+
+  constructor(
+    readonly family: Family,
+    readonly sctpSupported: boolean,
+  ) {}
+
+  /** Compares `input` with the previous render's and drops what it invalidates. Call once per render, first. */
+  begin(input: RenderMemoInput): void {
+    this.generation++;
+    this.stats = { setsReused: 0, setsComputed: 0, policiesReused: 0, policiesCompiled: 0, endpointsChanged: 0 };
+    const known = input.endpoints.filter((ep) => ep.metadataKnown !== false);
+    // Which namespaces exist (listed, or implied by a pod) and their labels: what every namespace selector reads.
+    const nsLabels = new Map<string, Labels>();
+    for (const ns of input.namespaces) nsLabels.set(ns.name, { [NAMESPACE_NAME_LABEL]: ns.name, ...ns.labels });
+    for (const ep of known) if (!nsLabels.has(ep.namespace)) nsLabels.set(ep.namespace, { [NAMESPACE_NAME_LABEL]: ep.namespace });
+    const namespacesKey = JSON.stringify([...nsLabels].sort((a, b) => (a[0] < b[0] ? -1 : 1)));
+    const clusterKey = JSON.stringify([input.nodes, input.networkSets]);
+
+    const next = new Map<string, { ep: PodEndpoint; count: number }>();
+    for (const ep of known) {
+      const fp = this.fingerprint(ep);
+      const e = next.get(fp);
+      if (e) e.count++;
+      else next.set(fp, { ep, count: 1 });
+    }
+    const changed: PodEndpoint[] = [];
+    for (const [fp, e] of this.endpoints) if ((next.get(fp)?.count ?? 0) !== e.count) changed.push(e.ep);
+    for (const [fp, e] of next) if ((this.endpoints.get(fp)?.count ?? 0) !== e.count) changed.push(e.ep);
+    this.endpoints = next;
+    this.stats.endpointsChanged = changed.length;
+
+    const namespacesChanged = namespacesKey !== this.namespacesKey;
+    const clusterChanged = clusterKey !== this.clusterKey || namespacesChanged;
+    this.namespacesKey = namespacesKey;
+    this.clusterKey = clusterKey;
+    for (const [def, entry] of this.sets) {
+      const s = entry.source;
+      const drop =
+        s.kind === "pods" || s.kind === "ports"
+          ? namespacesChanged || changed.some((ep) => belongs(s, ep, nsLabels))
+          : s.kind === "nodes" || s.kind === "networkSets"
+            ? clusterChanged
+            : false;
+      if (drop) this.sets.delete(def);
+    }
+  }
+
+  /** The spec of a set by definition: the kept one, or `make()`'s, kept for next time. */
+  set(def: string, source: SetSource, make: () => IpsetSpec): IpsetSpec {
+    const hit = this.sets.get(def);
+    if (hit) {
+      hit.used = this.generation;
+      this.stats.setsReused++;
+      return hit.spec;
+    }
+    const spec = make();
+    this.sets.set(def, { spec, source, used: this.generation });
+    this.stats.setsComputed++;
+    return spec;
+  }
+
+  /** A policy's compiled chains for one direction: the kept ones, or `make()`'s. */
+  compiled(p: PolicyIR, d: Direction, make: () => CompiledPolicy): CompiledPolicy {
+    const key = `${d}\u0000${this.fingerprint(p)}`;
+    const hit = this.policies.get(key);
+    if (hit) {
+      hit.used = this.generation;
+      this.stats.policiesReused++;
+      return hit.compiled;
+    }
+    const compiled = make();
+    this.policies.set(key, { compiled, used: this.generation });
+    this.stats.policiesCompiled++;
+    return compiled;
+  }
+
+  /** Drops what the render just done did not use (a deleted policy, a set no rule names any more). */
+  end(): void {
+    for (const [k, e] of this.sets) if (e.used !== this.generation) this.sets.delete(k);
+    for (const [k, e] of this.policies) if (e.used !== this.generation) this.policies.delete(k);
+  }
+
+  /** JSON text of an object, memoized by identity (objects kept from render to render are not stringified again). */
+  private fingerprint(o: object): string {
+    let fp = this.fingerprints.get(o);
+    if (fp === undefined) {
+      fp = JSON.stringify(o);
+      this.fingerprints.set(o, fp);
+    }
+    return fp;
+  }
+}
+
+/** Whether an endpoint (known labels) is among the pods a set source reads, as EndpointIndex decides it. */
+function belongs(s: Extract<SetSource, { kind: "pods" | "ports" }>, ep: PodEndpoint, nsLabels: ReadonlyMap<string, Labels>): boolean {
+  if (s.kind === "ports") {
+    if (!ep.ports.some((p) => p.name === s.name && p.protocol === s.protocol)) return false;
+    if (s.set === "all") return true;
+  }
+  const set = s.set as PodSet;
+  const inNamespace = set.namespaces.kind === "name" ? ep.namespace === set.namespaces.name : requirementsMatch(requirementsOf(set.namespaces.selector), nsLabels.get(ep.namespace) ?? { [NAMESPACE_NAME_LABEL]: ep.namespace });
+  return inNamespace && requirementsMatch(requirementsOf(set.pods), ep.labels);
+}
