@@ -11,7 +11,8 @@ import type { PolicySnapshot } from "../model/policySnapshot.js";
 import type { Family } from "../model/ip.js";
 import type { PolicyRender } from "../render/policyContract.js";
 import { WorkerThread } from "../util/workerThread.js";
-import { type JsonText, RENDER_POLICY_TASK, type RenderPolicyInput, type RenderPolicyOutput, modelInputOf } from "./policyRenderTask.js";
+import { type JsonText, RENDER_POLICY_TASK, type RenderPolicyReply, type RenderPolicyRequest, modelInputOf } from "./policyRenderTask.js";
+import { ModelSender, RenderMirror } from "./renderExchange.js";
 
 /** What the engine needs of a datastore: the etcd PolicySource or the Kubernetes KubePolicySource. */
 export interface PolicyFeed {
@@ -24,6 +25,9 @@ export interface PolicyFeed {
 export class PolicyEngine extends EventEmitter {
   private cache: { snapshot: PolicySnapshot; families: string; renders: Map<Family, PolicyRender> } | undefined;
   private readonly thread = new WorkerThread("sluice-policy-render");
+  /** The snapshot as last sent to the thread, and the renders as last received: both ends of the delta exchange. */
+  private readonly sender = new ModelSender();
+  private mirrors = new Map<Family, RenderMirror>();
   /** Pod addresses as of the last render, to find those that went away. */
   private addresses: Set<string> | undefined;
 
@@ -95,16 +99,43 @@ export class PolicyEngine extends EventEmitter {
       return this.cache.renders;
     }
     const started = performance.now();
-    const input: RenderPolicyInput = { model: modelInputOf(snapshot), nodeName: this.nodeName, families: [...families], sctpSupported: this.sctpSupported };
-    const reply = await this.thread.call<JsonText>(RENDER_POLICY_TASK, { json: JSON.stringify(input) } satisfies JsonText);
-    const out = JSON.parse(reply.json) as RenderPolicyOutput;
+    const out = await this.renderInThread(snapshot, families);
     this.noteWarnings(out.warnings);
-    const renders = new Map(out.renders);
+    const renders = new Map(out.renders.map(([family, delta]) => {
+      let mirror = this.mirrors.get(family);
+      if (!mirror) this.mirrors.set(family, (mirror = new RenderMirror()));
+      return [family, mirror.apply(delta)];
+    }));
     const local = snapshot.endpoints.filter((e) => e.node === this.nodeName).length;
     this.log.debug({ ms: Math.round(performance.now() - started), renderMs: Math.round(out.ms), endpoints: snapshot.endpoints.length, local, policies: out.policies, revision: snapshot.revision }, "policy rendered");
     this.rendered = snapshot;
     this.cache = { snapshot, families: key, renders };
     return renders;
+  }
+
+  /**
+   * One render in the thread, sent as a delta. A thread that does not hold what the delta
+   * follows (it was restarted) asks for everything; any failure forgets what was sent, so
+   * the next call sends everything too.
+   */
+  private async renderInThread(snapshot: PolicySnapshot, families: readonly Family[]): Promise<Exclude<RenderPolicyReply, { resync: true }>> {
+    const model = modelInputOf(snapshot);
+    for (let attempt = 0; ; attempt++) {
+      const delta = this.sender.next(model);
+      if (delta.base === 0) this.mirrors = new Map();
+      const request: RenderPolicyRequest = { model: delta, nodeName: this.nodeName, families: [...families], sctpSupported: this.sctpSupported };
+      let reply: RenderPolicyReply;
+      try {
+        reply = JSON.parse((await this.thread.call<JsonText>(RENDER_POLICY_TASK, { json: JSON.stringify(request) } satisfies JsonText)).json) as RenderPolicyReply;
+      } catch (err) {
+        this.sender.reset();
+        throw err;
+      }
+      if (!reply.resync) return reply;
+      this.sender.reset();
+      if (attempt > 0) throw new Error("the render thread asked for a resync twice in a row");
+      this.log.debug("render thread holds no snapshot (restarted); sending all of it");
+    }
   }
 
   /** Stops the render thread (a later render starts a new one). */

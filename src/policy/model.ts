@@ -79,15 +79,35 @@ const objectsOf = <T extends KubeObject>(input: PolicyModelInput, kind: string):
 const cmp = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
 /** Pure: datastore snapshot -> policy model. */
-export function buildPolicyModel(input: PolicyModelInput): PolicyModel {
+/**
+ * Each policy object's bounded IR, by object identity: a caller that keeps unchanged
+ * objects from one model to the next (the render thread's mirror) translates only the
+ * changed ones, and the IR objects it gets back are the same ones, which the render memo
+ * then finds by identity too.
+ */
+export class PolicyIrMemo {
+  private readonly byObject = new WeakMap<object, ReturnType<typeof boundPolicy>>();
+
+  bound<T extends object>(o: T, toIr: (o: T) => PolicyIR): ReturnType<typeof boundPolicy> {
+    let hit = this.byObject.get(o);
+    if (!hit) {
+      hit = boundPolicy(toIr(o));
+      this.byObject.set(o, hit);
+    }
+    return hit;
+  }
+}
+
+export function buildPolicyModel(input: PolicyModelInput, memo?: PolicyIrMemo): PolicyModel {
   const warnings: string[] = [];
   const cnps = objectsOf<ClusterNetworkPolicyObject>(input, "ClusterNetworkPolicy");
   const gnps = objectsOf<GlobalNetworkPolicyObject>(input, "GlobalNetworkPolicy");
   // Every policy deduplicated and held to its budget (policyBudget.ts): one oversized
   // policy fails closed by itself instead of stalling the render of every other.
   const policies: PolicyIR[] = [];
-  for (const ir of [...input.networkPolicies.map(networkPolicyToIr), ...cnps.map(clusterNetworkPolicyToIr), ...gnps.map(globalNetworkPolicyToIr)]) {
-    const b = boundPolicy(ir);
+  const bound = <T extends object>(o: T, toIr: (o: T) => PolicyIR): ReturnType<typeof boundPolicy> => (memo ? memo.bound(o, toIr) : boundPolicy(toIr(o)));
+  const all = [...input.networkPolicies.map((o) => bound(o, networkPolicyToIr)), ...cnps.map((o) => bound(o, clusterNetworkPolicyToIr)), ...gnps.map((o) => bound(o, globalNetworkPolicyToIr))];
+  for (const b of all) {
     policies.push(b.policy);
     if (b.warning !== undefined) warnings.push(b.warning);
   }
@@ -100,8 +120,7 @@ export function buildPolicyModel(input: PolicyModelInput): PolicyModel {
     warnings.push(standIn ? standIn.warning : `${refusedText(r)} cannot be read (${r.reason}); ${UNREADABLE[r.kind] ?? "what it would add to policy peers is missing until it is fixed"}`);
   }
 
-  const known = input.endpoints.filter((ep) => ep.metadataKnown !== false);
-  warnings.push(...equalPriorityWarnings(policies, new EndpointIndex(known, input.namespaces)));
+  warnings.push(...equalPriorityWarnings(policies, () => new EndpointIndex(input.endpoints.filter((ep) => ep.metadataKnown !== false), input.namespaces)));
   return {
     endpoints: input.endpoints,
     namespaces: input.namespaces,
@@ -142,7 +161,10 @@ function standInFor(r: RefusedObject): { policy: PolicyIR; warning: string } | u
  * One warning per priority, naming the overlapping pairs. Subjects are compared once per
  * distinct pod set, so equal subjects cost nothing.
  */
-function equalPriorityWarnings(policies: readonly PolicyIR[], index: EndpointIndex): string[] {
+function equalPriorityWarnings(policies: readonly PolicyIR[], indexOf: () => EndpointIndex): string[] {
+  // Built only when two policies share a priority: indexing every pod is most of a model's cost otherwise.
+  let built: EndpointIndex | undefined;
+  const index = { pods: (set: PolicyIR["subject"]) => (built ??= indexOf()).pods(set) };
   const groups = new Map<number, PolicyIR[]>();
   for (const p of policies) {
     if (p.tier !== "admin" || p.origin?.kind !== "ClusterNetworkPolicy") continue;

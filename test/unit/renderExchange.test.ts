@@ -1,0 +1,86 @@
+/**
+ * The delta exchange with the render thread, across a real JSON boundary as the thread
+ * sees it: the mirror always holds exactly what was sent, keeps unchanged items as the
+ * same objects, sends only what changed, and a mirror that missed a delta asks for a
+ * resync instead of rendering a wrong snapshot. And the whole task: renders that come
+ * back as deltas equal a full render of the same snapshot, through a thread restart.
+ */
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import type { PodEndpoint } from "../../src/model/endpoint.js";
+import { ModelMirror, ModelSender, type ModelDelta, RenderMirror, type RenderDelta } from "../../src/agent/renderExchange.js";
+import { type JsonText, type RenderPolicyReply, renderPolicy, renderPolicyTask } from "../../src/agent/policyRenderTask.js";
+import type { PolicyModelInput } from "../../src/policy/model.js";
+import { mulberry32 } from "../helpers/golden.js";
+import { RANDOM_NP_NODES, randomNetworkPolicyScenario } from "../helpers/randomNetworkPolicies.js";
+
+const across = <T>(x: T): T => JSON.parse(JSON.stringify(x)) as T;
+
+function modelOf(seed: number): PolicyModelInput {
+  const s = randomNetworkPolicyScenario(mulberry32(seed));
+  return { endpoints: s.endpoints, namespaces: s.namespaces, networkPolicies: s.policies, objects: {}, refused: [] };
+}
+
+/** The same input with one pod's labels changed (a new object for it, the rest as they were). */
+function relabel(m: PolicyModelInput, i: number, app: string): PolicyModelInput {
+  return { ...m, endpoints: m.endpoints.map((e, j): PodEndpoint => (j === i ? { ...e, labels: { ...e.labels, app } } : e)) };
+}
+
+describe("render exchange", () => {
+  test("the mirror holds what was sent, keeps unchanged items and gets only changes", () => {
+    const sender = new ModelSender();
+    const mirror = new ModelMirror();
+    const first = modelOf(1);
+    const got1 = mirror.apply(across(sender.next(first)));
+    assert.ok(got1 !== "resync");
+    assert.deepEqual(got1, first);
+    const second = relabel(first, 0, "changed");
+    const delta = sender.next(second);
+    assert.equal(delta.endpoints.upsert.length, 1, "one endpoint sent");
+    assert.equal(delta.networkPolicies.upsert.length, 0, "no policy sent");
+    assert.equal(delta.endpoints.order, undefined, "the order did not change");
+    const got2 = mirror.apply(across(delta));
+    assert.ok(got2 !== "resync");
+    assert.deepEqual(got2, second);
+    assert.equal(got2.endpoints[1], got1.endpoints[1], "an unchanged endpoint is the same object");
+    assert.equal(got2.networkPolicies, got1.networkPolicies, "an unchanged list is the same list");
+    // Removal, addition and a new kind.
+    const third: PolicyModelInput = { ...second, endpoints: second.endpoints.slice(1), objects: { Node: [{ apiVersion: "v1", kind: "Node", metadata: { name: "n1" } }] } };
+    assert.deepEqual(mirror.apply(across(sender.next(third))), third);
+    const fourth: PolicyModelInput = { ...third, objects: {} };
+    assert.deepEqual(mirror.apply(across(sender.next(fourth))), fourth);
+  });
+
+  test("a mirror that did not get the delta before asks for a resync", () => {
+    const sender = new ModelSender();
+    const first = modelOf(2);
+    new ModelMirror().apply(across(sender.next(first)));
+    const fresh = new ModelMirror(); // a restarted thread
+    assert.equal(fresh.apply(across(sender.next(relabel(first, 0, "x")))), "resync");
+    sender.reset();
+    const all: ModelDelta = sender.next(relabel(first, 0, "x"));
+    assert.equal(all.base, 0);
+    assert.deepEqual(fresh.apply(across(all)), relabel(first, 0, "x"));
+  });
+
+  test("renders sent back as deltas equal full renders, through changes and a thread restart", () => {
+    const rnd = mulberry32(77);
+    const call = (sender: ModelSender, m: PolicyModelInput): RenderPolicyReply =>
+      JSON.parse(renderPolicyTask({ json: JSON.stringify({ model: sender.next(m), nodeName: RANDOM_NP_NODES[0], families: [4, 6], sctpSupported: true }) } satisfies JsonText).json) as RenderPolicyReply;
+    for (let round = 0; round < 40; round++) {
+      const sender = new ModelSender();
+      const mirrors = new Map([
+        [4, new RenderMirror()],
+        [6, new RenderMirror()],
+      ]);
+      let m = modelOf(1000 + round);
+      for (let step = 0; step < 5; step++) {
+        if (step > 0) m = relabel(m, Math.floor(rnd() * m.endpoints.length), ["web", "db", "api", "none"][Math.floor(rnd() * 4)] as string);
+        const reply = call(sender, m);
+        assert.ok(!reply.resync);
+        const full = new Map(renderPolicy({ model: m, nodeName: RANDOM_NP_NODES[0], families: [4, 6], sctpSupported: true }).renders);
+        for (const [family, delta] of reply.renders) assert.deepEqual((mirrors.get(family) as RenderMirror).apply(delta as RenderDelta), full.get(family), `round ${round} step ${step} IPv${family}`);
+      }
+    }
+  });
+});
