@@ -3,7 +3,8 @@
  *
  *   node build/bench/policyScale.js [--pods 5000] [--local 500] [--policies 1000]
  *        [--namespaces 50] [--changes 10] [--local-changes 6] [--modes nft,legacy]
- *        [--quiet 12] [--seed 42] [--agent-arg=--route-resync=60s ...]
+ *        [--quiet 12] [--seed 42] [--policy-changes 10] [--pod-changes 6] [--churn 200]
+ *        [--agent-arg=--route-resync=60s ...]
  *
  * A test etcd is filled (through EtcdResourceStore, 128 writes per transaction) with a
  * synthetic cluster: namespaces, pods, workload endpoint records (`--local` of them on the
@@ -18,7 +19,10 @@
  * - label change -> dataplane latency: a remote pod's labels change so that it moves in or
  *   out of several peer sets (poll `ipset test` inside the namespace every ~5 ms), and a
  *   local pod's labels change so that another policy selects it (poll its slc-tw chain);
- * - the agent's CPU while nothing changes (its periodic resyncs);
+ * - a policy created and deleted -> its chain in (out of) a local pod's slc-tw chain;
+ * - a new local pod (Pod object + endpoint record) -> its slc-tw chain exists, and gone again;
+ * - agent RSS over `--churn` consecutive remote label changes, sampled every tenth;
+ * - the agent's CPU and kernel reads (iptables-save, ipset list) while nothing changes;
  * - baselines in the same run: `ipset restore` + `iptables-restore` of the agent's final
  *   state into an empty namespace; `iptables-save` and `ipset list` alone; and the
  *   agent's own apply code (PolicyDataplane) replayed as a no-op against the agent's
@@ -34,7 +38,7 @@ import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Etcd3 } from "etcd3";
 import { pino } from "pino";
-import type { KubeObject } from "../src/config/resourceKinds.js";
+import { type KubeObject, networkPolicyKind, podKind } from "../src/config/resourceKinds.js";
 import { parseWorkloadEndpointRecord } from "../src/config/endpointSchema.js";
 import { connectEtcd } from "../src/datastore/etcdClient.js";
 import { EtcdResourceStore } from "../src/datastore/etcdResources.js";
@@ -45,18 +49,18 @@ import { type IptablesMode, binaries } from "../src/dataplane/iptables.js";
 import { parseIpsetList, planPrepare } from "../src/dataplane/ipsetPlan.js";
 import { parseSave, planTable } from "../src/dataplane/iptablesPlan.js";
 import { PolicyDataplane } from "../src/dataplane/policyDataplane.js";
-import type { PodEndpoint, WorkloadEndpointRecord } from "../src/model/endpoint.js";
+import { type PodEndpoint, type WorkloadEndpointRecord, hostIfaceName } from "../src/model/endpoint.js";
 import { parseCidr } from "../src/model/ip.js";
-import { hostRuleset } from "../src/render/hostRules.js";
-import { endpointChainName, renderPolicy } from "../src/render/policy.js";
+import { type HostRulesInput, hostRuleset, underlayIpsets } from "../src/render/hostRules.js";
+import { endpointChainName, policyChainName, renderPolicy } from "../src/render/policy.js";
 import type { PolicyRender } from "../src/render/policyContract.js";
-import { renderTable } from "../src/render/ruleset.js";
+import { type RulesetSpec, type TableSpec, renderTable } from "../src/render/ruleset.js";
 import { etcdConnection, etcdFlags, startEtcd } from "../src/sandbox/etcdServer.js";
 import { writeLocalRecord } from "../src/cni/localRecords.js";
 import { publishedValue } from "../src/datastore/etcdEndpointPublisher.js";
 import { addNetns, delNetns, listNetns, netnsPids } from "../src/sandbox/netns.js";
 import { binPath } from "../src/sandbox/paths.js";
-import { type LogRecord, countIpsets, countRules, max, median, nodePidOf, nsSh, pollInNs, procCpu, procMemory, q, readLog, sleep, timeInNs, waitForLog } from "./lib/nsTools.js";
+import { type LogRecord, countIpsets, countRules, max, median, nodePidOf, percentile, nsSh, pollInNs, procCpu, procMemory, q, readLog, sleep, timeInNs, waitForLog } from "./lib/nsTools.js";
 import { synthCluster } from "./lib/synthCluster.js";
 
 interface Options {
@@ -70,6 +74,9 @@ interface Options {
   modes: IptablesMode[];
   quietS: number;
   seed: number;
+  policyChanges: number;
+  podChanges: number;
+  churn: number;
   /** Extra agent flags (--agent-arg, repeatable), for experiments such as --route-resync=60s. */
   agentArgs: string[];
 }
@@ -79,9 +86,21 @@ const NETWORK = "10.0.0.0/12";
 const LOCAL_SUBNET = "10.0.4.0/22";
 const remoteSubnet = (k: number): string => `10.0.${4 * (k + 1)}.0/22`;
 const UNDERLAY = { addr: "192.0.2.2/24", gw: "192.0.2.1" };
+/**
+ * The host-rules input of the bench node as its agent builds it: host-gw on eth0, and no
+ * peer holds a lease (the other nodes exist only as endpoint records), so the underlay
+ * trust rules trust nobody.
+ */
+const HOST_INPUT: HostRulesInput = { family: 4, network: parseCidr(NETWORK), subnet: parseCidr(LOCAL_SUBNET), ipMasq: false, randomFully: false, forwardRules: true, underlay: { iface: "eth0", vxlan: undefined, peers: [] } };
+/** The filter table of a ruleset (the raw table comes first). */
+const filterOf = (spec: RulesetSpec): TableSpec => {
+  const t = spec.tables.find((x) => x.table === "filter");
+  if (!t) throw new Error("no filter table in the ruleset");
+  return t;
+};
 
 function parseArgs(argv: readonly string[]): Options {
-  const o: Options = { namespaces: 50, pods: 5000, local: 500, policies: 1000, remoteNodes: 9, changes: 10, localChanges: 6, modes: ["nft", "legacy"], quietS: 12, seed: 42, agentArgs: [] };
+  const o: Options = { namespaces: 50, pods: 5000, local: 500, policies: 1000, remoteNodes: 9, changes: 10, localChanges: 6, modes: ["nft", "legacy"], quietS: 12, seed: 42, policyChanges: 10, podChanges: 6, churn: 200, agentArgs: [] };
   const num = (k: string, v: string | undefined): number => {
     const n = Number(v);
     if (!Number.isInteger(n) || n < 0) throw new Error(`--${k}: "${String(v)}" is not a non-negative integer`);
@@ -101,6 +120,9 @@ function parseArgs(argv: readonly string[]): Options {
       case "--local-changes": o.localChanges = num("local-changes", val()); break;
       case "--quiet": o.quietS = num("quiet", val()); break;
       case "--seed": o.seed = num("seed", val()); break;
+      case "--policy-changes": o.policyChanges = num("policy-changes", val()); break;
+      case "--pod-changes": o.podChanges = num("pod-changes", val()); break;
+      case "--churn": o.churn = num("churn", val()); break;
       case "--agent-arg": o.agentArgs.push(val() ?? ""); break;
       case "--modes": {
         const modes = (val() ?? "").split(",").filter(Boolean);
@@ -298,7 +320,16 @@ interface ModeResult {
   memEnd: ReturnType<typeof procMemory>;
   remote: ChangeSample[];
   local: ChangeSample[];
-  quiet: { seconds: number; cpuSelf: number; cpuChildren: number; applies: number };
+  /** Policy created -> its chain in the pod's slc-tw chain; deleted -> out of it (ms). */
+  policyCreated: number[];
+  policyDeleted: number[];
+  /** A new local pod -> its slc-tw chain exists; the pod deleted -> the chain is gone (ms). */
+  podAdded: number[];
+  podRemoved: number[];
+  /** RSS (MiB) after every tenth of the churn changes, and the latencies of all of them. */
+  churnRss: number[];
+  churnLatency: number[];
+  quiet: { seconds: number; cpuSelf: number; cpuChildren: number; applies: number; kernelReads: number };
   baseline: { ipsetRestore: number[]; iptablesRestore: number[]; iptablesSave: number[]; ipsetList: number[]; ipsetSave: number[]; ipsetTerse: number[]; oneChainRestore: number[]; chainPoll: number[]; setPoll: number[]; nsExec: number[]; saveBytes: number; ipsetBytes: number };
   noop: { list: number; render: number; ipsetExec: number[]; ipsetParse: number[]; ipsetPlan: number[]; iptablesExec: number[]; iptablesParse: number[]; iptablesHash: number[]; iptablesDiff: number[]; apply: number[]; wrote: boolean };
 }
@@ -372,11 +403,11 @@ async function runMode(mode: IptablesMode, o: Options, ctx: { prefix: string; di
   const ipsetSave = await nsSh(ns, "ipset save");
   const rules = countRules(save);
   const ipsets = countIpsets(ipsetSave);
-  const spec = hostRuleset({ family: 4, network: parseCidr(NETWORK), subnet: parseCidr(LOCAL_SUBNET), ipMasq: false, randomFully: false, forwardRules: true }, ctx.base, ["filter"]);
-  const filterSpec = spec.tables[0] as (typeof spec.tables)[number];
+  const filterSpec = filterOf(hostRuleset(HOST_INPUT, ctx.base, ["filter"]));
   const expectRules = filterSpec.chains.reduce((n, c) => n + c.rules.length, 0);
-  const expectMembers = ctx.base.ipsets.reduce((n, s) => n + s.members.length, 0);
-  const modelMatches = rules.rules === expectRules && rules.chains === filterSpec.chains.length && ipsets.sets === ctx.base.ipsets.length && ipsets.members === expectMembers ? "yes" : `NO (model: ${filterSpec.chains.length} chains, ${expectRules} rules, ${ctx.base.ipsets.length} sets, ${expectMembers} members)`;
+  const expectSets = [...underlayIpsets(HOST_INPUT), ...ctx.base.ipsets];
+  const expectMembers = expectSets.reduce((n, s) => n + s.members.length, 0);
+  const modelMatches = rules.rules === expectRules && rules.chains === filterSpec.chains.length && ipsets.sets === expectSets.length && ipsets.members === expectMembers ? "yes" : `NO (model: ${filterSpec.chains.length} chains, ${expectRules} rules, ${expectSets.length} sets, ${expectMembers} members)`;
 
   // Label changes. Each waits for the previous apply to finish and settles for a moment.
   const change = async (m: Mutation, toMutated: boolean, cond: string): Promise<ChangeSample> => {
@@ -438,6 +469,74 @@ async function runMode(mode: IptablesMode, o: Options, ctx: { prefix: string; di
   }
   if (o.localChanges % 2 === 1) await change(ctx.local, false, chainCond(ctx.local, false));
 
+  // Policies created and deleted: the new policy selects the local pod, so its chain joins the pod's slc-tw chain.
+  const ipt = bins.save.replace(/-save$/, "");
+  const twOf = (iface: string): string => endpointChainName("ingress", iface);
+  const timed = async (cond: string, write: () => Promise<unknown>): Promise<number> => {
+    const poller = pollInNs(ns, cond);
+    cleanup.add("poller", () => poller.kill());
+    await poller.armed;
+    const t0 = Date.now();
+    await write();
+    return (await poller.done) - t0;
+  };
+  const store = new EtcdResourceStore(client);
+  const policyCreated: number[] = [];
+  const policyDeleted: number[] = [];
+  const target = ctx.local.ep;
+  for (let i = 0; i < Math.ceil(o.policyChanges / 2); i++) {
+    const name = `bench-probe-${mode}-${i}`;
+    const np = { apiVersion: "networking.k8s.io/v1", kind: "NetworkPolicy", metadata: { name, namespace: target.namespace }, spec: { podSelector: {}, policyTypes: ["Ingress"], ingress: [{ from: [{ podSelector: { matchLabels: { "bench-probe": String(i) } } }] }] } } as KubeObject;
+    const chain = policyChainName("ingress", `${target.namespace}/${name}`);
+    const inTw = `${ipt} -w -S ${q(twOf(target.hostIface))} 2>/dev/null | grep -q -- ${q(chain)}`;
+    policyCreated.push(await timed(inTw, () => store.applyAll([np])));
+    await sleep(150);
+    policyDeleted.push(await timed(`! ${inTw}`, () => store.deleteAll([{ kind: networkPolicyKind, namespace: target.namespace, name }])));
+    await sleep(150);
+  }
+  say(`${mode}: policy create / delete -> enforced: ${policyCreated.map((x) => x.toFixed(0)).join(" ")} / ${policyDeleted.map((x) => x.toFixed(0)).join(" ")} ms`);
+
+  // New local pods: a Pod object and its endpoint record, as the API server and sluice-cni would write them.
+  const podAdded: number[] = [];
+  const podRemoved: number[] = [];
+  for (let i = 0; i < Math.ceil(o.podChanges / 2); i++) {
+    const podName = `bench-new-${mode}-${i}`;
+    const pod = { apiVersion: "v1", kind: "Pod", metadata: { name: podName, namespace: target.namespace, labels: { ...target.labels } }, spec: { nodeName: NODE, containers: [{ name: "c", image: "x" }] } } as KubeObject;
+    const record: WorkloadEndpointRecord = { namespace: target.namespace, pod: podName, node: NODE, ifName: "eth0", hostIface: hostIfaceName(target.namespace, podName), containerId: `bench${i}`, ips: [`10.0.7.${200 + i}`] };
+    const parsed = parseWorkloadEndpointRecord(record);
+    if (!parsed.ok) throw new Error(`bench endpoint record is invalid: ${parsed.reason}`);
+    const recKey = workloadEndpointKey(NODE, record.namespace, podName, "eth0");
+    const exists = `${ipt} -w -S ${q(twOf(record.hostIface))} >/dev/null 2>&1`;
+    podAdded.push(await timed(exists, async () => {
+      await store.applyAll([pod]);
+      await client.put(recKey).value(publishedValue(parsed.record, NODE));
+    }));
+    await sleep(150);
+    podRemoved.push(await timed(`! ${exists}`, async () => {
+      await client.delete().key(recKey);
+      await store.deleteAll([{ kind: podKind, namespace: target.namespace, name: podName }]);
+    }));
+    await sleep(150);
+  }
+  say(`${mode}: new local pod -> chains / removed -> gone: ${podAdded.map((x) => x.toFixed(0)).join(" ")} / ${podRemoved.map((x) => x.toFixed(0)).join(" ")} ms`);
+
+  // Churn: consecutive remote label changes, each as soon as the previous one is in the kernel; RSS sampled along.
+  const churnRss: number[] = [procMemory(pid).rssMiB];
+  const churnLatency: number[] = [];
+  const key = podKey(ctx.remote.ep.namespace, ctx.remote.ep.pod);
+  const storedPod = JSON.parse((await client.get(key).string()) ?? "null") as KubeObject | null;
+  if (!storedPod) throw new Error(`pod ${key} is not in etcd`);
+  for (let i = 0; i < o.churn; i++) {
+    const toMutated = i % 2 === 0;
+    storedPod.metadata.labels = toMutated ? ctx.remote.mutated : ctx.remote.original;
+    const text = JSON.stringify(storedPod);
+    churnLatency.push(await timed(setCond(ctx.remote, toMutated), async () => client.put(key).value(text)));
+    if ((i + 1) % Math.max(1, Math.floor(o.churn / 10)) === 0) churnRss.push(procMemory(pid).rssMiB);
+  }
+  if (o.churn % 2 === 1) await change(ctx.remote, false, setCond(ctx.remote, false));
+  if (o.churn) say(`${mode}: churn of ${o.churn}: RSS ${churnRss.map((x) => x.toFixed(0)).join(" ")} MiB`);
+  await sleep(500);
+
   // Nothing changes for a while: what do the periodic resyncs cost?
   say(`${mode}: quiet window of ${o.quietS} s`);
   const cpu0 = procCpu(pid);
@@ -445,7 +544,9 @@ async function runMode(mode: IptablesMode, o: Options, ctx: { prefix: string; di
   await sleep(o.quietS * 1000);
   const cpu1 = procCpu(pid);
   const quietSeconds = (Date.now() - q0) / 1000;
-  const appliesInQuiet = readLog(logPath).filter((r) => r.time >= q0 && r.msg === "policy dataplane applied").length;
+  const quietLog = readLog(logPath).filter((r) => r.time >= q0);
+  const appliesInQuiet = quietLog.filter((r) => r.msg === "policy dataplane applied").length;
+  const kernelReads = quietLog.filter((r) => r.msg === "policy dataplane applied" || r.msg === "policy dataplane checked").reduce((n, r) => n + (Number(r["reads"]) || 0), 0);
   const memEnd = procMemory(pid);
 
   // Baselines: the agent's final state restored into empty namespaces; reads alone.
@@ -487,7 +588,8 @@ async function runMode(mode: IptablesMode, o: Options, ctx: { prefix: string; di
   const tr = performance.now();
   const render = renderOf(listed.snapshot);
   const renderMs = performance.now() - tr;
-  const nspec = hostRuleset({ family: 4, network: parseCidr(NETWORK), subnet: parseCidr(LOCAL_SUBNET), ipMasq: false, randomFully: false, forwardRules: true }, render, ["filter"]);
+  const nspec = hostRuleset(HOST_INPUT, render, ["filter"]);
+  const nsets = [...underlayIpsets(HOST_INPUT), ...render.ipsets];
   const dp = new PolicyDataplane({ family: 4, mode, netns: ns, log: pino({ level: "silent" }) });
   const noop: ModeResult["noop"] = { list: listed.ms, render: renderMs, ipsetExec: [], ipsetParse: [], ipsetPlan: [], iptablesExec: [], iptablesParse: [], iptablesHash: [], iptablesDiff: [], apply: [], wrote: false };
   for (let i = 0; i < 3; i++) {
@@ -499,7 +601,7 @@ async function runMode(mode: IptablesMode, o: Options, ctx: { prefix: string; di
     const sets = parseIpsetList(ipsetText);
     noop.ipsetParse.push(performance.now() - t);
     t = performance.now();
-    planPrepare(4, render.ipsets, sets);
+    planPrepare(4, nsets, sets);
     noop.ipsetPlan.push(performance.now() - t);
     t = performance.now();
     const saveText = await nsSh(ns, `${bins.save} -t filter`);
@@ -508,13 +610,13 @@ async function runMode(mode: IptablesMode, o: Options, ctx: { prefix: string; di
     const parsed = parseSave(saveText);
     noop.iptablesParse.push(performance.now() - t);
     t = performance.now();
-    const rendered = renderTable(nspec.tables[0] as (typeof nspec.tables)[number]);
+    const rendered = renderTable(filterOf(nspec));
     noop.iptablesHash.push(performance.now() - t);
     t = performance.now();
     planTable(rendered, parsed.get("filter"));
     noop.iptablesDiff.push(performance.now() - t);
     t = performance.now();
-    const rep = await dp.apply(4, nspec, render.ipsets);
+    const rep = await dp.apply(4, nspec, nsets);
     noop.apply.push(performance.now() - t);
     noop.wrote ||= rep.wrote;
   }
@@ -523,7 +625,7 @@ async function runMode(mode: IptablesMode, o: Options, ctx: { prefix: string; di
   for (let i = 0; i < 50 && !exited; i++) await sleep(100);
   await removeNs(ns);
   await removeNs(`${ns}p`);
-  return { mode, firstProgram, stages, rules, ipsets, modelMatches, memFirst, memEnd, remote, local, quiet: { seconds: quietSeconds, cpuSelf: cpu1.self - cpu0.self, cpuChildren: cpu1.children - cpu0.children, applies: appliesInQuiet }, baseline, noop };
+  return { mode, firstProgram, stages, rules, ipsets, modelMatches, memFirst, memEnd, remote, local, policyCreated, policyDeleted, podAdded, podRemoved, churnRss, churnLatency, quiet: { seconds: quietSeconds, cpuSelf: cpu1.self - cpu0.self, cpuChildren: cpu1.children - cpu0.children, applies: appliesInQuiet, kernelReads }, baseline, noop };
 }
 
 // ---------------------------------------------------------------- report
@@ -538,6 +640,8 @@ function report(o: Options, setup: Array<[string, string]>, results: ModeResult[
   const modes = results.map((r) => r.mode);
   const row = (label: string, f: (r: ModeResult) => string): string[] => [label, ...results.map(f)];
   const ms = (xs: readonly number[]): string => `${fmt(median(xs))} / ${fmt(max(xs))}`;
+  /** A latency as n, median, p99 and max. */
+  const lat = (xs: readonly number[]): string => `n=${xs.length} ${fmt(median(xs))} / ${fmt(percentile(xs, 99))} / ${fmt(max(xs))}`;
   const opt = (xs: Array<number | undefined>): number[] => xs.filter((x): x is number => x !== undefined);
   const out: string[] = [];
   out.push(["\nSetup", ...setup.map(([k, v]) => `  ${k}: ${v}`)].join("\n"));
@@ -552,8 +656,14 @@ function report(o: Options, setup: Array<[string, string]>, results: ModeResult[
       row("kernel state = pure render of the same snapshot", (r) => r.modelMatches),
       row("agent RSS after first program, MiB (VmHWM)", (r) => `${fmt(r.memFirst.rssMiB)} (${fmt(r.memFirst.hwmMiB)})`),
       row("agent RSS at the end, MiB (VmHWM)", (r) => `${fmt(r.memEnd.rssMiB)} (${fmt(r.memEnd.hwmMiB)})`),
-      row(`remote pod label change -> ipset (n=${o.changes})`, (r) => ms(r.remote.map((s) => s.latency))),
-      row(`local pod label change -> its slc-tw chain (n=${o.localChanges})`, (r) => ms(r.local.map((s) => s.latency))),
+      row("remote pod label change -> ipset (n, median / p99 / max)", (r) => lat(r.remote.map((s) => s.latency))),
+      row("local pod label change -> its slc-tw chain", (r) => lat(r.local.map((s) => s.latency))),
+      row("policy created -> in the local pod's chain", (r) => lat(r.policyCreated)),
+      row("policy deleted -> out of it", (r) => lat(r.policyDeleted)),
+      row("new local pod -> its slc-tw chain exists", (r) => lat(r.podAdded)),
+      row("local pod deleted -> its chain is gone", (r) => lat(r.podRemoved)),
+      row(`churn: ${o.churn} remote label changes back to back`, (r) => lat(r.churnLatency)),
+      row("  agent RSS along the churn, MiB (every tenth)", (r) => r.churnRss.map((x) => fmt(x)).join(" ")),
       row("iptables-restore alone, final ruleset, empty ns (3 runs)", (r) => ms(r.baseline.iptablesRestore)),
       row("ipset restore alone, final sets, empty ns (3 runs)", (r) => ms(r.baseline.ipsetRestore)),
       row("iptables-restore --noflush of one chain into that table", (r) => ms(r.baseline.oneChainRestore)),
@@ -567,6 +677,7 @@ function report(o: Options, setup: Array<[string, string]>, results: ModeResult[
       row("no-op apply, agent's code (PolicyDataplane)", (r) => ms(r.noop.apply)),
       row("no-op apply wrote anything (must be no)", (r) => (r.noop.wrote ? "YES" : "no")),
       row(`agent CPU while idle, % of one core (${o.quietS} s)`, (r) => `${fmt(((r.quiet.cpuSelf + r.quiet.cpuChildren) / r.quiet.seconds) * 100, 1)} (node ${fmt((r.quiet.cpuSelf / r.quiet.seconds) * 100, 1)})`),
+      row(`policy kernel reads while idle (${o.quietS} s; iptables-save + ipset list)`, (r) => String(r.quiet.kernelReads)),
     ]),
   );
   out.push(

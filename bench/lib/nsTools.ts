@@ -41,6 +41,13 @@ export function median(xs: readonly number[]): number {
 
 export const max = (xs: readonly number[]): number => (xs.length ? Math.max(...xs) : NaN);
 
+/** The nearest-rank percentile (p in 0..100); with few samples p99 is the maximum, as it should be. */
+export function percentile(xs: readonly number[], p: number): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))] as number;
+}
+
 /**
  * A poller inside `ns`: a shell loop that evaluates `cond` (a shell condition) every
  * `stepMs`, and prints the epoch time in ms (fractional) when it first holds. `armed`

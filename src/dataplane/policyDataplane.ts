@@ -142,6 +142,7 @@ export class PolicyDataplane {
     if (missing.length) throw new Error(`rules reference ipsets that are not desired: ${missing.sort().join(", ")}`);
 
     const before = this.writes;
+    const readsBefore = this.reads;
     let prepare = await this.ipsets.prepare(ipsets, opts);
     const failClosedFor = [...prepare.plan.blocked];
     if (failClosedFor.length) {
@@ -174,11 +175,14 @@ export class PolicyDataplane {
       trusted,
     );
     const report: PolicyApplyReport = { family, wrote: this.writes > before, prepare, iptables, removeStale, failClosedFor, refusedSets, ms: Date.now() - started };
+    const reads = this.reads - readsBefore;
+    if (!report.wrote) this.log.debug({ family, ms: report.ms, reads }, "policy dataplane checked");
     if (report.wrote) {
       this.log.debug(
         {
           family,
           ms: report.ms,
+          reads,
           setsCreated: prepare.plan.created,
           setsSwapped: prepare.plan.swapped,
           setsUpdated: prepare.plan.updated,
