@@ -19,12 +19,36 @@ export interface PodMeta {
   spec?: { containers?: ReadonlyArray<{ ports?: ReadonlyArray<{ name?: string | undefined; containerPort: number; protocol?: ContainerPort["protocol"] | undefined }> | undefined }> | undefined } | undefined;
 }
 
-export function joinEndpoints(records: readonly WorkloadEndpointRecord[], pods: readonly PodMeta[]): PodEndpoint[] {
+/**
+ * The endpoint of each (record, pod) pair as last joined, by object identity: a datastore
+ * that keeps unchanged records and Pod objects from one snapshot to the next gets the same
+ * endpoint objects back, so everything downstream that memoizes by identity (the render
+ * exchange's fingerprints, the render memo) does not look at them again.
+ */
+export class EndpointJoinMemo {
+  private readonly byRecord = new WeakMap<WorkloadEndpointRecord, { pod: PodMeta | undefined; known: boolean; endpoint: PodEndpoint }>();
+
+  endpoint(r: WorkloadEndpointRecord, pod: PodMeta | undefined, known: boolean, make: () => PodEndpoint): PodEndpoint {
+    const hit = this.byRecord.get(r);
+    if (hit && hit.pod === pod && hit.known === known) return hit.endpoint;
+    const endpoint = make();
+    this.byRecord.set(r, { pod, known, endpoint });
+    return endpoint;
+  }
+}
+
+/**
+ * `namespaceKnown`: false for a namespace whose Namespace object is missing: its pods'
+ * namespace labels are unknown, so like a pod without its Pod object they match no
+ * selector and are isolated (metadataKnown false).
+ */
+export function joinEndpoints(records: readonly WorkloadEndpointRecord[], pods: readonly PodMeta[], opts: { memo?: EndpointJoinMemo | undefined; namespaceKnown?: ((namespace: string) => boolean) | undefined } = {}): PodEndpoint[] {
   const byName = new Map<string, PodMeta>();
   for (const p of pods) byName.set(`${p.metadata.namespace ?? "default"}/${p.metadata.name}`, p);
   const rows = records.map((r) => {
     const pod = byName.get(`${r.namespace}/${r.pod}`);
-    const endpoint: PodEndpoint = {
+    const known = pod !== undefined && (opts.namespaceKnown?.(r.namespace) ?? true);
+    const make = (): PodEndpoint => ({
       namespace: r.namespace,
       pod: r.pod,
       node: r.node,
@@ -32,8 +56,9 @@ export function joinEndpoints(records: readonly WorkloadEndpointRecord[], pods: 
       ips: [...r.ips],
       labels: pod ? { ...(pod.metadata.labels ?? {}) } : {},
       ports: pod ? containerPorts(pod) : [],
-      ...(pod ? {} : { metadataKnown: false }),
-    };
+      ...(known ? {} : { metadataKnown: false }),
+    });
+    const endpoint = opts.memo ? opts.memo.endpoint(r, pod, known, make) : make();
     return { endpoint, ifName: r.ifName };
   });
   rows.sort((a, b) => cmp(a.endpoint.namespace, b.endpoint.namespace) || cmp(a.endpoint.pod, b.endpoint.pod) || cmp(a.endpoint.node, b.endpoint.node) || cmp(a.ifName, b.ifName));

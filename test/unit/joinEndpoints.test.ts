@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { parseWorkloadEndpointRecord } from "../../src/config/endpointSchema.js";
 import { podObject } from "../../src/config/k8sSchemas.js";
 import { type WorkloadEndpointRecord, hostIfaceName } from "../../src/model/endpoint.js";
-import { joinEndpoints } from "../../src/model/joinEndpoints.js";
+import { EndpointJoinMemo, joinEndpoints } from "../../src/model/joinEndpoints.js";
 
 const rec = (namespace: string, pod: string, node: string, ips: string[], ifName = "eth0"): WorkloadEndpointRecord => ({ node, namespace, pod, containerId: `c-${pod}`, ifName, hostIface: hostIfaceName(namespace, pod), ips });
 
@@ -94,5 +94,36 @@ describe("WorkloadEndpointRecord schema", () => {
       assert.equal(r.ok, false, JSON.stringify(value));
       if (!r.ok) assert.match(r.reason, why);
     }
+  });
+});
+
+describe("joinEndpoints with a memo", () => {
+  const rec = (pod: string): WorkloadEndpointRecord => ({ namespace: "prod", pod, node: "n1", ifName: "eth0", hostIface: hostIfaceName("prod", pod), containerId: `c-${pod}`, ips: ["10.244.1.5"] });
+  const podOf = (name: string, app: string) => ({ metadata: { name, namespace: "prod", labels: { app } } });
+
+  test("unchanged record and pod give the same endpoint object; a changed pod a new one", () => {
+    const memo = new EndpointJoinMemo();
+    const [a, b] = [rec("a"), rec("b")];
+    const pods = [podOf("a", "web"), podOf("b", "db")];
+    const first = joinEndpoints([a, b], pods, { memo });
+    const again = joinEndpoints([a, b], pods, { memo });
+    assert.equal(again[0], first[0]);
+    assert.equal(again[1], first[1]);
+    const relabelled = joinEndpoints([a, b], [pods[0] as (typeof pods)[number], podOf("b", "api")], { memo });
+    assert.equal(relabelled[0], first[0]);
+    assert.notEqual(relabelled[1], first[1]);
+    assert.deepEqual(relabelled[1]?.labels, { app: "api" });
+    assert.deepEqual(relabelled, joinEndpoints([a, b], [pods[0] as (typeof pods)[number], podOf("b", "api")]), "the same as without a memo");
+  });
+
+  test("a pod in a namespace without its object keeps its labels but is not known", () => {
+    const memo = new EndpointJoinMemo();
+    const r = rec("a");
+    const pods = [podOf("a", "web")];
+    const [known] = joinEndpoints([r], pods, { memo, namespaceKnown: () => true });
+    const [unknown] = joinEndpoints([r], pods, { memo, namespaceKnown: () => false });
+    assert.equal(known?.metadataKnown, undefined);
+    assert.equal(unknown?.metadataKnown, false);
+    assert.deepEqual(unknown?.labels, { app: "web" });
   });
 });
