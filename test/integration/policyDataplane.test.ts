@@ -353,6 +353,22 @@ for (const mode of ["nft", "legacy"] as const) {
       assert.deepEqual(await Promise.all(["127.0.2.1", "127.0.2.2"].map(reaches)), [false, true]);
     });
 
+    test("applyTables (the nat table's schedule): the chain as iptables-save prints it, a no-op writes nothing, the wrong family is refused", async () => {
+      const nat: Ruleset = {
+        family: 4,
+        tables: [{ table: "nat", chains: [{ name: "SLUICE-POSTROUTING", rules: [rule(RETURN, markIs({ value: 0x4000, mask: 0x4000 })), rule({ kind: "masquerade" }, src("10.244.0.0/16"), dst("224.0.0.0/4", true))] }], hooks: [{ builtin: "POSTROUTING", target: "SLUICE-POSTROUTING" }] }],
+      };
+      await dp.applyTables(nat);
+      const saved = (await nsExec(ns, `iptables-${mode}-save`, ["-t", "nat"])).split("\n").filter((l) => l.startsWith("-A SLUICE-POSTROUTING ")).map(stripHash);
+      assert.deepEqual(saved, ["-A SLUICE-POSTROUTING -m mark --mark 0x4000/0x4000 -j RETURN", "-A SLUICE-POSTROUTING -s 10.244.0.0/16 ! -d 224.0.0.0/4 -j MASQUERADE"]);
+      const writes = dp.writes;
+      await dp.applyTables(nat);
+      assert.equal(dp.writes, writes);
+      await assert.rejects(dp.applyTables({ ...nat, family: 6 }), /IPv4 dataplane given an IPv6 ruleset/);
+      await dp.applyTables({ family: 4, tables: [{ table: "nat", chains: [], hooks: [] }] });
+      assert.doesNotMatch(await nsExec(ns, `iptables-${mode}-save`, ["-t", "nat"]), /SLUICE-/);
+    });
+
     test("removeAll leaves only the foreign chain, rules and set", async () => {
       await dp.removeAll();
       const text = await save();
