@@ -54,7 +54,9 @@ import { parseCidr } from "../src/model/ip.js";
 import { type HostRulesInput, hostRuleset, underlayIpsets } from "../src/render/hostRules.js";
 import { endpointChainName, policyChainName, renderPolicy } from "../src/render/policy.js";
 import type { PolicyRender } from "../src/render/policyContract.js";
-import { type RulesetSpec, type TableSpec, renderTable } from "../src/render/ruleset.js";
+import { type Ruleset, type TableSpec, renderTable } from "../src/render/ruleset.js";
+import { formatTable } from "../src/render/iptablesFormat.js";
+import { type Rule, ruleKey } from "../src/render/rules.js";
 import { etcdConnection, etcdFlags, startEtcd } from "../src/sandbox/etcdServer.js";
 import { writeLocalRecord } from "../src/cni/localRecords.js";
 import { publishedValue } from "../src/datastore/etcdEndpointPublisher.js";
@@ -93,7 +95,7 @@ const UNDERLAY = { addr: "192.0.2.2/24", gw: "192.0.2.1" };
  */
 const HOST_INPUT: HostRulesInput = { family: 4, network: parseCidr(NETWORK), subnet: parseCidr(LOCAL_SUBNET), ipMasq: false, randomFully: false, forwardRules: true, underlay: { iface: "eth0", vxlan: undefined, peers: [] } };
 /** The filter table of a ruleset (the raw table comes first). */
-const filterOf = (spec: RulesetSpec): TableSpec => {
+const filterOf = (spec: Ruleset): TableSpec => {
   const t = spec.tables.find((x) => x.table === "filter");
   if (!t) throw new Error("no filter table in the ruleset");
   return t;
@@ -236,7 +238,7 @@ interface Mutation {
   ingressTargets: { original: string; mutated: string };
 }
 
-const piTargets = (rules: readonly string[]): string => rules.flatMap((r) => /-j (slc-pi-[0-9a-f]+)/.exec(r)?.[1] ?? []).join(" ");
+const piTargets = (rules: readonly Rule[]): string => rules.flatMap((r) => (r.action.kind === "jump" && r.action.chain.startsWith("slc-pi-") ? [r.action.chain] : [])).join(" ");
 
 function mutate(snap: PolicySnapshot, base: PolicyRender, ep: PodEndpoint, mutated: Record<string, string>): Mutation {
   const endpoints = snap.endpoints.map((e) => (e === ep ? { ...e, labels: mutated } : e));
@@ -252,8 +254,8 @@ function mutate(snap: PolicySnapshot, base: PolicyRender, ep: PodEndpoint, mutat
     for (const m of now) if (!was.has(m)) sets.push({ name: s.name, member: m, inMutated: true });
     for (const m of was) if (!now.has(m)) sets.push({ name: s.name, member: m, inMutated: false });
   }
-  const beforeChains = new Map(base.chains.map((c) => [c.name, c.rules.join("\n")]));
-  const chains = after.chains.filter((c) => beforeChains.get(c.name) !== c.rules.join("\n")).map((c) => c.name);
+  const beforeChains = new Map(base.chains.map((c) => [c.name, ruleKey(c.rules)]));
+  const chains = after.chains.filter((c) => beforeChains.get(c.name) !== ruleKey(c.rules)).map((c) => c.name);
   const tw = endpointChainName("ingress", ep.hostIface);
   return {
     ep,
@@ -610,7 +612,7 @@ async function runMode(mode: IptablesMode, o: Options, ctx: { prefix: string; di
     const parsed = parseSave(saveText);
     noop.iptablesParse.push(performance.now() - t);
     t = performance.now();
-    const rendered = renderTable(filterOf(nspec));
+    const rendered = renderTable(formatTable(filterOf(nspec)));
     noop.iptablesHash.push(performance.now() - t);
     t = performance.now();
     planTable(rendered, parsed.get("filter"));
@@ -710,7 +712,7 @@ function report(o: Options, setup: Array<[string, string]>, results: ModeResult[
       row("  planPrepare (pure: canonicalizes every member)", (r) => ms(r.noop.ipsetPlan)),
       row("iptables-save -t filter, spawned + captured", (r) => ms(r.noop.iptablesExec)),
       row("  parseSave (pure)", (r) => ms(r.noop.iptablesParse)),
-      row("  renderTable (pure: sha256 per rule)", (r) => ms(r.noop.iptablesHash)),
+      row("  formatTable + renderTable (pure: text, sha256 per rule)", (r) => ms(r.noop.iptablesHash)),
       row("  planTable (pure: diff)", (r) => ms(r.noop.iptablesDiff)),
       row("whole no-op apply", (r) => ms(r.noop.apply)),
       row("`ip netns exec` overhead per command (bench side)", (r) => ms(r.baseline.nsExec)),

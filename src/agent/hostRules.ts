@@ -11,6 +11,7 @@ import type { NetworkConfig } from "../config/networkConfig.js";
 import { type DataplaneCapabilities, probeCapabilities } from "../dataplane/capabilities.js";
 import { type IptablesMode, detectMode, supportsRandomFully } from "../dataplane/iptables.js";
 import { PolicyDataplane } from "../dataplane/policyDataplane.js";
+import type { RulesDataplane } from "../dataplane/rulesDataplane.js";
 import type { Family } from "../model/ip.js";
 import type { Lease } from "../model/lease.js";
 import { type TableChoice, type UnderlayTrust, hostRuleset, underlayIpsets } from "../render/hostRules.js";
@@ -28,7 +29,7 @@ export type PolicyInput = { enabled: false } | { enabled: true; renders: Readonl
 
 export class HostRules {
   private constructor(
-    readonly dataplanes: ReadonlyMap<Family, PolicyDataplane>,
+    readonly dataplanes: ReadonlyMap<Family, RulesDataplane>,
     readonly capabilities: DataplaneCapabilities,
     readonly mode: IptablesMode,
     private readonly randomFully: boolean,
@@ -79,14 +80,14 @@ export class HostRules {
     ];
     for (const f of families) {
       if (!f.pool) continue;
-      const dp = this.dataplanes.get(f.family) as PolicyDataplane;
+      const dp = this.dataplanes.get(f.family) as RulesDataplane;
       const rendered = policy.enabled ? policy.renders?.get(f.family) : undefined;
       const ipvs = policy.enabled ? policy.kubeIpvs : undefined;
       const render = rendered && ipvs ? withKubeIpvs(rendered, f.family, ipvs.services.filter((a) => a.includes(":") === (f.family === 6))) : rendered;
       const input = { family: f.family, network: f.pool.network, subnet: f.subnet, ...common, underlay: underlay?.get(f.family) };
       const spec = hostRuleset(input, render, chosen);
       if (chosen.includes("filter")) await dp.apply(f.family, spec, [...underlayIpsets(input), ...(render?.ipsets ?? [])]);
-      else await dp.iptables.apply(spec);
+      else await dp.applyTables(spec);
     }
     return { filterApplied: chosen.includes("filter") };
   }

@@ -1,9 +1,10 @@
 /**
- * The policy applier for one family: ipsets and iptables reconciled in the one order that
- * never leaves a rule pointing at a missing set:
+ * The policy applier for one family (the iptables + ipset RulesDataplane): ipsets and
+ * iptables reconciled in the one order that never leaves a rule pointing at a missing set:
  *
  *   1. ipsets.prepare(desired)   create new sets, update members (swap or in place)
  *   2. iptables.apply(ruleset)   one `iptables-restore --noflush -w` per table, per-chain diff
+ *                                (the structured rules become text here, just before the driver)
  *   3. ipsets.removeStale(...)   destroy our sets no rule references any more
  *
  * Each step plans against what the kernel holds and writes only what differs, so a no-op
@@ -29,10 +30,13 @@
 import type { Logger } from "pino";
 import type { Family } from "../model/ip.js";
 import { type IpsetSpec, isOwnedIpset } from "../render/ipsetSpec.js";
-import type { RulesetSpec } from "../render/ruleset.js";
+import { formatRuleset } from "../render/iptablesFormat.js";
+import type { Ruleset, TableName } from "../render/ruleset.js";
+import { type Rule, DROP, setsOf } from "../render/rules.js";
 import { type IpsetReport, IpsetDriver } from "./ipset.js";
 import type { RefusedSet } from "./ipsetPlan.js";
 import { type ApplyReport, IptablesDriver, type IptablesMode, type KernelReadOptions, binaries } from "./iptables.js";
+import type { RulesApplyReport, RulesDataplane } from "./rulesDataplane.js";
 
 export interface PolicyDataplaneOptions {
   family: Family;
@@ -42,46 +46,39 @@ export interface PolicyDataplaneOptions {
   log: Logger;
 }
 
-export interface PolicyApplyReport {
-  family: Family;
-  /** True when anything at all was written (ipset or iptables). */
-  wrote: boolean;
+/** What the iptables + ipset dataplane reports of an apply, beyond what every rules dataplane does. */
+export interface PolicyApplyReport extends RulesApplyReport {
   prepare: IpsetReport;
   iptables: ApplyReport[];
   removeStale: IpsetReport;
-  /** Sets that had to be recreated behind a fail-closed ruleset (type or family changed under a live rule). */
-  failClosedFor: string[];
-  /** Sets that could not be written: the rules naming them are DROP until a later apply writes them. */
   refusedSets: RefusedSet[];
-  ms: number;
 }
 
-const MATCH_SET_RE = /--match-set\s+(\S+)/g;
-
 /** Names of sets that rules of the ruleset reference. */
-export function referencedSets(ruleset: RulesetSpec): Set<string> {
+export function referencedSets(ruleset: Ruleset): Set<string> {
   const out = new Set<string>();
-  for (const t of ruleset.tables) for (const c of t.chains) for (const r of c.rules) for (const m of r.matchAll(MATCH_SET_RE)) out.add(m[1] as string);
+  for (const t of ruleset.tables) for (const c of t.chains) for (const r of c.rules) for (const s of setsOf(r)) out.add(s);
   return out;
 }
 
-const namesAny = (rule: string, sets: ReadonlySet<string>): boolean => [...rule.matchAll(MATCH_SET_RE)].some((m) => sets.has(m[1] as string));
+const namesAny = (r: Rule, sets: ReadonlySet<string>): boolean => setsOf(r).some((s) => sets.has(s));
 
-/** The rules (as `chain: rule`) that name one of `sets`. */
-export function* referencingRules(ruleset: RulesetSpec, sets: ReadonlySet<string>): Generator<string> {
-  for (const t of ruleset.tables) for (const c of t.chains) for (const r of c.rules) if (namesAny(r, sets)) yield `${c.name}: ${r}`;
+/** The rules (with their chain) that name one of `sets`. */
+export function* referencingRules(ruleset: Ruleset, sets: ReadonlySet<string>): Generator<{ chain: string; rule: Rule }> {
+  for (const t of ruleset.tables) for (const c of t.chains) for (const r of c.rules) if (namesAny(r, sets)) yield { chain: c.name, rule: r };
 }
 
+const DROP_RULE: Rule = { match: [], action: DROP };
+
 /** The ruleset with every rule that names one of `sets` replaced by DROP (same positions). */
-export function failClosedRuleset(ruleset: RulesetSpec, sets: ReadonlySet<string>): RulesetSpec {
-  const names = (r: string): boolean => namesAny(r, sets);
+export function failClosedRuleset(ruleset: Ruleset, sets: ReadonlySet<string>): Ruleset {
   return {
     ...ruleset,
-    tables: ruleset.tables.map((t) => ({ ...t, chains: t.chains.map((c) => ({ ...c, rules: c.rules.map((r) => (names(r) ? "-j DROP" : r)) })) })),
+    tables: ruleset.tables.map((t) => ({ ...t, chains: t.chains.map((c) => ({ ...c, rules: c.rules.map((r) => (namesAny(r, sets) ? DROP_RULE : r)) })) })),
   };
 }
 
-export class PolicyDataplane {
+export class PolicyDataplane implements RulesDataplane {
   readonly family: Family;
   readonly iptables: IptablesDriver;
   readonly ipsets: IpsetDriver;
@@ -106,13 +103,31 @@ export class PolicyDataplane {
    * family matches this instance, and every owned set a rule names is in `ipsets` (else
    * iptables-restore would fail half-way through the apply).
    */
-  apply(family: Family, ruleset: RulesetSpec, ipsets: readonly IpsetSpec[], opts: KernelReadOptions = {}): Promise<PolicyApplyReport> {
+  apply(family: Family, ruleset: Ruleset, ipsets: readonly IpsetSpec[], opts: KernelReadOptions = {}): Promise<PolicyApplyReport> {
     const next = this.queue.then(() => this.applyNow(family, ruleset, ipsets, opts));
     this.queue = next.catch(() => undefined);
     return next;
   }
 
-  private async applyNow(family: Family, ruleset: RulesetSpec, ipsets: readonly IpsetSpec[], opts: KernelReadOptions): Promise<PolicyApplyReport> {
+  /**
+   * The tables alone (the nat table, on its own schedule: it names no set of ours), through
+   * the same queue; a failure forgets the drivers' records as an apply's does.
+   */
+  applyTables(ruleset: Ruleset, opts: KernelReadOptions = {}): Promise<void> {
+    const next = this.queue.then(async () => {
+      if (ruleset.family !== this.family) throw new Error(`IPv${this.family} dataplane given an IPv${ruleset.family} ruleset`);
+      try {
+        await this.iptables.apply(formatRuleset(ruleset), opts);
+      } catch (err) {
+        this.forget();
+        throw err;
+      }
+    });
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  private async applyNow(family: Family, ruleset: Ruleset, ipsets: readonly IpsetSpec[], opts: KernelReadOptions): Promise<PolicyApplyReport> {
     try {
       return await this.applyOnce(family, ruleset, ipsets, opts);
     } catch (err) {
@@ -132,7 +147,7 @@ export class PolicyDataplane {
     return this.iptables.reads + this.ipsets.reads;
   }
 
-  private async applyOnce(family: Family, ruleset: RulesetSpec, ipsets: readonly IpsetSpec[], opts: KernelReadOptions): Promise<PolicyApplyReport> {
+  private async applyOnce(family: Family, ruleset: Ruleset, ipsets: readonly IpsetSpec[], opts: KernelReadOptions): Promise<PolicyApplyReport> {
     const started = Date.now();
     if (family !== this.family || ruleset.family !== this.family) {
       throw new Error(`IPv${this.family} policy dataplane given an IPv${family === this.family ? ruleset.family : family} ruleset`);
@@ -147,7 +162,7 @@ export class PolicyDataplane {
     const failClosedFor = [...prepare.plan.blocked];
     if (failClosedFor.length) {
       this.log.error({ family, sets: failClosedFor }, "ipsets of the wrong type are in use; dropping their traffic while they are recreated");
-      await this.iptables.apply(failClosedRuleset(ruleset, new Set([...failClosedFor, ...prepare.plan.refused.map((r) => r.name)])));
+      await this.iptables.apply(formatRuleset(failClosedRuleset(ruleset, new Set([...failClosedFor, ...prepare.plan.refused.map((r) => r.name)]))));
       // Our rules no longer reference them; nothing else should, but never spin on it.
       let retry = await this.ipsets.prepare(ipsets);
       for (let i = 0; i < 4 && retry.plan.blocked.length; i++) {
@@ -167,7 +182,7 @@ export class PolicyDataplane {
     }
     // Fail-closed or refused sets mean the kernel is not what was planned: read it for the rest.
     const trusted: KernelReadOptions = failClosedFor.length || refused.size ? {} : opts;
-    const iptables = await this.iptables.apply(refused.size ? failClosedRuleset(ruleset, refused) : ruleset, trusted);
+    const iptables = await this.iptables.apply(formatRuleset(refused.size ? failClosedRuleset(ruleset, refused) : ruleset), trusted);
     // A refused set is named by no rule now: whatever of it is in the kernel goes, and the next apply writes it afresh.
     const removeStale = await this.ipsets.removeStale(
       ipsets.filter((s) => !refused.has(s.name)),
@@ -198,7 +213,7 @@ export class PolicyDataplane {
   }
 
   /** Removes our chains, jumps and this family's sets (for cleanup). */
-  async removeAll(tables: Parameters<IptablesDriver["removeAll"]>[1] = ["raw", "filter"]): Promise<void> {
+  async removeAll(tables: readonly TableName[] = ["raw", "filter"]): Promise<void> {
     await this.iptables.removeAll(this.family, tables);
     await this.ipsets.removeAll();
   }

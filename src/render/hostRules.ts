@@ -22,14 +22,15 @@ import { type Cidr, type Family, type IpAddr, formatCidr, formatIp } from "../mo
 import type { IpsetSpec } from "./ipsetSpec.js";
 import type { PolicyRender } from "./policyContract.js";
 import { policyRawTableSpec } from "./policyText.js";
-import type { ChainSpec, HookSpec, RulesetSpec, TableSpec } from "./ruleset.js";
+import type { ChainSpec, HookSpec, Ruleset, TableSpec } from "./ruleset.js";
+import { ACCEPT, DROP, type MarkBits, RETURN, type Rule, dst, inIface, inSet, markIs, protocol, rule, src } from "./rules.js";
 
 export const CHAIN_POSTROUTING = "SLUICE-POSTROUTING";
 export const CHAIN_FORWARD = "SLUICE-FORWARD";
 export const CHAIN_INPUT = "SLUICE-INPUT";
 export const CHAIN_OUTPUT = "SLUICE-OUTPUT";
 /** kube-proxy marks traffic it wants masqueraded itself; we leave it alone. */
-export const KUBE_PROXY_MASQ_MARK = "0x4000/0x4000";
+export const KUBE_PROXY_MASQ_MARK: MarkBits = { value: 0x4000, mask: 0x4000 };
 
 export interface HostRulesInput {
   family: 4 | 6;
@@ -41,7 +42,7 @@ export interface HostRulesInput {
   randomFully: boolean;
   forwardRules: boolean;
   /** Rules from the policy engine that run before the cluster accept rules. */
-  forwardPolicyRules?: string[];
+  forwardPolicyRules?: Rule[];
   /** The peers this node trusts and where their traffic arrives; no underlay rules without it. */
   underlay?: UnderlayTrust | undefined;
 }
@@ -60,18 +61,19 @@ export const peerHostsSet = (family: Family): string => `slc${family}-peer-hosts
 export const peerNetsSet = (family: Family): string => `slc${family}-peer-nets`;
 
 /** SLUICE-INPUT, first: VXLAN from an underlay address that is no known peer's is dropped. */
-export function underlayInputRules(i: HostRulesInput): string[] {
+export function underlayInputRules(i: HostRulesInput): Rule[] {
   const u = i.underlay;
   if (!u?.vxlan) return [];
-  return [`-p udp -m udp --dport ${u.vxlan.port} -m set ! --match-set ${peerHostsSet(i.family)} src -j DROP`];
+  const port = u.vxlan.port;
+  return [rule(DROP, protocol("udp"), { kind: "ports", protocol: "udp", dst: { from: port, to: port } }, inSet(peerHostsSet(i.family), ["src"], true))];
 }
 
 /** SLUICE-FORWARD, first: a cluster source from the underlay must be in a known peer's subnet. */
-export function underlayForwardRules(i: HostRulesInput): string[] {
+export function underlayForwardRules(i: HostRulesInput): Rule[] {
   const u = i.underlay;
   if (!u) return [];
   const net = formatCidr(i.network);
-  return [u.iface, ...(u.vxlan ? [u.vxlan.device] : [])].map((dev) => `-i ${dev} -s ${net} -m set ! --match-set ${peerNetsSet(i.family)} src -j DROP`);
+  return [u.iface, ...(u.vxlan ? [u.vxlan.device] : [])].map((dev) => rule(DROP, inIface(dev), src(net), inSet(peerNetsSet(i.family), ["src"], true)));
 }
 
 /** The sets the underlay rules name (empty sets when no peer is known: nothing is trusted). */
@@ -91,31 +93,31 @@ export function underlayIpsets(i: HostRulesInput): IpsetSpec[] {
  */
 export type TableChoice = "nat" | "filter";
 
-export function masqueradeRules(i: HostRulesInput): string[] {
+export function masqueradeRules(i: HostRulesInput): Rule[] {
   if (!i.subnet) return [];
   const net = formatCidr(i.network);
   const sub = formatCidr(i.subnet);
   const multicast = i.family === 4 ? "224.0.0.0/4" : "ff00::/8";
-  const masq = i.randomFully ? "-j MASQUERADE --random-fully" : "-j MASQUERADE";
+  const masq = { kind: "masquerade", ...(i.randomFully ? { randomFully: true } : {}) } as const;
   return [
-    `-m mark --mark ${KUBE_PROXY_MASQ_MARK} -j RETURN`,
+    rule(RETURN, markIs(KUBE_PROXY_MASQ_MARK)),
     // pod-to-pod inside the cluster network keeps its source address
-    `-s ${sub} -d ${net} -j RETURN`,
-    `-s ${net} -d ${sub} -j RETURN`,
+    rule(RETURN, src(sub), dst(net)),
+    rule(RETURN, src(net), dst(sub)),
     // traffic from outside to local pods (e.g. via a NodePort) is not ours to rewrite
-    `! -s ${net} -d ${sub} -j RETURN`,
+    rule(RETURN, src(net, true), dst(sub)),
     // pods talking to the world
-    `-s ${net} ! -d ${multicast} ${masq}`,
+    rule(masq, src(net), dst(multicast, true)),
     // the host (or anything outside the network) talking to remote pods
-    `! -s ${net} -d ${net} ${masq}`,
+    rule(masq, src(net, true), dst(net)),
   ];
 }
 
-export function forwardRules(i: HostRulesInput): string[] {
+export function forwardRules(i: HostRulesInput): Rule[] {
   const rules = [...(i.forwardPolicyRules ?? [])];
   if (i.forwardRules) {
     const net = formatCidr(i.network);
-    rules.push(`-s ${net} -j ACCEPT`, `-d ${net} -j ACCEPT`);
+    rules.push(rule(ACCEPT, src(net)), rule(ACCEPT, dst(net)));
   }
   return rules;
 }
@@ -128,7 +130,7 @@ export function forwardRules(i: HostRulesInput): string[] {
  * anti-spoofing chains, or none of ours (without policy), and goes first: a new pod's
  * source check is in place before its filter chain can accept anything.
  */
-export function hostRuleset(i: HostRulesInput, policy?: PolicyRender, only?: readonly TableChoice[]): RulesetSpec {
+export function hostRuleset(i: HostRulesInput, policy?: PolicyRender, only?: readonly TableChoice[]): Ruleset {
   const tables: TableSpec[] = [];
   const want = (t: TableChoice): boolean => only === undefined || only.includes(t);
   if (want("nat")) {
@@ -139,7 +141,7 @@ export function hostRuleset(i: HostRulesInput, policy?: PolicyRender, only?: rea
     tables.push(policy ? policyRawTableSpec(policy) : table("raw", [], []));
     const chains: ChainSpec[] = [];
     const hooks: HookSpec[] = [];
-    const add = (builtin: string, name: string, rules: string[]): void => {
+    const add = (builtin: string, name: string, rules: Rule[]): void => {
       if (rules.length === 0) return;
       chains.push({ name, rules });
       hooks.push({ builtin, target: name });

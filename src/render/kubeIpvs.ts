@@ -51,6 +51,7 @@ import { CHAIN_FROM_WL, CHAIN_TO_WL, MARK_TO_HOST, MARK_TO_HOST_CLEAR, endpointC
 import type { IpsetSpec } from "./ipsetSpec.js";
 import type { PolicyRender } from "./policyContract.js";
 import type { ChainSpec } from "./ruleset.js";
+import { DROP, type MarkBits, RETURN, type Rule, goTo, inIface, inSet, jump, markIs, outIface, rule, setMark, src } from "./rules.js";
 
 /** The device kube-proxy in IPVS mode puts Service addresses on; its presence turns the IPVS path on. */
 export const KUBE_IPVS_DEVICE = "kube-ipvs0";
@@ -59,8 +60,8 @@ export const CHAIN_IPVS = "slc-ipvs";
 export const CHAIN_IPVS_FROM_WL = "slc-ipvs-from-wl";
 
 /** Set on every packet in SLUICE-INPUT (IPVS on): it entered this host. Cleared in slc-ipvs. */
-export const MARK_VIA_INPUT = "0x80000/0x80000";
-export const MARK_VIA_INPUT_CLEAR = "0x0/0x80000";
+export const MARK_VIA_INPUT: MarkBits = { value: 0x80000, mask: 0x80000 };
+export const MARK_VIA_INPUT_CLEAR: MarkBits = { value: 0, mask: 0x80000 };
 
 /** The hash:ip of the addresses of this family on kube-ipvs0: the Service addresses. */
 export const ipvsServicesSet = (family: Family): string => `slc${family}-ipvs-services`;
@@ -79,25 +80,25 @@ export const ipvsServicesSet = (family: Family): string => `slc${family}-ipvs-se
 export function withKubeIpvs(r: PolicyRender, family: Family, services: readonly string[]): PolicyRender {
   const host = bitsOf(family);
   const servicesSet: IpsetSpec = { name: ipvsServicesSet(family), type: "hash:ip", family, members: [...new Set(services)].sort() };
-  const toPods = `-i ${HOST_IFACE_PREFIX}+ -j ${CHAIN_FROM_WL}`;
-  const at = r.inputRules.indexOf(toPods);
-  if (at < 0) throw new Error(`withKubeIpvs: SLUICE-INPUT has no "${toPods}" rule to put the Service exemption before`);
-  const inputRules = [...r.inputRules.slice(0, at), `-i ${HOST_IFACE_PREFIX}+ -m set --match-set ${servicesSet.name} dst -j RETURN`, ...r.inputRules.slice(at)];
+  const pods = inIface(HOST_IFACE_PREFIX, true);
+  const at = r.inputRules.findIndex((x) => x.action.kind === "jump" && x.action.chain === CHAIN_FROM_WL);
+  if (at < 0) throw new Error(`withKubeIpvs: SLUICE-INPUT has no jump to ${CHAIN_FROM_WL} to put the Service exemption before`);
+  const inputRules = [...r.inputRules.slice(0, at), rule(RETURN, pods, inSet(servicesSet.name, ["dst"])), ...r.inputRules.slice(at)];
   const owners = new Map<string, string[]>();
   for (const ep of r.localEndpoints) for (const a of ep.addresses) owners.set(a, [...(owners.get(a) ?? []), ep.hostIface]);
-  const bySource: string[] = [];
+  const bySource: Rule[] = [];
   for (const ep of r.localEndpoints) {
     // An address two local pods claim names neither: its traffic meets the DROP below.
-    for (const a of ep.addresses) if (owners.get(a)?.length === 1) bySource.push(`-s ${a}/${host} -g ${endpointChainName("egress", ep.hostIface)}`);
+    for (const a of ep.addresses) if (owners.get(a)?.length === 1) bySource.push(rule(goTo(endpointChainName("egress", ep.hostIface)), src(`${a}/${host}`)));
   }
   const chains: ChainSpec[] = [
-    { name: CHAIN_IPVS, rules: [`-j MARK --set-xmark ${MARK_VIA_INPUT_CLEAR}`, `-m mark --mark ${MARK_TO_HOST} -j ${CHAIN_IPVS_FROM_WL}`, `-o ${HOST_IFACE_PREFIX}+ -j ${CHAIN_TO_WL}`] },
-    { name: CHAIN_IPVS_FROM_WL, rules: [`-j MARK --set-xmark ${MARK_TO_HOST_CLEAR}`, ...bySource, "-j DROP"] },
+    { name: CHAIN_IPVS, rules: [rule(setMark(MARK_VIA_INPUT_CLEAR)), rule(jump(CHAIN_IPVS_FROM_WL), markIs(MARK_TO_HOST)), rule(jump(CHAIN_TO_WL), outIface(HOST_IFACE_PREFIX, true))] },
+    { name: CHAIN_IPVS_FROM_WL, rules: [rule(setMark(MARK_TO_HOST_CLEAR)), ...bySource, rule(DROP)] },
   ];
   return {
     ...r,
-    inputRules: [`-j MARK --set-xmark ${MARK_VIA_INPUT}`, ...inputRules],
-    outputRules: [`-m mark --mark ${MARK_VIA_INPUT} -j ${CHAIN_IPVS}`, ...r.outputRules],
+    inputRules: [rule(setMark(MARK_VIA_INPUT)), ...inputRules],
+    outputRules: [rule(jump(CHAIN_IPVS), markIs(MARK_VIA_INPUT)), ...r.outputRules],
     chains: [...r.chains, ...chains],
     ipsets: [...r.ipsets, servicesSet],
   };

@@ -52,8 +52,8 @@
  *
  * Peers are ipsets, never per-pod rules: the rule count grows with policies + local pods,
  * and membership changes only touch sets. Set names hash the set's definition, so they
- * are stable across runs and nodes, and a name's type never changes. Rules are written as
- * iptables-save prints them: -p first, matches in order, one tcp/udp/sctp match per rule
+ * are stable across runs and nodes, and a name's type never changes. Rules are data
+ * (rules.ts; iptablesFormat.ts writes the notation above), with one port match per rule
  * (iptables-nft merges a second one into the first).
  */
 import { createHash } from "node:crypto";
@@ -73,6 +73,8 @@ import { IPSET_NAME_MAX } from "./ipsetSpec.js";
 import type { PolicyRender, PolicyRenderInput } from "./policyContract.js";
 import type { ChainSpec } from "./ruleset.js";
 import type { CompiledPolicy, RenderMemo, SetSource, SetUse } from "./renderMemo.js";
+import { ipsetNetMember, ipsetPortMember } from "./iptablesFormat.js";
+import { type Action, type AddrDir, ACCEPT, DROP, type IpProtocol, type MarkBits, type Match, type PortProtocol, RETURN, type Rule, ctState, dst, goTo, inIface, inSet, jump, markIs, outIface, protocol, rule, ruleKey, setMark, src } from "./rules.js";
 
 export const CHAIN_FROM_WL = "slc-from-wl";
 export const CHAIN_TO_WL = "slc-to-wl";
@@ -83,13 +85,15 @@ export const CHAIN_ANTISPOOF_ND = "slc-antispoof-nd";
 export const CHAIN_NAME_MAX = 28;
 
 /** Set by a policy chain that allows the packet. */
-export const MARK_ACCEPT = "0x10000/0x10000";
+export const MARK_ACCEPT: MarkBits = { value: 0x10000, mask: 0x10000 };
+/** As a match: the accept bit is not set. */
+const MARK_NOT_ACCEPTED: MarkBits = { value: 0, mask: 0x10000 };
 /** Set by a Pass (admin or baseline tier): the rest of the tier is skipped. */
-export const MARK_PASS = "0x20000/0x20000";
+export const MARK_PASS: MarkBits = { value: 0x20000, mask: 0x20000 };
 /** As a match: the pass bit is not set. As a MARK: clears it (before the baseline tier). */
-export const MARK_PASS_CLEAR = "0x0/0x20000";
+export const MARK_PASS_CLEAR: MarkBits = { value: 0, mask: 0x20000 };
 /** Clears both policy bits, leaving everyone else's mark bits alone. */
-export const MARK_CLEAR = "0x0/0x30000";
+export const MARK_CLEAR: MarkBits = { value: 0, mask: 0x30000 };
 /**
  * The to-host bit: the packet is one NetworkPolicy does not judge. Set in SLUICE-INPUT on
  * what a local pod sends to this host (cleared in SLUICE-FORWARD), and in an endpoint chain
@@ -99,18 +103,21 @@ export const MARK_CLEAR = "0x0/0x30000";
  * pod to itself, from NetworkPolicy; the ClusterNetworkPolicy API exempts neither from its
  * tiers (its conformance tests deny a pod's egress to its own node).
  */
-export const MARK_TO_HOST = "0x40000/0x40000";
-export const MARK_TO_HOST_CLEAR = "0x0/0x40000";
+export const MARK_TO_HOST: MarkBits = { value: 0x40000, mask: 0x40000 };
+export const MARK_TO_HOST_CLEAR: MarkBits = { value: 0, mask: 0x40000 };
 /** As a match: a packet NetworkPolicy judges (the to-host bit is not set). */
 const MARK_NOT_TO_HOST = MARK_TO_HOST_CLEAR;
 /** Clears the policy bits and the to-host bit (an ingress chain: nothing before it may set that bit for us). */
-const MARK_CLEAR_ALL = "0x0/0x70000";
+const MARK_CLEAR_ALL: MarkBits = { value: 0, mask: 0x70000 };
 
-const IFACE_MATCH = `${HOST_IFACE_PREFIX}+`;
-/** What the kernel accepts as a link name and iptables as an exact `-i`/`-o` match (no `+`). */
+/** Every pod interface (the host side of every local pod's veth) in or out. */
+const PODS_IN = inIface(HOST_IFACE_PREFIX, true);
+const PODS_OUT = outIface(HOST_IFACE_PREFIX, true);
+/** What the kernel accepts as a link name and iptables as an exact interface match (no `+`). */
 const IFACE_NAME = /^[A-Za-z0-9_.-]{1,15}$/;
-const CT_ESTABLISHED = "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT";
-const CT_INVALID = "-m conntrack --ctstate INVALID -j DROP";
+const CT_ESTABLISHED = rule(ACCEPT, ctState("RELATED", "ESTABLISHED"));
+const CT_INVALID = rule(DROP, ctState("INVALID"));
+const icmp6Type = (type: number): Match => ({ kind: "icmp", family: 6, type });
 /** ICMPv6 a pod must send to its host for IPv6 to work at all: MLD 130-132, RS 133, NS 135, NA 136. */
 const ICMPV6_HOST_TYPES = [130, 131, 132, 133, 135, 136];
 
@@ -226,8 +233,8 @@ export function renderPolicyIr(input: PolicyIrRenderInput): PolicyRender {
   }
 
   const chains: ChainSpec[] = [
-    { name: CHAIN_FROM_WL, rules: [...locals.map((ep) => `-i ${ep.hostIface} -g ${endpointChainName("egress", ep.hostIface)}`), "-j DROP"] },
-    { name: CHAIN_TO_WL, rules: [...locals.map((ep) => `-o ${ep.hostIface} -g ${endpointChainName("ingress", ep.hostIface)}`), "-j DROP"] },
+    { name: CHAIN_FROM_WL, rules: [...locals.map((ep) => rule(goTo(endpointChainName("egress", ep.hostIface)), inIface(ep.hostIface))), rule(DROP)] },
+    { name: CHAIN_TO_WL, rules: [...locals.map((ep) => rule(goTo(endpointChainName("ingress", ep.hostIface)), outIface(ep.hostIface))), rule(DROP)] },
   ];
   for (const ep of locals) {
     const sel = selecting.get(ep) ?? { ingress: noChains(), egress: noChains() };
@@ -239,13 +246,13 @@ export function renderPolicyIr(input: PolicyIrRenderInput): PolicyRender {
   chains.push(...policyChains.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)));
 
   memo?.end();
-  const icmp = family === 6 ? ICMPV6_HOST_TYPES.map((t) => `-i ${IFACE_MATCH} -p ipv6-icmp -m icmp6 --icmpv6-type ${t} -j ACCEPT`) : [];
+  const icmp = family === 6 ? ICMPV6_HOST_TYPES.map((t) => rule(ACCEPT, PODS_IN, protocol("ipv6-icmp"), icmp6Type(t))) : [];
   return {
-    rawPreroutingRules: [`-i ${IFACE_MATCH} -j ${CHAIN_ANTISPOOF}`],
+    rawPreroutingRules: [rule(jump(CHAIN_ANTISPOOF), PODS_IN)],
     rawChains: antiSpoofChains(locals, index, family),
-    forwardRules: [`-i ${IFACE_MATCH} -j MARK --set-xmark ${MARK_TO_HOST_CLEAR}`, `-i ${IFACE_MATCH} -j ${CHAIN_FROM_WL}`, `-o ${IFACE_MATCH} -j ${CHAIN_TO_WL}`],
-    inputRules: [...icmp, `-i ${IFACE_MATCH} -j MARK --set-xmark ${MARK_TO_HOST}`, `-i ${IFACE_MATCH} -j ${CHAIN_FROM_WL}`],
-    outputRules: [`-o ${IFACE_MATCH} -j ACCEPT`],
+    forwardRules: [rule(setMark(MARK_TO_HOST_CLEAR), PODS_IN), rule(jump(CHAIN_FROM_WL), PODS_IN), rule(jump(CHAIN_TO_WL), PODS_OUT)],
+    inputRules: [...icmp, rule(setMark(MARK_TO_HOST), PODS_IN), rule(jump(CHAIN_FROM_WL), PODS_IN)],
+    outputRules: [rule(ACCEPT, PODS_OUT)],
     chains,
     ipsets: sets.specs(),
     localEndpoints: locals.map((ep) => ({ hostIface: ep.hostIface, addresses: [...index.addresses(ep, family)] })),
@@ -262,16 +269,15 @@ export function renderPolicyIr(input: PolicyIrRenderInput): PolicyRender {
  */
 function antiSpoofChains(locals: readonly PodEndpoint[], index: EndpointIndex, family: Family): ChainSpec[] {
   const host = bitsOf(family);
-  const rules: string[] = family === 6 ? ["fe80::/10", "::/128"].map((src) => `-s ${src} -p ipv6-icmp -g ${CHAIN_ANTISPOOF_ND}`) : [];
+  const rules: Rule[] = family === 6 ? ["fe80::/10", "::/128"].map((from) => rule(goTo(CHAIN_ANTISPOOF_ND), src(from), protocol("ipv6-icmp"))) : [];
   for (const ep of locals) {
     const own = index.addresses(ep, family);
-    const i = `-i ${ep.hostIface}`;
-    // iptables-save's order: the address test before the interface.
-    if (own.length === 1) rules.push(`! -s ${own[0] as string}/${host} ${i} -j DROP`);
-    else rules.push(...own.map((a) => `-s ${a}/${host} ${i} -j RETURN`), `${i} -j DROP`);
+    const i = inIface(ep.hostIface);
+    if (own.length === 1) rules.push(rule(DROP, src(`${own[0] as string}/${host}`, true), i));
+    else rules.push(...own.map((a) => rule(RETURN, src(`${a}/${host}`), i)), rule(DROP, i));
   }
-  const chains = [{ name: CHAIN_ANTISPOOF, rules }];
-  if (family === 6) chains.push({ name: CHAIN_ANTISPOOF_ND, rules: [...ICMPV6_HOST_TYPES.map((t) => `-p ipv6-icmp -m icmp6 --icmpv6-type ${t} -j RETURN`), "-j DROP"] });
+  const chains: ChainSpec[] = [{ name: CHAIN_ANTISPOOF, rules }];
+  if (family === 6) chains.push({ name: CHAIN_ANTISPOOF_ND, rules: [...ICMPV6_HOST_TYPES.map((t) => rule(RETURN, protocol("ipv6-icmp"), icmp6Type(t))), rule(DROP)] });
   return chains;
 }
 
@@ -290,44 +296,44 @@ const noChains = (): TierChains => ({ admin: [], namespace: [], baseline: [] });
  * what makes a packet one to itself); `unknown`: its Pod or Namespace object is missing,
  * so it is isolated both ways until its labels are known.
  */
-function endpointRules(d: Direction, tiers: TierChains, addrs: readonly string[], family: Family, unknown = false): string[] {
-  const rules: string[] = [];
+function endpointRules(d: Direction, tiers: TierChains, addrs: readonly string[], family: Family, unknown = false): Rule[] {
+  const rules: Rule[] = [];
   const host = bitsOf(family);
   // Egress: the source check comes before the conntrack accept, so that nothing here lets a
   // forged packet ride an existing flow, even without the raw table's check (defence in depth).
   if (d === "egress") {
     if (addrs.length === 0) {
       // No address of this family: nothing it sends in this family can be genuine.
-      rules.push("-j DROP");
+      rules.push(rule(DROP));
       return rules;
     }
-    if (addrs.length === 1) rules.push(`! -s ${addrs[0] as string}/${host} -j DROP`);
+    if (addrs.length === 1) rules.push(rule(DROP, src(`${addrs[0] as string}/${host}`, true)));
     else {
       // Several addresses (not something Kubernetes does, but a CNI record may): flag any, drop the rest.
-      rules.push(`-j MARK --set-xmark ${MARK_CLEAR}`);
-      for (const a of addrs) rules.push(`-s ${a}/${host} -j MARK --set-xmark ${MARK_ACCEPT}`);
-      rules.push(`-m mark --mark 0x0/0x10000 -j DROP`);
+      rules.push(rule(setMark(MARK_CLEAR)));
+      for (const a of addrs) rules.push(rule(setMark(MARK_ACCEPT), src(`${a}/${host}`)));
+      rules.push(rule(DROP, markIs(MARK_NOT_ACCEPTED)));
     }
   }
   rules.push(CT_ESTABLISHED, CT_INVALID);
   // The to-host bit matters only where a NetworkPolicy selects the pod: the egress chain keeps
   // the one SLUICE-INPUT set, the ingress chain starts from none.
   const npTier = tiers.namespace.length > 0;
-  rules.push(`-j MARK --set-xmark ${d === "ingress" && npTier ? MARK_CLEAR_ALL : MARK_CLEAR}`);
+  rules.push(rule(setMark(d === "ingress" && npTier ? MARK_CLEAR_ALL : MARK_CLEAR)));
   if (unknown) {
-    rules.push("-j DROP"); // labels unknown: fail closed (its own node and itself included: an Admin rule might deny them)
+    rules.push(rule(DROP)); // labels unknown: fail closed (its own node and itself included: an Admin rule might deny them)
     return rules;
   }
   // A packet to itself reaches the host only through a Service hairpin: NetworkPolicy cannot
   // block it, the Admin and Baseline tiers judge it.
-  if (npTier) for (const a of addrs) rules.push(`${d === "egress" ? "-d" : "-s"} ${a}/${host} -j MARK --set-xmark ${MARK_TO_HOST}`);
-  const accepted = `-m mark --mark ${MARK_ACCEPT} -j RETURN`;
+  if (npTier) for (const a of addrs) rules.push(rule(setMark(MARK_TO_HOST), (d === "egress" ? dst : src)(`${a}/${host}`)));
+  const accepted = rule(RETURN, markIs(MARK_ACCEPT));
   // Admin and baseline tiers: the first chain to allow returns (deny drops inside); once a
   // chain has passed, the rest of the tier is skipped. Checks no chain can need are left out.
   const tier = (jumps: readonly PolicyJump[], last: "return" | "continue"): void => {
     let passed = false;
     jumps.forEach((j, i) => {
-      rules.push(passed ? `-m mark --mark ${MARK_PASS_CLEAR} -j ${j.chain}` : `-j ${j.chain}`);
+      rules.push(passed ? rule(jump(j.chain), markIs(MARK_PASS_CLEAR)) : rule(jump(j.chain)));
       if (j.allows && (last === "continue" || i < jumps.length - 1)) rules.push(accepted);
       passed ||= j.passes;
     });
@@ -336,13 +342,13 @@ function endpointRules(d: Direction, tiers: TierChains, addrs: readonly string[]
   if (npTier) {
     // Isolated: nothing but what a NetworkPolicy allows, except what has the to-host bit (to
     // its own node, to itself), which goes on to the baseline tier as if no NetworkPolicy selected the pod.
-    for (const j of tiers.namespace) rules.push(`-m mark --mark ${MARK_NOT_TO_HOST} -j ${j.chain}`, accepted);
-    rules.push(`-m mark --mark ${MARK_NOT_TO_HOST} -j DROP`);
+    for (const j of tiers.namespace) rules.push(rule(jump(j.chain), markIs(MARK_NOT_TO_HOST)), accepted);
+    rules.push(rule(DROP, markIs(MARK_NOT_TO_HOST)));
   }
   // Baseline tier: reached when no NetworkPolicy isolates the pod, or by to-host packets; a pass there skips to the default.
-  if (tiers.baseline.length > 0 && tiers.admin.some((j) => j.passes)) rules.push(`-j MARK --set-xmark ${MARK_PASS_CLEAR}`);
+  if (tiers.baseline.length > 0 && tiers.admin.some((j) => j.passes)) rules.push(rule(setMark(MARK_PASS_CLEAR)));
   tier(tiers.baseline, "return");
-  rules.push("-j RETURN"); // default allow
+  rules.push(rule(RETURN)); // default allow
   return rules;
 }
 
@@ -357,61 +363,61 @@ export function logPrefix(p: PolicyIR, d: Direction, ruleIndex: number): string 
 }
 
 /** The body of slc-pi-/slc-po-<hash>, and the rule and log chains some of its rules need. */
-function renderPolicyRules(p: PolicyIR, d: Direction, rules: readonly RuleIR[], sets: SetRegistry, sctp: boolean): { rules: string[]; extra: ChainSpec[]; allows: boolean; passes: boolean } {
-  const out: string[] = [];
+function renderPolicyRules(p: PolicyIR, d: Direction, rules: readonly RuleIR[], sets: SetRegistry, sctp: boolean): { rules: Rule[]; extra: ChainSpec[]; allows: boolean; passes: boolean } {
+  const out: Rule[] = [];
   const extra: ChainSpec[] = [];
   let allows = false;
   let passes = false;
   const compiler = new RuleCompiler(p, d, sets, sctp);
-  let pendingReturn: string | undefined;
+  let pendingReturn: Rule | undefined;
   /** The lines of one compiled rule with `target`, in a chain of its own (`key`) when exclusions or a shared LOG need one. */
-  const emit = (compiled: CompiledRule, target: string, key: string, log: boolean): void => {
+  const emit = (compiled: CompiledRule, target: Action, key: string, log: boolean): void => {
     const several = compiled.terms.length > 1;
     if (compiled.exclusions === undefined && !(log && several)) {
-      for (const t of compiled.terms) out.push(t ? `${t} ${target}` : target);
+      for (const t of compiled.terms) out.push({ match: t, action: target });
       return;
     }
     // A chain of its own: exclusions RETURN first; a LOG matched by several lines is reached by goto, so it logs once.
     const ruleChain = ruleChainName("r", d, key);
-    const body = (compiled.exclusions ?? []).map((x) => `${x} -j RETURN`);
+    const body = (compiled.exclusions ?? []).map((x) => rule(RETURN, ...x));
     let lineTarget = target;
     if (log && several) {
       const logChain = ruleChainName("l", d, key);
-      extra.push({ name: logChain, rules: [target] });
-      lineTarget = `-g ${logChain}`;
+      extra.push({ name: logChain, rules: [rule(target)] });
+      lineTarget = goTo(logChain);
     }
-    for (const t of compiled.terms) body.push(t ? `${t} ${lineTarget}` : lineTarget);
+    for (const t of compiled.terms) body.push({ match: t, action: lineTarget });
     extra.push({ name: ruleChain, rules: body });
-    out.push(`-j ${ruleChain}`);
+    out.push(rule(jump(ruleChain)));
   };
-  rules.forEach((rule, index) => {
+  rules.forEach((r, index) => {
     // NetworkPolicy is an allow-list: only allow (and log) rules mean anything in that tier.
-    if (p.tier === "namespace" && (rule.action === "deny" || rule.action === "pass")) return;
+    if (p.tier === "namespace" && (r.action === "deny" || r.action === "pass")) return;
     // Without the sctp match an SCTP port cannot be tested, so such a rule is rendered so
     // that it fails closed (DESIGN: SCTP without the sctp match): a Deny covers every SCTP
     // packet it might match, an Allow or Log none of them, and a Pass drops those packets
     // (skipping the tier for them could skip a Deny; not passing could reach an Allow).
-    const inexact = !sctp && usesSctpPorts(rule);
-    const dropFirst = inexact && rule.action === "pass" ? compiler.compile(rule, "wide", "sctp") : undefined;
-    const compiled = compiler.compile(rule, rule.action === "deny" ? "wide" : "narrow");
+    const inexact = !sctp && usesSctpPorts(r);
+    const dropFirst = inexact && r.action === "pass" ? compiler.compile(r, "wide", "sctp") : undefined;
+    const compiled = compiler.compile(r, r.action === "deny" ? "wide" : "narrow");
     if (compiled.terms.length === 0 && !dropFirst?.terms.length) return;
     if (pendingReturn) out.push(pendingReturn); // the previous rule's RETURN, once we know more follows
-    if (dropFirst?.terms.length) emit(dropFirst, "-j DROP", `${p.id}|${index}|sctp`, false);
+    if (dropFirst?.terms.length) emit(dropFirst, DROP, `${p.id}|${index}|sctp`, false);
     pendingReturn = undefined;
     if (compiled.terms.length === 0) return;
-    emit(compiled, actionTarget(rule.action, p, d, index), `${p.id}|${index}`, rule.action === "log");
-    allows ||= rule.action === "allow";
-    passes ||= rule.action === "pass";
-    pendingReturn = rule.action === "allow" ? `-m mark --mark ${MARK_ACCEPT} -j RETURN` : rule.action === "pass" ? `-m mark --mark ${MARK_PASS} -j RETURN` : undefined;
+    emit(compiled, actionTarget(r.action, p, d, index), `${p.id}|${index}`, r.action === "log");
+    allows ||= r.action === "allow";
+    passes ||= r.action === "pass";
+    pendingReturn = r.action === "allow" ? rule(RETURN, markIs(MARK_ACCEPT)) : r.action === "pass" ? rule(RETURN, markIs(MARK_PASS)) : undefined;
   });
   return { rules: out, extra, allows, passes };
 }
 
-function actionTarget(a: RuleIR["action"], p: PolicyIR, d: Direction, index: number): string {
-  if (a === "allow") return `-j MARK --set-xmark ${MARK_ACCEPT}`;
-  if (a === "pass") return `-j MARK --set-xmark ${MARK_PASS}`;
-  if (a === "deny") return "-j DROP";
-  return `-m limit --limit ${LOG_PER_MINUTE}/min --limit-burst ${LOG_BURST} -j LOG --log-prefix "${logPrefix(p, d, index)}"`;
+function actionTarget(a: RuleIR["action"], p: PolicyIR, d: Direction, index: number): Action {
+  if (a === "allow") return setMark(MARK_ACCEPT);
+  if (a === "pass") return setMark(MARK_PASS);
+  if (a === "deny") return DROP;
+  return { kind: "log", prefix: logPrefix(p, d, index), limit: { perMinute: LOG_PER_MINUTE, burst: LOG_BURST } };
 }
 
 /** `slc-r{i,o}-<hash>` (a rule's own chain) or `slc-l{i,o}-<hash>` (its LOG), from `<policy id>|<rule index>[|part]`. */
@@ -420,13 +426,13 @@ function ruleChainName(kind: "r" | "l", d: Direction, key: string): string {
 }
 
 interface CompiledRule {
-  terms: string[];
-  exclusions: string[] | undefined;
+  terms: Match[][];
+  exclusions: Match[][] | undefined;
 }
 
 interface SetTest {
   name: string;
-  dirs: string;
+  dirs: AddrDir[];
   neg: boolean;
 }
 interface PortTest {
@@ -440,9 +446,9 @@ interface IcmpTest {
   neg: boolean;
 }
 
-/** A conjunction of matches, printed in iptables-save's order by formatMatch. */
-interface Match {
-  proto: string | undefined;
+/** A conjunction of tests the compiler can merge and exclude; matchesOf turns it into rule matches. */
+interface Conj {
+  proto: IpProtocol | undefined;
   /** Print -p even without a port or ICMP test (a named-port set already implies its protocol). */
   showProto: boolean;
   sets: SetTest[];
@@ -451,10 +457,10 @@ interface Match {
   icmp?: IcmpTest | undefined;
 }
 
-const EVERYTHING: Match = { proto: undefined, showProto: false, sets: [] };
+const EVERYTHING: Conj = { proto: undefined, showProto: false, sets: [] };
 
 /** Both conjunctions at once, or undefined when no packet matches both. Source and destination port tests come from different parts, so never collide. */
-function merge(a: Match, b: Match): Match | undefined {
+function merge(a: Conj, b: Conj): Conj | undefined {
   if (a.proto !== undefined && b.proto !== undefined && a.proto !== b.proto) return undefined;
   let icmp = a.icmp ?? b.icmp;
   if (a.icmp && b.icmp) {
@@ -468,7 +474,7 @@ function merge(a: Match, b: Match): Match | undefined {
  * `t` without the packets of `n` as one conjunction: `t` itself when `n` cannot match
  * inside it, null when `n` covers it, "chain" when that takes more than one negated test.
  */
-function exclude(t: Match, n: Match): Match | null | "chain" {
+function exclude(t: Conj, n: Conj): Conj | null | "chain" {
   if (n.proto !== undefined && t.proto !== undefined && n.proto !== t.proto) return t;
   const needsProto = n.proto !== undefined && t.proto === undefined && (n.showProto || n.sport !== undefined || n.dport !== undefined || n.icmp !== undefined);
   const tests = (needsProto ? 1 : 0) + n.sets.length + (n.sport ? 1 : 0) + (n.dport ? 1 : 0) + (n.icmp ? 1 : 0);
@@ -492,26 +498,20 @@ function exclude(t: Match, n: Match): Match | null | "chain" {
   return ni.code === undefined || ni.code === t.icmp.code ? null : "chain";
 }
 
-const portText = (p: PortTest): string => (p.from === p.to ? `${p.from}` : `${p.from}:${p.to}`);
-const not = (neg: boolean): string => (neg ? "! " : "");
+const range = (p: PortTest): { from: number; to: number; not?: boolean } => ({ from: p.from, to: p.to, ...(p.neg ? { not: true } : {}) });
 
-/** As iptables-save prints it: -p, the set matches in order, one port match, the ICMP match. */
-function formatMatch(m: Match): string {
-  const parts: string[] = [];
+/** The rule matches of a conjunction: the protocol (when a test needs it or it is the test), the sets in order, one port match, the ICMP match. */
+function matchesOf(m: Conj): Match[] {
+  const out: Match[] = [];
   const ports = m.sport !== undefined || m.dport !== undefined;
-  if (m.proto !== undefined && (m.showProto || ports || m.icmp !== undefined)) parts.push(`-p ${m.proto}`);
-  for (const s of m.sets) parts.push(`-m set ${not(s.neg)}--match-set ${s.name} ${s.dirs}`);
-  if (ports) {
-    let p = `-m ${m.proto as string}`;
-    if (m.sport) p += ` ${not(m.sport.neg)}--sport ${portText(m.sport)}`;
-    if (m.dport) p += ` ${not(m.dport.neg)}--dport ${portText(m.dport)}`;
-    parts.push(p);
-  }
+  if (m.proto !== undefined && (m.showProto || ports || m.icmp !== undefined)) out.push(protocol(m.proto));
+  for (const s of m.sets) out.push(inSet(s.name, s.dirs, s.neg));
+  if (ports) out.push({ kind: "ports", protocol: m.proto as PortProtocol, ...(m.sport ? { src: range(m.sport) } : {}), ...(m.dport ? { dst: range(m.dport) } : {}) });
   if (m.icmp) {
-    const t = m.icmp.code === undefined ? `${m.icmp.type}` : `${m.icmp.type}/${m.icmp.code}`;
-    parts.push(m.proto === "icmp" ? `-m icmp ${not(m.icmp.neg)}--icmp-type ${t}` : `-m icmp6 ${not(m.icmp.neg)}--icmpv6-type ${t}`);
+    const { type, code, neg } = m.icmp;
+    out.push({ kind: "icmp", family: m.proto === "icmp" ? 4 : 6, type, ...(code === undefined ? {} : { code }), ...(neg ? { not: true } : {}) });
   }
-  return parts.join(" ");
+  return out;
 }
 
 /** One IR rule of one policy and direction -> the match lines of its action (and exclusions when it needs its own chain). */
@@ -534,11 +534,11 @@ class RuleCompiler {
    * everything. `exclusions`: undefined when every exclusion fits into the lines;
    * otherwise lines that must RETURN before the terms are tried (in a chain of the rule's own).
    */
-  compile(rule: RuleIR, approx: SctpApprox, onlyProto?: string): CompiledRule {
+  compile(rule: RuleIR, approx: SctpApprox, onlyProto?: IpProtocol): CompiledRule {
     // An untestable SCTP port as every SCTP packet: in the terms of a wide compile, in the exclusions of a narrow one.
     const wide = approx === "wide";
-    const only: Match = onlyProto === undefined ? EVERYTHING : { ...EVERYTHING, proto: onlyProto, showProto: true };
-    const terms: Match[] = [];
+    const only: Conj = onlyProto === undefined ? EVERYTHING : { ...EVERYTHING, proto: onlyProto, showProto: true };
+    const terms: Conj[] = [];
     for (const peer of rule.peers) {
       for (const own of rule.self ? rule.self.peers : [undefined]) {
         for (const port of rule.ports === "all" ? [undefined] : rule.ports) {
@@ -549,43 +549,43 @@ class RuleCompiler {
               only,
               namedOfPeer ? EVERYTHING : this.peer(peer, this.peerDir),
               own ? this.peer(own, this.selfDir) : EVERYTHING,
-              port === undefined ? EVERYTHING : namedOfPeer && port.kind === "named" && peer.kind === "pods" ? this.named(peer.pods, port.name, port.protocol, "dst,dst") : this.port(port, "dport", wide),
+              port === undefined ? EVERYTHING : namedOfPeer && port.kind === "named" && peer.kind === "pods" ? this.named(peer.pods, port.name, port.protocol, ["dst", "dst"]) : this.port(port, "dport", wide),
               sport === undefined ? EVERYTHING : this.port(sport, "sport", wide),
             ];
-            let m: Match | undefined = EVERYTHING;
+            let m: Conj | undefined = EVERYTHING;
             for (const part of parts) m = m && part && merge(m, part);
             if (m) terms.push(m);
           }
         }
       }
     }
-    const exclusions: Match[] = [];
-    const add = (m: Match | undefined): void => void (m && exclusions.push(m));
+    const exclusions: Conj[] = [];
+    const add = (m: Conj | undefined): void => void (m && exclusions.push(m));
     for (const n of rule.notPeers ?? []) add(this.peer(n, this.peerDir));
     for (const n of rule.self?.notPeers ?? []) add(this.peer(n, this.selfDir));
     for (const n of rule.notPorts ?? []) add(this.port(n, "dport", !wide));
     for (const n of rule.notSrcPorts ?? []) add(this.port(n, "sport", !wide));
 
-    const inline: Match[] = [];
+    const inline: Conj[] = [];
     for (const t of terms) {
-      let cur: Match | null | "chain" = t;
+      let cur: Conj | null | "chain" = t;
       for (const n of exclusions) {
         cur = exclude(cur, n);
         if (cur === null || cur === "chain") break;
       }
       if (cur === "chain") {
-        const lines = exclusions.map(formatMatch);
+        const lines = exclusions.map(matchesOf);
         // An exclusion of everything leaves nothing to match.
-        return lines.includes("") ? { terms: [], exclusions: undefined } : { terms: unique(terms.map(formatMatch)), exclusions: unique(lines) };
+        return lines.some((l) => l.length === 0) ? { terms: [], exclusions: undefined } : { terms: unique(terms.map(matchesOf)), exclusions: unique(lines) };
       }
       if (cur) inline.push(cur);
     }
-    return { terms: unique(inline.map(formatMatch)), exclusions: undefined };
+    return { terms: unique(inline.map(matchesOf)), exclusions: undefined };
   }
 
   /** The test on one end's address; undefined when it matches nothing in this family. */
-  private peer(peer: Peer, dir: "src" | "dst"): Match | undefined {
-    const set = (name: string): Match => ({ ...EVERYTHING, sets: [{ name, dirs: dir, neg: false }] });
+  private peer(peer: Peer, dir: "src" | "dst"): Conj | undefined {
+    const set = (name: string): Conj => ({ ...EVERYTHING, sets: [{ name, dirs: [dir], neg: false }] });
     switch (peer.kind) {
       case "any":
         return EVERYTHING;
@@ -600,7 +600,7 @@ class RuleCompiler {
       case "networkSets":
         return set(this.sets.networkSets(peer.sets));
       case "allOf": {
-        let m: Match | undefined = EVERYTHING;
+        let m: Conj | undefined = EVERYTHING;
         for (const p of peer.peers) {
           const part = this.peer(p, dir);
           m = m && part && merge(m, part);
@@ -615,13 +615,13 @@ class RuleCompiler {
    * nothing here. `untestable`: what an SCTP port number stands for without the sctp match,
    * every SCTP packet (true) or none (SctpApprox).
    */
-  private port(ps: PortSpec, which: "dport" | "sport", untestable: boolean): Match | undefined {
+  private port(ps: PortSpec, which: "dport" | "sport", untestable: boolean): Conj | undefined {
     if (ps.kind === "icmp") {
       if (ps.family !== this.sets.family) return undefined;
       const icmp = ps.type === undefined ? undefined : { type: ps.type, code: ps.code, neg: false };
       return { ...EVERYTHING, proto: ps.family === 4 ? "icmp" : "ipv6-icmp", showProto: true, icmp };
     }
-    const proto = protocolName(ps.protocol);
+    const proto = portProtocol(ps.protocol);
     // -p sctp alone and named ports (ipset) need no sctp match; a port number does.
     if (ps.kind === "range" && ps.protocol === "SCTP" && !this.sctp) return untestable ? { ...EVERYTHING, proto, showProto: true } : undefined;
     if (ps.kind === "protocol") return { ...EVERYTHING, proto, showProto: true };
@@ -629,15 +629,22 @@ class RuleCompiler {
     // A named port is a port of the pod at that end: the selected pod (destination port of
     // ingress, source port of egress) or any pod at all (so never a non-pod).
     const own = (which === "dport") === (this.d === "ingress");
-    return this.named(own ? this.p.subject : "all", ps.name, ps.protocol, which === "dport" ? "dst,dst" : "src,src");
+    return this.named(own ? this.p.subject : "all", ps.name, ps.protocol, which === "dport" ? ["dst", "dst"] : ["src", "src"]);
   }
 
-  private named(pods: PodSet | "all", name: string, protocol: Protocol, dirs: string): Match {
-    return { proto: protocolName(protocol), showProto: false, sets: [{ name: this.sets.namedPorts(pods, name, protocol), dirs, neg: false }] };
+  private named(pods: PodSet | "all", name: string, protocol: Protocol, dirs: AddrDir[]): Conj {
+    return { proto: portProtocol(protocol), showProto: false, sets: [{ name: this.sets.namedPorts(pods, name, protocol), dirs, neg: false }] };
   }
 }
 
-const unique = (xs: string[]): string[] => [...new Set(xs)];
+/** The distinct match lists, in first-seen order. */
+function unique(xs: readonly Match[][]): Match[][] {
+  const seen = new Map<string, Match[]>();
+  for (const x of xs) if (!seen.has(ruleKey(x))) seen.set(ruleKey(x), x);
+  return [...seen.values()];
+}
+
+const portProtocol = (p: Protocol): PortProtocol => protocolName(p) as PortProtocol;
 
 /**
  * The ipsets the emitted rules reference, members computed once per definition (and, with
@@ -713,7 +720,7 @@ class SetRegistry {
     const excepts = except.map((e) => netMember(this.cidr(e)));
     // A /0 block is held as two /1 halves: an exception equal to a half removes it (ipset
     // cannot hold one element both with and without nomatch; the plan refuses the set).
-    return [...netMembers([this.cidr(cidrText)]).filter((m) => !excepts.includes(m)), ...excepts.map((e) => `${e} nomatch`)];
+    return [...netMembers([this.cidr(cidrText)]).filter((m) => !excepts.includes(m)), ...excepts.map((e) => ipsetNetMember(e, true))];
   }
 
   /** hash:ip,port of `<ip>,<proto>:<port>` for the named container port of the pods ("all": every pod). */
@@ -727,7 +734,7 @@ class SetRegistry {
     for (const ep of set === "all" ? this.index.allPods() : this.index.pods(set)) {
       const ports = ep.ports.filter((cp) => cp.name === name && cp.protocol === protocol);
       if (ports.length === 0) continue;
-      for (const a of this.index.addresses(ep, this.family)) for (const cp of ports) out.add(`${a},${protocolName(protocol)}:${cp.containerPort}`);
+      for (const a of this.index.addresses(ep, this.family)) for (const cp of ports) out.add(ipsetPortMember(a, protocolName(protocol), cp.containerPort));
     }
     return [...out];
   }

@@ -1,6 +1,6 @@
 /**
  * The contract between the agent and the pure policy renderer: a snapshot of what the
- * agent knows in, chains and ipsets out. The agent merges the output with the host rules
+ * agent knows in, chains of structured rules (rules.ts) and ipsets out. The agent merges the output with the host rules
  * (src/render/hostRules.ts) into one filter table per family, because the iptables planner
  * removes any owned chain that the desired table does not list; the raw table (the
  * anti-spoofing check, which must run before conntrack) is the policy engine's alone.
@@ -9,6 +9,7 @@ import type { Family } from "../model/ip.js";
 import type { NamespaceInfo, PodEndpoint } from "../model/endpoint.js";
 import type { NetworkPolicyObject } from "../config/k8sSchemas.js";
 import type { ChainSpec } from "./ruleset.js";
+import type { Rule } from "./rules.js";
 import type { IpsetSpec } from "./ipsetSpec.js";
 
 export interface PolicyRenderInput {
@@ -25,15 +26,15 @@ export interface PolicyRenderInput {
 
 export interface PolicyRender {
   /** raw table, SLUICE-PREROUTING: local pods' packets to the source check, before conntrack sees them. */
-  rawPreroutingRules: string[];
+  rawPreroutingRules: Rule[];
   /** The raw table's generated chains (`slc-antispoof…`). */
   rawChains: ChainSpec[];
   /** Rules for SLUICE-FORWARD, placed before the cluster-network accept rules. */
-  forwardRules: string[];
+  forwardRules: Rule[];
   /** SLUICE-INPUT: pod -> this host (pod egress policy applies). */
-  inputRules: string[];
+  inputRules: Rule[];
   /** SLUICE-OUTPUT: this host -> local pods (always allowed). */
-  outputRules: string[];
+  outputRules: Rule[];
   /** Every generated chain (`slc-…`): dispatch, per-endpoint, per-policy. */
   chains: ChainSpec[];
   ipsets: IpsetSpec[];

@@ -1,28 +1,33 @@
 /**
- * The desired iptables state as plain data, and the pure step that stamps every rule
- * with a hash comment. The hash covers table, chain, position, the previous rule's hash
- * and the rule text, so a resync can tell in one pass which of our chains someone
- * edited, without parsing iptables-save's canonical rule syntax.
+ * The desired tables as plain data, in two forms:
+ * - TableSpec / Ruleset: chains of structured rules (rules.ts), what the renderers produce
+ *   and a rules dataplane (src/dataplane/rulesDataplane.ts) takes;
+ * - RulesetSpec: the same with every rule as iptables-restore text, what the iptables
+ *   driver (src/dataplane/iptables.ts) takes; iptablesFormat.ts turns one into the other.
+ *
+ * And the pure step that stamps every text rule with a hash comment. The hash covers table,
+ * chain, position, the previous rule's hash and the rule text, so a resync can tell in one
+ * pass which of our chains someone edited, without parsing iptables-save's canonical rule syntax.
  */
 import { createHash } from "node:crypto";
 import type { Family } from "../model/ip.js";
+import { HASH_COMMENT_PREFIX, hookText, withComment } from "./iptablesFormat.js";
+import type { Rule } from "./rules.js";
 
 export type TableName = "filter" | "nat" | "mangle" | "raw";
 
 /** Chains we own: everything else in the kernel belongs to someone else. */
 export const OWNED_CHAIN_PREFIXES = ["SLUICE-", "slc-"] as const;
-export const HASH_COMMENT_PREFIX = "sluice:";
-
-export interface ChainSpec {
-  name: string;
-  /** Rule bodies as iptables-restore takes them after "-A <chain> ", without our comment. */
-  rules: string[];
-}
 
 /** A jump from a built-in chain into one of ours, kept at position 1. */
 export interface HookSpec {
   builtin: string;
   target: string;
+}
+
+export interface ChainSpec {
+  name: string;
+  rules: Rule[];
 }
 
 export interface TableSpec {
@@ -31,9 +36,28 @@ export interface TableSpec {
   hooks: HookSpec[];
 }
 
-export interface RulesetSpec {
+/** Every table of ours of one family, structured. */
+export interface Ruleset {
   family: Family;
   tables: TableSpec[];
+}
+
+export interface TextChainSpec {
+  name: string;
+  /** Rule bodies as iptables-restore takes them after "-A <chain> ", without our comment. */
+  rules: string[];
+}
+
+export interface TextTableSpec {
+  table: TableName;
+  chains: TextChainSpec[];
+  hooks: HookSpec[];
+}
+
+/** The iptables driver's input: a Ruleset with its rules as iptables-restore text (formatRuleset). */
+export interface RulesetSpec {
+  family: Family;
+  tables: TextTableSpec[];
 }
 
 export interface RenderedRule {
@@ -59,16 +83,10 @@ function hashOf(parts: string[]): string {
   return createHash("sha256").update(parts.join("\u0000")).digest("hex").slice(0, 16);
 }
 
-/** Puts the hash comment right before the target (`-j`/`-g`), where iptables-save prints it. */
-export function withComment(body: string, hash: string): string {
-  const comment = `-m comment --comment "${HASH_COMMENT_PREFIX}${hash}"`;
-  const m = /(^|\s)(-[jg] \S.*)$/.exec(body);
-  if (!m) return `${body} ${comment}`.trim();
-  const before = body.slice(0, m.index).trim();
-  return `${before ? `${before} ` : ""}${comment} ${m[2]}`;
-}
+// The driver and planner import these from here (the text form's home before the formatter existed).
+export { HASH_COMMENT_PREFIX, withComment };
 
-export function renderTable(spec: TableSpec): RenderedTable {
+export function renderTable(spec: TextTableSpec): RenderedTable {
   const chains = spec.chains.map((c) => {
     let prev = "";
     const rules = c.rules.map((text, i) => {
@@ -79,7 +97,7 @@ export function renderTable(spec: TableSpec): RenderedTable {
     return { name: c.name, rules };
   });
   const hooks = spec.hooks.map((h) => {
-    const text = `-j ${h.target}`;
+    const text = hookText(h.target);
     const hash = hashOf([spec.table, h.builtin, "hook", text]);
     return { builtin: h.builtin, target: h.target, rule: { hash, body: withComment(text, hash) } };
   });

@@ -21,6 +21,7 @@ import { type Cidr, type Family, cidrContainsIp, formatIp, parseCidr, parseIp } 
 import type { PolicyRender } from "../../src/render/policyContract.js";
 import { POLICY_RAW_CHAIN, policyRawTableSpec, policyTableSpec } from "../../src/render/policyText.js";
 import { type RenderedTable, renderTable } from "../../src/render/ruleset.js";
+import { formatTable } from "../../src/render/iptablesFormat.js";
 import type { IpsetSpec } from "../../src/render/ipsetSpec.js";
 import type { Connection, ExplainStep, PolicyEvaluator } from "../../src/policy/evaluate.js";
 import { withKubeIpvs } from "../../src/render/kubeIpvs.js";
@@ -320,8 +321,8 @@ export class Node {
     readonly o: { kubeIpvs?: boolean } = {},
   ) {
     const r = o.kubeIpvs ? withKubeIpvs(render, family, [SERVICE_VIP[family]]) : render;
-    this.nf = new Netfilter(renderTable(policyTableSpec(r)), r.ipsets, family);
-    this.raw = new Netfilter(renderTable(policyRawTableSpec(render)), [], family);
+    this.nf = new Netfilter(renderTable(formatTable(policyTableSpec(r))), r.ipsets, family);
+    this.raw = new Netfilter(renderTable(formatTable(policyRawTableSpec(render))), [], family);
   }
 
   /** raw PREROUTING: false when our rules drop the packet there. */

@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { IptablesDriver, binaries } from "../../src/dataplane/iptables.js";
 import { nsExec } from "../../src/sandbox/netns.js";
 import { hostRuleset } from "../../src/render/hostRules.js";
+import { formatRuleset } from "../../src/render/iptablesFormat.js";
 import { parseCidr } from "../../src/model/ip.js";
 import { captureLog } from "../helpers/log.js";
 import { makeNetns, removeNetnsWithPrefix, uniquePrefix } from "../helpers/netns.js";
@@ -11,7 +12,8 @@ const prefix = uniquePrefix("ipt");
 const ns = `${prefix}-a`;
 const rulesOf = (text: string, chain: string): string[] => text.split("\n").filter((l) => l.startsWith(`-A ${chain} `));
 
-const spec = hostRuleset({ family: 4, network: parseCidr("10.244.0.0/16"), subnet: parseCidr("10.244.3.0/24"), ipMasq: true, randomFully: true, forwardRules: true });
+// The driver takes text: the ruleset as the policy dataplane formats it.
+const spec = formatRuleset(hostRuleset({ family: 4, network: parseCidr("10.244.0.0/16"), subnet: parseCidr("10.244.3.0/24"), ipMasq: true, randomFully: true, forwardRules: true }));
 
 for (const mode of ["nft", "legacy"] as const) {
   describe(`iptables driver (${mode}) in a throwaway namespace`, () => {

@@ -11,7 +11,8 @@ import { IptablesDriver, binaries } from "../../src/dataplane/iptables.js";
 import { PolicyDataplane } from "../../src/dataplane/policyDataplane.js";
 import { nsExec } from "../../src/sandbox/netns.js";
 import type { IpsetSpec } from "../../src/render/ipsetSpec.js";
-import type { RulesetSpec } from "../../src/render/ruleset.js";
+import type { Ruleset, RulesetSpec } from "../../src/render/ruleset.js";
+import { ACCEPT, inSet, rule } from "../../src/render/rules.js";
 import { captureLog } from "../helpers/log.js";
 import { makeNetns, removeNetnsWithPrefix, uniquePrefix } from "../helpers/netns.js";
 
@@ -173,9 +174,9 @@ describe("policy dataplane: a trusted no-op neither reads nor writes", () => {
   });
   after(async () => removeNetnsWithPrefix(ns));
 
-  const ruleset = (set: string): RulesetSpec => ({
+  const ruleset = (set: string): Ruleset => ({
     family: 4,
-    tables: [{ table: "filter", chains: [{ name: "SLUICE-FORWARD", rules: [`-m set --match-set ${set} src -j ACCEPT`] }], hooks: [{ builtin: "FORWARD", target: "SLUICE-FORWARD" }] }],
+    tables: [{ table: "filter", chains: [{ name: "SLUICE-FORWARD", rules: [rule(ACCEPT, inSet(set, ["src"]))] }], hooks: [{ builtin: "FORWARD", target: "SLUICE-FORWARD" }] }],
   });
 
   test("start reads, a change between resyncs reads nothing, a resync reads again", async () => {

@@ -12,7 +12,8 @@ import { PROBE_CHAIN, probeCapabilities, probeRule } from "../../src/dataplane/c
 import { run } from "../../src/dataplane/exec.js";
 import { nsExec } from "../../src/sandbox/netns.js";
 import type { IpsetSpec } from "../../src/render/ipsetSpec.js";
-import type { ChainSpec, RulesetSpec } from "../../src/render/ruleset.js";
+import type { ChainSpec, Ruleset } from "../../src/render/ruleset.js";
+import { ACCEPT, DROP, type Match, RETURN, type Rule, ctState, dst, goTo, inIface, inSet, jump, markIs, outIface, protocol, rule, setMark, src } from "../../src/render/rules.js";
 import { captureLog } from "../helpers/log.js";
 import { makeNetns, removeNetnsWithPrefix, uniquePrefix } from "../helpers/netns.js";
 
@@ -23,7 +24,11 @@ const TW = `slc-tw-${IFACE}`;
 const FW = `slc-fw-${IFACE}`;
 const POL = "slc-pi-3f2a9c1d0b7e";
 const POL_NAMED = "slc-pi-0a1b2c3d4e5f";
+/** The accept bit: what a policy chain sets on what it allows (as the rule writes it, and as iptables-save prints it). */
+const ACCEPT_BIT = { value: 0x10000, mask: 0x10000 };
 const ACCEPT_MARK = "-j MARK --set-xmark 0x10000/0x10000";
+const allow = (...m: Match[]): Rule => rule(setMark(ACCEPT_BIT), ...m);
+const tcpPorts = (from: number, to = from): Match[] => [protocol("tcp"), { kind: "ports", protocol: "tcp", dst: { from, to } }];
 
 const peers: IpsetSpec = { name: "slc4-peers", type: "hash:ip", family: 4, members: ["10.244.1.5", "10.244.2.7"] };
 const block: IpsetSpec = { name: "slc4-block", type: "hash:net", family: 4, members: ["10.0.0.0/8", "10.1.0.0/16 nomatch", "10.9.9.9/32"] };
@@ -31,38 +36,38 @@ const named: IpsetSpec = { name: "slc4-named", type: "hash:ip,port", family: 4, 
 
 interface Shape {
   /** Rules of the main policy chain before its final RETURN. */
-  policy?: string[];
+  policy?: Rule[];
   /** Whether the named-port policy chain (and its set) exists. */
   named?: boolean;
 }
 
 /** A realistic filter table: dispatch chains, one endpoint chain, policy chains with sets. */
-function ruleset(shape: Shape = {}): RulesetSpec {
+function ruleset(shape: Shape = {}): Ruleset {
   const withNamed = shape.named ?? true;
   const chains: ChainSpec[] = [
     {
       name: "SLUICE-FORWARD",
       rules: [
-        "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
-        "-m conntrack --ctstate INVALID -j DROP",
-        "-o slc+ -j slc-to-wl",
-        "-i slc+ -j slc-from-wl",
-        "-s 10.244.0.0/16 -j ACCEPT",
-        "-d 10.244.0.0/16 -j ACCEPT",
+        rule(ACCEPT, ctState("RELATED", "ESTABLISHED")),
+        rule(DROP, ctState("INVALID")),
+        rule(jump("slc-to-wl"), outIface("slc", true)),
+        rule(jump("slc-from-wl"), inIface("slc", true)),
+        rule(ACCEPT, src("10.244.0.0/16")),
+        rule(ACCEPT, dst("10.244.0.0/16")),
       ],
     },
-    { name: "SLUICE-INPUT", rules: ["-i slc+ -m conntrack --ctstate INVALID -j DROP"] },
-    { name: "SLUICE-OUTPUT", rules: ["-o slc+ -j ACCEPT"] },
-    { name: "slc-to-wl", rules: [`-o ${IFACE} -g ${TW}`] },
-    { name: "slc-from-wl", rules: [`-i ${IFACE} -g ${FW}`] },
-    { name: TW, rules: ["-j MARK --set-xmark 0x0/0x30000", `-j ${POL}`, ...(withNamed ? [`-j ${POL_NAMED}`] : []), "-m mark --mark 0x10000/0x10000 -j RETURN", "-j DROP"] },
-    { name: FW, rules: ["-j RETURN"] },
+    { name: "SLUICE-INPUT", rules: [rule(DROP, inIface("slc", true), ctState("INVALID"))] },
+    { name: "SLUICE-OUTPUT", rules: [rule(ACCEPT, outIface("slc", true))] },
+    { name: "slc-to-wl", rules: [rule(goTo(TW), outIface(IFACE))] },
+    { name: "slc-from-wl", rules: [rule(goTo(FW), inIface(IFACE))] },
+    { name: TW, rules: [rule(setMark({ value: 0, mask: 0x30000 })), rule(jump(POL)), ...(withNamed ? [rule(jump(POL_NAMED))] : []), rule(RETURN, markIs(ACCEPT_BIT)), rule(DROP)] },
+    { name: FW, rules: [rule(RETURN)] },
     {
       name: POL,
-      rules: [...(shape.policy ?? [`-m set --match-set slc4-peers src ${ACCEPT_MARK}`, `-p tcp --dport 80 -m set --match-set slc4-block src ${ACCEPT_MARK}`]), "-m mark --mark 0x10000/0x10000 -j RETURN"],
+      rules: [...(shape.policy ?? [allow(inSet("slc4-peers", ["src"])), allow(...tcpPorts(80), inSet("slc4-block", ["src"]))]), rule(RETURN, markIs(ACCEPT_BIT))],
     },
   ];
-  if (withNamed) chains.push({ name: POL_NAMED, rules: [`-m set --match-set slc4-peers src -m set --match-set slc4-named dst,dst ${ACCEPT_MARK}`] });
+  if (withNamed) chains.push({ name: POL_NAMED, rules: [allow(inSet("slc4-peers", ["src"]), inSet("slc4-named", ["dst", "dst"]))] });
   return {
     family: 4,
     tables: [
@@ -119,9 +124,9 @@ for (const mode of ["nft", "legacy"] as const) {
       const sns = await makeNetns(`${ns}-sctp`);
       const caps = await probeCapabilities(binaries(4, mode, sns), 4);
       const sdp = new PolicyDataplane({ family: 4, mode, netns: sns, log: captureLog().log });
-      const spec: RulesetSpec = {
+      const spec: Ruleset = {
         family: 4,
-        tables: [{ table: "filter", chains: [{ name: "SLUICE-INPUT", rules: ["-p sctp -m sctp --dport 5000 -j RETURN", "-p sctp -j RETURN"] }], hooks: [{ builtin: "INPUT", target: "SLUICE-INPUT" }] }],
+        tables: [{ table: "filter", chains: [{ name: "SLUICE-INPUT", rules: [rule(RETURN, protocol("sctp"), { kind: "ports", protocol: "sctp", dst: { from: 5000, to: 5000 } }), rule(RETURN, protocol("sctp"))] }], hooks: [{ builtin: "INPUT", target: "SLUICE-INPUT" }] }],
       };
       if (!caps.sctpMatch) {
         // What the renderer's sctpSupported guards against: one SCTP rule would stop the whole restore.
@@ -165,12 +170,12 @@ for (const mode of ["nft", "legacy"] as const) {
 
     test("changing one chain rewrites only that chain; sets untouched", async () => {
       const ipsetWrites = dp.ipsets.writes;
-      const policy = [`-m set --match-set slc4-peers src ${ACCEPT_MARK}`, `-p tcp -m multiport --dports 80,443 -m set --match-set slc4-block src ${ACCEPT_MARK}`];
+      const policy = [allow(inSet("slc4-peers", ["src"])), allow(...tcpPorts(80, 443), inSet("slc4-block", ["src"]))];
       const r = await dp.apply(4, ruleset({ policy }), sets);
       assert.deepEqual(r.iptables[0]?.plan.rewritten, [POL]);
       assert.deepEqual(r.iptables[0]?.plan.hooksFixed, []);
       assert.equal(dp.ipsets.writes, ipsetWrites);
-      assert.match(rulesOf(await save(), POL)[1] ?? "", /--dports 80,443/);
+      assert.match(rulesOf(await save(), POL)[1] ?? "", /--dport 80:443/);
       await dp.apply(4, ruleset(), sets);
     });
 
@@ -284,13 +289,14 @@ for (const mode of ["nft", "legacy"] as const) {
     test("real packets: hash:net nomatch exceptions and hash:ip,port dst,dst", async () => {
       const lo: IpsetSpec = { name: "slc4-lo", type: "hash:net", family: 4, members: ["127.0.0.0/8", "127.0.5.0/24 nomatch"] };
       const port: IpsetSpec = { name: "slc4-loport", type: "hash:ip,port", family: 4, members: ["127.0.0.1,udp:5353"] };
-      const spec: RulesetSpec = {
+      const spec: Ruleset = {
         family: 4,
         tables: [
           {
             table: "filter",
             chains: [
-              { name: "SLUICE-OUTPUT", rules: ["-p icmp --icmp-type echo-request -m set --match-set slc4-lo dst -j RETURN", "-p udp -m set --match-set slc4-loport dst,dst -j RETURN"] },
+              // ICMP type 8: echo request.
+              { name: "SLUICE-OUTPUT", rules: [rule(RETURN, protocol("icmp"), { kind: "icmp", family: 4, type: 8 }, inSet("slc4-lo", ["dst"])), rule(RETURN, protocol("udp"), inSet("slc4-loport", ["dst", "dst"]))] },
             ],
             hooks: [{ builtin: "OUTPUT", target: "SLUICE-OUTPUT" }],
           },
@@ -310,16 +316,16 @@ for (const mode of ["nft", "legacy"] as const) {
       // Each range of loopback addresses has its own chain: a allows its set, b denies its set, c uses no set.
       const good = (members: string[]): IpsetSpec => ({ name: "slc4-good", type: "hash:ip", family: 4, members });
       const deny = (members: string[]): IpsetSpec => ({ name: "slc4-deny", type: "hash:ip", family: 4, members });
-      const spec: RulesetSpec = {
+      const spec: Ruleset = {
         family: 4,
         tables: [
           {
             table: "filter",
             chains: [
-              { name: "SLUICE-OUTPUT", rules: ["-d 127.0.1.0/24 -j slc-a", "-d 127.0.2.0/24 -j slc-b", "-d 127.0.3.0/24 -j slc-c"] },
-              { name: "slc-a", rules: ["-m set --match-set slc4-good dst -j ACCEPT", "-j DROP"] },
-              { name: "slc-b", rules: ["-m set --match-set slc4-deny dst -j DROP", "-j ACCEPT"] },
-              { name: "slc-c", rules: ["-d 127.0.3.1/32 -j ACCEPT", "-j DROP"] },
+              { name: "SLUICE-OUTPUT", rules: [rule(jump("slc-a"), dst("127.0.1.0/24")), rule(jump("slc-b"), dst("127.0.2.0/24")), rule(jump("slc-c"), dst("127.0.3.0/24"))] },
+              { name: "slc-a", rules: [rule(ACCEPT, inSet("slc4-good", ["dst"])), rule(DROP)] },
+              { name: "slc-b", rules: [rule(DROP, inSet("slc4-deny", ["dst"])), rule(ACCEPT)] },
+              { name: "slc-c", rules: [rule(ACCEPT, dst("127.0.3.1/32")), rule(DROP)] },
             ],
             hooks: [{ builtin: "OUTPUT", target: "SLUICE-OUTPUT" }],
           },
@@ -345,6 +351,22 @@ for (const mode of ["nft", "legacy"] as const) {
       const fixed = await dp.apply(4, spec, [good(["127.0.1.1", "127.0.1.2"]), deny(["127.0.2.1"])]);
       assert.deepEqual(fixed.refusedSets, []);
       assert.deepEqual(await Promise.all(["127.0.2.1", "127.0.2.2"].map(reaches)), [false, true]);
+    });
+
+    test("applyTables (the nat table's schedule): the chain as iptables-save prints it, a no-op writes nothing, the wrong family is refused", async () => {
+      const nat: Ruleset = {
+        family: 4,
+        tables: [{ table: "nat", chains: [{ name: "SLUICE-POSTROUTING", rules: [rule(RETURN, markIs({ value: 0x4000, mask: 0x4000 })), rule({ kind: "masquerade" }, src("10.244.0.0/16"), dst("224.0.0.0/4", true))] }], hooks: [{ builtin: "POSTROUTING", target: "SLUICE-POSTROUTING" }] }],
+      };
+      await dp.applyTables(nat);
+      const saved = (await nsExec(ns, `iptables-${mode}-save`, ["-t", "nat"])).split("\n").filter((l) => l.startsWith("-A SLUICE-POSTROUTING ")).map(stripHash);
+      assert.deepEqual(saved, ["-A SLUICE-POSTROUTING -m mark --mark 0x4000/0x4000 -j RETURN", "-A SLUICE-POSTROUTING -s 10.244.0.0/16 ! -d 224.0.0.0/4 -j MASQUERADE"]);
+      const writes = dp.writes;
+      await dp.applyTables(nat);
+      assert.equal(dp.writes, writes);
+      await assert.rejects(dp.applyTables({ ...nat, family: 6 }), /IPv4 dataplane given an IPv6 ruleset/);
+      await dp.applyTables({ family: 4, tables: [{ table: "nat", chains: [], hooks: [] }] });
+      assert.doesNotMatch(await nsExec(ns, `iptables-${mode}-save`, ["-t", "nat"]), /SLUICE-/);
     });
 
     test("removeAll leaves only the foreign chain, rules and set", async () => {

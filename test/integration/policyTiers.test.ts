@@ -29,7 +29,8 @@ import { networkPolicyObject } from "../../src/config/k8sSchemas.js";
 import { PolicyEvaluator } from "../../src/policy/evaluate.js";
 import { logPrefix, policyChainName, renderPolicyModel } from "../../src/render/policy.js";
 import { hostRuleset } from "../../src/render/hostRules.js";
-import { renderTable, type RulesetSpec } from "../../src/render/ruleset.js";
+import { renderTable, type Ruleset } from "../../src/render/ruleset.js";
+import { formatRule, formatTable } from "../../src/render/iptablesFormat.js";
 import type { PolicyRender } from "../../src/render/policyContract.js";
 import { captureLog } from "../helpers/log.js";
 import { makeNetns, removeNetnsWithPrefix, uniquePrefix } from "../helpers/netns.js";
@@ -129,7 +130,7 @@ const packetPolicies: PolicyIR[] = [
 
 const modelOf = (policies: PolicyIR[]): PolicyModel => ({ endpoints, namespaces, nodes, networkSets, policies, warnings: [] });
 
-function rulesetOf(family: Family, render: PolicyRender): RulesetSpec {
+function rulesetOf(family: Family, render: PolicyRender): Ruleset {
   const network = parseCidr(family === 4 ? "10.244.0.0/16" : "fd00:244::/32");
   const subnet = parseCidr(family === 4 ? "10.244.1.0/24" : "fd00:244:1::/64");
   return hostRuleset({ family, network, subnet, ipMasq: false, randomFully: false, forwardRules: true }, render, ["filter"]);
@@ -186,7 +187,7 @@ for (const mode of ["nft", "legacy"] as const) {
     });
     after(async () => removeNetnsWithPrefix(base));
 
-    const apply = async (family: Family, policies: PolicyIR[]): Promise<{ r: PolicyRender; ruleset: RulesetSpec }> => {
+    const apply = async (family: Family, policies: PolicyIR[]): Promise<{ r: PolicyRender; ruleset: Ruleset }> => {
       const r = render(family, policies);
       const ruleset = rulesetOf(family, r);
       await (dps.get(family) as PolicyDataplane).apply(family, ruleset, r.ipsets);
@@ -198,12 +199,12 @@ for (const mode of ["nft", "legacy"] as const) {
         const { r, ruleset } = await apply(family, kitchenSink);
         const names = r.chains.map((c) => c.name);
         for (const kind of ["slc-ri-", "slc-ro-", "slc-lo-", "slc-pi-", "slc-po-"]) assert.ok(names.some((n) => n.startsWith(kind)), `a ${kind} chain is rendered`);
-        const text = r.chains.flatMap((c) => c.rules).join("\n");
+        const text = r.chains.flatMap((c) => c.rules.map(formatRule)).join("\n");
         for (const m of ["! --match-set", "--sport", "! --dport", "-j LOG", "0x20000/0x20000", family === 4 ? "--icmp-type 3/1" : "--icmpv6-type 1/3", "src,src"]) assert.ok(text.includes(m), `rendered: ${m}`);
         assert.deepEqual(ruleset.tables.map((t) => t.table), ["raw", "filter"]);
         for (const spec of ruleset.tables) {
           const saved = new Set((await save(family, false, spec.table)).split("\n").filter((l) => l.startsWith("-A ")));
-          const table = renderTable(spec);
+          const table = renderTable(formatTable(spec));
           for (const c of table.chains) for (const rule of c.rules) assert.ok(saved.has(`-A ${c.name} ${rule.body}`), `iptables-save -t ${spec.table} prints a rule otherwise:\n  -A ${c.name} ${rule.body}\n${[...saved].filter((l) => l.startsWith(`-A ${c.name} `)).join("\n")}`);
           for (const h of table.hooks) assert.ok(saved.has(`-A ${h.builtin} ${h.rule.body}`), `hook ${h.builtin} -> ${h.target} in ${spec.table}`);
         }

@@ -2,14 +2,20 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { hostRuleset, underlayIpsets } from "../../src/render/hostRules.js";
 import { renderTable, withComment } from "../../src/render/ruleset.js";
+import { formatRuleset, formatTable } from "../../src/render/iptablesFormat.js";
+import { DROP, inIface, jump, outIface, rule, src } from "../../src/render/rules.js";
 import { parseSave, planTable } from "../../src/dataplane/iptablesPlan.js";
 import { parseCidr, parseIp } from "../../src/model/ip.js";
+
+/** The host ruleset as the iptables driver gets it. */
+const hostText = (...args: Parameters<typeof hostRuleset>) => formatRuleset(hostRuleset(...args));
+const toWl = (iface: string, prefix = false) => rule(jump("slc-to-wl"), outIface(iface, prefix));
 
 const input = { family: 4 as const, network: parseCidr("10.244.0.0/16"), subnet: parseCidr("10.244.7.0/24"), ipMasq: true, randomFully: true, forwardRules: true };
 
 describe("host rules", () => {
   test("masquerade chain: kube-proxy mark respected, pod-to-pod kept, pod-to-world masqueraded", () => {
-    const nat = hostRuleset(input).tables.find((t) => t.table === "nat");
+    const nat = hostText(input).tables.find((t) => t.table === "nat");
     assert.deepEqual(nat, {
       table: "nat",
       chains: [
@@ -30,20 +36,20 @@ describe("host rules", () => {
   });
 
   test("without --random-fully support the plain MASQUERADE target is used; IPv6 excludes ff00::/8", () => {
-    const v6 = hostRuleset({ ...input, family: 6, network: parseCidr("fd00:244::/56"), subnet: parseCidr("fd00:244:0:7::/64"), randomFully: false });
+    const v6 = hostText({ ...input, family: 6, network: parseCidr("fd00:244::/56"), subnet: parseCidr("fd00:244:0:7::/64"), randomFully: false });
     const rules = v6.tables.find((t) => t.table === "nat")?.chains[0]?.rules ?? [];
     assert.equal(rules[4], "-s fd00:244::/56 ! -d ff00::/8 -j MASQUERADE");
   });
 
   test("no --ip-masq: no nat chain and no hook; forward rules accept the cluster network", () => {
-    const spec = hostRuleset({ ...input, ipMasq: false });
+    const spec = hostText({ ...input, ipMasq: false });
     assert.deepEqual(spec.tables.find((t) => t.table === "nat"), { table: "nat", chains: [], hooks: [] });
     assert.deepEqual(spec.tables.find((t) => t.table === "filter")?.chains, [{ name: "SLUICE-FORWARD", rules: ["-s 10.244.0.0/16 -j ACCEPT", "-d 10.244.0.0/16 -j ACCEPT"] }]);
   });
 
   test("the raw table goes with the filter table: the policy's anti-spoofing chains, or none of ours without policy (stale ones are removed)", () => {
-    const policy = { rawPreroutingRules: ["-i slc+ -j slc-antispoof"], rawChains: [{ name: "slc-antispoof", rules: ["! -s 10.244.7.2/32 -i slc0 -j DROP"] }], forwardRules: [], inputRules: [], outputRules: [], chains: [], ipsets: [], localEndpoints: [] };
-    const spec = hostRuleset(input, policy);
+    const policy = { rawPreroutingRules: [rule(jump("slc-antispoof"), inIface("slc", true))], rawChains: [{ name: "slc-antispoof", rules: [rule(DROP, inIface("slc0"), src("10.244.7.2/32", true))] }], forwardRules: [], inputRules: [], outputRules: [], chains: [], ipsets: [], localEndpoints: [] };
+    const spec = hostText(input, policy);
     assert.deepEqual(spec.tables.map((t) => t.table), ["nat", "raw", "filter"], "raw before filter: a pod's source check is in place before its filter chain");
     assert.deepEqual(spec.tables.find((t) => t.table === "raw"), {
       table: "raw",
@@ -58,7 +64,7 @@ describe("host rules", () => {
   });
 
   test("policy rules run before the cluster accept rules", () => {
-    const spec = hostRuleset({ ...input, forwardPolicyRules: ["-o slc0 -j slc-to-wl"] });
+    const spec = hostText({ ...input, forwardPolicyRules: [toWl("slc0")] });
     assert.deepEqual(spec.tables.find((t) => t.table === "filter")?.chains[0]?.rules, ["-o slc0 -j slc-to-wl", "-s 10.244.0.0/16 -j ACCEPT", "-d 10.244.0.0/16 -j ACCEPT"]);
   });
 });
@@ -66,16 +72,16 @@ describe("host rules", () => {
 describe("underlay trust", () => {
   const peersOf = (list: [string, string][]) => list.map(([ip, net]) => ({ publicIP: parseIp(ip), subnet: parseCidr(net) }));
   const vxlan = { iface: "eth0", vxlan: { device: "sluice.1", port: 8472 }, peers: peersOf([["10.250.0.13", "10.244.3.0/24"], ["10.250.0.12", "10.244.2.0/24"]]) };
-  const filter = (spec: ReturnType<typeof hostRuleset>) => spec.tables.find((t) => t.table === "filter");
+  const filter = (spec: ReturnType<typeof hostText>) => spec.tables.find((t) => t.table === "filter");
 
   test("vxlan: VXLAN from unknown underlay addresses dropped first in INPUT; cluster sources from the underlay and the device must be a peer's", () => {
-    const spec = hostRuleset({ ...input, underlay: vxlan, forwardPolicyRules: ["-o slc+ -j slc-to-wl"] });
+    const spec = hostText({ ...input, underlay: vxlan, forwardPolicyRules: [toWl("slc", true)] });
     assert.deepEqual(filter(spec)?.chains, [
       {
         name: "SLUICE-FORWARD",
         rules: [
-          "-i eth0 -s 10.244.0.0/16 -m set ! --match-set slc4-peer-nets src -j DROP",
-          "-i sluice.1 -s 10.244.0.0/16 -m set ! --match-set slc4-peer-nets src -j DROP",
+          "-s 10.244.0.0/16 -i eth0 -m set ! --match-set slc4-peer-nets src -j DROP",
+          "-s 10.244.0.0/16 -i sluice.1 -m set ! --match-set slc4-peer-nets src -j DROP",
           "-o slc+ -j slc-to-wl",
           "-s 10.244.0.0/16 -j ACCEPT",
           "-d 10.244.0.0/16 -j ACCEPT",
@@ -92,15 +98,15 @@ describe("underlay trust", () => {
 
   test("host-gw: no INPUT rule (no VXLAN), the underlay interface only; IPv6 names its own sets", () => {
     const hg = { iface: "ens3", vxlan: undefined, peers: peersOf([["fd00:250::12", "fd00:244:0:2::/64"]]) };
-    const spec = hostRuleset({ ...input, family: 6, network: parseCidr("fd00:244::/56"), subnet: parseCidr("fd00:244:0:7::/64"), underlay: hg });
-    assert.deepEqual(filter(spec)?.chains, [{ name: "SLUICE-FORWARD", rules: ["-i ens3 -s fd00:244::/56 -m set ! --match-set slc6-peer-nets src -j DROP", "-s fd00:244::/56 -j ACCEPT", "-d fd00:244::/56 -j ACCEPT"] }]);
+    const spec = hostText({ ...input, family: 6, network: parseCidr("fd00:244::/56"), subnet: parseCidr("fd00:244:0:7::/64"), underlay: hg });
+    assert.deepEqual(filter(spec)?.chains, [{ name: "SLUICE-FORWARD", rules: ["-s fd00:244::/56 -i ens3 -m set ! --match-set slc6-peer-nets src -j DROP", "-s fd00:244::/56 -j ACCEPT", "-d fd00:244::/56 -j ACCEPT"] }]);
     assert.deepEqual(underlayIpsets({ ...input, family: 6, underlay: hg }), [{ name: "slc6-peer-nets", type: "hash:net", family: 6, members: ["fd00:244:0:2::/64"] }]);
   });
 
   test("no peers known: the sets are empty, so nothing from the underlay is trusted; no underlay input at all: no rules, no sets", () => {
     assert.deepEqual(underlayIpsets({ ...input, underlay: { ...vxlan, peers: [] } }).map((s) => s.members), [[], []]);
     assert.deepEqual(underlayIpsets(input), []);
-    assert.deepEqual(filter(hostRuleset(input))?.chains.map((c) => c.name), ["SLUICE-FORWARD"]);
+    assert.deepEqual(filter(hostText(input))?.chains.map((c) => c.name), ["SLUICE-FORWARD"]);
   });
 });
 
@@ -124,7 +130,7 @@ describe("rule hashes", () => {
 describe("planning against iptables-save", () => {
   const spec = hostRuleset({ ...input, ipMasq: false }).tables.find((t) => t.table === "filter");
   assert.ok(spec);
-  const rendered = renderTable(spec);
+  const rendered = renderTable(formatTable(spec));
   const chain = rendered.chains[0];
   const hook = rendered.hooks[0];
   assert.ok(chain && hook);

@@ -19,6 +19,7 @@ import { networkPolicyToIr } from "../../src/policy/networkPolicy.js";
 import { normalizeSelector } from "../../src/policy/selectors.js";
 import { CHAIN_IPVS, CHAIN_IPVS_FROM_WL, withKubeIpvs } from "../../src/render/kubeIpvs.js";
 import { endpointChainName, logPrefix, renderPolicyIr } from "../../src/render/policy.js";
+import { renderText } from "../helpers/ruleText.js";
 import { mulberry32 } from "../helpers/golden.js";
 import { DEFAULT_SPORT, Node, type Packet, SERVICE_VIP, type SimCluster, UPLINK, VXLAN, crossCheck, crossCheckIpvs, simulateIpvs } from "../helpers/policySim.js";
 import { RANDOM_NP_NODES, RANDOM_NP_ROUNDS, RANDOM_NP_SEED, randomNetworkPolicyScenario } from "../helpers/randomNetworkPolicies.js";
@@ -90,9 +91,10 @@ describe("kube-proxy IPVS path: what each rule is for", () => {
     const two = pod("shop", "two", N1, "10.244.1.60 10.244.1.61", { app: "client" });
     const twin = pod("shop", "twin", N1, "10.244.1.61", { app: "client" }); // claims two's second address
     const eps = [...endpoints, two, twin];
-    const r = renderPolicyIr({ family: 4, nodeName: N1, endpoints: eps, namespaces, policies: [], sctpSupported: true });
+    const rendered = renderPolicyIr({ family: 4, nodeName: N1, endpoints: eps, namespaces, policies: [], sctpSupported: true });
+    const r = renderText(rendered);
     assert.equal(r.chains.some((c) => c.name.startsWith(CHAIN_IPVS)), false, "the policy render alone has no IPVS path");
-    const w = withKubeIpvs(r, 4, ["10.96.0.10", "10.96.0.1", "fd00:96::a"].filter((a) => !a.includes(":")));
+    const w = renderText(withKubeIpvs(rendered, 4, ["10.96.0.10", "10.96.0.1", "fd00:96::a"].filter((a) => !a.includes(":"))));
     assert.deepEqual(w.forwardRules, r.forwardRules);
     // A pod's packet to a Service address keeps the to-host mark and skips its egress chain in INPUT (judged in OUTPUT).
     const toPods = r.inputRules.indexOf("-i slc+ -j slc-from-wl");
@@ -108,7 +110,7 @@ describe("kube-proxy IPVS path: what each rule is for", () => {
       .flatMap((e) => e.ips.filter((a) => !a.includes(":") && a !== "10.244.1.61").map((a) => `-s ${a}/32 -g ${fw(e)}`));
     assert.deepEqual(chain(CHAIN_IPVS_FROM_WL), ["-j MARK --set-xmark 0x0/0x40000", ...bySource, "-j DROP"], "one line per address of a local pod; an address two pods claim names neither");
     assert.equal(w.chains.length, r.chains.length + 2);
-    const six = withKubeIpvs(renderPolicyIr({ family: 6, nodeName: N1, endpoints, namespaces, policies: [], sctpSupported: true }), 6, ["fd00:96::a"]);
+    const six = renderText(withKubeIpvs(renderPolicyIr({ family: 6, nodeName: N1, endpoints, namespaces, policies: [], sctpSupported: true }), 6, ["fd00:96::a"]));
     assert.ok(six.chains.find((c) => c.name === CHAIN_IPVS_FROM_WL)?.rules.includes(`-s fd00:244:1::2/128 -g ${fw(client)}`));
   });
 

@@ -7,6 +7,8 @@ import { renderPolicy, policyChainName, endpointChainName } from "../../src/rend
 import type { PolicyRenderInput } from "../../src/render/policyContract.js";
 import { formatFreshRestore, formatIpsets, formatPolicyRender, policyTableSpec } from "../../src/render/policyText.js";
 import { renderTable } from "../../src/render/ruleset.js";
+import { formatTable } from "../../src/render/iptablesFormat.js";
+import { renderText } from "../helpers/ruleText.js";
 import { planTable } from "../../src/dataplane/iptablesPlan.js";
 import { networkPolicyToIr } from "../../src/policy/networkPolicy.js";
 import { EndpointIndex } from "../../src/policy/endpointIndex.js";
@@ -213,13 +215,13 @@ describe("policy render: the simulated chains agree with the reference evaluator
 describe("policy render: structure", () => {
   test("fresh restore text equals the planner's output for an empty kernel", () => {
     for (const s of scenarios) {
-      const t = renderTable(policyTableSpec(renderPolicy(inputOf(s))));
+      const t = renderTable(formatTable(policyTableSpec(renderPolicy(inputOf(s)))));
       assert.equal(formatFreshRestore(t), planTable(t, undefined).restore);
     }
   });
 
   test("dispatch, conntrack, anti-spoofing and fail-closed defaults", () => {
-    const r = renderPolicy(inputOf(scenarios[1] as Scenario));
+    const r = renderText(renderPolicy(inputOf(scenarios[1] as Scenario)));
     assert.deepEqual(r.forwardRules, ["-i slc+ -j MARK --set-xmark 0x0/0x40000", "-i slc+ -j slc-from-wl", "-o slc+ -j slc-to-wl"]);
     assert.deepEqual(r.inputRules, ["-i slc+ -j MARK --set-xmark 0x40000/0x40000", "-i slc+ -j slc-from-wl"]);
     assert.deepEqual(r.outputRules, ["-o slc+ -j ACCEPT"]);
@@ -269,7 +271,7 @@ describe("policy render: structure", () => {
   });
 
   test("raw table: every local pod's packets are checked for its own source before conntrack (IPv4)", () => {
-    const r = renderPolicy(inputOf(scenarios[0] as Scenario));
+    const r = renderText(renderPolicy(inputOf(scenarios[0] as Scenario)));
     assert.deepEqual(r.rawPreroutingRules, ["-i slc+ -j slc-antispoof"]);
     const locals = [web, db].sort((a, b) => (a.hostIface < b.hostIface ? -1 : 1));
     assert.deepEqual(r.rawChains, [{ name: "slc-antispoof", rules: locals.map((e) => `! -s ${e.ips[0] as string}/32 -i ${e.hostIface} -j DROP`) }]);
@@ -280,7 +282,8 @@ describe("policy render: structure", () => {
   test("raw table, IPv6: link-local and unspecified sources only for neighbour discovery and MLD; a pod without an IPv6 address sends none", () => {
     const v4only = pod("ops", "v4only", NODE, "10.244.1.9");
     const two = pod("prod", "two", NODE, "fd00:244:1::60 fd00:244:1::61");
-    const r = renderPolicy({ ...inputOf(scenarios[0] as Scenario), family: 6, endpoints: [...endpoints, v4only, two] });
+    const rendered = renderPolicy({ ...inputOf(scenarios[0] as Scenario), family: 6, endpoints: [...endpoints, v4only, two] });
+    const r = renderText(rendered);
     const chain = (n: string): string[] => r.rawChains.find((c) => c.name === n)?.rules ?? [];
     const rules = chain("slc-antispoof");
     assert.deepEqual(rules.slice(0, 2), ["-s fe80::/10 -p ipv6-icmp -g slc-antispoof-nd", "-s ::/128 -p ipv6-icmp -g slc-antispoof-nd"]);
@@ -290,7 +293,7 @@ describe("policy render: structure", () => {
     assert.deepEqual(rules.slice(i, i + 3), [`-s fd00:244:1::60/128 -i ${two.hostIface} -j RETURN`, `-s fd00:244:1::61/128 -i ${two.hostIface} -j RETURN`, `-i ${two.hostIface} -j DROP`]);
     assert.deepEqual(chain("slc-antispoof-nd"), [...[130, 131, 132, 133, 135, 136].map((t) => `-p ipv6-icmp -m icmp6 --icmpv6-type ${t} -j RETURN`), "-j DROP"]);
 
-    const n1 = new Node(NODE, r, 6);
+    const n1 = new Node(NODE, rendered, 6);
     const from = (iface: string, src: string, extra: Partial<Packet> = {}): Packet => ({ inIface: iface, src, dst: "ff02::1:ff00:1", proto: "ipv6-icmp", dport: 0, icmpType: 135, ctstate: "NEW", mark: 0, ...extra });
     assert.equal(n1.prerouting(from(web.hostIface, "fe80::1")), true, "NS from the pod's link-local address");
     assert.equal(n1.prerouting(from(web.hostIface, "::")), true, "DAD NS from the unspecified address");
@@ -352,7 +355,7 @@ describe("policy render: structure", () => {
 
   test("policy chains are shared: one per policy and direction, jumped to from every selected local pod", () => {
     const many = Array.from({ length: 20 }, (_, k) => pod("prod", `w${k}`, NODE, `10.244.1.${100 + k}`, { app: "web" }));
-    const r = renderPolicy({ ...inputOf(scenarios[2] as Scenario), endpoints: [...endpoints, ...many] });
+    const r = renderText(renderPolicy({ ...inputOf(scenarios[2] as Scenario), endpoints: [...endpoints, ...many] }));
     const pi = policyChainName("ingress", "prod/web-from-db");
     assert.equal(r.chains.filter((c) => c.name.startsWith("slc-pi-")).length, 1);
     const jumps = r.chains.flatMap((c) => c.rules).filter((x) => x.endsWith(` -j ${pi}`)).length;
@@ -375,7 +378,7 @@ describe("policy render: structure", () => {
   });
 
   test("chains only for local pods and for policies that select one; sets only when referenced", () => {
-    const r = renderPolicy({ ...inputOf(scenarios[3] as Scenario), nodeName: "n3" });
+    const r = renderText(renderPolicy({ ...inputOf(scenarios[3] as Scenario), nodeName: "n3" }));
     assert.deepEqual(r.chains.map((c) => c.name), ["slc-from-wl", "slc-to-wl"]);
     assert.deepEqual(r.chains.map((c) => c.rules), [["-j DROP"], ["-j DROP"]]);
     assert.deepEqual(r.ipsets, []);
@@ -391,7 +394,8 @@ describe("policy render: structure", () => {
     const orphan = { ...pod("prod", "orphan", NODE, "10.244.1.60"), metadataKnown: false };
     const remoteOrphan = { ...pod("prod", "orphan2", REMOTE, "10.244.2.60"), metadataKnown: false };
     const policies = [np("prod", "from-not-db", { podSelector: { matchLabels: { app: "web" } }, ingress: [{ from: [{ podSelector: { matchExpressions: [{ key: "app", operator: "NotIn", values: ["db"] }] } }] }] })];
-    const r = renderPolicy({ family: 4, nodeName: NODE, endpoints: [...endpoints, orphan, remoteOrphan], namespaces, networkPolicies: policies, sctpSupported: false });
+    const rendered = renderPolicy({ family: 4, nodeName: NODE, endpoints: [...endpoints, orphan, remoteOrphan], namespaces, networkPolicies: policies, sctpSupported: false });
+    const r = renderText(rendered);
     const chain = (n: string): string[] => r.chains.find((c) => c.name === n)?.rules ?? [];
     for (const d of ["egress", "ingress"] as const) {
       const rules = chain(endpointChainName(d, orphan.hostIface));
@@ -401,7 +405,7 @@ describe("policy render: structure", () => {
     // NotIn matches pods without the label; an orphan's labels are unknown, so it is never a peer.
     const members = r.ipsets.flatMap((s) => s.members);
     assert.ok(!members.includes("10.244.1.60") && !members.includes("10.244.2.60"), members.join(" "));
-    const n1 = new Node(NODE, r, 4);
+    const n1 = new Node(NODE, rendered, 4);
     const base = { proto: "tcp" as const, dport: 80, ctstate: "NEW" as const, mark: 0 };
     assert.equal(n1.forward({ ...base, inIface: UPLINK, outIface: orphan.hostIface, src: "192.0.2.1", dst: "10.244.1.60" }), false);
     assert.equal(n1.input({ ...base, inIface: orphan.hostIface, src: "10.244.1.60", dst: "10.250.1.11" }), false, "not even to its own node (an Admin rule might deny that)");

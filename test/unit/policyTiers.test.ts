@@ -20,6 +20,7 @@ import { networkPolicyToIr } from "../../src/policy/networkPolicy.js";
 import { normalizeSelector } from "../../src/policy/selectors.js";
 import { LOG_PREFIX_MAX, endpointChainName, logPrefix, policyChainName, renderPolicyIr, renderPolicyModel } from "../../src/render/policy.js";
 import { formatPolicyRender } from "../../src/render/policyText.js";
+import { renderText, texts as ruleTexts } from "../helpers/ruleText.js";
 import type { PolicyRender } from "../../src/render/policyContract.js";
 import { assertPolicyGolden, mulberry32 } from "../helpers/golden.js";
 import { planPrepare } from "../../src/dataplane/ipsetPlan.js";
@@ -253,6 +254,7 @@ const modelOf = (s: Scenario): PolicyModel => ({ endpoints: s.endpoints ?? endpo
 function render(s: Scenario, family: Family, nodeName = NODE): PolicyRender {
   return renderPolicyModel({ family, nodeName, model: modelOf(s), sctpSupported: s.sctp ?? false });
 }
+const renderT = (s: Scenario, family: Family): ReturnType<typeof renderText> => renderText(render(s, family));
 
 function clusterOf(s: Scenario, family: Family): SimCluster {
   const m = new Map<string, Node>();
@@ -364,7 +366,7 @@ describe("policy tiers: SCTP port numbers without the sctp match fail closed", (
 
   test("a protocol-only SCTP Deny needs no sctp match and stays (it was dropped: fail open)", () => {
     assert.deepEqual(verdicts(conn(web, api, 80)), [false, false]);
-    assert.ok(render(without, 4).chains.some((c) => c.rules.some((r) => /^-p sctp -j DROP$/.test(r))), "a -p sctp -j DROP rule");
+    assert.ok(renderT(without, 4).chains.some((c) => c.rules.some((r) => /^-p sctp -j DROP$/.test(r))), "a -p sctp -j DROP rule");
   });
 
   test("an exclusion of an SCTP port in an Allow excludes all SCTP (a narrower Allow)", () => {
@@ -374,8 +376,8 @@ describe("policy tiers: SCTP port numbers without the sctp match fail closed", (
   });
 
   test("no rendered line tests an SCTP port without the match", () => {
-    for (const family of [4, 6] as const) for (const c of render(without, family).chains) for (const r of c.rules) assert.doesNotMatch(r, /-m sctp/, `${c.name}: ${r}`);
-    assert.ok(render(withMatch, 4).chains.some((c) => c.rules.some((r) => r.includes("-m sctp --dport 9"))));
+    for (const family of [4, 6] as const) for (const c of renderT(without, family).chains) for (const r of c.rules) assert.doesNotMatch(r, /-m sctp/, `${c.name}: ${r}`);
+    assert.ok(renderT(withMatch, 4).chains.some((c) => c.rules.some((r) => r.includes("-m sctp --dport 9"))));
   });
 });
 
@@ -505,7 +507,7 @@ describe("policy tiers: what each interaction means (explain paths)", () => {
 describe("policy tiers: structure", () => {
   test("endpoint chain: admin chains guarded by the pass bit, namespace tier, baseline after clearing the pass bit", () => {
     const s = byName("tier-baseline-pass");
-    const r = render(s, 4);
+    const r = renderT(s, 4);
     const chain = (n: string): string[] => r.chains.find((c) => c.name === n)?.rules ?? [];
     const [admin, b1, b2] = [policyChainName("egress", "cnp:web-443"), policyChainName("egress", "cnp:corp-pass"), policyChainName("egress", "cnp:egress-deny")];
     assert.deepEqual(chain(endpointChainName("egress", web.hostIface)).slice(3), [
@@ -521,7 +523,7 @@ describe("policy tiers: structure", () => {
     // A pod that only the baseline selects: no clearing needed.
     assert.deepEqual(chain(endpointChainName("egress", db.hostIface)).slice(4), [`-j ${b1}`, `-m mark --mark 0x0/0x20000 -j ${b2}`, "-j RETURN"]);
     // Chains that can allow are followed by the accept check (the last baseline chain needs none: RETURN follows).
-    const pass = render(byName("tier-admin-pass"), 4);
+    const pass = renderT(byName("tier-admin-pass"), 4);
     const dbIn = pass.chains.find((c) => c.name === endpointChainName("ingress", db.hostIface))?.rules ?? [];
     assert.deepEqual(dbIn.slice(2), [
       "-j MARK --set-xmark 0x0/0x70000", // a NetworkPolicy selects db: the to-host bit too
@@ -537,7 +539,7 @@ describe("policy tiers: structure", () => {
   });
 
   test("endpoint chain: to its own node and to itself, the admin tier, then past the NetworkPolicy tier to the baseline", () => {
-    const r = render(byName("tier-own-node-and-self"), 4);
+    const r = renderT(byName("tier-own-node-and-self"), 4);
     const chain = (n: string): string[] => r.chains.find((c) => c.name === n)?.rules ?? [];
     assert.deepEqual(r.inputRules, ["-i slc+ -j MARK --set-xmark 0x40000/0x40000", "-i slc+ -j slc-from-wl"], "SLUICE-INPUT sets the to-host bit");
     assert.deepEqual(chain(endpointChainName("egress", web.hostIface)), [
@@ -688,7 +690,7 @@ describe("policy tiers: randomized IR (seeded), every construct and tier (render
         for (const c of cl.nodes.get(NODE)?.render.chains ?? []) {
           if (/^slc-r[io]-/.test(c.name)) saw("rule chain");
           if (/^slc-l[io]-/.test(c.name)) saw("log chain");
-          for (const r of c.rules) for (const m of ["! --match-set", "! --dport", "! --sport", "--sport", "! --icmp-type", "--icmp-type", "--icmpv6-type", "-j LOG", "-j DROP", "0x20000/0x20000", "-m mark --mark 0x0/0x20000 -j"]) if (r.includes(m)) saw(m);
+          for (const r of ruleTexts(c.rules)) for (const m of ["! --match-set", "! --dport", "! --sport", "--sport", "! --icmp-type", "--icmp-type", "--icmpv6-type", "-j LOG", "-j DROP", "0x20000/0x20000", "-m mark --mark 0x0/0x20000 -j"]) if (r.includes(m)) saw(m);
         }
         try {
           flows += crossCheck(cl, evaluatorOf(s), EXTERNALS, PROBES, { prefixOf: prefixOf(s.policies) });
