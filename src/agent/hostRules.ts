@@ -27,8 +27,14 @@ import { withKubeIpvs } from "../render/kubeIpvs.js";
  */
 export type PolicyInput = { enabled: false } | { enabled: true; renders: ReadonlyMap<Family, PolicyRender> | undefined; kubeIpvs?: { services: readonly string[] } | undefined };
 
+/** `resync`: a full check (start-up, the periodic resync, a retry) that reads the kernel; otherwise the dataplane may trust what it last wrote. */
+export interface HostRulesApplyOptions {
+  resync: boolean;
+}
+
 export class HostRules {
-  private constructor(
+  /** Use create(); public so that ordering tests can hand it fake dataplanes. */
+  constructor(
     readonly dataplanes: ReadonlyMap<Family, RulesDataplane>,
     readonly capabilities: DataplaneCapabilities,
     readonly mode: IptablesMode,
@@ -70,7 +76,8 @@ export class HostRules {
    * per family) are known: its underlay rules trust only known peers, so applying it
    * without them would drop or open what a previous run had right.
    */
-  async apply(network: NetworkConfig, lease: Lease, policy: PolicyInput, tables: readonly TableChoice[] = ["nat", "filter"], underlay?: ReadonlyMap<Family, UnderlayTrust>): Promise<{ filterApplied: boolean }> {
+  async apply(network: NetworkConfig, lease: Lease, policy: PolicyInput, tables: readonly TableChoice[] = ["nat", "filter"], underlay?: ReadonlyMap<Family, UnderlayTrust>, opts: HostRulesApplyOptions = { resync: true }): Promise<{ filterApplied: boolean }> {
+    const read = { trustCache: !opts.resync };
     const common = { ipMasq: this.cfg["ip-masq"], randomFully: this.randomFully, forwardRules: this.cfg["iptables-forward-rules"] };
     const filterReady = (!policy.enabled || policy.renders !== undefined) && underlay !== undefined;
     const chosen = tables.filter((t) => t !== "filter" || filterReady);
@@ -86,8 +93,8 @@ export class HostRules {
       const render = rendered && ipvs ? withKubeIpvs(rendered, f.family, ipvs.services.filter((a) => a.includes(":") === (f.family === 6))) : rendered;
       const input = { family: f.family, network: f.pool.network, subnet: f.subnet, ...common, underlay: underlay?.get(f.family) };
       const spec = hostRuleset(input, render, chosen);
-      if (chosen.includes("filter")) await dp.apply(f.family, spec, [...underlayIpsets(input), ...(render?.ipsets ?? [])]);
-      else await dp.applyTables(spec);
+      if (chosen.includes("filter")) await dp.apply(f.family, spec, [...underlayIpsets(input), ...(render?.ipsets ?? [])], read);
+      else await dp.applyTables(spec, read);
     }
     return { filterApplied: chosen.includes("filter") };
   }
