@@ -20,7 +20,6 @@
  */
 import { type Etcd3, type IKeyValue, Range, type Watcher } from "etcd3";
 import type { Logger } from "pino";
-import { abandonWatcher, cancelWithin } from "./etcdClient.js";
 import { withTimeout } from "./withTimeout.js";
 
 export interface ListWatchHandlers {
@@ -213,4 +212,19 @@ export class EtcdListWatch {
       }
     }
   }
+}
+
+/** Cancels a watcher, but never waits longer than `ms` (a half-dead connection may never answer). */
+async function cancelWithin(w: Watcher | undefined, ms: number): Promise<void> {
+  if (!w) return;
+  await Promise.race([w.cancel().catch(() => undefined), new Promise((r) => setTimeout(r, ms).unref())]);
+}
+
+/**
+ * Lets go of a watcher that reported an error: etcd3 may already have detached it, so
+ * cancelling can wait forever; its events are ignored from now on and the cancel is not awaited.
+ */
+function abandonWatcher(w: Watcher | undefined): void {
+  w?.removeAllListeners();
+  void cancelWithin(w, 2000);
 }
