@@ -1,6 +1,6 @@
 /** Builds an etcd3 client from the agent's flannel-style etcd flags. */
 import { readFileSync } from "node:fs";
-import { Etcd3, type IOptions, type Watcher } from "etcd3";
+import { Etcd3, type IOptions } from "etcd3";
 
 export interface EtcdConnection {
   endpoints: string[];
@@ -30,19 +30,4 @@ export function connectEtcd(c: EtcdConnection): Etcd3 {
   }
   if (c.username) options.auth = { username: c.username, password: c.password ?? "" };
   return new Etcd3(options);
-}
-
-/** Cancels a watcher, but never waits longer than `ms` (a half-dead connection may never answer). */
-export async function cancelWithin(w: Watcher | undefined, ms: number): Promise<void> {
-  if (!w) return;
-  await Promise.race([w.cancel().catch(() => undefined), new Promise((r) => setTimeout(r, ms).unref())]);
-}
-
-/**
- * Lets go of a watcher that reported an error: etcd3 may already have detached it, so
- * cancelling can wait forever; its events are ignored from now on and the cancel is not awaited.
- */
-export function abandonWatcher(w: Watcher | undefined): void {
-  w?.removeAllListeners();
-  void cancelWithin(w, 2000);
 }

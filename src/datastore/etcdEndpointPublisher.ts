@@ -24,7 +24,7 @@ import type { Etcd3 } from "etcd3";
 import type { Logger } from "pino";
 import type { WorkloadEndpointRecord } from "../model/endpoint.js";
 import type { LocalEndpointRecords } from "./kubePolicySource.js";
-import { withTimeout } from "./policySource.js";
+import { withTimeout } from "./withTimeout.js";
 import { SLUICE_PREFIX, workloadEndpointKey, workloadEndpointPrefix } from "./resourceKeys.js";
 import { SerialRerun } from "../util/serialRerun.js";
 

@@ -1,17 +1,17 @@
 /**
  * SubnetManager over etcd, flannel's layout: the network config at `<prefix>/config`,
  * one lease per node under `<prefix>/subnets` (EtcdSubnetRegistry), held and renewed by a
- * LeaseKeeper, and the peers from a list + watch that relists on its own after a failed
+ * LeaseKeeper, and the peers from an EtcdListWatch that relists on its own after a failed
  * watch (keeping the last known peers, so the dataplane stays as it is meanwhile).
  */
 import { EventEmitter } from "node:events";
-import type { Etcd3, Watcher } from "etcd3";
+import type { Etcd3, IKeyValue } from "etcd3";
 import type { Logger } from "pino";
 import type { NetworkConfig } from "../config/networkConfig.js";
 import { LeaseKeeper } from "../ipam/leaseKeeper.js";
 import { type IpAddr, formatCidr, ipEquals } from "../model/ip.js";
 import type { Lease, LeaseAttrs } from "../model/lease.js";
-import { abandonWatcher, cancelWithin } from "./etcdClient.js";
+import { EtcdListWatch } from "./etcdListWatch.js";
 import { EtcdSubnetRegistry, type LeaseEvent } from "./etcdSubnetRegistry.js";
 import type { AcquireOptions, SubnetManager } from "./subnetManager.js";
 
@@ -31,14 +31,30 @@ export class EtcdSubnetManager extends EventEmitter implements SubnetManager {
   readonly registry: EtcdSubnetRegistry;
   private network: NetworkConfig | undefined;
   private keeper: LeaseKeeper | undefined;
-  private watcher: Watcher | undefined;
+  private readonly peerWatch: EtcdListWatch;
   private readonly leases = new Map<string, Lease>();
-  private restartingWatch = false;
   private stopping = false;
 
   constructor(private readonly o: EtcdSubnetManagerOptions) {
     super();
     this.registry = new EtcdSubnetRegistry(o.client, o.prefix, o.log);
+    this.peerWatch = new EtcdListWatch({
+      client: o.client,
+      prefix: this.registry.subnetsPrefix,
+      log: o.log,
+      name: "lease",
+      what: "subnet leases",
+      // A delete's previous value names the etcd lease it was bound to (LeaseKeeper.onKeyDeleted).
+      withPreviousKV: true,
+      handlers: {
+        list: (kvs) => this.onLeaseList(kvs),
+        put: (kv) => {
+          const lease = this.registry.toLease(kv);
+          if (lease) this.onLeaseEvent({ type: "put", lease });
+        },
+        delete: (kv, previous) => this.onLeaseEvent(this.registry.deleteEvent(kv, previous)),
+      },
+    });
   }
 
   async networkConfig(): Promise<NetworkConfig> {
@@ -96,51 +112,23 @@ export class EtcdSubnetManager extends EventEmitter implements SubnetManager {
     return [...this.leases.values()];
   }
 
+  /** Lists and watches the peers (EtcdListWatch: relisting with back-off after a failed watch); resolves after the first list. */
   async startPeerWatch(): Promise<void> {
-    await this.listAndWatch();
+    await this.peerWatch.start();
   }
 
-  private async listAndWatch(): Promise<void> {
+  /** A complete listing (the first, or a relist after a dead watch) replaces the peers. */
+  private onLeaseList(kvs: readonly IKeyValue[]): void {
     const registry = this.registry;
-    const { leases, revision } = await registry.listLeases();
     this.leases.clear();
-    for (const l of leases) this.leases.set(registry.keyOf(l.subnet, l.subnet6), l);
+    for (const kv of kvs) {
+      const l = registry.toLease(kv);
+      if (l) this.leases.set(registry.keyOf(l.subnet, l.subnet6), l);
+    }
     // A relist after a dead watch may be the only sign that our own lease went away.
     const mine = this.keeper?.key;
     if (mine && !this.leases.has(mine)) this.keeper?.onKeyDeleted(mine);
-    const next = (BigInt(revision) + 1n).toString();
-    this.watcher = await registry.watch(
-      next,
-      (e) => this.onLeaseEvent(e),
-      (err) => {
-        this.o.log.warn({ err: err.message }, "lease watch failed; relisting");
-        void this.restartWatch();
-      },
-    );
     this.emit("peers");
-  }
-
-  private async restartWatch(): Promise<void> {
-    if (this.stopping || this.restartingWatch) return;
-    this.restartingWatch = true;
-    // A watcher that reported an error may already be detached by etcd3: cancelling it
-    // can wait forever, so drop it without waiting and relist.
-    const old = this.watcher;
-    this.watcher = undefined;
-    abandonWatcher(old);
-    try {
-      for (let delay = 500; !this.stopping; delay = Math.min(delay * 2, 10_000)) {
-        try {
-          await this.listAndWatch();
-          return;
-        } catch (err) {
-          this.o.log.warn({ err: (err as Error).message, retryInMs: delay }, "relist failed; keeping the current dataplane");
-          await sleep(delay);
-        }
-      }
-    } finally {
-      this.restartingWatch = false;
-    }
   }
 
   private onLeaseEvent(e: LeaseEvent): void {
@@ -164,9 +152,7 @@ export class EtcdSubnetManager extends EventEmitter implements SubnetManager {
   async stop(): Promise<void> {
     this.stopping = true;
     this.keeper?.stop();
-    const w = this.watcher;
-    this.watcher = undefined;
-    await cancelWithin(w, 2000);
+    await this.peerWatch.stop();
   }
 }
 

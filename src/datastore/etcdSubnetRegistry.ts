@@ -5,12 +5,13 @@
  * A key with no etcd lease is a reservation. Creation is create-if-absent in one
  * transaction, so two nodes can never hold one subnet.
  */
-import type { Etcd3, IKeyValue, Watcher } from "etcd3";
+import type { Etcd3, IKeyValue } from "etcd3";
 import type { Logger } from "pino";
 import { type NetworkConfig, parseNetworkConfig } from "../config/networkConfig.js";
 import { type Cidr, parseIp } from "../model/ip.js";
 import type { Lease, LeaseAttrs } from "../model/lease.js";
 import { parseSubnetKey, subnetKey } from "../model/subnetKey.js";
+import { listPaged } from "./etcdListWatch.js";
 
 export interface LeaseList {
   leases: Lease[];
@@ -60,13 +61,13 @@ export class EtcdSubnetRegistry {
   }
 
   async listLeases(): Promise<LeaseList> {
-    const res = await this.client.getAll().prefix(this.subnetsPrefix).exec();
+    const res = await listPaged(this.client, this.subnetsPrefix, { what: "subnet leases" });
     const leases: Lease[] = [];
     for (const kv of res.kvs) {
       const lease = this.toLease(kv);
       if (lease) leases.push(lease);
     }
-    return { leases, revision: res.header.revision };
+    return { leases, revision: res.revision };
   }
 
   /** Decodes one key/value; a malformed one is skipped with a warning, never fatal. */
@@ -170,21 +171,15 @@ export class EtcdSubnetRegistry {
     await this.client.delete().key(key);
   }
 
-  /** Watches lease changes from `fromRevision` on; events are delivered in order. */
-  async watch(fromRevision: string, onEvent: (e: LeaseEvent) => void, onError: (err: Error) => void): Promise<Watcher> {
-    const w = await this.client.watch().prefix(this.subnetsPrefix).startRevision(fromRevision).withPreviousKV().create();
-    w.on("put", (kv) => {
-      const lease = this.toLease(kv);
-      if (lease) onEvent({ type: "put", lease });
-    });
-    w.on("delete", (kv, previous) => {
-      const raw = kv.key.toString();
-      const parsed = parseSubnetKey(raw.slice(this.subnetsPrefix.length));
-      const key = parsed ? this.keyOf(parsed.subnet, parsed.subnet6) : raw;
-      onEvent({ type: "delete", key, subnet: parsed?.subnet, subnet6: parsed?.subnet6, etcdLeaseId: previous?.lease });
-    });
-    w.on("error", (err) => onError(err));
-    return w;
+  /**
+   * A watched delete as a LeaseEvent; `previous` is the deleted value, when the watch asked
+   * for it (withPreviousKV). A put is toLease's.
+   */
+  deleteEvent(kv: IKeyValue, previous: IKeyValue | undefined): Extract<LeaseEvent, { type: "delete" }> {
+    const raw = kv.key.toString();
+    const parsed = parseSubnetKey(raw.slice(this.subnetsPrefix.length));
+    const key = parsed ? this.keyOf(parsed.subnet, parsed.subnet6) : raw;
+    return { type: "delete", key, subnet: parsed?.subnet, subnet6: parsed?.subnet6, etcdLeaseId: previous?.lease };
   }
 
   private made(subnet: Cidr | undefined, subnet6: Cidr | undefined, attrs: LeaseAttrs, id: string, revision: string, ttlMs: number): Lease {

@@ -6,7 +6,8 @@
  *
  * - Every object is validated with its kind's zod schema (validateObject). An invalid one
  *   keeps its last good version if it had one; otherwise it is listed in `refused` and left
- *   out of `objects` (buildPolicyModel stands a fail-closed deny-all in for a policy). A
+ *   out of `objects` (buildPolicyModel stands a fail-closed deny-all in for a policy): the
+ *   ValidatedObjectCache's rules (validatedObjectCache.ts), the etcd source's too. A
  *   Pod's or Node's address no host may have (0.0.0.0, ::, loopback, multicast) is dropped
  *   from the object with a warning naming it; the object and its other addresses stay.
  * - Pods are endpoints with their IPs from status.podIPs/podIP, node from spec.nodeName and
@@ -35,6 +36,7 @@ import { WorkerThread } from "../util/workerThread.js";
 import { type WorkloadEndpointRecord, hostIfaceName } from "../model/endpoint.js";
 import { KubeCollectionWatch, type RawKubeObject } from "./kubeWatch.js";
 import { COPIES_IGNORED, type InvalidValue, type PolicySnapshot, type RefusedObject, namespacesAndEndpoints } from "./policySource.js";
+import { type CacheEntry, ValidatedObjectCache } from "./validatedObjectCache.js";
 
 /** What the CNI plugin recorded for this node's pods (k-agent reads them from its files). */
 export interface LocalEndpointRecords {
@@ -69,20 +71,10 @@ export interface KubePolicySourceChange {
   revision: string;
 }
 
-interface Entry {
-  /** The last version that passed validation. */
-  good: KubeObject | undefined;
-  /** Why the current version is refused, if it is. */
-  invalid: string | undefined;
-  /** Values dropped from the current version (validateObject's `dropped`), for the warning. */
-  dropped?: string | undefined;
-  namespace: string | undefined;
-  name: string;
-}
-
 interface KindState {
   kind: ResourceKind;
-  entries: Map<string, Entry>;
+  /** By "namespace/name" (or name): last good versions and refusals, as the etcd source keeps them. */
+  cache: ValidatedObjectCache<KubeObject>;
   watch: KubeCollectionWatch;
   /** Its first list has been applied (the watch may have listed before: lists wait their turn). */
   listed: boolean;
@@ -114,10 +106,9 @@ export class KubePolicySource extends EventEmitter<KubePolicySourceEvents> {
     this.o = o;
     this.kinds = o.kinds ?? KINDS;
     this.states = this.kinds.map((kind) => {
-      const entries = new Map<string, Entry>();
       const state: KindState = {
         kind,
-        entries,
+        cache: new ValidatedObjectCache<KubeObject>(o.log, "object"),
         listed: false,
         watch: new KubeCollectionWatch({
           kc: o.kc,
@@ -192,18 +183,14 @@ export class KubePolicySource extends EventEmitter<KubePolicySourceEvents> {
 
   /** Objects currently refused by validation (key "Kind namespace/name"). */
   invalidValues(): InvalidValue[] {
-    const out: InvalidValue[] = [];
-    for (const s of this.states) for (const [key, e] of [...s.entries].sort(([a], [b]) => cmp(a, b))) if (e.invalid !== undefined) out.push({ key: `${s.kind.kind} ${key}`, reason: e.invalid, keptLastGood: e.good !== undefined });
-    return out;
+    return this.states.flatMap((s) => s.cache.invalidValues().map((v) => ({ ...v, key: `${s.kind.kind} ${v.key}` })));
   }
 
   // ------------------------------------------------------------------ events
 
-  private async decode(state: KindState, raw: RawKubeObject): Promise<{ key: string; entry: Entry } | undefined> {
-    const name = raw.metadata?.name;
-    if (!name) return undefined;
-    const namespace = state.kind.namespaced ? (raw.metadata?.namespace ?? "default") : undefined;
-    const key = namespace !== undefined ? `${namespace}/${name}` : name;
+  private async decode(state: KindState, raw: RawKubeObject): Promise<CacheEntry<KubeObject> | undefined> {
+    const k = keyOf(state, raw);
+    if (!k) return undefined;
     let v: Validated<KubeObject>;
     try {
       v = await this.validate(state.kind, raw);
@@ -211,13 +198,13 @@ export class KubePolicySource extends EventEmitter<KubePolicySourceEvents> {
       // The thread failed (or took too long): the object counts as unreadable, never as absent.
       v = { ok: false, issues: [{ path: "(root)", message: `cannot be validated: ${(err as Error).message}` }] };
     }
-    if (v.ok) return { key, entry: { good: v.object, invalid: undefined, namespace, name, dropped: v.dropped.length ? v.dropped.map((i) => `${i.path}: ${i.message}`).join("; ") : undefined } };
-    const reason = v.issues.map((i) => `${i.path}: ${i.message}`).join("; ");
-    return { key, entry: { good: undefined, invalid: reason, namespace, name } };
+    const id = { kind: state.kind.kind, namespace: k.namespace, name: k.name };
+    if (v.ok) return { key: k.key, id, version: { ok: true, value: v.object, dropped: v.dropped.map((i) => `${i.path}: ${i.message}`).join("; ") } };
+    return { key: k.key, id, version: { ok: false, reason: v.issues.map((i) => `${i.path}: ${i.message}`).join("; ") } };
   }
 
-  private async decodeAll(state: KindState, items: readonly RawKubeObject[]): Promise<Array<{ key: string; entry: Entry } | undefined>> {
-    const out: Array<{ key: string; entry: Entry } | undefined> = [];
+  private async decodeAll(state: KindState, items: readonly RawKubeObject[]): Promise<Array<CacheEntry<KubeObject> | undefined>> {
+    const out: Array<CacheEntry<KubeObject> | undefined> = [];
     for (const raw of items) out.push(await this.decode(state, raw));
     return out;
   }
@@ -231,24 +218,8 @@ export class KubePolicySource extends EventEmitter<KubePolicySourceEvents> {
     return "notJson" in v ? { ok: false, issues: [{ path: "(root)", message: `not JSON: ${v.notJson}` }] } : v;
   }
 
-  /** Merges a decoded version with what was there: an invalid one keeps the last good version. Logs transitions. */
-  private merge(state: KindState, key: string, next: Entry): Entry {
-    const before = state.entries.get(key);
-    if (next.invalid === undefined) {
-      if (before?.invalid !== undefined) this.o.log.info({ kind: state.kind.kind, key }, "object is valid again");
-      if (next.dropped !== undefined && next.dropped !== before?.dropped) this.o.log.warn({ kind: state.kind.kind, key, dropped: next.dropped }, "values no host may have are dropped from the object; the rest of it applies");
-      return next;
-    }
-    const good = before?.good;
-    if (before?.invalid !== next.invalid) this.o.log.warn({ kind: state.kind.kind, key, reason: next.invalid }, good ? "invalid object; keeping its last good version" : "invalid object; refused (a policy gets a fail-closed stand-in)");
-    return { ...next, good };
-  }
-
-  private onList(state: KindState, decoded: ReadonlyArray<{ key: string; entry: Entry } | undefined>, rv: string): void {
-    const next = new Map<string, Entry>();
-    for (const d of decoded) if (d) next.set(d.key, this.merge(state, d.key, d.entry));
-    state.entries.clear();
-    for (const [k, e] of next) state.entries.set(k, e);
+  private onList(state: KindState, decoded: ReadonlyArray<CacheEntry<KubeObject> | undefined>, rv: string): void {
+    state.cache.replaceAll(decoded.filter((d): d is CacheEntry<KubeObject> => d !== undefined));
     state.listed = true;
     if (rv) this.revision = rv;
     this.changed({ cause: "list", kind: state.kind.kind, revision: this.revision });
@@ -262,24 +233,17 @@ export class KubePolicySource extends EventEmitter<KubePolicySourceEvents> {
     }
   }
 
-  private onUpsert(state: KindState, raw: RawKubeObject, d: { key: string; entry: Entry } | undefined): void {
+  private onUpsert(state: KindState, raw: RawKubeObject, d: CacheEntry<KubeObject> | undefined): void {
     if (!d) return;
-    const before = state.entries.get(d.key);
-    const entry = this.merge(state, d.key, d.entry);
-    state.entries.set(d.key, entry);
+    // An invalid version over a good one changes nothing the snapshot shows.
+    const visible = state.cache.put(d.key, d.id, d.version);
     this.noteRevision(raw);
-    if (entry.invalid !== undefined) {
-      // The snapshot changes only when a refused object appears or its reason changes: an
-      // invalid version over a good one leaves the good one in place.
-      if (entry.good !== undefined) return;
-      if (before !== undefined && before.good === undefined && before.invalid === entry.invalid) return;
-    }
-    this.changed({ cause: "put", kind: state.kind.kind, key: d.key, revision: this.revision });
+    if (visible) this.changed({ cause: "put", kind: state.kind.kind, key: d.key, revision: this.revision });
   }
 
   private onRemove(state: KindState, raw: RawKubeObject): void {
     const d = keyOf(state, raw);
-    if (!d || !state.entries.delete(d.key)) return;
+    if (!d || !state.cache.delete(d.key)) return;
     this.noteRevision(raw);
     this.changed({ cause: "delete", kind: state.kind.kind, key: d.key, revision: this.revision });
   }
@@ -305,12 +269,8 @@ export class KubePolicySource extends EventEmitter<KubePolicySourceEvents> {
     const objects: Record<string, KubeObject[]> = {};
     const refused: RefusedObject[] = [];
     for (const s of this.states) {
-      const list: KubeObject[] = (objects[s.kind.kind] = []);
-      for (const key of [...s.entries.keys()].sort(cmp)) {
-        const e = s.entries.get(key) as Entry;
-        if (e.good) list.push(e.good);
-        else if (e.invalid !== undefined) refused.push({ kind: s.kind.kind, namespace: e.namespace, name: e.name, reason: e.invalid });
-      }
+      objects[s.kind.kind] = s.cache.entries().map(([, o]) => o);
+      refused.push(...s.cache.refused());
     }
     const pods = (objects[podKind.kind] ?? []) as PodObject[];
     const { namespaces, endpoints } = namespacesAndEndpoints(this.kinds, objects, this.endpointRecords(pods));
@@ -361,12 +321,12 @@ export class KubePolicySource extends EventEmitter<KubePolicySourceEvents> {
   }
 }
 
-/** The entry key of an object (what a delete needs: its current version is not validated). */
-function keyOf(state: KindState, raw: RawKubeObject): { key: string } | undefined {
+/** The cache key of an object, "namespace/name" or name (a delete needs no more: its last version is not validated). */
+function keyOf(state: KindState, raw: RawKubeObject): { key: string; namespace: string | undefined; name: string } | undefined {
   const name = raw.metadata?.name;
   if (!name) return undefined;
   const namespace = state.kind.namespaced ? (raw.metadata?.namespace ?? "default") : undefined;
-  return { key: namespace !== undefined ? `${namespace}/${name}` : name };
+  return { key: namespace !== undefined ? `${namespace}/${name}` : name, namespace, name };
 }
 
 /** A Pod's addresses: status.podIPs, else status.podIP. */
@@ -375,5 +335,3 @@ export function podIps(p: PodObject): string[] {
   if (list.length) return list;
   return p.status?.podIP ? [p.status.podIP] : [];
 }
-
-const cmp = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);

@@ -25,7 +25,7 @@ import { type Cidr, type IpAddr, cidrContains, formatCidr, parseCidr, parseIp } 
 import type { Lease, LeaseAttrs } from "../model/lease.js";
 import { describeKubeError, kubeErrorStatus, loadK8s } from "./kubeClient.js";
 import { KubeCollectionWatch, type RawKubeObject } from "./kubeWatch.js";
-import { withTimeout } from "./policySource.js";
+import { withTimeout } from "./withTimeout.js";
 import type { AcquireOptions, SubnetManager } from "./subnetManager.js";
 
 export const DEFAULT_ANNOTATION_PREFIX = "sluice.dev";

@@ -1,6 +1,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { parseNetworkConfig, type NetworkConfig } from "../../src/config/networkConfig.js";
+import { EtcdListWatch } from "../../src/datastore/etcdListWatch.js";
 import { EtcdSubnetRegistry } from "../../src/datastore/etcdSubnetRegistry.js";
 import { LeaseKeeper } from "../../src/ipam/leaseKeeper.js";
 import { type Cidr, formatCidr, parseCidr, parseIp } from "../../src/model/ip.js";
@@ -185,12 +186,19 @@ describe("subnet leases in a real etcd", () => {
     const s = setup({ Network: "10.25.0.0/16" });
     const k = keeper(s, "192.0.2.70", { ttlMs: 30_000, renewMarginMs: 5000 });
     const first = await k.acquire();
-    const { revision } = await s.registry.listLeases();
-    const watcher = await s.registry.watch((BigInt(revision) + 1n).toString(), (e) => e.type === "delete" && k.onKeyDeleted(e.key), () => undefined);
+    const watcher = new EtcdListWatch({
+      client: etcd.client,
+      prefix: s.registry.subnetsPrefix,
+      log: s.logs.log,
+      name: "lease",
+      what: "subnet leases",
+      handlers: { list: () => undefined, put: () => undefined, delete: (kv) => k.onKeyDeleted(s.registry.deleteEvent(kv, undefined).key) },
+    });
+    await watcher.start();
     const changed = new Promise<void>((resolve) => k.once("changed", () => resolve()));
     await etcd.client.leaseClient.leaseRevoke({ ID: first.leaseId });
     await changed;
-    await watcher.cancel();
+    await watcher.stop();
     const { leases } = await s.registry.listLeases();
     k.stop();
     assert.equal(leases.length, 1, "the node holds a lease again");

@@ -291,7 +291,8 @@ describe("PolicySource", () => {
           ["/workloadendpoints/n1/x/pod/eth0", false],
         ],
       );
-      assert.ok(logs.records.some((r) => r["msg"] === "invalid value in etcd; ignoring it" && r["key"] === key && String(r["reason"]).startsWith("spec.podSelector.matchLabels")));
+      assert.ok(logs.records.some((r) => r["msg"] === "invalid value in etcd; refused (a policy gets a fail-closed stand-in)" && r["key"] === key && String(r["reason"]).startsWith("spec.podSelector.matchLabels")));
+      assert.ok(logs.records.some((r) => r["msg"] === "invalid value in etcd; ignoring it" && r["key"] === `${prefix}/workloadendpoints/n1/x/pod/eth0`), "a record names no object: it is only ignored");
       assert.equal(changes, 2, "the list, and the stand-in; the other refused values do not change the snapshot");
 
       // Valid, then broken: the last good version stays.
