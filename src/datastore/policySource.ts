@@ -35,7 +35,7 @@ import { parseWorkloadEndpointRecord } from "../config/endpointSchema.js";
 import type { NamespaceObject, NetworkPolicyObject, PodObject } from "../config/k8sSchemas.js";
 import { type KubeObject, type ResourceKind, KINDS, namespaceKind, networkPolicyKind, podKind } from "../config/resourceKinds.js";
 import { NAMESPACE_NAME_LABEL, type NamespaceInfo, type PodEndpoint, type WorkloadEndpointRecord } from "../model/endpoint.js";
-import { joinEndpoints } from "../model/joinEndpoints.js";
+import { EndpointJoinMemo, joinEndpoints } from "../model/joinEndpoints.js";
 import { EtcdListWatch } from "./etcdListWatch.js";
 import { type KeyInfo, decodeStoredObjectOffThread, parseResourceKey } from "./etcdResources.js";
 import { WorkerThread } from "../util/workerThread.js";
@@ -89,6 +89,8 @@ export class PolicySource extends EventEmitter {
 
   private revision = "0";
   private cached: PolicySnapshot | undefined;
+  /** Unchanged records and Pods give the same endpoint objects from snapshot to snapshot (the render thread's delta finds them by identity). */
+  private readonly joinMemo = new EndpointJoinMemo();
   private isSynced = false;
   private stopping = false;
   private starting: Promise<void> | undefined;
@@ -191,7 +193,7 @@ export class PolicySource extends EventEmitter {
     }
     const pods = (objects[podKind.kind] ?? []) as PodObject[];
     const networkPolicies = (objects[networkPolicyKind.kind] ?? []) as NetworkPolicyObject[];
-    const { namespaces, endpoints } = namespacesAndEndpoints(this.kinds, objects, records);
+    const { namespaces, endpoints } = namespacesAndEndpoints(this.kinds, objects, records, this.joinMemo);
     return {
       revision: this.revision,
       namespaces,
@@ -302,7 +304,7 @@ export class PolicySource extends EventEmitter {
  * use without a Namespace object, and the records joined with their Pods; an endpoint in a
  * namespace without its object has unknown labels (metadataKnown false).
  */
-export function namespacesAndEndpoints(kinds: readonly ResourceKind[], objects: Readonly<Record<string, readonly KubeObject[]>>, records: readonly WorkloadEndpointRecord[]): { namespaces: NamespaceInfo[]; endpoints: PodEndpoint[] } {
+export function namespacesAndEndpoints(kinds: readonly ResourceKind[], objects: Readonly<Record<string, readonly KubeObject[]>>, records: readonly WorkloadEndpointRecord[], memo?: EndpointJoinMemo): { namespaces: NamespaceInfo[]; endpoints: PodEndpoint[] } {
   const nsObjects = (objects[namespaceKind.kind] ?? []) as NamespaceObject[];
   const pods = (objects[podKind.kind] ?? []) as PodObject[];
   const namespaces = new Map<string, NamespaceInfo>();
@@ -315,7 +317,7 @@ export function namespacesAndEndpoints(kinds: readonly ResourceKind[], objects: 
   for (const k of kinds) if (k.namespaced) for (const o of objects[k.kind] ?? []) implicit(o.metadata.namespace);
   // A pod in a namespace whose object is missing has unknown namespace labels: like a
   // pod without its Pod object, it matches no selector and is isolated (fail closed).
-  const endpoints = joinEndpoints(records, pods).map((ep) => (declared.has(ep.namespace) ? ep : { ...ep, metadataKnown: false }));
+  const endpoints = joinEndpoints(records, pods, { memo, namespaceKnown: (ns) => declared.has(ns) });
   return { namespaces: [...namespaces.values()].sort((a, b) => cmp(a.name, b.name)), endpoints };
 }
 

@@ -84,8 +84,24 @@ export function formatRule(r: Rule): string {
   return [...matches.map(({ m }) => formatMatch(m)), formatAction(r.action)].join(" ");
 }
 
+/**
+ * Each rules list's text, by identity: the render memo and the render thread's mirror hand
+ * out an unchanged chain's rules as the same array, so an apply formats (and the driver
+ * hashes, renderTable) only the chains that changed. A cache of a pure function.
+ */
+const formatted = new WeakMap<readonly Rule[], string[]>();
+
+function formatRules(rules: readonly Rule[]): string[] {
+  let text = formatted.get(rules);
+  if (!text) {
+    text = rules.map(formatRule);
+    formatted.set(rules, text);
+  }
+  return text;
+}
+
 export function formatTable(t: TableSpec): TextTableSpec {
-  return { table: t.table, chains: t.chains.map((c) => ({ name: c.name, rules: c.rules.map(formatRule) })), hooks: t.hooks };
+  return { table: t.table, chains: t.chains.map((c) => ({ name: c.name, rules: formatRules(c.rules) })), hooks: t.hooks };
 }
 
 /** A structured ruleset as the iptables driver takes it. */

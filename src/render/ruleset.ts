@@ -86,16 +86,28 @@ function hashOf(parts: string[]): string {
 // The driver and planner import these from here (the text form's home before the formatter existed).
 export { HASH_COMMENT_PREFIX, withComment };
 
-export function renderTable(spec: TextTableSpec): RenderedTable {
-  const chains = spec.chains.map((c) => {
-    let prev = "";
-    const rules = c.rules.map((text, i) => {
-      const hash = hashOf([spec.table, c.name, String(i), prev, text]);
-      prev = hash;
-      return { hash, body: withComment(text, hash) };
-    });
-    return { name: c.name, rules };
+/** Each chain's hashed rules by the identity of its text list, per table and chain name (formatRules hands out the same list while a chain is unchanged). */
+const renderedChains = new WeakMap<readonly string[], Map<string, RenderedChain>>();
+
+function renderChain(table: string, name: string, texts: readonly string[]): RenderedChain {
+  const key = `${table}\u0000${name}`;
+  let byName = renderedChains.get(texts);
+  const hit = byName?.get(key);
+  if (hit) return hit;
+  let prev = "";
+  const rules = texts.map((text, i) => {
+    const hash = hashOf([table, name, String(i), prev, text]);
+    prev = hash;
+    return { hash, body: withComment(text, hash) };
   });
+  const chain = { name, rules };
+  if (!byName) renderedChains.set(texts, (byName = new Map()));
+  byName.set(key, chain);
+  return chain;
+}
+
+export function renderTable(spec: TextTableSpec): RenderedTable {
+  const chains = spec.chains.map((c) => renderChain(spec.table, c.name, c.rules));
   const hooks = spec.hooks.map((h) => {
     const text = hookText(h.target);
     const hash = hashOf([spec.table, h.builtin, "hook", text]);
