@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { run } from "../dataplane/exec.js";
 import { binPath } from "../sandbox/paths.js";
 import { tmpdir } from "node:os";
-import { Sandbox, type SandboxBackend, teardown } from "../sandbox/cluster.js";
+import { SANDBOX_POLICY_READY_TIMEOUT_MS, Sandbox, type SandboxBackend, teardown } from "../sandbox/cluster.js";
 import { nsExec } from "../sandbox/netns.js";
 import { leaseSubnets, listLeases } from "../sandbox/nodes.js";
 import { createNamespace, createPod, type SandboxPod, podId, podObjects } from "../sandbox/pods.js";
@@ -63,7 +63,7 @@ export async function runDemo(o: DemoOptions, io: Io): Promise<number> {
   const prefix = o.prefix ?? DEMO_PREFIX;
   const stateDir = o.stateDir ?? DEMO_STATE;
   await teardown(prefix, stateDir); // a crashed or kept earlier run must not get in the way
-  const sb = new Sandbox({ prefix, stateDir, nodes: 3, backend: o.backend as SandboxBackend, segments: 1, detached: o.keep });
+  const sb = new Sandbox({ prefix, stateDir, nodes: 3, backend: o.backend as SandboxBackend, segments: 1, detached: o.keep, policyReadyTimeoutMs: SANDBOX_POLICY_READY_TIMEOUT_MS });
   const cleanup = async (): Promise<void> => {
     if (!o.keep) await teardown(prefix, stateDir);
   };

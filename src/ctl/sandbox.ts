@@ -11,7 +11,7 @@ import { ConfigError } from "../config/errors.js";
 import { type FlagSpec, type RawFlags, parseDuration } from "../config/flags.js";
 import { run } from "../dataplane/exec.js";
 import { contextsPath, recordContext, removeContexts } from "./contexts.js";
-import { STATE_FILE, Sandbox, type SandboxBackend, type SandboxNode, teardown } from "../sandbox/cluster.js";
+import { SANDBOX_POLICY_READY_TIMEOUT_MS, STATE_FILE, Sandbox, type SandboxBackend, type SandboxNode, teardown } from "../sandbox/cluster.js";
 import { listNetns, sandboxNetns } from "../sandbox/netns.js";
 import {
   createNamespace,
@@ -160,7 +160,7 @@ async function up(flags: RawFlags, io: Io): Promise<number> {
   }
   const leftovers = sandboxNetns(prefix, await listNetns());
   if (leftovers.length) throw new ConfigError("--prefix", `namespaces named ${prefix}-... already exist (${leftovers.slice(0, 3).join(", ")}${leftovers.length > 3 ? ", ..." : ""}), from another sandbox or a crash; remove them with: sluicectl sandbox down --prefix ${prefix} --state-dir ${stateDir}, or pick another --prefix`, SRC);
-  const sb = new Sandbox({ prefix, stateDir, nodes, backend: backend as SandboxBackend, segments, network: str(flags, "network") ?? "10.244.0.0/16", detached: true });
+  const sb = new Sandbox({ prefix, stateDir, nodes, backend: backend as SandboxBackend, segments, network: str(flags, "network") ?? "10.244.0.0/16", detached: true, policyReadyTimeoutMs: SANDBOX_POLICY_READY_TIMEOUT_MS });
   const abort = (): void => {
     void teardown(prefix, stateDir).finally(() => process.exit(130));
   };

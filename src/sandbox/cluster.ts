@@ -59,6 +59,13 @@ export interface SandboxOptions {
   policyReadyTimeoutMs?: number;
 }
 
+/**
+ * The policy-ready wait the demo and `sandbox up` give their pods: the value the manifests
+ * (manifests/config.yaml) ship, so a pod there starts only once its agent polices it, and
+ * a matrix probed right after `pod create` shows policy, not a race with the agent.
+ */
+export const SANDBOX_POLICY_READY_TIMEOUT_MS = 10_000;
+
 export interface SandboxNode {
   name: string;
   index: number;

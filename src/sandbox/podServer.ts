@@ -209,8 +209,9 @@ function probeOne(t, ms) {
       cleanup();
       resolve(detail ? { status, ms: Date.now() - start, detail } : { status, ms: Date.now() - start });
     };
-    // The SCTP helper enforces an SCTP probe's timeout itself; ours also covers its start.
-    timer = setTimeout(() => finish("timeout"), t.protocol === "SCTP" ? ms + 30000 : ms);
+    // The SCTP helper enforces an SCTP probe's timeout itself, and ping's is armed once it
+    // has started (below); ours then only covers their start.
+    timer = setTimeout(() => finish("timeout"), t.protocol === "SCTP" || t.protocol === "ICMP" ? ms + 30000 : ms);
     try {
       if (t.protocol === "SCTP") {
         if (!cfg.sctpHelper) return finish("error", "no SCTP sockets in this kernel");
@@ -225,6 +226,10 @@ function probeOne(t, ms) {
         const count = String(Math.ceil(ms / 200) + 1);
         const p = cp.spawn("ping", ["-n", "-i", "0.2", "-c", count, "-W", "1", t.host], { stdio: ["ignore", "pipe", "pipe"] });
         cleanup = () => { try { p.kill("SIGKILL"); } catch (_) {} };
+        // The timeout is network time: it starts once ping runs, since starting 81 pings at
+        // once on a loaded machine can take longer than the timeout itself (seen in CI as
+        // a pod that could not ping its own address).
+        p.on("spawn", () => { clearTimeout(timer); timer = setTimeout(() => finish("timeout"), ms); });
         let out = "";
         p.stdout.on("data", (d) => {
           out += d.toString();
