@@ -81,6 +81,8 @@ interface SetEntry {
 export class RenderMemo {
   private readonly sets = new Map<string, SetEntry>();
   private readonly policies = new Map<string, { compiled: CompiledPolicy; used: number }>();
+  /** Per chain name: what its rules were made of (as text) and the rules, kept as the same array. */
+  private readonly derived = new Map<string, { key: string; rules: ChainSpec["rules"]; used: number }>();
   /** Fingerprint -> count of the endpoints last seen (a multiset: two equal records may exist). */
   private endpoints = new Map<string, { ep: PodEndpoint; count: number }>();
   private namespacesKey: string | undefined;
@@ -164,10 +166,29 @@ export class RenderMemo {
     return compiled;
   }
 
-  /** Drops what the render just done did not use (a deleted policy, a set no rule names any more). */
+  /**
+   * The rules of a chain made from small inputs (an endpoint's chain: the policies that
+   * select it and its addresses), given as `key`: the kept array when the key is the one it
+   * was made from. A chain unchanged since the last render is then the same array, which the
+   * render exchange and the dataplane's formatter find by identity instead of stringifying
+   * or formatting hundreds of endpoint chains for every change.
+   */
+  chainRules(name: string, key: string, make: () => ChainSpec["rules"]): ChainSpec["rules"] {
+    const hit = this.derived.get(name);
+    if (hit && hit.key === key) {
+      hit.used = this.generation;
+      return hit.rules;
+    }
+    const rules = make();
+    this.derived.set(name, { key, rules, used: this.generation });
+    return rules;
+  }
+
+  /** Drops what the render just done did not use (a deleted policy, a set no rule names any more, a departed endpoint). */
   end(): void {
     for (const [k, e] of this.sets) if (e.used !== this.generation) this.sets.delete(k);
     for (const [k, e] of this.policies) if (e.used !== this.generation) this.policies.delete(k);
+    for (const [k, e] of this.derived) if (e.used !== this.generation) this.derived.delete(k);
   }
 
   /** JSON text of an object, memoized by identity (objects kept from render to render are not stringified again). */
