@@ -8,8 +8,9 @@
  *
  * So a RenderMemo, handed to renderPolicyIr render after render, keeps
  * - each set's spec by definition, with the source its members were computed from (as
- *   data: a pod set, a named port of a pod set, a node selector, ...), and
- * - each policy's compiled chains per direction, with the sets its rules use,
+ *   data: a pod set, a named port of a pod set, a node selector, ...),
+ * - each policy's compiled chains per direction, with the sets its rules use, and
+ * - each endpoint and dispatch chain's rules, with the text of what they were made from,
  * and before each render compares the new input with the one it last saw: an endpoint
  * added, removed or changed drops the sets its old or new version belongs to; a change to
  * namespaces (labels, or which exist) drops every pod-derived set; a change to nodes or

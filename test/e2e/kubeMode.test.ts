@@ -20,6 +20,7 @@ import type { PolicyModel } from "../../src/policy/model.js";
 import type { ObjectRef } from "./policy/state.js";
 import { annotationKeys } from "../../src/datastore/kubeSubnetManager.js";
 import { hostIfaceName } from "../../src/model/endpoint.js";
+import { SANDBOX_POLICY_READY_TIMEOUT_MS } from "../../src/sandbox/cluster.js";
 import { runCni } from "../../src/sandbox/cni.js";
 import { addNetns, delNetns, nsExec } from "../../src/sandbox/netns.js";
 import { nodeSubnet } from "../../src/sandbox/nodes.js";
@@ -107,7 +108,7 @@ describe("Kubernetes mode (sandbox: vxlan, 3 nodes, agents with --kube-subnet-mg
     backend: "vxlan",
     nodes: 3,
     segments: 1,
-    policyReadyTimeoutMs: 10_000,
+    policyReadyTimeoutMs: SANDBOX_POLICY_READY_TIMEOUT_MS,
     kubeApi: async (netns, host) => {
       api = await FakeKubeApiProcess.start({ netns, host, port: 6443 });
       const p = api;
