@@ -209,9 +209,13 @@ function probeOne(t, ms) {
       cleanup();
       resolve(detail ? { status, ms: Date.now() - start, detail } : { status, ms: Date.now() - start });
     };
-    // The SCTP helper enforces an SCTP probe's timeout itself, and ping's is armed once it
-    // has started (below); ours then only covers their start.
-    timer = setTimeout(() => finish("timeout"), t.protocol === "SCTP" || t.protocol === "ICMP" ? ms + 30000 : ms);
+    // The SCTP helper and ping enforce their probe's timeout themselves (below); ours then
+    // only catches a helper that never answers. A timeout is decided in the check phase
+    // (setImmediate), after the poll phase has read whatever arrived: a pod server whose
+    // loop was starved past the deadline on a loaded machine would otherwise call a
+    // reply sitting in its socket a timeout, because timers run before I/O.
+    const timeoutAfter = (after) => setTimeout(() => setImmediate(() => finish("timeout")), after);
+    timer = timeoutAfter(t.protocol === "SCTP" || t.protocol === "ICMP" ? ms + 30000 : ms);
     try {
       if (t.protocol === "SCTP") {
         if (!cfg.sctpHelper) return finish("error", "no SCTP sockets in this kernel");
@@ -223,13 +227,16 @@ function probeOne(t, ms) {
       } else if (t.protocol === "ICMP") {
         // Echo requests from the system's ping (node has no raw sockets), one every 200 ms
         // like the UDP probe's datagrams, until a reply, an ICMP error or the timeout.
-        const count = String(Math.ceil(ms / 200) + 1);
-        const p = cp.spawn("ping", ["-n", "-i", "0.2", "-c", count, "-W", "1", t.host], { stdio: ["ignore", "pipe", "pipe"] });
+        // ping's own deadline (-w, whole seconds) is the timeout, and its exit status the
+        // verdict: it is network time measured by the process that sends and receives,
+        // not by our loop, which 99 probes starting at once on a loaded machine can starve
+        // (seen in CI as a pod that could not ping its own address, and as a pod-to-pod
+        // ping that was allowed 3 s later).
+        const deadline = Math.max(1, Math.ceil(ms / 1000));
+        const count = String(Math.ceil((deadline * 1000) / 200) + 1);
+        const p = cp.spawn("ping", ["-n", "-i", "0.2", "-c", count, "-w", String(deadline), t.host], { stdio: ["ignore", "pipe", "pipe"] });
         cleanup = () => { try { p.kill("SIGKILL"); } catch (_) {} };
-        // The timeout is network time: it starts once ping runs, since starting 81 pings at
-        // once on a loaded machine can take longer than the timeout itself (seen in CI as
-        // a pod that could not ping its own address).
-        p.on("spawn", () => { clearTimeout(timer); timer = setTimeout(() => finish("timeout"), ms); });
+        p.on("spawn", () => { clearTimeout(timer); timer = timeoutAfter(deadline * 1000 + 10000); });
         let out = "";
         p.stdout.on("data", (d) => {
           out += d.toString();
@@ -238,7 +245,11 @@ function probeOne(t, ms) {
         });
         p.stderr.on("data", (d) => { out += d.toString(); });
         p.on("error", (e) => finish("error", "ping: " + e.message));
-        p.on("exit", (code) => { if (code === 2) finish(/unreachable/i.test(out) ? "unreachable" : "error", out.trim().split("\n").pop()); });
+        p.on("close", (code) => {
+          if (code === 0 || / bytes from /.test(out)) finish("connected");
+          else if (code === 1) finish("timeout");
+          else finish(/unreachable/i.test(out) ? "unreachable" : "error", out.trim().split("\n").pop());
+        });
       } else if (t.protocol === "UDP") {
         const u = dgram.createSocket(net.isIPv6(t.host) ? "udp6" : "udp4");
         let iv;
