@@ -792,7 +792,8 @@ async function main(): Promise<number> {
   const prefix = `slb${process.pid.toString(36)}`;
   const dir = mkdtempSync(join(tmpdir(), "sluice-bench-"));
   const cleanup = new Cleanup();
-  cleanup.add("temp dir", () => rmSync(dir, { recursive: true, force: true }));
+  if (process.env["SLUICE_BENCH_KEEP"]) say(`keeping ${dir} (SLUICE_BENCH_KEEP)`);
+  else cleanup.add("temp dir", () => rmSync(dir, { recursive: true, force: true }));
   const onSignal = (sig: NodeJS.Signals): void => {
     say(`${sig}: cleaning up`);
     void cleanup.runAll().then(() => process.exit(130));

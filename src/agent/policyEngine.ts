@@ -108,6 +108,7 @@ export class PolicyEngine extends EventEmitter {
     }));
     const local = snapshot.endpoints.filter((e) => e.node === this.nodeName).length;
     this.log.debug({ ms: Math.round(performance.now() - started), renderMs: Math.round(out.ms), endpoints: snapshot.endpoints.length, local, policies: out.policies, revision: snapshot.revision }, "policy rendered");
+    void this.logMemory();
     this.rendered = snapshot;
     this.cache = { snapshot, families: key, renders };
     return renders;
@@ -136,6 +137,22 @@ export class PolicyEngine extends EventEmitter {
       if (attempt > 0) throw new Error("the render thread asked for a resync twice in a row");
       this.log.debug("render thread holds no snapshot (restarted); sending all of it");
     }
+  }
+
+  /**
+   * Where the agent's memory is, in MiB, after a render: the process's resident set, the
+   * main thread's V8 heap and the render thread's (its own isolate), and memory outside
+   * the heaps (buffers). Debug level: it is for finding growth, not for every operator.
+   */
+  private async logMemory(): Promise<void> {
+    if (!this.log.isLevelEnabled("debug")) return;
+    const mib = (n: number): number => Math.round(n / 2 ** 20);
+    const m = process.memoryUsage();
+    const thread = await this.thread.heap().catch(() => undefined);
+    this.log.debug(
+      { rss: mib(m.rss), heapUsed: mib(m.heapUsed), heapTotal: mib(m.heapTotal), external: mib(m.external), renderThreadHeapUsed: thread && mib(thread.used), renderThreadHeapTotal: thread && mib(thread.total) },
+      "memory (MiB)",
+    );
   }
 
   /** Stops the render thread (a later render starts a new one). */

@@ -74,6 +74,14 @@ export class WorkerThread {
     });
   }
 
+  /** The thread's V8 heap (used and total bytes), or undefined while it is not running. */
+  async heap(): Promise<{ used: number; total: number } | undefined> {
+    const w = this.worker;
+    if (!w) return undefined;
+    const h = await w.getHeapStatistics();
+    return { used: h.used_heap_size, total: h.total_heap_size };
+  }
+
   /** Stops the thread; calls in flight reject. */
   async close(): Promise<void> {
     const w = this.worker;
