@@ -201,9 +201,10 @@ export class ModelMirror {
 
 // ---------------------------------------------------------------- render: thread -> engine
 
-/** A PolicyRender with its two large lists (chains, ipsets) as deltas; the rest is small and sent whole. */
-export interface RenderDelta extends Omit<PolicyRender, "chains" | "ipsets"> {
+/** A PolicyRender with its large lists (chains, raw chains, ipsets) as deltas; the rest is small and sent whole. */
+export interface RenderDelta extends Omit<PolicyRender, "chains" | "rawChains" | "ipsets"> {
   chains: CollectionDelta<ChainSpec>;
+  rawChains: CollectionDelta<ChainSpec>;
   ipsets: CollectionDelta<IpsetSpec>;
 }
 
@@ -216,24 +217,27 @@ export class RenderSender {
   private readonly chainPrint = (c: ChainSpec): string => `${c.name}\u0000${this.fp.of(c.rules)}`;
   private readonly setPrint = (s: IpsetSpec): string => this.fp.of(s);
   private chains = new KeyedSender<ChainSpec>((c) => c.name, this.chainPrint);
+  private rawChains = new KeyedSender<ChainSpec>((c) => c.name, this.chainPrint);
   private ipsets = new KeyedSender<IpsetSpec>((s) => s.name, this.setPrint);
 
   /** Forgets what was sent: the next delta carries everything. */
   reset(): void {
     this.chains = new KeyedSender<ChainSpec>((c) => c.name, this.chainPrint);
+    this.rawChains = new KeyedSender<ChainSpec>((c) => c.name, this.chainPrint);
     this.ipsets = new KeyedSender<IpsetSpec>((s) => s.name, this.setPrint);
   }
 
   next(r: PolicyRender): RenderDelta {
-    return { ...r, chains: this.chains.diff(r.chains), ipsets: this.ipsets.diff(r.ipsets) };
+    return { ...r, chains: this.chains.diff(r.chains), rawChains: this.rawChains.diff(r.rawChains), ipsets: this.ipsets.diff(r.ipsets) };
   }
 }
 
 export class RenderMirror {
   private readonly chains = new KeyedMirror<ChainSpec>();
+  private readonly rawChains = new KeyedMirror<ChainSpec>();
   private readonly ipsets = new KeyedMirror<IpsetSpec>();
 
   apply(d: RenderDelta): PolicyRender {
-    return { ...d, chains: this.chains.apply(d.chains), ipsets: this.ipsets.apply(d.ipsets) };
+    return { ...d, chains: this.chains.apply(d.chains), rawChains: this.rawChains.apply(d.rawChains), ipsets: this.ipsets.apply(d.ipsets) };
   }
 }

@@ -252,12 +252,13 @@ export function renderPolicyIr(input: PolicyIrRenderInput): PolicyRender {
     }
   }
   chains.push(...policyChains.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)));
+  const rawChains = antiSpoofChains(locals, index, family, memo);
 
   memo?.end();
   const icmp = family === 6 ? ICMPV6_HOST_TYPES.map((t) => rule(ACCEPT, PODS_IN, protocol("ipv6-icmp"), icmp6Type(t))) : [];
   return {
     rawPreroutingRules: [rule(jump(CHAIN_ANTISPOOF), PODS_IN)],
-    rawChains: antiSpoofChains(locals, index, family),
+    rawChains,
     forwardRules: [rule(setMark(MARK_TO_HOST_CLEAR), PODS_IN), rule(jump(CHAIN_FROM_WL), PODS_IN), rule(jump(CHAIN_TO_WL), PODS_OUT)],
     inputRules: [...icmp, rule(setMark(MARK_TO_HOST), PODS_IN), rule(jump(CHAIN_FROM_WL), PODS_IN)],
     outputRules: [rule(ACCEPT, PODS_OUT)],
@@ -275,17 +276,25 @@ export function renderPolicyIr(input: PolicyIrRenderInput): PolicyRender {
  * no chain in the filter table (no local pod) is not looked at here: the dispatch chains
  * drop all of its traffic.
  */
-function antiSpoofChains(locals: readonly PodEndpoint[], index: EndpointIndex, family: Family): ChainSpec[] {
+function antiSpoofChains(locals: readonly PodEndpoint[], index: EndpointIndex, family: Family, memo: RenderMemo | undefined): ChainSpec[] {
   const host = bitsOf(family);
-  const rules: Rule[] = family === 6 ? ["fe80::/10", "::/128"].map((from) => rule(goTo(CHAIN_ANTISPOOF_ND), src(from), protocol("ipv6-icmp"))) : [];
-  for (const ep of locals) {
-    const own = index.addresses(ep, family);
-    const i = inIface(ep.hostIface);
-    if (own.length === 1) rules.push(rule(DROP, src(`${own[0] as string}/${host}`, true), i));
-    else rules.push(...own.map((a) => rule(RETURN, src(`${a}/${host}`), i)), rule(DROP, i));
+  const owned = locals.map((ep) => ({ iface: ep.hostIface, own: index.addresses(ep, family) }));
+  // One rule per local pod: kept as the same array while no local pod's interface or
+  // addresses changed, so that the thread sends it once and the driver hashes it once.
+  const make = (): Rule[] => {
+    const rules: Rule[] = family === 6 ? ["fe80::/10", "::/128"].map((from) => rule(goTo(CHAIN_ANTISPOOF_ND), src(from), protocol("ipv6-icmp"))) : [];
+    for (const { iface, own } of owned) {
+      const i = inIface(iface);
+      if (own.length === 1) rules.push(rule(DROP, src(`${own[0] as string}/${host}`, true), i));
+      else rules.push(...own.map((a) => rule(RETURN, src(`${a}/${host}`), i)), rule(DROP, i));
+    }
+    return rules;
+  };
+  const chains: ChainSpec[] = [{ name: CHAIN_ANTISPOOF, rules: memo ? memo.chainRules(CHAIN_ANTISPOOF, JSON.stringify(owned), make) : make() }];
+  if (family === 6) {
+    const nd = (): Rule[] => [...ICMPV6_HOST_TYPES.map((t) => rule(RETURN, protocol("ipv6-icmp"), icmp6Type(t))), rule(DROP)];
+    chains.push({ name: CHAIN_ANTISPOOF_ND, rules: memo ? memo.chainRules(CHAIN_ANTISPOOF_ND, "", nd) : nd() });
   }
-  const chains: ChainSpec[] = [{ name: CHAIN_ANTISPOOF, rules }];
-  if (family === 6) chains.push({ name: CHAIN_ANTISPOOF_ND, rules: [...ICMPV6_HOST_TYPES.map((t) => rule(RETURN, protocol("ipv6-icmp"), icmp6Type(t))), rule(DROP)] });
   return chains;
 }
 

@@ -11,6 +11,7 @@ import type { PodEndpoint } from "../../src/model/endpoint.js";
 import { ModelMirror, ModelSender, type ModelDelta, RenderMirror, type RenderDelta } from "../../src/agent/renderExchange.js";
 import { type JsonText, type RenderPolicyReply, renderPolicy, renderPolicyTask } from "../../src/agent/policyRenderTask.js";
 import type { PolicyModelInput } from "../../src/policy/model.js";
+import type { PolicyRender } from "../../src/render/policyContract.js";
 import { mulberry32 } from "../helpers/golden.js";
 import { RANDOM_NP_NODES, randomNetworkPolicyScenario } from "../helpers/randomNetworkPolicies.js";
 
@@ -74,12 +75,23 @@ describe("render exchange", () => {
         [6, new RenderMirror()],
       ]);
       let m = modelOf(1000 + round);
+      const previous = new Map<number, PolicyRender>();
       for (let step = 0; step < 5; step++) {
         if (step > 0) m = relabel(m, Math.floor(rnd() * m.endpoints.length), ["web", "db", "api", "none"][Math.floor(rnd() * 4)] as string);
         const reply = call(sender, m);
         assert.ok(!reply.resync);
         const full = new Map(renderPolicy({ model: m, nodeName: RANDOM_NP_NODES[0], families: [4, 6], sctpSupported: true }).renders);
-        for (const [family, delta] of reply.renders) assert.deepEqual((mirrors.get(family) as RenderMirror).apply(delta as RenderDelta), full.get(family), `round ${round} step ${step} IPv${family}`);
+        for (const [family, delta] of reply.renders) {
+          const got = (mirrors.get(family) as RenderMirror).apply(delta as RenderDelta);
+          assert.deepEqual(got, full.get(family), `round ${round} step ${step} IPv${family}`);
+          // A relabel moves no local pod: the anti-spoofing chains are not sent again and stay the same arrays.
+          const before = previous.get(family);
+          if (before) {
+            assert.equal((delta as RenderDelta).rawChains.upsert.length, 0, `round ${round} step ${step}: raw chains resent`);
+            got.rawChains.forEach((c, i) => assert.equal(c.rules, before.rawChains[i]?.rules, `round ${round} step ${step}: ${c.name} is a new array`));
+          }
+          previous.set(family, got);
+        }
       }
     }
   });
