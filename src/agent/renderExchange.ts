@@ -60,24 +60,64 @@ function sameList(a: readonly string[], b: readonly string[]): boolean {
   return true;
 }
 
-/** The sending side of one collection. */
+/**
+ * The sending side of one collection. A change touches a few items of thousands, and the
+ * sources keep every unchanged item as the same object: the diff walks the list against
+ * the previous one by position and looks (key, fingerprint) only at items that are not
+ * `unchanged` from the one there before. Only when the length or a key at some position
+ * differs (items added, removed or reordered) does it key every item again.
+ */
 export class KeyedSender<T extends object> {
   private sent = new Map<string, string>();
   private order: string[] = [];
+  /** The previous diff's items, their keys before uniqueKeys, and their fingerprints, by position. */
+  private items: readonly T[] = [];
+  private baseKeys: string[] = [];
+  private prints: string[] = [];
 
   constructor(
     private readonly keyOf: (t: T) => string,
     /** Equal text, equal item (Fingerprints.of, or something cheaper that holds to it). */
     private readonly fingerprint: (t: T) => string,
+    /** True only when `t` has the key and fingerprint `before` had (by default: it is the same object). */
+    private readonly unchanged: (t: T, before: T) => boolean = (t, before) => t === before,
   ) {}
 
   diff(items: readonly T[]): CollectionDelta<T> {
-    const keys = uniqueKeys(items.map(this.keyOf));
+    return this.diffInPlace(items) ?? this.diffAll(items);
+  }
+
+  /** The delta when every item keeps the key at its position, else undefined (nothing recorded). */
+  private diffInPlace(items: readonly T[]): CollectionDelta<T> | undefined {
+    if (items.length !== this.items.length) return undefined;
+    const changed: Array<[number, string]> = [];
+    for (let i = 0; i < items.length; i++) {
+      const item = items[i] as T;
+      if (this.unchanged(item, this.items[i] as T)) continue;
+      if (this.keyOf(item) !== this.baseKeys[i]) return undefined;
+      const fp = this.fingerprint(item);
+      if (fp !== this.prints[i]) changed.push([i, fp]);
+    }
+    const upsert: Array<[string, T]> = [];
+    for (const [i, fp] of changed) {
+      const key = this.order[i] as string;
+      this.prints[i] = fp;
+      this.sent.set(key, fp);
+      upsert.push([key, items[i] as T]);
+    }
+    this.items = items;
+    return { upsert, remove: [] };
+  }
+
+  private diffAll(items: readonly T[]): CollectionDelta<T> {
+    const baseKeys = items.map(this.keyOf);
+    const keys = uniqueKeys(baseKeys);
+    const prints = items.map(this.fingerprint);
     const next = new Map<string, string>();
     const upsert: Array<[string, T]> = [];
     items.forEach((item, i) => {
       const key = keys[i] as string;
-      const fp = this.fingerprint(item);
+      const fp = prints[i] as string;
       next.set(key, fp);
       if (this.sent.get(key) !== fp) upsert.push([key, item]);
     });
@@ -85,6 +125,9 @@ export class KeyedSender<T extends object> {
     const order = sameList(keys, this.order) ? undefined : keys;
     this.sent = next;
     this.order = keys;
+    this.items = items;
+    this.baseKeys = baseKeys;
+    this.prints = prints;
     return { upsert, remove, order };
   }
 }
@@ -216,14 +259,15 @@ export class RenderSender {
    */
   private readonly chainPrint = (c: ChainSpec): string => `${c.name}\u0000${this.fp.of(c.rules)}`;
   private readonly setPrint = (s: IpsetSpec): string => this.fp.of(s);
-  private chains = new KeyedSender<ChainSpec>((c) => c.name, this.chainPrint);
-  private rawChains = new KeyedSender<ChainSpec>((c) => c.name, this.chainPrint);
+  private readonly sameChain = (c: ChainSpec, before: ChainSpec): boolean => c.rules === before.rules && c.name === before.name;
+  private chains = new KeyedSender<ChainSpec>((c) => c.name, this.chainPrint, this.sameChain);
+  private rawChains = new KeyedSender<ChainSpec>((c) => c.name, this.chainPrint, this.sameChain);
   private ipsets = new KeyedSender<IpsetSpec>((s) => s.name, this.setPrint);
 
   /** Forgets what was sent: the next delta carries everything. */
   reset(): void {
-    this.chains = new KeyedSender<ChainSpec>((c) => c.name, this.chainPrint);
-    this.rawChains = new KeyedSender<ChainSpec>((c) => c.name, this.chainPrint);
+    this.chains = new KeyedSender<ChainSpec>((c) => c.name, this.chainPrint, this.sameChain);
+    this.rawChains = new KeyedSender<ChainSpec>((c) => c.name, this.chainPrint, this.sameChain);
     this.ipsets = new KeyedSender<IpsetSpec>((s) => s.name, this.setPrint);
   }
 

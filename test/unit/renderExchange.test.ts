@@ -8,7 +8,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import type { PodEndpoint } from "../../src/model/endpoint.js";
-import { ModelMirror, ModelSender, type ModelDelta, RenderMirror, type RenderDelta } from "../../src/agent/renderExchange.js";
+import { Fingerprints, KeyedMirror, KeyedSender, ModelMirror, ModelSender, type ModelDelta, RenderMirror, type RenderDelta } from "../../src/agent/renderExchange.js";
 import { type JsonText, type RenderPolicyReply, renderPolicy, renderPolicyTask } from "../../src/agent/policyRenderTask.js";
 import type { PolicyModelInput } from "../../src/policy/model.js";
 import type { PolicyRender } from "../../src/render/policyContract.js";
@@ -50,6 +50,37 @@ describe("render exchange", () => {
     assert.deepEqual(mirror.apply(across(sender.next(third))), third);
     const fourth: PolicyModelInput = { ...third, objects: {} };
     assert.deepEqual(mirror.apply(across(sender.next(fourth))), fourth);
+  });
+
+  test("a keyed collection's mirror equals the list through random edits, and an edit in place sends only what changed", () => {
+    type Item = { k: string; v: number };
+    const rand = mulberry32(7);
+    const pick = (n: number): number => Math.floor(rand() * n);
+    const fp = new Fingerprints();
+    const sender = new KeyedSender<Item>((i) => i.k, (i) => fp.of(i));
+    const mirror = new KeyedMirror<Item>();
+    let items: Item[] = Array.from({ length: 20 }, (_, i) => ({ k: `k${i % 17}`, v: i })); // some keys twice
+    assert.deepEqual(mirror.apply(across(sender.diff(items))), items);
+    for (let step = 0; step < 2000; step++) {
+      const next = [...items];
+      const at = pick(Math.max(next.length, 1));
+      const kind = pick(6);
+      let inPlace = false;
+      if (kind === 0 && next.length) [next[at], inPlace] = [{ ...(next[at] as Item), v: pick(5) }, true]; // same key, maybe same content
+      else if (kind === 1 && next.length) [next[at], inPlace] = [{ ...(next[at] as Item) }, true]; // a new object, equal content
+      else if (kind === 2) next.splice(at, 0, { k: `k${pick(25)}`, v: pick(5) });
+      else if (kind === 3 && next.length) next.splice(at, 1);
+      else if (kind === 4 && next.length > 1) next.reverse();
+      else if (next.length) next[at] = { k: `k${pick(25)}`, v: (next[at] as Item).v }; // another key at this position
+      const delta = sender.diff(next);
+      if (inPlace) {
+        assert.equal(delta.order, undefined, `step ${step}: an edit in place keeps the order`);
+        const changed = JSON.stringify(next[at]) !== JSON.stringify(items[at]) ? 1 : 0;
+        assert.equal(delta.upsert.length, changed, `step ${step}: an edit in place sends the changed item alone`);
+      }
+      assert.deepEqual(mirror.apply(across(delta)), next, `step ${step} (edit ${kind})`);
+      items = next;
+    }
   });
 
   test("a mirror that did not get the delta before asks for a resync", () => {
