@@ -183,11 +183,14 @@ export function canonicalMembers(type: IpsetType, family: Family, member: string
   }
 }
 
+type MemberParser = (spec: IpsetSpec, member: string) => readonly CanonicalMember[];
+const parseMember: MemberParser = (spec, m) => canonicalMembers(spec.type, spec.family, m, spec.name);
+
 /** Desired members keyed by element; throws on an element listed both with and without nomatch. */
-function desiredMembers(spec: IpsetSpec): Map<string, CanonicalMember> {
+function desiredMembers(spec: IpsetSpec, parse: MemberParser = parseMember): Map<string, CanonicalMember> {
   const out = new Map<string, CanonicalMember>();
   for (const m of spec.members) {
-    for (const c of canonicalMembers(spec.type, spec.family, m, spec.name)) {
+    for (const c of parse(spec, m)) {
       const prev = out.get(c.key);
       if (prev && prev.nomatch !== c.nomatch) throw new Error(`${spec.name}: "${c.key}" is listed both with and without nomatch`);
       out.set(c.key, c);
@@ -202,8 +205,8 @@ interface CanonicalSet {
   lines: string[];
 }
 
-function canonicalSet(spec: IpsetSpec): CanonicalSet {
-  const want = desiredMembers(spec);
+function canonicalSet(spec: IpsetSpec, parse: MemberParser = parseMember): CanonicalSet {
+  const want = desiredMembers(spec, parse);
   return { want, lines: [...want.values()].map(memberText).sort() };
 }
 
@@ -211,23 +214,46 @@ function canonicalSet(spec: IpsetSpec): CanonicalSet {
  * The canonical members of each desired set as last computed, by set name. Parsing every
  * address of every set (BigInt arithmetic per member) is most of a plan's cost at scale,
  * and a change touches a few sets: a set whose member list is the same as last time (a
- * string compare per member) is not parsed again. The driver owns one; the planner stays
- * a function of its arguments.
+ * string compare per member) is not parsed again. A set that changed is parsed member by
+ * member through a second memo, of each member's canonical form (one pod's address is a
+ * member of many sets, and a relabel moves it between them), so that only members never
+ * seen before are parsed. The driver owns one; the planner stays a function of its
+ * arguments.
  */
 export class CanonicalMemo {
   private readonly byName = new Map<string, { type: IpsetType; family: Family; input: readonly string[]; set: CanonicalSet }>();
+  /** Canonical forms by type, family and member text (only members that parsed: a refusal is parsed again and names its set). */
+  private members = new Map<string, readonly CanonicalMember[]>();
+  private readonly parse: MemberParser = (spec, m) => {
+    const key = `${spec.type}|${spec.family}|${m}`;
+    let c = this.members.get(key);
+    if (c === undefined) {
+      c = canonicalMembers(spec.type, spec.family, m, spec.name);
+      this.members.set(key, c);
+    }
+    return c;
+  };
 
   get(spec: IpsetSpec): CanonicalSet {
     const hit = this.byName.get(spec.name);
     if (hit && hit.type === spec.type && hit.family === spec.family && sameList(hit.input, spec.members)) return hit.set;
-    const set = canonicalSet(spec);
+    const set = canonicalSet(spec, this.parse);
     this.byName.set(spec.name, { type: spec.type, family: spec.family, input: spec.members, set });
     return set;
   }
 
-  /** Forgets the sets not in `names` (no longer desired). */
+  /**
+   * Forgets the sets not in `names` (no longer desired), and the member memo when it has
+   * grown past twice the members the kept sets hold (churned-away addresses): it is then
+   * refilled from what is desired.
+   */
   retain(names: ReadonlySet<string>): void {
-    for (const name of this.byName.keys()) if (!names.has(name)) this.byName.delete(name);
+    let kept = 0;
+    for (const [name, hit] of this.byName) {
+      if (!names.has(name)) this.byName.delete(name);
+      else kept += hit.input.length;
+    }
+    if (this.members.size > 2 * kept + 1024) this.members = new Map();
   }
 }
 

@@ -355,6 +355,26 @@ describe("planning against the driver's record", () => {
     assert.equal(bad.refused[0]?.name, "slc4-r");
   });
 
+  test("a member parsed for one set's type is parsed again for another's, and plans with the memo equal plans without", () => {
+    const memo = new CanonicalMemo();
+    planPrepare(4, [{ name: "slc4-n", type: "hash:net", family: 4, members: ["10.0.0.0/16", "10.0.0.7"] }], new Map(), memo);
+    const asIp = planPrepare(4, [{ name: "slc4-i", type: "hash:ip", family: 4, members: ["10.0.0.0/16"] }], new Map(), memo);
+    assert.equal(asIp.refused[0]?.name, "slc4-i", "a prefix is no hash:ip member, whatever a hash:net set made of it");
+    const rand = mulberry32(11);
+    const pool = ["10.0.0.1", "10.0.0.1/32", "10.0.1.0/24", "10.0.1.0/24 nomatch", "10.9.0.0/16", "0.0.0.0/0", "10.0.0.2", "192.168.0.0/30"];
+    let withMemo = new Map<string, IpsetState>();
+    let without = new Map<string, IpsetState>();
+    for (let step = 0; step < 300; step++) {
+      const members = pool.filter(() => rand() < 0.4).filter((m, _, all) => !(m.endsWith(" nomatch") && all.includes(m.replace(" nomatch", ""))));
+      const desired: IpsetSpec[] = [{ name: `slc4-s${step % 3}`, type: "hash:net", family: 4, members }];
+      const a = planPrepare(4, desired, withMemo, memo);
+      const b = planPrepare(4, desired, without);
+      assert.equal(a.restore, b.restore, `step ${step}`);
+      withMemo = stateAfter(4, withMemo, a);
+      without = stateAfter(4, without, b);
+    }
+  });
+
   test("a memo entry never stands for another type or family under the same name", () => {
     const memo = new CanonicalMemo();
     planPrepare(4, [spec(["10.0.0.1"])], new Map(), memo);
