@@ -54,10 +54,26 @@ export interface PolicyApplyReport extends RulesApplyReport {
   refusedSets: RefusedSet[];
 }
 
+/**
+ * The sets a chain's rules name, by rules array: the render keeps an unchanged chain's
+ * rules as the same array, so an apply looks only at the chains a change made anew (tens
+ * of thousands of rules at scale, walked on every apply, were a visible part of one).
+ */
+const chainSets = new WeakMap<readonly Rule[], readonly string[]>();
+
+function setsOfChain(rules: readonly Rule[]): readonly string[] {
+  let sets = chainSets.get(rules);
+  if (sets === undefined) {
+    sets = [...new Set(rules.flatMap(setsOf))];
+    chainSets.set(rules, sets);
+  }
+  return sets;
+}
+
 /** Names of sets that rules of the ruleset reference. */
 export function referencedSets(ruleset: Ruleset): Set<string> {
   const out = new Set<string>();
-  for (const t of ruleset.tables) for (const c of t.chains) for (const r of c.rules) for (const s of setsOf(r)) out.add(s);
+  for (const t of ruleset.tables) for (const c of t.chains) for (const s of setsOfChain(c.rules)) out.add(s);
   return out;
 }
 
