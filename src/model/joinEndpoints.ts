@@ -27,6 +27,47 @@ export interface PodMeta {
  */
 export class EndpointJoinMemo {
   private readonly byRecord = new WeakMap<WorkloadEndpointRecord, { pod: PodMeta | undefined; known: boolean; endpoint: PodEndpoint }>();
+  private lastRecords: readonly WorkloadEndpointRecord[] = [];
+  private lastOrder: readonly number[] = [];
+
+  private lastPods: readonly PodMeta[] = [];
+  private byName = new Map<string, PodMeta>();
+
+  /**
+   * The pods by namespace/name, updated in place while the list keeps its length and each
+   * replaced pod its name (a label change), else built anew.
+   */
+  podsByName(pods: readonly PodMeta[], build: () => Map<string, PodMeta>): ReadonlyMap<string, PodMeta> {
+    const last = this.lastPods;
+    let inPlace = pods.length === last.length && this.byName.size === pods.length; // (a name twice: the last one wins, so build)
+    const replaced: Array<[string, PodMeta]> = [];
+    for (let i = 0; inPlace && i < pods.length; i++) {
+      const p = pods[i] as PodMeta;
+      const before = last[i] as PodMeta;
+      if (p === before) continue;
+      const name = podName(p);
+      if (name === podName(before)) replaced.push([name, p]);
+      else inPlace = false;
+    }
+    if (inPlace) for (const [name, p] of replaced) this.byName.set(name, p);
+    else this.byName = build();
+    this.lastPods = pods;
+    return this.byName;
+  }
+
+  /**
+   * The sorted order of `records` (indices), kept while the records are the same objects
+   * in the same order: the order is a function of the records alone, and a label change
+   * (the commonest event) changes a Pod, not a record, so it sorts nothing.
+   */
+  order(records: readonly WorkloadEndpointRecord[], sort: () => number[]): readonly number[] {
+    const last = this.lastRecords;
+    if (records.length !== last.length || records.some((r, i) => r !== last[i])) {
+      this.lastOrder = sort();
+      this.lastRecords = records;
+    }
+    return this.lastOrder;
+  }
 
   endpoint(r: WorkloadEndpointRecord, pod: PodMeta | undefined, known: boolean, make: () => PodEndpoint): PodEndpoint {
     const hit = this.byRecord.get(r);
@@ -43,9 +84,13 @@ export class EndpointJoinMemo {
  * selector and are isolated (metadataKnown false).
  */
 export function joinEndpoints(records: readonly WorkloadEndpointRecord[], pods: readonly PodMeta[], opts: { memo?: EndpointJoinMemo | undefined; namespaceKnown?: ((namespace: string) => boolean) | undefined } = {}): PodEndpoint[] {
-  const byName = new Map<string, PodMeta>();
-  for (const p of pods) byName.set(`${p.metadata.namespace ?? "default"}/${p.metadata.name}`, p);
-  const rows = records.map((r) => {
+  const build = (): Map<string, PodMeta> => {
+    const m = new Map<string, PodMeta>();
+    for (const p of pods) m.set(podName(p), p);
+    return m;
+  };
+  const byName = opts.memo ? opts.memo.podsByName(pods, build) : build();
+  const endpointOf = (r: WorkloadEndpointRecord): PodEndpoint => {
     const pod = byName.get(`${r.namespace}/${r.pod}`);
     const known = pod !== undefined && (opts.namespaceKnown?.(r.namespace) ?? true);
     const make = (): PodEndpoint => ({
@@ -58,11 +103,17 @@ export function joinEndpoints(records: readonly WorkloadEndpointRecord[], pods: 
       ports: pod ? containerPorts(pod) : [],
       ...(known ? {} : { metadataKnown: false }),
     });
-    const endpoint = opts.memo ? opts.memo.endpoint(r, pod, known, make) : make();
-    return { endpoint, ifName: r.ifName };
-  });
-  rows.sort((a, b) => cmp(a.endpoint.namespace, b.endpoint.namespace) || cmp(a.endpoint.pod, b.endpoint.pod) || cmp(a.endpoint.node, b.endpoint.node) || cmp(a.ifName, b.ifName));
-  return rows.map((r) => r.endpoint);
+    return opts.memo ? opts.memo.endpoint(r, pod, known, make) : make();
+  };
+  // An endpoint's namespace, pod and node are its record's, so the order is the records'.
+  const sort = (): number[] =>
+    records.map((_, i) => i).sort((i, j) => {
+      const a = records[i] as WorkloadEndpointRecord;
+      const b = records[j] as WorkloadEndpointRecord;
+      return cmp(a.namespace, b.namespace) || cmp(a.pod, b.pod) || cmp(a.node, b.node) || cmp(a.ifName, b.ifName);
+    });
+  const order = opts.memo ? opts.memo.order(records, sort) : sort();
+  return order.map((i) => endpointOf(records[i] as WorkloadEndpointRecord));
 }
 
 export function containerPorts(pod: PodMeta): ContainerPort[] {
@@ -73,4 +124,5 @@ export function containerPorts(pod: PodMeta): ContainerPort[] {
   return out;
 }
 
+const podName = (p: PodMeta): string => `${p.metadata.namespace ?? "default"}/${p.metadata.name}`;
 const cmp = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);

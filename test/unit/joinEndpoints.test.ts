@@ -4,6 +4,7 @@ import { parseWorkloadEndpointRecord } from "../../src/config/endpointSchema.js"
 import { podObject } from "../../src/config/k8sSchemas.js";
 import { type WorkloadEndpointRecord, hostIfaceName } from "../../src/model/endpoint.js";
 import { EndpointJoinMemo, joinEndpoints } from "../../src/model/joinEndpoints.js";
+import { mulberry32 } from "../helpers/golden.js";
 
 const rec = (namespace: string, pod: string, node: string, ips: string[], ifName = "eth0"): WorkloadEndpointRecord => ({ node, namespace, pod, containerId: `c-${pod}`, ifName, hostIface: hostIfaceName(namespace, pod), ips });
 
@@ -114,6 +115,27 @@ describe("joinEndpoints with a memo", () => {
     assert.notEqual(relabelled[1], first[1]);
     assert.deepEqual(relabelled[1]?.labels, { app: "api" });
     assert.deepEqual(relabelled, joinEndpoints([a, b], [pods[0] as (typeof pods)[number], podOf("b", "api")]), "the same as without a memo");
+  });
+
+  test("through random edits of records and pods, the memo's join equals a join without it", () => {
+    const rand = mulberry32(5);
+    const pick = (n: number): number => Math.floor(rand() * n);
+    const memo = new EndpointJoinMemo();
+    let records = ["a", "b", "c", "d"].map(rec);
+    let pods = ["a", "b", "c", "d"].map((n) => podOf(n, "web"));
+    for (let step = 0; step < 1500; step++) {
+      const at = pick(pods.length || 1);
+      const name = ["a", "b", "c", "d", "e", "f"][pick(6)] as string;
+      const edit = pick(7);
+      if (edit === 0 && pods.length) pods = pods.map((p, i) => (i === at ? podOf(p.metadata.name, `v${pick(3)}`) : p)); // relabel
+      else if (edit === 1 && pods.length) pods = pods.map((p, i) => (i === at ? podOf(name, "web") : p)); // another pod at this place
+      else if (edit === 2) pods = [...pods, podOf(name, `v${pick(3)}`)]; // maybe a name twice
+      else if (edit === 3 && pods.length) pods = pods.filter((_, i) => i !== at);
+      else if (edit === 4) records = [...records, rec(name)];
+      else if (edit === 5 && records.length) records = records.filter((_, i) => i !== pick(records.length));
+      else records = [...records].reverse();
+      assert.deepEqual(joinEndpoints(records, pods, { memo }), joinEndpoints(records, pods), `step ${step} (edit ${edit})`);
+    }
   });
 
   test("a pod in a namespace without its object keeps its labels but is not known", () => {
