@@ -224,7 +224,8 @@ export class CanonicalMemo {
   private readonly byName = new Map<string, { type: IpsetType; family: Family; input: readonly string[]; set: CanonicalSet }>();
   /** Canonical forms by type, family and member text (only members that parsed: a refusal is parsed again and names its set). */
   private members = new Map<string, readonly CanonicalMember[]>();
-  private readonly parse: MemberParser = (spec, m) => {
+  /** One member's canonical forms, memoised (the kernel prints members as the planner writes them, so a read hits the same entries). */
+  readonly parse: MemberParser = (spec, m) => {
     const key = `${spec.type}|${spec.family}|${m}`;
     let c = this.members.get(key);
     if (c === undefined) {
@@ -265,7 +266,7 @@ function sameList(a: readonly string[], b: readonly string[]): boolean {
 }
 
 /** Actual members keyed by element, or undefined when a line is not one we could have written. */
-function actualMembers(spec: IpsetSpec, state: IpsetState): Map<string, CanonicalMember> | undefined {
+function actualMembers(spec: IpsetSpec, state: IpsetState, parse: MemberParser = parseMember): Map<string, CanonicalMember> | undefined {
   const out = new Map<string, CanonicalMember>();
   if (state.written) {
     for (const m of state.members) {
@@ -276,9 +277,9 @@ function actualMembers(spec: IpsetSpec, state: IpsetState): Map<string, Canonica
     return out;
   }
   for (const m of state.members) {
-    let cs: CanonicalMember[];
+    let cs: readonly CanonicalMember[];
     try {
-      cs = canonicalMembers(spec.type, spec.family, m, spec.name);
+      cs = parse(spec, m);
     } catch {
       return undefined;
     }
@@ -463,7 +464,7 @@ export function planPrepare(family: Family, desired: readonly IpsetSpec[], actua
       written(maxelemFor(want.size));
       continue;
     }
-    const got = actualMembers(spec, have);
+    const got = actualMembers(spec, have, memo?.parse);
     const shrink: string[] = [];
     const grow: string[] = [];
     if (got) {

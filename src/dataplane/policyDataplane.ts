@@ -200,10 +200,14 @@ export class PolicyDataplane implements RulesDataplane {
     const trusted: KernelReadOptions = failClosedFor.length || refused.size ? {} : opts;
     const iptables = await this.iptables.apply(formatRuleset(refused.size ? failClosedRuleset(ruleset, refused) : ruleset), trusted);
     // A refused set is named by no rule now: whatever of it is in the kernel goes, and the next apply writes it afresh.
+    // prepare has just planned against the kernel (read on a resync, or the record a change
+    // trusts), and the driver's record is what it left: removeStale plans against that
+    // record rather than listing every set again. A destroy the kernel refuses (a set some
+    // rule still names, which the record cannot know) sends it back to reading.
     const removeStale = await this.ipsets.removeStale(
       ipsets.filter((s) => !refused.has(s.name)),
       undefined,
-      trusted,
+      failClosedFor.length || refused.size ? {} : { trustCache: true },
     );
     const report: PolicyApplyReport = { family, wrote: this.writes > before, prepare, iptables, removeStale, failClosedFor, refusedSets, ms: Date.now() - started };
     const reads = this.reads - readsBefore;

@@ -182,7 +182,7 @@ describe("policy dataplane: a trusted no-op neither reads nor writes", () => {
   test("start reads, a change between resyncs reads nothing, a resync reads again", async () => {
     await dp.apply(4, ruleset("slc4-a"), [{ name: "slc4-a", type: "hash:ip", family: 4, members: ["10.244.0.1"] }]);
     const reads = dp.reads;
-    assert.ok(reads >= 3, "the first apply reads ipsets, iptables and ipsets again");
+    assert.equal(reads, 2, "the first apply lists the ipsets once (removeStale plans against what prepare read) and saves iptables once");
     // The rule moves to another set: created first, the rule switched, the old set destroyed.
     const r = await dp.apply(4, ruleset("slc4-b"), [{ name: "slc4-b", type: "hash:ip", family: 4, members: ["10.244.0.2"] }], trust);
     assert.equal(dp.reads, reads);
