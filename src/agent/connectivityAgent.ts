@@ -35,7 +35,7 @@ import { ApplyScheduler } from "./scheduler.js";
 import { SubnetEnvFile } from "./subnetEnvFile.js";
 
 /** A burst of events (a kubectl apply of many objects, a relist) waits this long to become one apply. */
-const POLICY_DEBOUNCE_MS = 15;
+const POLICY_DEBOUNCE_MS = 5;
 const PEERS_DEBOUNCE_MS = 50;
 /** From the end of one apply to the start of the next, at least. */
 const MIN_APPLY_INTERVAL_MS = 15;
