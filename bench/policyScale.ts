@@ -687,7 +687,7 @@ function report(o: Options, setup: Array<[string, string]>, results: ModeResult[
   );
   const stageRows = (pick: (r: ModeResult) => ChangeSample[]): string[][] => [
     row("  etcd put", (r) => ms(pick(r).map((s) => s.put))),
-    row("  render starts (watch + 15 ms debounce + snapshot rebuild)", (r) => ms(opt(pick(r).map((s) => s.renderStart)))),
+    row("  render starts (watch + 5 ms debounce + snapshot rebuild)", (r) => ms(opt(pick(r).map((s) => s.renderStart)))),
     row("  render (pure, whole snapshot)", (r) => ms(opt(pick(r).map((s) => s.render)))),
     row("  ipset restore done", (r) => ms(opt(pick(r).map((s) => s.ipsetsDone)))),
     row("  iptables-restore done (when chains changed)", (r) => ms(opt(pick(r).map((s) => s.iptablesDone)))),
