@@ -28,6 +28,8 @@ fi
 PKGS=(etcd-server etcd-client openssl iproute2 iptables ipset conntrack iputils-ping curl procps ca-certificates containernetworking-plugins util-linux)
 # The vm suite (scripts/vm/run.sh): QEMU, Debian's kernel with its modules, a static busybox
 # for the guest's initramfs, and what its tests drive there (python3 opens SCTP sockets).
+# bench/throughput.ts measures pod-to-pod TCP with iperf3.
+PKGS+=(iperf3)
 PKGS+=(qemu-system-x86 linux-image-amd64 busybox-static kmod wireguard-tools ipvsadm python3)
 missing=()
 for p in "${PKGS[@]}"; do

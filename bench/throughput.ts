@@ -1,0 +1,337 @@
+/**
+ * Pod-to-pod TCP throughput across two nodes, per backend (vxlan, host-gw), with iperf3
+ * (Debian's), against baselines built in the same run on the same kernel:
+ *
+ * - underlay:   iperf3 between the two node namespaces over their veths and the underlay
+ *               bridge, no pods (the ceiling of the machine);
+ * - hand:       the pod path wired by hand, exactly as sluice-cni and the agent wire it
+ *               (veth with proxy ARP and the link-local gateway, /32 routes, strict
+ *               rp_filter; a vxlan device with static neighbour and FDB entries, or a
+ *               host-gw route), with no packet-filter rule at all;
+ *   hand+ct:    that path with one conntrack rule per node (`-m conntrack --ctstate
+ *               RELATED,ESTABLISHED -j ACCEPT` in FORWARD): the price of stateful
+ *               filtering alone, the baseline Sluice is judged against;
+ * - sluice:     a sandbox cluster (real etcd, real agents, pods ADDed by sluice-cni,
+ *               Docker's FORWARD DROP in place), with the agents' production resync
+ *               intervals; the server pod is isolated by a NetworkPolicy that admits the
+ *               client on 5201, so its traffic takes the policy path;
+ *   sluice+1k:  the same after 1,000 NetworkPolicies are enforced: 798 of the synthetic
+ *               cluster policyScale uses (over 2,000 pods on other nodes), 200 more that
+ *               select the server (namespace/pod selectors and ipBlocks, a port each), and
+ *               the two above; the server's first packets walk all of them.
+ *
+ * Each round runs every path once, in an order rotated per round, so drift of the
+ * machine (another process, thermal state) spreads over all paths alike. A figure is the
+ * median over the rounds of iperf3's received rate (one stream, `-t` seconds after a
+ * one-second omitted warm-up). Ratios: sluice / hand+ct (target ≥ 0.95), sluice+1k /
+ * sluice (target ≥ 0.98). Prints figures; asserts nothing.
+ *
+ * Run: npm run build && node build/bench/throughput.js [--seconds 3] [--rounds 5] [--backends vxlan,host-gw]
+ */
+import { mkdtempSync } from "node:fs";
+import { cpus, loadavg, tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import type { KubeObject } from "../src/config/resourceKinds.js";
+import type { NetworkPolicyObject } from "../src/config/k8sSchemas.js";
+import { parseWorkloadEndpointRecord } from "../src/config/endpointSchema.js";
+import { EtcdResourceStore } from "../src/datastore/etcdResources.js";
+import { workloadEndpointKey } from "../src/datastore/resourceKeys.js";
+import { publishedValue } from "../src/datastore/etcdEndpointPublisher.js";
+import { run } from "../src/dataplane/exec.js";
+import { GATEWAY_V4, HOST_VETH_MAC } from "../src/cni/wiring.js";
+import { SANDBOX_POLICY_READY_TIMEOUT_MS, Sandbox, teardown } from "../src/sandbox/cluster.js";
+import { eventually, tcpProbe } from "../src/sandbox/endpoints.js";
+import { addNetns, delNetns, ip, listNetns, netnsPids, nsExec } from "../src/sandbox/netns.js";
+import { createNamespace, createPod } from "../src/sandbox/pods.js";
+import { countIpsets, countRules, median, nsSh, sleep } from "./lib/nsTools.js";
+import { synthCluster } from "./lib/synthCluster.js";
+
+type Backend = "vxlan" | "host-gw";
+const IPERF_PORT = 5201;
+/** The agents' own defaults (the sandbox polls every second, which would tax every path measured here). */
+const PRODUCTION_RESYNC = ["--iptables-resync", "5", "--route-resync", "10", "--policy-resync", "60"];
+
+interface Path {
+  name: string;
+  clientNs: string;
+  serverNs: string;
+  serverIp: string;
+}
+
+const log = (line: string): void => console.log(`# ${line}`);
+
+// ---------------------------------------------------------------- iperf3
+
+async function startIperfServer(ns: string): Promise<void> {
+  await nsExec(ns, "iperf3", ["-s", "-D", "-p", String(IPERF_PORT), "-B", "0.0.0.0"]);
+  // -D returns before the socket listens.
+  for (let i = 0; i < 50; i++) {
+    if ((await nsExec(ns, "ss", ["-Hltn", `sport = :${IPERF_PORT}`])).trim()) return;
+    await sleep(100);
+  }
+  throw new Error(`iperf3 -s in ${ns} is not listening on ${IPERF_PORT}`);
+}
+
+/** Gbit/s received over one stream. */
+async function iperf(p: Path, seconds: number): Promise<number> {
+  // Client on CPU 0, server on CPU 1 where there are two: a stream whose ends migrate
+  // between cores varies by ±10 % from run to run, which would drown what is measured.
+  const pin = cpus().length >= 2 ? ["-A", "0,1"] : [];
+  const r = await run("ip", ["netns", "exec", p.clientNs, "iperf3", "-c", p.serverIp, "-p", String(IPERF_PORT), "-t", String(seconds), "-O", "1", "-J", ...pin], undefined, (seconds + 30) * 1000);
+  if (r.code !== 0) throw new Error(`iperf3 over ${p.name} failed (exit ${r.code}): ${r.stdout.slice(0, 400)} ${r.stderr.trim()}`);
+  const j = JSON.parse(r.stdout) as { error?: string; end?: { sum_received?: { bits_per_second?: number } } };
+  const bps = j.end?.sum_received?.bits_per_second;
+  if (typeof bps !== "number") throw new Error(`iperf3 over ${p.name} printed no received rate${j.error ? `: ${j.error}` : ""}`);
+  return bps / 1e9;
+}
+
+// ---------------------------------------------------------------- the hand-wired paths
+
+/**
+ * Two nodes on an underlay bridge, one pod on each, wired as sluice-cni and the agent
+ * wire them but by hand. `conntrack`: one stateful rule in each node's FORWARD.
+ */
+async function handWired(prefix: string, backend: Backend, conntrack: boolean): Promise<{ pod: Path; underlay: Path }> {
+  const u = `${prefix}u`;
+  const node = (i: number): string => `${prefix}n${i}`;
+  const pod = (i: number): string => `${prefix}p${i}`;
+  const under = (i: number): string => `10.251.0.${10 + i}`;
+  const podNet = (i: number): string => `10.252.${i}`;
+  const mtu = backend === "vxlan" ? 1450 : 1500;
+  await addNetns(u);
+  await ip("-n", u, "link", "add", "br0", "type", "bridge");
+  await ip("-n", u, "addr", "add", "10.251.0.1/24", "dev", "br0");
+  await ip("-n", u, "link", "set", "br0", "up");
+  for (const i of [1, 2]) {
+    await addNetns(node(i));
+    await addNetns(pod(i));
+    await ip("link", "add", "eth0", "netns", node(i), "type", "veth", "peer", "name", `n${i}`, "netns", u);
+    await ip("-n", u, "link", "set", `n${i}`, "master", "br0", "up");
+    await ip("-n", node(i), "addr", "add", `${under(i)}/24`, "dev", "eth0");
+    await ip("-n", node(i), "link", "set", "eth0", "up");
+    // As a sandbox node has it; proxy ARP answers for the gateway only where the node has a route to it.
+    await ip("-n", node(i), "route", "add", "default", "via", "10.251.0.1");
+    await nsExec(node(i), "sysctl", ["-qw", "net.ipv4.ip_forward=1"]);
+    // The pod: a veth whose host end answers for the link-local gateway by proxy ARP.
+    await ip("link", "add", "eth0", "netns", pod(i), "mtu", String(mtu), "type", "veth", "peer", "name", "cali0", "netns", node(i), "address", HOST_VETH_MAC, "mtu", String(mtu));
+    await nsExec(node(i), "sysctl", ["-qw", "net.ipv4.conf.cali0.proxy_arp=1", "net.ipv4.conf.cali0.rp_filter=1"]);
+    await ip("-n", node(i), "link", "set", "cali0", "up");
+    await ip("-n", pod(i), "addr", "add", `${podNet(i)}.2/32`, "dev", "eth0");
+    await ip("-n", pod(i), "link", "set", "eth0", "up");
+    await ip("-n", pod(i), "link", "set", "lo", "up");
+    await ip("-n", pod(i), "route", "add", GATEWAY_V4, "dev", "eth0", "scope", "link");
+    await ip("-n", pod(i), "route", "add", "default", "via", GATEWAY_V4, "dev", "eth0");
+    await ip("-n", node(i), "route", "add", `${podNet(i)}.2/32`, "dev", "cali0");
+  }
+  const mac = (i: number): string => `02:00:00:00:0${i}:01`;
+  for (const [i, peer] of [[1, 2], [2, 1]] as const) {
+    if (backend === "vxlan") {
+      // As the agent makes it: flannel's port, no learning, the underlay as its link.
+      await ip("-n", node(i), "link", "add", "vx0", "address", mac(i), "mtu", "1450", "type", "vxlan", "id", "1", "local", under(i), "dev", "eth0", "dstport", "8472", "nolearning");
+      await ip("-n", node(i), "addr", "add", `${podNet(i)}.0/32`, "dev", "vx0");
+      await ip("-n", node(i), "link", "set", "vx0", "up");
+      await ip("-n", node(i), "neigh", "add", `${podNet(peer)}.0`, "lladdr", mac(peer), "dev", "vx0", "nud", "permanent");
+      await nsExec(node(i), "bridge", ["fdb", "append", mac(peer), "dev", "vx0", "dst", under(peer)]);
+      await ip("-n", node(i), "route", "add", `${podNet(peer)}.0/24`, "via", `${podNet(peer)}.0`, "dev", "vx0", "onlink");
+    } else {
+      await ip("-n", node(i), "route", "add", `${podNet(peer)}.0/24`, "via", under(peer), "dev", "eth0");
+    }
+    if (conntrack) await nsExec(node(i), "iptables", ["-A", "FORWARD", "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"]);
+  }
+  await startIperfServer(pod(2));
+  await startIperfServer(node(2));
+  const tag = conntrack ? "hand+ct" : "hand";
+  return {
+    pod: { name: tag, clientNs: pod(1), serverNs: pod(2), serverIp: `${podNet(2)}.2` },
+    underlay: { name: "underlay", clientNs: node(1), serverNs: node(2), serverIp: under(2) },
+  };
+}
+
+async function removeNamespaces(prefix: string): Promise<void> {
+  for (const ns of (await listNetns()).filter((n) => n.startsWith(prefix))) {
+    for (const pid of await netnsPids(ns)) {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {
+        /* gone */
+      }
+    }
+    await delNetns(ns);
+  }
+}
+
+// ---------------------------------------------------------------- the sluice cluster
+
+/** The bench namespace's own two policies: the server (only) is isolated and admits the client on 5201 only. */
+function benchPolicies(): NetworkPolicyObject[] {
+  const meta = (name: string): NetworkPolicyObject["metadata"] => ({ name, namespace: "bench" });
+  return [
+    { apiVersion: "networking.k8s.io/v1", kind: "NetworkPolicy", metadata: meta("server-deny"), spec: { podSelector: { matchLabels: { role: "server" } }, policyTypes: ["Ingress"] } },
+    {
+      apiVersion: "networking.k8s.io/v1",
+      kind: "NetworkPolicy",
+      metadata: meta("iperf-from-client"),
+      spec: { podSelector: { matchLabels: { role: "server" } }, policyTypes: ["Ingress"], ingress: [{ from: [{ podSelector: { matchLabels: { role: "client" } } }], ports: [{ protocol: "TCP", port: IPERF_PORT }] }] },
+    },
+  ] as NetworkPolicyObject[];
+}
+
+async function sluiceCluster(sb: Sandbox): Promise<Path> {
+  await sb.up();
+  await sb.waitAllReady();
+  await createNamespace(sb, "bench", { team: "bench" });
+  const ports = [{ name: "http", containerPort: 80, protocol: "TCP" as const }];
+  const client = await createPod(sb, { namespace: "bench", name: "client", node: 1, labels: { role: "client" }, ports });
+  const server = await createPod(sb, { namespace: "bench", name: "server", node: 2, labels: { role: "server" }, ports });
+  await startIperfServer(server.netns);
+  const serverIp = server.ips[0] as string;
+  // The server's own policies, and proof that they are enforced: port 80 closes, 5201 stays open.
+  const c = sb.etcdClient();
+  try {
+    await new EtcdResourceStore(c).applyAll(benchPolicies());
+  } finally {
+    c.close();
+  }
+  if (!(await eventually(async () => !(await tcpProbe({ ns: client.netns }, serverIp, 80, 500)), 30_000))) throw new Error("the server's default deny was not enforced within 30 s");
+  return { name: "sluice", clientNs: client.netns, serverNs: server.netns, serverIp };
+}
+
+/** Our rules (filter and raw) and sets in a node's namespace. */
+async function kernelCounts(ns: string): Promise<{ rules: number; sets: number; members: number }> {
+  const filter = countRules(await nsSh(ns, "iptables-save -t filter"));
+  const raw = countRules(await nsSh(ns, "iptables-save -t raw"));
+  const sets = countIpsets(await nsSh(ns, "ipset save"));
+  return { rules: filter.rules + raw.rules, sets: sets.sets, members: sets.members };
+}
+
+/**
+ * The server's peers as a busy cluster would have them: `n` more policies that select the
+ * server, each admitting one app of one team's namespaces (or an ipBlock with an except)
+ * on a port of its own, so that node-2 holds their sets, filled with the synthetic pods.
+ */
+function serverPolicies(n: number, teams: readonly string[], apps: readonly string[]): NetworkPolicyObject[] {
+  return Array.from({ length: n }, (_, i) => {
+    const from = i % 10 === 9 ? [{ ipBlock: { cidr: `10.246.${i % 8}.0/24`, except: [`10.246.${i % 8}.0/28`] } }] : [{ namespaceSelector: { matchLabels: { team: teams[i % teams.length] as string } }, podSelector: { matchLabels: { app: apps[i % apps.length] as string } } }];
+    return { apiVersion: "networking.k8s.io/v1", kind: "NetworkPolicy", metadata: { name: `server-peer-${i}`, namespace: "bench" }, spec: { podSelector: { matchLabels: { role: "server" } }, policyTypes: ["Ingress"], ingress: [{ from, ports: [{ protocol: "TCP", port: 10_000 + i }] }] } } as NetworkPolicyObject;
+  });
+}
+
+/**
+ * 1,000 NetworkPolicies in all: 798 of the synthetic cluster (over 2,000 pods on nodes
+ * that are not in the sandbox), 200 more that select the server, the server's own two, and
+ * waits until they are in the kernel. An agent renders only policies that select its own
+ * pods, so the 200 are what puts a busy node's sets and chains on the server's path.
+ */
+async function installThousandPolicies(sb: Sandbox, path: Path): Promise<{ rules: number; sets: number; members: number; ms: number }> {
+  const synth = synthCluster({ namespaces: 40, pods: 2000, localPods: 0, policies: 798, remoteNodes: 8, localNode: "synth-0", localSubnet: "10.246.0.0/24", remoteSubnet: (k) => `10.246.${k}.0/24`, seed: 7 });
+  // Its nodes are called node-<k>, which the sandbox's nodes are: rename them out of the way.
+  const rename = (n: string): string => n.replace(/^node-/, "synth-");
+  for (const p of synth.pods) p.spec.nodeName = rename(p.spec.nodeName ?? "");
+  const teams = [...new Set(synth.namespaces.map((n) => n.metadata.labels?.["team"]).filter((t): t is string => t !== undefined))];
+  const apps = [...new Set(synth.pods.map((p) => p.metadata.labels?.["app"]).filter((a): a is string => a !== undefined))];
+  const extra = serverPolicies(200, teams, apps);
+  const c = sb.etcdClient();
+  const t0 = performance.now();
+  const node2 = sb.nodeByName("2").ns;
+  const before = await kernelCounts(node2);
+  try {
+    const store = new EtcdResourceStore(c);
+    const objects: KubeObject[] = [...synth.namespaces, ...synth.pods, ...synth.policies, ...extra];
+    for (let i = 0; i < objects.length; i += 128) await store.applyAll(objects.slice(i, i + 128));
+    for (let i = 0; i < synth.endpoints.length; i += 128) {
+      const puts = synth.endpoints.slice(i, i + 128).map((r) => {
+        const rec = { ...r, node: rename(r.node) };
+        const v = parseWorkloadEndpointRecord(rec);
+        if (!v.ok) throw new Error(`synthetic endpoint ${r.namespace}/${r.pod} is invalid: ${v.reason}`);
+        return { request_put: { key: Buffer.from(workloadEndpointKey(rec.node, rec.namespace, rec.pod, rec.ifName)), value: Buffer.from(publishedValue(v.record, rec.node)) } };
+      });
+      await c.kv.txn({ compare: [], success: puts, failure: [] });
+    }
+    // A last policy, written after all the others: once it is enforced, so is everything
+    // before it (an agent renders whole snapshots, in watch order). It closes the client's
+    // port 80 the other way round (client isolated for ingress from the server).
+    await store.applyAll([{ apiVersion: "networking.k8s.io/v1", kind: "NetworkPolicy", metadata: { name: "zz-last", namespace: "bench" }, spec: { podSelector: { matchLabels: { role: "client" } }, policyTypes: ["Ingress"] } } as NetworkPolicyObject]);
+  } finally {
+    c.close();
+  }
+  const serverNs = path.serverNs;
+  const clientIp = (await nsSh(path.clientNs, "ip -4 -o addr show dev eth0")).match(/inet (\S+)\//)?.[1];
+  if (!clientIp) throw new Error("cannot read the client pod's address");
+  if (!(await eventually(async () => !(await tcpProbe({ ns: serverNs }, clientIp, 80, 500)), 120_000, 500))) throw new Error("the 1,000th policy was not enforced within 120 s");
+  const ms = performance.now() - t0;
+  const after = await kernelCounts(node2);
+  if (after.sets <= before.sets) throw new Error(`node-2 has ${after.sets} sets after 1,000 policies (${before.sets} before): they did not land`);
+  return { ...after, ms };
+}
+
+// ---------------------------------------------------------------- main
+
+async function rounds(paths: readonly Path[], n: number, seconds: number): Promise<Map<string, number[]>> {
+  const out = new Map<string, number[]>(paths.map((p) => [p.name, []]));
+  for (let r = 0; r < n; r++) {
+    for (let k = 0; k < paths.length; k++) {
+      const p = paths[(k + r) % paths.length] as Path;
+      out.get(p.name)?.push(await iperf(p, seconds));
+    }
+  }
+  return out;
+}
+
+async function benchBackend(backend: Backend, o: { seconds: number; rounds: number }): Promise<Array<[string, number[]]>> {
+  const id = `${process.pid.toString(36)}${backend === "vxlan" ? "v" : "g"}`;
+  const hand = `slttp${id}h-`;
+  const handCt = `slttp${id}c-`;
+  const prefix = `slttp${id}`;
+  const stateDir = mkdtempSync(join(tmpdir(), `sluice-bench-tp-${backend}-`));
+  const sb = new Sandbox({ prefix, stateDir, nodes: 2, backend, segments: 1, agentArgs: PRODUCTION_RESYNC, policyReadyTimeoutMs: SANDBOX_POLICY_READY_TIMEOUT_MS });
+  try {
+    log(`${backend}: wiring the baselines and a two-node sandbox cluster`);
+    const bare = await handWired(hand, backend, false);
+    const ct = await handWired(handCt, backend, true);
+    const sluice = await sluiceCluster(sb);
+    await sleep(2000);
+    const first = await rounds([bare.underlay, bare.pod, ct.pod, sluice], o.rounds, o.seconds);
+    log(`${backend}: installing 1,000 NetworkPolicies`);
+    const k = await installThousandPolicies(sb, sluice);
+    log(`${backend}: 1,000 policies enforced after ${(k.ms / 1000).toFixed(1)} s; node-2 holds ${k.rules} rules and ${k.sets} sets of ${k.members} members`);
+    await sleep(2000);
+    const loaded = await rounds([ct.pod, { ...sluice, name: "sluice+1k" }], o.rounds, o.seconds);
+    return [...first.entries(), ["hand+ct (2nd)", loaded.get("hand+ct") ?? []], ["sluice+1k", loaded.get("sluice+1k") ?? []]];
+  } finally {
+    await sb.down().catch((err: unknown) => console.error(`sandbox teardown: ${String(err)}`));
+    await teardown(prefix, stateDir).catch(() => undefined);
+    await removeNamespaces(hand);
+    await removeNamespaces(handCt);
+  }
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { seconds: { type: "string", default: "3" }, rounds: { type: "string", default: "5" }, backends: { type: "string", default: "vxlan,host-gw" } } });
+  const seconds = Number(values.seconds);
+  const roundsN = Number(values.rounds);
+  const backends = values.backends.split(",") as Backend[];
+  if (!Number.isInteger(seconds) || seconds < 1) throw new Error(`--seconds: expected a whole number of seconds ≥ 1, got ${values.seconds}`);
+  if (!Number.isInteger(roundsN) || roundsN < 1) throw new Error(`--rounds: expected a whole number ≥ 1, got ${values.rounds}`);
+  for (const b of backends) if (b !== "vxlan" && b !== "host-gw") throw new Error(`--backends: "${b}" is not vxlan or host-gw`);
+  if ((await run("iperf3", ["--version"])).code !== 0) throw new Error("iperf3 is not installed (apt-get install -y iperf3; scripts/setup.sh installs it)");
+  const cpu = cpus();
+  console.log(`pod-to-pod TCP throughput, one iperf3 stream, ${roundsN} rounds × ${seconds} s per path (${cpu.length} × ${cpu[0]?.model ?? "cpu"}, load ${loadavg()[0]?.toFixed(2)}, node ${process.version})`);
+  for (const backend of backends) {
+    const series = await benchBackend(backend, { seconds, rounds: roundsN });
+    const med = new Map(series.map(([name, xs]) => [name, median(xs)]));
+    console.log(`\n${backend}`);
+    console.log(`${"path".padEnd(16)} ${"n".padStart(3)} ${"median Gbit/s".padStart(14)} ${"min".padStart(7)} ${"max".padStart(7)}`);
+    for (const [name, xs] of series) console.log(`${name.padEnd(16)} ${String(xs.length).padStart(3)} ${(med.get(name) ?? NaN).toFixed(2).padStart(14)} ${Math.min(...xs).toFixed(2).padStart(7)} ${Math.max(...xs).toFixed(2).padStart(7)}`);
+    const ratio = (a: string, b: string): string => ((med.get(a) ?? NaN) / (med.get(b) ?? NaN)).toFixed(3);
+    console.log(`sluice / hand+ct      ${ratio("sluice", "hand+ct")}  (target ≥ 0.95)`);
+    console.log(`sluice+1k / sluice    ${ratio("sluice+1k", "sluice")}  (target ≥ 0.98; against the 2nd hand+ct: ${ratio("sluice+1k", "hand+ct (2nd)")})`);
+    console.log(`hand+ct / hand        ${ratio("hand+ct", "hand")}  (what one conntrack rule costs)`);
+    console.log(`hand / underlay       ${ratio("hand", "underlay")}  (what the pod path and ${backend === "vxlan" ? "encapsulation" : "routing"} cost)`);
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
