@@ -21,6 +21,8 @@
  *   local pod's labels change so that another policy selects it (poll its slc-tw chain);
  * - a policy created and deleted -> its chain in (out of) a local pod's slc-tw chain;
  * - a new local pod (Pod object + endpoint record) -> its slc-tw chain exists, and gone again;
+ * - the real sluice-cni ADD of a new pod with policyReadyTimeoutMs (it returns once the agent
+ *   has marked the pod policy-ready), paired with the same ADD without the wait;
  * - agent RSS over `--churn` consecutive remote label changes, sampled every tenth;
  * - the agent's CPU and kernel reads (iptables-save, ipset list) while nothing changes;
  * - baselines in the same run: `ipset restore` + `iptables-restore` of the agent's final
@@ -86,6 +88,8 @@ interface Options {
 const NODE = "bench-node";
 const NETWORK = "10.0.0.0/12";
 const LOCAL_SUBNET = "10.0.4.0/22";
+/** Where the bench's sluice-cni allocates: inside the lease, above every synthetic local pod (10.0.4.2-10.0.5.x) and the hand-made ones (10.0.7.200+). */
+const CNI_SUBNET = "10.0.6.1/24";
 const remoteSubnet = (k: number): string => `10.0.${4 * (k + 1)}.0/22`;
 const UNDERLAY = { addr: "192.0.2.2/24", gw: "192.0.2.1" };
 /**
@@ -202,6 +206,29 @@ async function makeNode(prefix: string, tag: string, cleanup: Cleanup): Promise<
   await nsSh(ns, `ip addr add ${UNDERLAY.addr} dev eth0 && ip link set eth0 up && ip route add default via ${UNDERLAY.gw}`);
   await nsSh(peer, `ip addr add ${UNDERLAY.gw}/24 dev p0 && ip link set p0 up`);
   return ns;
+}
+
+/**
+ * One sluice-cni call inside the node's namespace, as a runtime makes it; its wall time
+ * from spawn to exit (ms). The plugin allocates from its own subnet file, a /24 at the top
+ * of the node's lease that no synthetic pod uses.
+ */
+async function cniCall(nodeNs: string, command: "ADD" | "DEL", c: { dataDir: string; subnetFile: string; netns: string; namespace: string; pod: string; containerId: string; policyReadyTimeoutMs: number }): Promise<number> {
+  if (!existsSync(c.subnetFile)) writeFileSync(c.subnetFile, `FLANNEL_NETWORK=${NETWORK}\nFLANNEL_SUBNET=${CNI_SUBNET}\nFLANNEL_MTU=1500\nFLANNEL_IPMASQ=false\n`);
+  const conf = JSON.stringify({ cniVersion: "1.1.0", name: "bench", type: "sluice", subnetFile: c.subnetFile, dataDir: c.dataDir, nodeName: NODE, policyReadyTimeoutMs: c.policyReadyTimeoutMs });
+  const env = { PATH: process.env["PATH"] ?? "/usr/sbin:/usr/bin:/sbin:/bin", CNI_COMMAND: command, CNI_CONTAINERID: c.containerId, CNI_NETNS: `/var/run/netns/${c.netns}`, CNI_IFNAME: "eth0", CNI_ARGS: `K8S_POD_NAMESPACE=${c.namespace};K8S_POD_NAME=${c.pod}`, CNI_PATH: "/usr/lib/cni" };
+  const t = performance.now();
+  const r = await new Promise<{ code: number | null; out: string }>((resolve) => {
+    const child = spawn("ip", ["netns", "exec", nodeNs, process.execPath, binPath("sluice-cni")], { env, stdio: ["pipe", "pipe", "pipe"] });
+    let out = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (out += d.toString()));
+    child.on("close", (code) => resolve({ code, out }));
+    child.stdin.end(conf);
+  });
+  const took = performance.now() - t;
+  if (r.code !== 0) throw new Error(`sluice-cni ${command} ${c.namespace}/${c.pod} failed (exit ${r.code}): ${r.out.slice(0, 600)}`);
+  return took;
 }
 
 // ---------------------------------------------------------------- the model (pure render)
@@ -328,6 +355,8 @@ interface ModeResult {
   /** A new local pod -> its slc-tw chain exists; the pod deleted -> the chain is gone (ms). */
   podAdded: number[];
   podRemoved: number[];
+  /** sluice-cni ADD wall time (spawn to exit) with policyReadyTimeoutMs, and without (ms). */
+  cniAdd: { ready: number[]; plain: number[] };
   /** RSS (MiB) after every tenth of the churn changes, and the latencies of all of them. */
   churnRss: number[];
   churnLatency: number[];
@@ -522,6 +551,30 @@ async function runMode(mode: IptablesMode, o: Options, ctx: { prefix: string; di
   }
   say(`${mode}: new local pod -> chains / removed -> gone: ${podAdded.map((x) => x.toFixed(0)).join(" ")} / ${podRemoved.map((x) => x.toFixed(0)).join(" ")} ms`);
 
+  // The real sluice-cni ADD, as a runtime calls it once the scheduler has written the Pod:
+  // with the manifests' policyReadyTimeoutMs (it returns once the agent has programmed the
+  // pod and marked it ready) and, paired, with no wait, so that the difference is the wait.
+  const cniAdd = { ready: [] as number[], plain: [] as number[] };
+  for (let i = 0; i < o.podChanges; i++) {
+    for (const wait of [true, false]) {
+      const podName = `bench-cni-${mode}-${wait ? "w" : "p"}${i}`;
+      const podNs = await makeNs(`${prefix}-c${mode[0]}${wait ? "w" : "p"}${i}`, cleanup);
+      await store.applyAll([{ apiVersion: "v1", kind: "Pod", metadata: { name: podName, namespace: target.namespace, labels: { ...target.labels } }, spec: { nodeName: NODE, containers: [{ name: "c", image: "x" }] } } as KubeObject]);
+      const call = (command: "ADD" | "DEL"): Promise<number> => cniCall(ns, command, { dataDir: join(dir, `cni-${mode}`), subnetFile: join(dir, `cni-subnet-${mode}.env`), netns: podNs, namespace: target.namespace, pod: podName, containerId: `bench-cni-${mode}-${wait ? "w" : "p"}${i}`, policyReadyTimeoutMs: wait ? 10_000 : 0 });
+      (wait ? cniAdd.ready : cniAdd.plain).push(await call("ADD"));
+      // The next ADD starts once this pod is programmed and its removal too, so that no
+      // call shares the agent with the last one's work.
+      const tw = `${ipt} -w -S ${q(twOf(hostIfaceName(target.namespace, podName)))} >/dev/null 2>&1`;
+      await nsSh(ns, `i=0; until ${tw}; do i=$((i+1)); [ $i -gt 500 ] && exit 1; sleep 0.02; done`);
+      await timed(`! ${tw}`, async () => {
+        await call("DEL");
+        await store.deleteAll([{ kind: podKind, namespace: target.namespace, name: podName }]);
+      });
+      await sleep(150);
+    }
+  }
+  say(`${mode}: CNI ADD with policyReadyTimeoutMs / without: ${cniAdd.ready.map((x) => x.toFixed(0)).join(" ")} / ${cniAdd.plain.map((x) => x.toFixed(0)).join(" ")} ms`);
+
   // Churn: consecutive remote label changes, each as soon as the previous one is in the kernel; RSS sampled along.
   const churnRss: number[] = [procMemory(pid).rssMiB];
   const churnLatency: number[] = [];
@@ -627,7 +680,7 @@ async function runMode(mode: IptablesMode, o: Options, ctx: { prefix: string; di
   for (let i = 0; i < 50 && !exited; i++) await sleep(100);
   await removeNs(ns);
   await removeNs(`${ns}p`);
-  return { mode, firstProgram, stages, rules, ipsets, modelMatches, memFirst, memEnd, remote, local, policyCreated, policyDeleted, podAdded, podRemoved, churnRss, churnLatency, quiet: { seconds: quietSeconds, cpuSelf: cpu1.self - cpu0.self, cpuChildren: cpu1.children - cpu0.children, applies: appliesInQuiet, kernelReads }, baseline, noop };
+  return { mode, firstProgram, stages, rules, ipsets, modelMatches, memFirst, memEnd, remote, local, policyCreated, policyDeleted, podAdded, podRemoved, cniAdd, churnRss, churnLatency, quiet: { seconds: quietSeconds, cpuSelf: cpu1.self - cpu0.self, cpuChildren: cpu1.children - cpu0.children, applies: appliesInQuiet, kernelReads }, baseline, noop };
 }
 
 // ---------------------------------------------------------------- report
@@ -664,6 +717,9 @@ function report(o: Options, setup: Array<[string, string]>, results: ModeResult[
       row("policy deleted -> out of it", (r) => lat(r.policyDeleted)),
       row("new local pod -> its slc-tw chain exists", (r) => lat(r.podAdded)),
       row("local pod deleted -> its chain is gone", (r) => lat(r.podRemoved)),
+      row("sluice-cni ADD -> returns policy-ready (whole call)", (r) => lat(r.cniAdd.ready)),
+      row("sluice-cni ADD without the wait (same run)", (r) => lat(r.cniAdd.plain)),
+      row("  the wait for policy-ready (difference of medians)", (r) => fmt(median(r.cniAdd.ready) - median(r.cniAdd.plain))),
       row(`churn: ${o.churn} remote label changes back to back`, (r) => lat(r.churnLatency)),
       row("  agent RSS along the churn, MiB (every tenth)", (r) => r.churnRss.map((x) => fmt(x)).join(" ")),
       row("iptables-restore alone, final ruleset, empty ns (3 runs)", (r) => ms(r.baseline.iptablesRestore)),
