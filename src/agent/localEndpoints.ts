@@ -4,7 +4,10 @@
  *
  * - LocalEndpointWatcher reads the WorkloadEndpointRecords the plugin writes per wired pod:
  *   fs.watch on the directory for promptness, plus a periodic rescan for anything a watch
- *   misses (a directory made after start, an overflowed inotify queue). A file that does
+ *   misses (a directory made after start, an overflowed inotify queue). A watch event that
+ *   names a record re-reads that record only: a node with hundreds of pods would otherwise
+ *   read and validate every record to learn of one new pod, on the path of its ADD's
+ *   policy-ready wait. The periodic rescan and an event without a name read them all. A file that does
  *   not parse or validate (a partial write by something other than the plugin, a newer
  *   format) keeps its last good version, or is ignored if it never had one. In Kubernetes
  *   mode these records are how a new local pod's address reaches the policy source before
@@ -37,6 +40,9 @@ export interface LocalEndpointWatcherOptions {
   rescanMs?: number;
 }
 
+/** A record's file name (`<hostIface>.json`); the plugin's temp files start with ".". */
+const isRecordName = (name: string): boolean => name.endsWith(".json") && !name.startsWith(".");
+
 const isErrno = (err: unknown, code: string): boolean => (err as NodeJS.ErrnoException | null)?.code === code;
 
 export class LocalEndpointWatcher extends EventEmitter implements LocalEndpointRecords {
@@ -51,6 +57,8 @@ export class LocalEndpointWatcher extends EventEmitter implements LocalEndpointR
   private stopped = false;
   /** Files already reported as invalid (by name and content), so a bad file is logged once. */
   private reported = new Set<string>();
+  /** What the next scan reads: the record files watch events named since the last one, or all of them. */
+  private dirty: Set<string> | "all" = "all";
 
   constructor(private readonly o: LocalEndpointWatcherOptions) {
     super();
@@ -78,15 +86,26 @@ export class LocalEndpointWatcher extends EventEmitter implements LocalEndpointR
     return this.list;
   }
 
-  /** Scans now (serialized: a request during a scan runs one more scan after it). */
+  /** Reads every record now (serialized: a request during a scan runs one more scan after it). */
   rescan(): Promise<void> {
+    this.dirty = "all";
     return this.scans.request();
+  }
+
+  /** A watch event: `filename` is the entry that changed, or null when the kernel did not say. */
+  private touched(filename: string | null): void {
+    if (filename === null) this.dirty = "all";
+    else if (!isRecordName(filename)) return; // a temp file: its rename into place names the record
+    else if (this.dirty !== "all") this.dirty.add(filename);
+    this.soon();
   }
 
   private ensureWatch(): void {
     if (this.watcher || this.stopped) return;
     try {
-      this.watcher = watch(this.dir, { persistent: false }, () => this.soon());
+      this.watcher = watch(this.dir, { persistent: false }, (_event, filename) => this.touched(filename));
+      // Records written before the watch held are named by no event.
+      this.dirty = "all";
       this.watcher.on("error", (err) => {
         this.o.log.warn({ dir: this.dir, err: err.message }, "watching the local endpoint records failed; rescanning periodically");
         this.watcher?.close();
@@ -102,27 +121,41 @@ export class LocalEndpointWatcher extends EventEmitter implements LocalEndpointR
     if (this.debounce || this.stopped) return;
     this.debounce = setTimeout(() => {
       this.debounce = undefined;
-      void this.rescan();
+      void this.scans.request();
     }, 5);
   }
 
   private async scanOnce(): Promise<void> {
     if (this.stopped) return;
     this.ensureWatch();
-    let names: string[];
-    try {
-      names = (await readdir(this.dir)).filter((n) => n.endsWith(".json") && !n.startsWith("."));
-    } catch (err) {
-      if (!isErrno(err, "ENOENT")) {
-        this.o.log.warn({ dir: this.dir, err: (err as Error).message }, "cannot list the local endpoint records; keeping the last ones");
-        return;
+    const dirty = this.dirty;
+    this.dirty = new Set();
+    let next: Map<string, WorkloadEndpointRecord>;
+    if (dirty === "all") {
+      let names: string[];
+      try {
+        names = (await readdir(this.dir)).filter(isRecordName);
+      } catch (err) {
+        if (!isErrno(err, "ENOENT")) {
+          this.o.log.warn({ dir: this.dir, err: (err as Error).message }, "cannot list the local endpoint records; keeping the last ones");
+          this.dirty = "all"; // the next scan (event or timer) tries the whole directory again
+          return;
+        }
+        names = [];
       }
-      names = [];
-    }
-    const next = new Map<string, WorkloadEndpointRecord>();
-    for (const name of names) {
-      const r = await this.readRecord(name);
-      if (r) next.set(name, r);
+      next = new Map();
+      for (const name of names) {
+        const r = await this.readRecord(name);
+        if (r) next.set(name, r);
+      }
+    } else {
+      if (dirty.size === 0) return;
+      next = new Map(this.byFile);
+      for (const name of dirty) {
+        const r = await this.readRecord(name);
+        if (r) next.set(name, r);
+        else next.delete(name);
+      }
     }
     this.byFile = next;
     const list = [...next.values()].sort((a, b) => (a.hostIface < b.hostIface ? -1 : a.hostIface > b.hostIface ? 1 : 0));

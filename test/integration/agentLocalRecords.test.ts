@@ -100,6 +100,35 @@ describe("the agent's view of the plugin's local endpoint records", () => {
     publish(dataDir, rec("e", "10.244.1.9"));
     assert.ok(await eventually(async () => w.records().some((r) => r.pod === "e"), 2000, 10));
   });
+
+  test("records seen through watch events alone (re-reading only the files they name) stay equal to a full read, over random creates, rewrites and removals", async () => {
+    const dataDir = fresh();
+    for (let i = 0; i < 40; i++) publish(dataDir, rec(`p${i}`, `10.244.2.${i + 2}`));
+    const { w } = await start(dataDir, 3_600_000); // no periodic rescan in this test
+    assert.equal(w.records().length, 40);
+    let seed = 17;
+    const rnd = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) % 2147483648;
+      return seed % n;
+    };
+    const full = async (): Promise<string[]> => {
+      const { w: fresh2 } = await start(dataDir, 3_600_000);
+      fresh2.stop();
+      return fresh2.records().map((r) => JSON.stringify(r));
+    };
+    for (let round = 0; round < 6; round++) {
+      for (let k = 0; k < 30; k++) {
+        const i = rnd(60);
+        const path = localEndpointPath(dataDir, hostIfaceName("ns1", `p${i}`));
+        const op = rnd(4);
+        if (op === 0 && existsSync(path)) unlinkSync(path);
+        else if (op === 1) writeFileSync(path, JSON.stringify(rec(`p${i}`, `10.244.3.${rnd(250) + 2}`))); // in place
+        else publish(dataDir, rec(`p${i}`, `10.244.4.${rnd(250) + 2}`));
+      }
+      const want = await full();
+      assert.ok(await eventually(async () => JSON.stringify(w.records().map((r) => JSON.stringify(r))) === JSON.stringify(want), 3000, 10), `round ${round}: the watcher's records equal a full read`);
+    }
+  });
 });
 
 describe("policy-ready marks", () => {
