@@ -109,27 +109,36 @@ export class EndpointIndex {
   addresses(ep: PodEndpoint, family: Family): readonly string[] {
     let hit = this.ipMemo.get(ep);
     if (!hit) {
-      const v4 = new Set<string>();
-      const v6 = new Set<string>();
-      for (const raw of ep.ips) {
-        const text = raw.includes("/") ? raw.slice(0, raw.indexOf("/")) : raw;
-        if (isIPv4(text)) {
-          v4.add(text); // dotted quads without leading zeros are already canonical
-          continue;
-        }
-        let a;
-        try {
-          a = parseIp(text);
-        } catch {
-          continue;
-        }
-        (a.family === 4 ? v4 : v6).add(formatIp(a));
-      }
-      hit = { 4: [...v4].sort(), 6: [...v6].sort() };
+      hit = addressesByFamily(ep);
       this.ipMemo.set(ep, hit);
     }
     return hit[family];
   }
+}
+
+/**
+ * A pod's addresses per family, canonical text (RFC 5952 for IPv6), sorted and unique; text
+ * that is no address is skipped. The one reading of `ips` that the index and the render
+ * memo's invalidation share.
+ */
+export function addressesByFamily(ep: Pick<PodEndpoint, "ips">): { 4: string[]; 6: string[] } {
+  const v4 = new Set<string>();
+  const v6 = new Set<string>();
+  for (const raw of ep.ips) {
+    const text = raw.includes("/") ? raw.slice(0, raw.indexOf("/")) : raw;
+    if (isIPv4(text)) {
+      v4.add(text); // dotted quads without leading zeros are already canonical
+      continue;
+    }
+    let a;
+    try {
+      a = parseIp(text);
+    } catch {
+      continue;
+    }
+    (a.family === 4 ? v4 : v6).add(formatIp(a));
+  }
+  return { 4: [...v4].sort(), 6: [...v6].sort() };
 }
 
 function push<K, V>(m: Map<K, V[]>, k: K, v: V): void {

@@ -12,7 +12,9 @@
  * - each policy's compiled chains per direction, with the sets its rules use, and
  * - each endpoint and dispatch chain's rules, with the text of what they were made from,
  * and before each render compares the new input with the one it last saw: an endpoint
- * added, removed or changed drops the sets its old or new version belongs to; a change to
+ * added, removed or changed drops the sets whose members its old or new version moves (a
+ * relabel that keeps a pod in a set, or any label change for a set of named ports, keeps
+ * the set); a change to
  * namespaces (labels, or which exist) drops every pod-derived set; a change to nodes or
  * network sets drops theirs. Everything not dropped is reused as the same objects, so the
  * result is equal to a render without a memo (a property test holds it to that over
@@ -27,6 +29,7 @@ import { NAMESPACE_NAME_LABEL, type NamespaceInfo, type PodEndpoint, type Protoc
 import type { Family } from "../model/ip.js";
 import type { NetworkSetInfo, NodeInfo } from "../policy/model.js";
 import type { Direction, NetworkSetMatch, PodSet, PolicyIR } from "../policy/ir.js";
+import { addressesByFamily } from "../policy/endpointIndex.js";
 import { type Labels, requirementsMatch, requirementsOf } from "../policy/selectors.js";
 import type { IpsetSpec, IpsetType } from "./ipsetSpec.js";
 import type { ChainSpec } from "./ruleset.js";
@@ -73,6 +76,12 @@ export interface RenderMemoStats {
   endpointsChanged: number;
 }
 
+/** An endpoint version that came (n > 0) or went (n < 0) since the previous render, n times. */
+interface EndpointChange {
+  ep: PodEndpoint;
+  n: number;
+}
+
 interface SetEntry {
   spec: IpsetSpec;
   source: SetSource;
@@ -84,12 +93,14 @@ export class RenderMemo {
   private readonly policies = new Map<string, { compiled: CompiledPolicy; used: number }>();
   /** Per chain name: what its rules were made of (as text) and the rules, kept as the same array. */
   private readonly derived = new Map<string, { key: string; rules: ChainSpec["rules"]; used: number }>();
-  /** Fingerprint -> count of the endpoints last seen (a multiset: two equal records may exist). */
-  private endpoints = new Map<string, { ep: PodEndpoint; count: number }>();
+  /** The endpoints last seen, with how often each object occurs (a multiset: two equal records may exist). */
+  private endpoints = new Map<PodEndpoint, number>();
+  private readonly endpointAddresses = new WeakMap<PodEndpoint, readonly string[]>();
   private namespacesKey: string | undefined;
   private clusterKey: string | undefined;
   private generation = 0;
   private readonly fingerprints = new WeakMap<object, string>();
+  private readonly policyKeys = new WeakMap<PolicyIR, Record<Direction, string>>();
   stats: RenderMemoStats = { setsReused: 0, setsComputed: 0, policiesReused: 0, policiesCompiled: 0, endpointsChanged: 0 };
 
   constructor(
@@ -109,16 +120,21 @@ export class RenderMemo {
     const namespacesKey = JSON.stringify([...nsLabels].sort((a, b) => (a[0] < b[0] ? -1 : 1)));
     const clusterKey = JSON.stringify([input.nodes, input.networkSets]);
 
-    const next = new Map<string, { ep: PodEndpoint; count: number }>();
-    for (const ep of known) {
+    // Which endpoint versions came or went: by identity first (the datastore and the
+    // render exchange hand an unchanged endpoint on as the same object), then netted by
+    // content, so that an equal copy (after a resync of the thread, say) changes nothing.
+    const next = new Map<PodEndpoint, number>();
+    for (const ep of known) next.set(ep, (next.get(ep) ?? 0) + 1);
+    const byContent = new Map<string, EndpointChange>();
+    const note = (ep: PodEndpoint, n: number): void => {
       const fp = this.fingerprint(ep);
-      const e = next.get(fp);
-      if (e) e.count++;
-      else next.set(fp, { ep, count: 1 });
-    }
-    const changed: PodEndpoint[] = [];
-    for (const [fp, e] of this.endpoints) if ((next.get(fp)?.count ?? 0) !== e.count) changed.push(e.ep);
-    for (const [fp, e] of next) if ((this.endpoints.get(fp)?.count ?? 0) !== e.count) changed.push(e.ep);
+      const e = byContent.get(fp);
+      if (e) e.n += n;
+      else byContent.set(fp, { ep, n });
+    };
+    for (const [ep, n] of this.endpoints) if (next.get(ep) !== n) note(ep, (next.get(ep) ?? 0) - n);
+    for (const [ep, n] of next) if (!this.endpoints.has(ep)) note(ep, n);
+    const changed = [...byContent.values()].filter((e) => e.n !== 0);
     this.endpoints = next;
     this.stats.endpointsChanged = changed.length;
 
@@ -130,12 +146,42 @@ export class RenderMemo {
       const s = entry.source;
       const drop =
         s.kind === "pods" || s.kind === "ports"
-          ? namespacesChanged || changed.some((ep) => belongs(s, ep, nsLabels))
+          ? namespacesChanged || (changed.length > 0 && this.membersMove(s, changed, nsLabels))
           : s.kind === "nodes" || s.kind === "networkSets"
             ? clusterChanged
             : false;
       if (drop) this.sets.delete(def);
     }
+  }
+
+  /**
+   * Whether the changed endpoint versions move a pod-derived set's members. Members are the
+   * union of what each member pod contributes (its addresses, or its address-port pairs of
+   * the named port), so when the versions that came contribute, as a multiset, what the
+   * versions that went did, the set is unchanged: a relabel that keeps a pod in (or out of)
+   * a set, and every label change for a set that reads only ports, keeps the set.
+   */
+  private membersMove(s: Extract<SetSource, { kind: "pods" | "ports" }>, changed: readonly EndpointChange[], nsLabels: ReadonlyMap<string, Labels>): boolean {
+    const net = new Map<string, number>();
+    for (const { ep, n } of changed) {
+      if (!belongs(s, ep, nsLabels)) continue;
+      const addresses = this.addresses(ep);
+      if (addresses.length === 0) continue;
+      const c = s.kind === "pods" ? addresses.join(",") : `${addresses.join(",")}|${ep.ports.filter((p) => p.name === s.name && p.protocol === s.protocol).map((p) => p.containerPort).sort((a, b) => a - b).join(",")}`;
+      net.set(c, (net.get(c) ?? 0) + n);
+    }
+    for (const n of net.values()) if (n !== 0) return true;
+    return false;
+  }
+
+  /** An endpoint's addresses of the memo's family, as the index reads them (memoized by identity). */
+  private addresses(ep: PodEndpoint): readonly string[] {
+    let a = this.endpointAddresses.get(ep);
+    if (a === undefined) {
+      a = addressesByFamily(ep)[this.family];
+      this.endpointAddresses.set(ep, a);
+    }
+    return a;
   }
 
   /** The spec of a set by definition: the kept one, or `make()`'s, kept for next time. */
@@ -154,7 +200,7 @@ export class RenderMemo {
 
   /** A policy's compiled chains for one direction: the kept ones, or `make()`'s. */
   compiled(p: PolicyIR, d: Direction, make: () => CompiledPolicy): CompiledPolicy {
-    const key = `${d}\u0000${this.fingerprint(p)}`;
+    const key = this.policyKey(p, d);
     const hit = this.policies.get(key);
     if (hit) {
       hit.used = this.generation;
@@ -183,6 +229,21 @@ export class RenderMemo {
     const rules = make();
     this.derived.set(name, { key, rules, used: this.generation });
     return rules;
+  }
+
+  /**
+   * A policy's key per direction, kept per IR object: the same string each render (its hash
+   * computed once), not a new concatenation of the policy's whole text for every policy of
+   * every render.
+   */
+  private policyKey(p: PolicyIR, d: Direction): string {
+    let keys = this.policyKeys.get(p);
+    if (keys === undefined) {
+      const fp = this.fingerprint(p);
+      keys = { ingress: `ingress\u0000${fp}`, egress: `egress\u0000${fp}` };
+      this.policyKeys.set(p, keys);
+    }
+    return keys[d];
   }
 
   /** Drops what the render just done did not use (a deleted policy, a set no rule names any more, a departed endpoint). */

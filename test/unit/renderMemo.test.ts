@@ -4,7 +4,7 @@
  * missing, namespace labels, namespaces appearing, policies of every tier added, changed
  * and deleted, nodes and network sets changing), a render that reuses its memo gives
  * exactly the render of the final state from scratch, in both families. And it does reuse:
- * a remote pod's label change recomputes only the sets that pod is or was in.
+ * a remote pod's label change recomputes only the sets whose members it moves.
  */
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -167,6 +167,13 @@ describe("render memo", () => {
     assert.equal(memo.stats.setsComputed, 2, "the app7 set it left and the app3 set it joined");
     assert.equal(memo.stats.setsReused, 8);
     assert.equal(memo.stats.policiesCompiled, 0);
+
+    // A label no selector reads: the pod stays in (and out of) every set, none is recomputed.
+    const tagged = moved.map((p) => (p.pod === "p17" ? { ...p, labels: { ...p.labels, track: "canary" } } : p));
+    assert.deepEqual(render({ ...w, endpoints: tagged }, 4, memo), render({ ...w, endpoints: tagged }, 4));
+    assert.equal(memo.stats.endpointsChanged, 2);
+    assert.equal(memo.stats.setsComputed, 0, "no set's members moved");
+    assert.equal(memo.stats.setsReused, 10);
   });
 
   test("a memo refuses a render of another family or SCTP capability", () => {
