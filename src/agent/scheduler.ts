@@ -6,6 +6,10 @@
  * a failed apply retries with exponential back-off. Applies never overlap: a request that
  * arrives during one joins the next.
  *
+ * A change that falls due together with a periodic resync is applied first, alone, and the
+ * resync follows as the next apply: a change never waits behind a full read of the kernel
+ * it did not need (the resync yields once, so a stream of changes cannot starve it).
+ *
  * Each apply is told, per concern, whether it follows a change or is a resync (start-up,
  * the periodic resync, the retry after a failure): a change may trust what the dataplane
  * last wrote, a resync reads the kernel again.
@@ -48,6 +52,8 @@ export class ApplyScheduler<C extends string> {
   /** Concerns waiting for an apply: why, and from when on (a change's debounce). */
   private readonly pending = new Map<C, { kind: ApplyKind; dueAt: number }>();
   private readonly lastResync = new Map<C, number>();
+  /** Concerns whose due periodic resync has let a change go first (it does so once). */
+  private readonly yielded = new Set<C>();
   private running: Promise<void> | undefined;
   private timer: unknown;
   /** No apply starts before this: the minimum interval, or the back-off after a failure. */
@@ -126,8 +132,19 @@ export class ApplyScheduler<C extends string> {
     const now = this.clock.now();
     if (now < this.notBefore) return this.arm();
     const work = new Map<C, ApplyKind>();
-    for (const c of this.concerns) if ((this.lastResync.get(c) ?? 0) + this.o.resyncMs[c] <= now) work.set(c, "resync");
     const due = [...this.pending.values()].some((p) => p.dueAt <= now);
+    const changeDue = [...this.pending.values()].some((p) => p.kind === "change" && p.dueAt <= now);
+    for (const c of this.concerns) {
+      if ((this.lastResync.get(c) ?? 0) + this.o.resyncMs[c] > now) continue;
+      // A change that falls due with a periodic resync goes first, on its own: behind the
+      // resync's full read of the kernel (seconds at scale) it would wait as long as that
+      // takes. The resync yields once, and runs as the very next apply.
+      if (changeDue && !this.yielded.has(c)) {
+        this.yielded.add(c);
+        continue;
+      }
+      work.set(c, "resync");
+    }
     // Once an apply runs, every pending request joins it: fewer applies, and none is later for it.
     if (due || work.size > 0) for (const [c, p] of this.pending) if (!work.has(c)) work.set(c, p.kind);
     if (work.size === 0) return this.arm();
@@ -137,7 +154,11 @@ export class ApplyScheduler<C extends string> {
   private run(work: ApplyWork<C>, rethrow: boolean): Promise<void> {
     const startedAt = this.clock.now();
     for (const c of work.keys()) this.pending.delete(c);
-    for (const [c, kind] of work) if (kind === "resync") this.lastResync.set(c, startedAt);
+    for (const [c, kind] of work) {
+      if (kind !== "resync") continue;
+      this.lastResync.set(c, startedAt);
+      this.yielded.delete(c);
+    }
     this.applies++;
     let failure: Error | undefined;
     const done = (async () => {

@@ -120,6 +120,21 @@ describe("agent scheduler", () => {
     assert.ok(h.applies.some((a) => a.work["filter"] === "change"), "the changes applied as changes");
   });
 
+  test("a change due with a periodic resync is applied first, alone; the resync is the next apply, even while changes keep coming", async () => {
+    const h = harness({ applyMs: 50, resyncMs: { filter: 1_000 } });
+    await started(h); // the start-up resync ran at 0
+    await h.clock.advance(890);
+    h.scheduler.request("filter", 10); // both fall due at 1000, with filter's resync
+    h.scheduler.request("routes", 10);
+    await h.clock.advance(10);
+    assert.equal(h.applies.at(-1)?.at, 1_000);
+    assert.deepEqual(h.applies.at(-1)?.work, { filter: "change", routes: "change" }, "the changes, without the resync that fell due with them");
+    h.scheduler.request("filter"); // arrives while the change applies: joins the resync, does not postpone it again
+    await h.clock.advance(400);
+    assert.deepEqual(h.applies.at(-1)?.work, { filter: "resync" }, "the resync as the next apply");
+    assert.equal(h.applies.at(-1)?.at, (h.applies.at(-2)?.end ?? 0) + 15);
+  });
+
   test("a failed apply is retried with exponential back-off; the retry is a resync, and a success resets the back-off", async () => {
     const h = harness({ applyMs: 1 });
     await started(h);
