@@ -14,7 +14,8 @@
  *   chains are in place, so that on a fresh node no pod can start unpoliced.
  *
  * A change-driven apply may trust the dataplane's cache of what it last wrote; a resync
- * (start-up, periodic, retry) reads the kernel.
+ * (start-up, periodic, retry) reads the kernel, per table: a nat resync joined by a filter
+ * change reads nat only (readPasses).
  */
 import type { Logger } from "pino";
 import type { NetworkConfig } from "../config/networkConfig.js";
@@ -71,12 +72,15 @@ export class DataplaneApply {
     const routingChanged = routing !== undefined && (routing.trustKey !== this.appliedTrust || routing.kubeIpvsKey !== this.appliedKubeIpvs);
     if (work.has("filter") || (routes && (!d.policy.enabled || routingChanged))) kinds.set("filter", work.get("filter") ?? routes);
     const tables = [...kinds.keys()];
-    const resync = [...kinds.values()].includes("resync");
 
     let failure: Error | undefined;
     try {
       const input = await d.policy.input(tables, routing?.kubeIpvs);
-      const { filterApplied } = await d.rules.apply(d.network, lease, input, tables, routing?.trust, { resync });
+      let filterApplied = false;
+      for (const pass of readPasses(kinds)) {
+        const r = await d.rules.apply(d.network, lease, input, pass.tables, routing?.trust, { resync: pass.resync });
+        filterApplied ||= r.filterApplied;
+      }
       if (filterApplied) {
         this.appliedTrust = routing?.trustKey ?? "";
         this.appliedKubeIpvs = routing?.kubeIpvsKey ?? "";
@@ -96,4 +100,20 @@ export class DataplaneApply {
     }
     if (failure) throw new RulesNotApplied(failure.message);
   }
+}
+
+/**
+ * The tables of one apply grouped by whether they read the kernel: a table reads only when
+ * its own concern is a resync. nat's 5 s resync that joins a filter change must not make
+ * the filter table read back its megabytes (a second and more at 5,000 pods) for a change
+ * that may trust the record. Changes go first; one pass when all agree.
+ */
+export function readPasses(kinds: ReadonlyMap<TableChoice, string | undefined>): Array<{ tables: TableChoice[]; resync: boolean }> {
+  const change: TableChoice[] = [];
+  const resync: TableChoice[] = [];
+  for (const [table, kind] of kinds) (kind === "resync" ? resync : change).push(table);
+  const passes: Array<{ tables: TableChoice[]; resync: boolean }> = [];
+  if (change.length) passes.push({ tables: change, resync: false });
+  if (resync.length) passes.push({ tables: resync, resync: true });
+  return passes;
 }

@@ -270,8 +270,16 @@ describe("agent apply order", () => {
     await n.clock.advance(RESYNC.nat);
     assert.deepEqual(trust(from), ["nat:kernel"], "the periodic nat resync");
 
+    // A filter change still in its debounce when nat's resync starts joins that apply: nat
+    // reads the kernel, the filter table still trusts the record, and goes first.
     from = n.rules().length;
-    await n.clock.advance(RESYNC.filter - RESYNC.nat);
+    await n.clock.advance(2 * RESYNC.nat - 5 - n.clock.now());
+    n.scheduler.request("filter", 15);
+    await n.clock.advance(100);
+    assert.deepEqual(trust(from), ["filter:cache", "nat:kernel"], "a nat resync joined by a filter change");
+
+    from = n.rules().length;
+    await n.clock.advance(RESYNC.filter - 2 * RESYNC.nat);
     assert.ok(trust(from).includes("filter:kernel"), `the periodic filter resync: ${trust(from).join(" ")}`);
 
     from = n.rules().length;
