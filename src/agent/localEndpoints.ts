@@ -7,11 +7,11 @@
  *   misses (a directory made after start, an overflowed inotify queue). A watch event that
  *   names a record re-reads that record only: a node with hundreds of pods would otherwise
  *   read and validate every record to learn of one new pod, on the path of its ADD's
- *   policy-ready wait. The periodic rescan and an event without a name read them all. A file that does
- *   not parse or validate (a partial write by something other than the plugin, a newer
- *   format) keeps its last good version, or is ignored if it never had one. In Kubernetes
- *   mode these records are how a new local pod's address reaches the policy source before
- *   the kubelet reports it to the API server.
+ *   policy-ready wait. The periodic rescan and an event without a name read them all.
+ *   A file that does not parse or validate (a partial write by something other than the
+ *   plugin, a newer format) keeps its last good version, or is ignored if it never had
+ *   one. In Kubernetes mode these records are how a new local pod's address reaches the
+ *   policy source before the kubelet reports it to the API server.
  * - PolicyReadyMarks writes a pod's ready mark after each filter apply that programmed its
  *   chains with its addresses, naming the container whose record the chains were rendered
  *   from, and removes the marks of endpoints that went; sluice-cni's ADD waits for the mark
@@ -130,9 +130,10 @@ export class LocalEndpointWatcher extends EventEmitter implements LocalEndpointR
     this.ensureWatch();
     const dirty = this.dirty;
     this.dirty = new Set();
+    // Everything: the directory's records from nothing. Named files: those, over what we hold.
+    let names: Iterable<string>;
     let next: Map<string, WorkloadEndpointRecord>;
     if (dirty === "all") {
-      let names: string[];
       try {
         names = (await readdir(this.dir)).filter(isRecordName);
       } catch (err) {
@@ -144,18 +145,15 @@ export class LocalEndpointWatcher extends EventEmitter implements LocalEndpointR
         names = [];
       }
       next = new Map();
-      for (const name of names) {
-        const r = await this.readRecord(name);
-        if (r) next.set(name, r);
-      }
     } else {
       if (dirty.size === 0) return;
+      names = dirty;
       next = new Map(this.byFile);
-      for (const name of dirty) {
-        const r = await this.readRecord(name);
-        if (r) next.set(name, r);
-        else next.delete(name);
-      }
+    }
+    for (const name of names) {
+      const r = await this.readRecord(name);
+      if (r) next.set(name, r);
+      else next.delete(name);
     }
     this.byFile = next;
     const list = [...next.values()].sort((a, b) => (a.hostIface < b.hostIface ? -1 : a.hostIface > b.hostIface ? 1 : 0));
