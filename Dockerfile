@@ -28,8 +28,9 @@ RUN npm ci --omit=dev --no-audit --no-fund
 FROM node:${NODE_MAJOR}-trixie-slim
 # Debian's iptables ships both backends (iptables-nft-* and iptables-legacy-*); the agent
 # calls them by those names and picks the one the node uses (--iptables-backend).
+# nftables: nft, for the native nftables dataplane (--dataplane nftables|auto).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends iptables ipset iproute2 conntrack \
+ && apt-get install -y --no-install-recommends iptables ipset nftables iproute2 conntrack \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/sluice
 COPY package.json ./

@@ -25,7 +25,8 @@ if [ "$pinned_arch" = yes ] && { [ ! -f "$node_stamp" ] || ! cmp -s tools/node/p
   need_node_install=yes
 fi
 
-PKGS=(etcd-server etcd-client openssl iproute2 iptables ipset conntrack iputils-ping curl procps ca-certificates containernetworking-plugins util-linux)
+# nftables: the native nftables dataplane (--dataplane nftables) drives nft.
+PKGS=(etcd-server etcd-client openssl iproute2 iptables ipset nftables conntrack iputils-ping curl procps ca-certificates containernetworking-plugins util-linux)
 # The vm suite (scripts/vm/run.sh): QEMU, Debian's kernel with its modules, a static busybox
 # for the guest's initramfs, and what its tests drive there (python3 opens SCTP sockets).
 # bench/throughput.ts measures pod-to-pod TCP with iperf3.

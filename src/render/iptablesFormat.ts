@@ -152,3 +152,20 @@ export const ipsetNetMember = (net: string, except = false): string => (except ?
 
 /** A hash:ip,port member: the address with a port of one protocol. */
 export const ipsetPortMember = (ip: string, protocol: string, port: number): string => `${ip},${protocol}:${port}`;
+
+/** A hash:net member read back: the prefix, and whether it is an exception (`nomatch`). */
+export function parseIpsetNetMember(member: string): { net: string; except: boolean } {
+  const [net, flag, ...rest] = member.trim().split(/\s+/);
+  if (!net || rest.length || (flag !== undefined && flag !== "nomatch")) throw new Error(`"${member}" is not <prefix> or <prefix> nomatch`);
+  return { net, except: flag === "nomatch" };
+}
+
+/** A hash:ip,port member read back: `10.244.1.5,tcp:80` -> address, protocol, port (undefined: not that shape). */
+export function parseIpsetPortMember(member: string): { ip: string; protocol: string; port: number } | undefined {
+  const comma = member.lastIndexOf(",");
+  if (comma < 0) return undefined;
+  const [protocol, port, ...rest] = member.slice(comma + 1).split(":");
+  const n = Number(port);
+  if (!protocol || rest.length || port === undefined || !/^\d+$/.test(port) || n > 65535) return undefined;
+  return { ip: member.slice(0, comma), protocol, port: n };
+}

@@ -5,6 +5,7 @@
  * The syntax itself is iptablesFormat.ts's.
  */
 import { formatFreshRestore, formatIpsets, formatTable } from "./iptablesFormat.js";
+import { formatNftTable, nftSet, nftTable } from "./nftFormat.js";
 import type { PolicyRender } from "./policyContract.js";
 import { type TableSpec, renderTable } from "./ruleset.js";
 
@@ -36,4 +37,9 @@ export function policyRawTableSpec(r: PolicyRender): TableSpec {
 export function formatPolicyRender(r: PolicyRender): string {
   const restore = (t: TableSpec): string => formatFreshRestore(renderTable(formatTable(t)));
   return `${restore(policyRawTableSpec(r))}${restore(policyTableSpec(r))}${formatIpsets(r.ipsets)}`;
+}
+
+/** The same render as the nftables dataplane writes it onto a fresh node: one `nft -f` transaction (sets, chains, rules). */
+export function formatPolicyRenderNft(r: PolicyRender, family: 4 | 6): string {
+  return formatNftTable(nftTable({ family, tables: [policyRawTableSpec(r), policyTableSpec(r)] }, r.ipsets.map(nftSet)));
 }

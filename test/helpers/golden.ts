@@ -6,9 +6,9 @@ import { packageRoot } from "../../src/sandbox/paths.js";
 
 const goldenDir = join(packageRoot(), "test", "golden", "policy");
 
-/** `text` must equal test/golden/policy/<name>.txt; UPDATE_GOLDEN=1 rewrites the file instead. */
-export function assertPolicyGolden(name: string, text: string): void {
-  const file = join(goldenDir, `${name}.txt`);
+/** `text` must equal test/golden/policy/<name>.<ext> (.txt: iptables + ipset, .nft: nftables); UPDATE_GOLDEN=1 rewrites the file instead. */
+export function assertPolicyGolden(name: string, text: string, ext: "txt" | "nft" = "txt"): void {
+  const file = join(goldenDir, `${name}.${ext}`);
   if (process.env["UPDATE_GOLDEN"] === "1") {
     mkdirSync(goldenDir, { recursive: true });
     writeFileSync(file, text);

@@ -5,7 +5,7 @@ import { type ContainerPort, type NamespaceInfo, type PodEndpoint, type Protocol
 import type { Family } from "../../src/model/ip.js";
 import { renderPolicy, policyChainName, endpointChainName } from "../../src/render/policy.js";
 import type { PolicyRenderInput } from "../../src/render/policyContract.js";
-import { formatFreshRestore, formatIpsets, formatPolicyRender, policyTableSpec } from "../../src/render/policyText.js";
+import { formatFreshRestore, formatIpsets, formatPolicyRender, formatPolicyRenderNft, policyTableSpec } from "../../src/render/policyText.js";
 import { renderTable } from "../../src/render/ruleset.js";
 import { formatTable } from "../../src/render/iptablesFormat.js";
 import { renderText } from "../helpers/ruleText.js";
@@ -187,6 +187,10 @@ describe("policy render: golden files", () => {
     test(`${s.name}: ${s.description}`, () => {
       const input = inputOf(s);
       assertPolicyGolden(s.name, header(s, input) + formatPolicyRender(renderPolicy(input)));
+    });
+    test(`${s.name} (nftables): the same render as one nft transaction`, () => {
+      const input = inputOf(s);
+      assertPolicyGolden(s.name, header(s, input) + formatPolicyRenderNft(renderPolicy(input), input.family), "nft");
     });
   }
 });

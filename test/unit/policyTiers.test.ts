@@ -19,7 +19,7 @@ import type { NetworkSetInfo, NodeInfo, PolicyModel } from "../../src/policy/mod
 import { networkPolicyToIr } from "../../src/policy/networkPolicy.js";
 import { normalizeSelector } from "../../src/policy/selectors.js";
 import { LOG_PREFIX_MAX, endpointChainName, logPrefix, policyChainName, renderPolicyIr, renderPolicyModel } from "../../src/render/policy.js";
-import { formatPolicyRender } from "../../src/render/policyText.js";
+import { formatPolicyRender, formatPolicyRenderNft } from "../../src/render/policyText.js";
 import { renderText, texts as ruleTexts } from "../helpers/ruleText.js";
 import type { PolicyRender } from "../../src/render/policyContract.js";
 import { assertPolicyGolden, mulberry32 } from "../helpers/golden.js";
@@ -313,6 +313,9 @@ describe("policy tiers: golden files", () => {
       const name = family === 4 ? s.name : `${s.name}-v6`;
       test(`${name}: ${s.description}`, () => {
         assertPolicyGolden(name, header(s, family) + formatPolicyRender(render(s, family)));
+      });
+      test(`${name} (nftables): the same render as one nft transaction`, () => {
+        assertPolicyGolden(name, header(s, family) + formatPolicyRenderNft(render(s, family), family), "nft");
       });
     }
   }
