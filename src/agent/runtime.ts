@@ -76,7 +76,7 @@ export async function resolveRuntime(cfg: AgentConfig, log: Logger, closers: Clo
   const previous = await readSubnetEnv(cfg["subnet-file"]);
   await subnets.acquire({ publicIP, publicIPv6, attrs: () => attrs, previous: previous ? { subnet: previous.subnet, subnet6: previous.ipv6Subnet } : undefined });
 
-  const hostRules = await HostRules.create(cfg, log);
+  const hostRules = await HostRules.create(cfg, log, network.enableNFTables);
   return Object.freeze({
     cfg,
     log,

@@ -29,6 +29,7 @@ export const AGENT_FLAGS: readonly FlagSpec[] = [
   { name: "iptables-resync", kind: "string", help: "seconds between checks that the iptables rules are in place", default: "5" },
   { name: "iptables-forward-rules", kind: "boolean", help: "accept cluster traffic in FORWARD (Docker >= 1.13 sets its policy to DROP)", default: "true" },
   { name: "iptables-backend", kind: "string", help: "Sluice: auto, nft or legacy", default: "auto" },
+  { name: "dataplane", kind: "string", help: "Sluice: iptables, nftables, or auto (nftables when kube-proxy runs in nftables mode or net-conf.json sets EnableNFTables)", default: "auto" },
   { name: "ip-blackhole-route", kind: "boolean", help: "add a blackhole route for this node's subnet", default: "false" },
   { name: "route-resync", kind: "string", help: "Sluice: seconds between route/neighbour/FDB reconciliations", default: "10" },
   { name: "healthz-ip", kind: "string", help: "address of the /healthz and /readyz server", default: "0.0.0.0" },
@@ -105,6 +106,7 @@ const schema = z
       .refine((ms) => ms >= 100, "must be at least 100ms"),
     "iptables-forward-rules": z.boolean().default(true),
     "iptables-backend": z.enum(["auto", "nft", "legacy"]).default("auto"),
+    dataplane: z.enum(["auto", "iptables", "nftables"]).default("auto"),
     "ip-blackhole-route": z.boolean().default(false),
     "route-resync": duration(1000, "seconds or a duration")
       .default(10_000)

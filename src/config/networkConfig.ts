@@ -47,6 +47,8 @@ export interface NetworkConfig {
   ipv4: SubnetPool | undefined;
   ipv6: SubnetPool | undefined;
   backend: Backend;
+  /** flannel's `EnableNFTables`: this cluster's nodes use nftables (the agent's `--dataplane auto` follows it). */
+  enableNFTables: boolean;
 }
 
 const backendSchema = z
@@ -78,8 +80,9 @@ const rawSchema = z
     IPv6SubnetMin: ipText().optional(),
     IPv6SubnetMax: ipText().optional(),
     Backend: backendSchema.optional(),
+    EnableNFTables: z.boolean().optional(),
   })
-  // flannel ignores keys it does not know (EnableNFTables, Networks, ...); so do we.
+  // flannel ignores keys it does not know (Networks, ...); so do we.
   .loose();
 
 type RawConfig = z.infer<typeof rawSchema>;
@@ -120,7 +123,7 @@ function buildConfig(raw: RawConfig, source: string): NetworkConfig {
     if (!raw.IPv6Network) throw new ConfigError("IPv6Network", "is required when EnableIPv6 is true", source);
     ipv6 = buildPool(6, raw.IPv6Network, raw.IPv6SubnetLen, raw.IPv6SubnetMin, raw.IPv6SubnetMax, { net: "IPv6Network", len: "IPv6SubnetLen", min: "IPv6SubnetMin", max: "IPv6SubnetMax" }, source);
   }
-  return { enableIPv4, enableIPv6, ipv4, ipv6, backend: buildBackend(raw.Backend, source) };
+  return { enableIPv4, enableIPv6, ipv4, ipv6, backend: buildBackend(raw.Backend, source), enableNFTables: raw.EnableNFTables ?? false };
 }
 
 interface PoolKeys {

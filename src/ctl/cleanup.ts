@@ -1,12 +1,15 @@
 /**
- * Node cleanup (`sluicectl cleanup`): removes our iptables chains and jump rules, then our
+ * Node cleanup (`sluicectl cleanup`): removes our nftables tables (`ip sluice`, `ip6 sluice`:
+ * the nftables dataplane's), our iptables chains and jump rules, then our
  * ipsets (slc4-/slc6-/slct-; only once no rule of ours references them), our VXLAN devices
  * and the routes we installed. Other tools' rules, chains and routes are
  * left alone; the kernel objects are found by name/protocol, so it also works after a
  * crash.
  */
 import { pino } from "pino";
+import { nftVersion } from "../dataplane/dataplaneChoice.js";
 import { IpsetDriver } from "../dataplane/ipset.js";
+import { NftablesDataplane } from "../dataplane/nftables.js";
 import { IptablesDriver, binaries, detectMode } from "../dataplane/iptables.js";
 import { Netlink, SLUICE_RT_PROTO } from "../dataplane/netlink.js";
 import { formatCidr } from "../model/ip.js";
@@ -15,6 +18,18 @@ export async function cleanupNode(backend: "auto" | "nft" | "legacy"): Promise<s
   const log = pino({ level: "warn" }, pino.destination(2));
   const report: string[] = [];
   const mode = await detectMode(backend);
+  if (await nftVersion()) {
+    for (const family of [4, 6] as const) {
+      const nft = new NftablesDataplane({ family, log });
+      try {
+        if (!(await nft.read())) continue;
+        await nft.removeAll();
+        report.push(`nftables: removed table ${family === 4 ? "ip" : "ip6"} sluice`);
+      } catch (err) {
+        report.push(`nftables (IPv${family}): ${(err as Error).message}`);
+      }
+    }
+  }
   for (const family of [4, 6] as const) {
     const driver = new IptablesDriver(binaries(family, mode), log);
     try {

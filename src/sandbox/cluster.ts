@@ -387,10 +387,11 @@ export class Sandbox {
     ];
   }
 
-  async startAgent(node: SandboxNode): Promise<void> {
+  /** Starts a node's agent; `extraArgs` come last, so they override the sandbox's own (a restart in another mode). */
+  async startAgent(node: SandboxNode, extraArgs: readonly string[] = []): Promise<void> {
     const bin = this.o.agentBin ?? binPath("sluice-agent");
     const logFd = openSync(join(node.stateDir, "agent.log"), "a");
-    const child = spawn("ip", ["netns", "exec", node.ns, process.execPath, bin, ...this.agentArgs(node)], { stdio: ["ignore", logFd, logFd], detached: this.o.detached ?? false, env: { ...process.env, NODE_NAME: node.name } });
+    const child = spawn("ip", ["netns", "exec", node.ns, process.execPath, bin, ...this.agentArgs(node), ...extraArgs], { stdio: ["ignore", logFd, logFd], detached: this.o.detached ?? false, env: { ...process.env, NODE_NAME: node.name } });
     closeSync(logFd);
     if (this.o.detached) child.unref();
     writeFileSync(join(node.stateDir, "agent.pid"), String(child.pid));

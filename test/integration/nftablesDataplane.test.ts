@@ -10,6 +10,7 @@ import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { chooseDataplane, probeNftables } from "../../src/dataplane/dataplaneChoice.js";
 import { NftablesDataplane } from "../../src/dataplane/nftables.js";
 import { describeDrift } from "../../src/dataplane/nftPlan.js";
 import { run } from "../../src/dataplane/exec.js";
@@ -48,6 +49,32 @@ describe("nftables goldens (test/golden/policy/*.nft) are what the kernel takes"
       assert.equal((listed.match(/comment "sluice:/g) ?? []).length, (text.match(/^add rule /gm) ?? []).length, g);
       await nsExec(ns, "nft", ["delete", "table", family, "sluice"]);
     }
+  });
+});
+
+describe("--dataplane auto follows the node", () => {
+  const ns = `${prefix}-c`;
+  before(async () => void (await makeNetns(ns)));
+  after(async () => removeNetnsWithPrefix(ns));
+
+  test("iptables unless EnableNFTables or kube-proxy's nftables table has chains; explicit settings win; no nft binary: iptables, or a clear error when nftables was asked for", async () => {
+    const here = { netns: ns };
+    assert.deepEqual(await chooseDataplane("auto", false, here), { kind: "iptables", reason: "--dataplane auto: kube-proxy is not in nftables mode and EnableNFTables is not set" });
+    assert.equal((await chooseDataplane("auto", true, here)).kind, "nftables");
+    await nsExec(ns, "nft", ["add", "table", "ip", "kube-proxy"]);
+    assert.equal((await chooseDataplane("auto", false, here)).kind, "iptables", "an empty kube-proxy table is not kube-proxy running");
+    await nsExec(ns, "nft", ["add", "chain", "ip", "kube-proxy", "services"]);
+    assert.deepEqual(await chooseDataplane("auto", false, here), { kind: "nftables", reason: "--dataplane auto: kube-proxy runs in nftables mode (its kube-proxy table has chains)" });
+    assert.equal((await chooseDataplane("iptables", true, here)).kind, "iptables");
+    const none = { netns: ns, nft: "/nonexistent/nft" };
+    assert.deepEqual(await chooseDataplane("auto", true, none), { kind: "iptables", reason: "--dataplane auto: no nft binary here" });
+    await assert.rejects(chooseDataplane("nftables", false, none), /--dataplane nftables: the nft binary cannot run here.*apt-get install nftables/);
+  });
+
+  test("the probe checks what the table needs without leaving anything", async () => {
+    const caps = await probeNftables({ netns: ns });
+    assert.equal(typeof caps.sctpMatch, "boolean");
+    assert.doesNotMatch(await nsExec(ns, "nft", ["list", "tables"]), /sluice-probe/);
   });
 });
 

@@ -228,7 +228,14 @@ export function connectivitySuite(tag: string, backend: SandboxBackend, segments
       // Sets as the policy engine makes them (one referenced by a rule of ours), and one of someone else's.
       await nsExec(n.ns, "ipset", ["restore"], "create slc4-cleanup hash:ip family inet\nadd slc4-cleanup 10.9.9.9\ncreate slc6-cleanup hash:net family inet6\ncreate foreign-set hash:ip family inet\n");
       await nsExec(n.ns, "iptables", ["-I", "SLUICE-FORWARD", "-m", "set", "--match-set", "slc4-cleanup", "src", "-j", "RETURN"]);
+      // What an nftables-dataplane run leaves (our tables), beside someone else's table.
+      await nsExec(n.ns, "nft", ["-f", "-"], "add table ip sluice\nadd set ip sluice slc4-x { type ipv4_addr; }\nadd chain ip sluice filter-forward { type filter hook forward priority 0; policy accept; }\nadd table ip6 sluice\nadd table ip foreign\n");
       const out = await nsExec(n.ns, process.execPath, [binPath("sluicectl"), "cleanup"]);
+      assert.match(out, /nftables: removed table ip sluice/);
+      assert.match(out, /nftables: removed table ip6 sluice/);
+      const tables = await nsExec(n.ns, "nft", ["list", "tables"]);
+      assert.doesNotMatch(tables, /sluice/);
+      assert.match(tables, /table ip foreign/, "another's nftables table stays");
       assert.match(out, /SLUICE-FORWARD/);
       assert.match(out, /ipsets \(IPv4\): removed slc4-cleanup/);
       assert.deepEqual((await nsExec(n.ns, "ipset", ["list", "-n"])).split("\n").filter(Boolean), ["foreign-set"], "our ipsets are gone, another's stays");

@@ -24,6 +24,7 @@ describe("loadAgentConfig defaults (flanneld's)", () => {
       "iptables-resync": 5000,
       "iptables-forward-rules": true,
       "iptables-backend": "auto",
+      dataplane: "auto",
       "ip-blackhole-route": false,
       "route-resync": 10_000,
       "healthz-ip": "0.0.0.0",
@@ -288,6 +289,8 @@ describe("addresses, ports and enums", () => {
   test("--iptables-backend and --log-level are enums", () => {
     assert.equal(load(["--iptables-backend=nft"])["iptables-backend"], "nft");
     reject(["--iptables-backend=ebtables"], "--iptables-backend", /auto|nft|legacy/);
+    assert.equal(load(["--dataplane=nftables"]).dataplane, "nftables");
+    reject(["--dataplane=bpf"], "--dataplane", /auto|iptables|nftables/);
     assert.equal(load(["--log-level=debug"])["log-level"], "debug");
     reject(["--log-level=verbose"], "--log-level", /info/);
   });

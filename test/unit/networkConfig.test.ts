@@ -21,10 +21,16 @@ function v6Pool(network: bigint, prefixLen: number, subnetLen: number, subnetMin
 const pool10244 = v4Pool(0x0af4_0000n, 16, 24, 0x0af4_0100n, 0x0af4_ff00n);
 
 describe("kube-flannel.yml net-conf.json", () => {
-  test("parses unchanged, unknown EnableNFTables ignored", () => {
+  test("parses unchanged (EnableNFTables false)", () => {
     const cfg = parseNetworkConfig('{"Network":"10.244.0.0/16","EnableNFTables":false,"Backend":{"Type":"vxlan"}}');
-    const expected: NetworkConfig = { enableIPv4: true, enableIPv6: false, ipv4: pool10244, ipv6: undefined, backend: defaultVxlan };
+    const expected: NetworkConfig = { enableIPv4: true, enableIPv6: false, ipv4: pool10244, ipv6: undefined, backend: defaultVxlan, enableNFTables: false };
     assert.deepEqual(cfg, expected);
+  });
+
+  test("EnableNFTables: true is kept (the agent's --dataplane auto follows it); a non-boolean is refused by name", () => {
+    assert.equal(parseNetworkConfig('{"Network":"10.244.0.0/16","EnableNFTables":true}').enableNFTables, true);
+    assert.equal(parseNetworkConfig('{"Network":"10.244.0.0/16"}').enableNFTables, false);
+    assert.throws(() => parseNetworkConfig('{"Network":"10.244.0.0/16","EnableNFTables":"yes"}'), /EnableNFTables/);
   });
 
   test("pretty-printed JSON with whitespace and newlines", () => {
@@ -310,8 +316,8 @@ describe("JSON and unknown keys", () => {
   });
 
   test("unknown keys are accepted, as flannel ignores them", () => {
-    const cfg = parseNetworkConfig({ Network: "10.244.0.0/16", EnableNFTables: true, Networks: ["10.245.0.0/16"], Comment: "hi" });
-    assert.deepEqual(cfg, { enableIPv4: true, enableIPv6: false, ipv4: pool10244, ipv6: undefined, backend: defaultVxlan });
+    const cfg = parseNetworkConfig({ Network: "10.244.0.0/16", Networks: ["10.245.0.0/16"], Comment: "hi" });
+    assert.deepEqual(cfg, { enableIPv4: true, enableIPv6: false, ipv4: pool10244, ipv6: undefined, backend: defaultVxlan, enableNFTables: false });
   });
 
   test("the source is part of the message", () => {

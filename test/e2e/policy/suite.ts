@@ -27,11 +27,17 @@ const only = process.env["SLUICE_E2E_ONLY"];
 /** Why a scenario does not run (false: it runs); the reporter prints the reason beside the skip. */
 const skipReason = (name: string): string | false => (only !== undefined && !name.includes(only) ? `SLUICE_E2E_ONLY=${JSON.stringify(only)}: the name does not contain it` : false);
 
-/** Registers the suite (call at the top level of a test file); `extra` adds tests that run on the same cluster after setup. */
-export function policySuite(tag: string, title: string, scenarios: readonly Scenario<string>[], extra?: (sb: Sandbox) => void): void {
+/** Which packet-filter dataplane the agents run (`--dataplane`); iptables unless given. */
+export type SuiteDataplane = "iptables" | "nftables";
+
+/**
+ * Registers the suite (call at the top level of a test file); `extra` adds tests that run
+ * on the same cluster after setup. `dataplane`: the same scenarios on the other dataplane.
+ */
+export function policySuite(tag: string, title: string, scenarios: readonly Scenario<string>[], extra?: (sb: Sandbox) => void, dataplane: SuiteDataplane = "iptables"): void {
   describe(title, () => {
     // The sandbox sets every node's FORWARD policy to DROP before its agent starts.
-    const sb = testCluster(tag, { backend: "vxlan", nodes: 3, segments: 1 });
+    const sb = testCluster(tag, { backend: "vxlan", nodes: 3, segments: 1, agentArgs: ["--dataplane", dataplane] });
     let harness: SandboxPolicyHarness | undefined;
     let lines: string[] = [];
     let r: PolicySuiteRunner | undefined;
