@@ -2,14 +2,15 @@
  * Policy scale benchmark (real parts only; run as root):
  *
  *   node build/bench/policyScale.js [--pods 5000] [--local 500] [--policies 1000]
- *        [--namespaces 50] [--changes 10] [--local-changes 6] [--modes nft,legacy]
+ *        [--namespaces 50] [--changes 10] [--local-changes 6] [--modes nft,legacy,nftables]
  *        [--quiet 12] [--seed 42] [--policy-changes 10] [--pod-changes 6] [--churn 200]
  *        [--agent-arg=--route-resync=60s ...]
  *
  * A test etcd is filled (through EtcdResourceStore, 128 writes per transaction) with a
  * synthetic cluster: namespaces, pods, workload endpoint records (`--local` of them on the
  * bench node, the rest on 9 other nodes) and NetworkPolicies of mixed shapes. Then, per
- * iptables backend, the bundled agent (dist/bin/sluice-agent.js) starts in a fresh
+ * mode (the iptables dataplane on iptables-nft, on iptables-legacy, and the native
+ * nftables dataplane), the bundled agent (dist/bin/sluice-agent.js) starts in a fresh
  * network namespace with a veth underlay, and the benchmark measures:
  *
  * - time from spawn to first full program (the agent's "host rules and policy in place"
@@ -26,9 +27,13 @@
  * - agent RSS over `--churn` consecutive remote label changes, sampled every tenth;
  * - the agent's CPU and kernel reads (iptables-save, ipset list) while nothing changes;
  * - baselines in the same run: `ipset restore` + `iptables-restore` of the agent's final
- *   state into an empty namespace; `iptables-save` and `ipset list` alone; and the
- *   agent's own apply code (PolicyDataplane) replayed as a no-op against the agent's
- *   namespace, phase by phase.
+ *   state into an empty namespace (nftables: a bare `nft -f` of the same final table);
+ *   `iptables-save` and `ipset list` alone (nftables: `nft -j list table`); and the
+ *   agent's own apply code (PolicyDataplane / NftablesDataplane) replayed as a no-op
+ *   against the agent's namespace, phase by phase.
+ *
+ * Pollers see the kernel as each dataplane keeps it: `ipset test` / `iptables -S <chain>`,
+ * or `nft get element` / `nft list chain`.
  *
  * It prints figures and never asserts timings. The machine's load average is printed too:
  * on a shared 2-core machine, other work moves every figure. Everything it creates (namespaces, the
@@ -51,6 +56,9 @@ import { type IptablesMode, binaries } from "../src/dataplane/iptables.js";
 import { parseIpsetList, planPrepare } from "../src/dataplane/ipsetPlan.js";
 import { parseSave, planTable } from "../src/dataplane/iptablesPlan.js";
 import { PolicyDataplane } from "../src/dataplane/policyDataplane.js";
+import { NftablesDataplane } from "../src/dataplane/nftables.js";
+import { parseNftTable, planNft } from "../src/dataplane/nftPlan.js";
+import { formatNftTable, nftSet, nftTable } from "../src/render/nftFormat.js";
 import { type PodEndpoint, type WorkloadEndpointRecord, hostIfaceName } from "../src/model/endpoint.js";
 import { parseCidr } from "../src/model/ip.js";
 import { type HostRulesInput, hostRuleset, underlayIpsets } from "../src/render/hostRules.js";
@@ -75,7 +83,7 @@ interface Options {
   remoteNodes: number;
   changes: number;
   localChanges: number;
-  modes: IptablesMode[];
+  modes: BenchMode[];
   quietS: number;
   seed: number;
   policyChanges: number;
@@ -83,6 +91,64 @@ interface Options {
   churn: number;
   /** Extra agent flags (--agent-arg, repeatable), for experiments such as --route-resync=60s. */
   agentArgs: string[];
+}
+
+/** The iptables dataplane on one of its backends, or the native nftables dataplane. */
+type BenchMode = IptablesMode | "nftables";
+const MODES: readonly BenchMode[] = ["nft", "legacy", "nftables"];
+/** The iptables backend a mode's agent runs (on nftables: for the FORWARD accept rules only). */
+const iptablesOf = (m: BenchMode): IptablesMode => (m === "nftables" ? "nft" : m);
+const modeTag = (m: BenchMode): string => (m === "nft" ? "n" : m === "legacy" ? "l" : "t");
+
+/** What the pollers and counters run to see the kernel, per mode. */
+interface KernelView {
+  /** Exit status 0 when the chain exists. */
+  chainExists(chain: string): string;
+  /** Prints the policy chains (slc-pi-...) the chain jumps to, in order, space separated. */
+  chainTargets(chain: string): string;
+  /** Exit status 0 when the chain's rules name `text`. */
+  chainNames(chain: string, text: string): string;
+  /** Exit status 0 when `member` (ipset member syntax) is in the set. */
+  setHas(set: string, member: string): string;
+}
+
+function kernelView(mode: BenchMode): KernelView {
+  if (mode === "nftables") {
+    const list = (chain: string): string => `nft list chain ip sluice ${q(chain)} 2>/dev/null`;
+    // 10.0.0.5,tcp:80 -> 10.0.0.5 . tcp . 80
+    const element = (member: string): string => (member.includes(",") ? member.replace(/,(\w+):(\d+)$/, " . $1 . $2") : member);
+    return {
+      chainExists: (chain) => `${list(chain)} >/dev/null`,
+      chainTargets: (chain) => `${list(chain)} | grep -o 'slc-pi-[0-9a-f]*' | tr '\\n' ' ' | sed 's/ $//'`,
+      chainNames: (chain, text) => `${list(chain)} | grep -q -- ${q(text)}`,
+      setHas: (set, member) => `nft get element ip sluice ${q(set)} ${q(`{ ${element(member)} }`)} >/dev/null 2>&1`,
+    };
+  }
+  const ipt = binaries(4, mode).save.replace(/-save$/, "");
+  return {
+    chainExists: (chain) => `${ipt} -w -S ${q(chain)} >/dev/null 2>&1`,
+    chainTargets: (chain) => `${ipt} -w -S ${q(chain)} 2>/dev/null | grep -o 'slc-pi-[0-9a-f]*' | tr '\\n' ' ' | sed 's/ $//'`,
+    chainNames: (chain, text) => `${ipt} -w -S ${q(chain)} 2>/dev/null | grep -q -- ${q(text)}`,
+    setHas: (set, member) => `ipset test ${q(set)} ${q(member)} 2>/dev/null`,
+  };
+}
+
+/** Our nft table's chains, rules, sets and elements, counted as the iptables counters count (hooks: the base chains' jumps). */
+function countNft(json: string): { rules: ReturnType<typeof countRules>; ipsets: ReturnType<typeof countIpsets> } {
+  const t = parseNftTable(json, 4);
+  const own = t.chains.filter((c) => !c.base);
+  const rules = own.reduce((n, c) => n + c.rules.length, 0);
+  const hooks = t.chains.filter((c) => c.base).reduce((n, c) => n + c.rules.length, 0);
+  const byType: Record<string, number> = {};
+  for (const set of t.sets) {
+    const k = set.interval ? "hash:net" : set.type.includes(" . ") ? "hash:ip,port" : "hash:ip";
+    byType[k] = (byType[k] ?? 0) + 1;
+  }
+  const sizes = t.sets.map((x) => x.elements.length);
+  return {
+    rules: { chains: own.length, rules, hooks, totalRules: rules + hooks },
+    ipsets: { sets: t.sets.length, members: sizes.reduce((a, b) => a + b, 0), byType, largest: sizes.length ? Math.max(...sizes) : 0 },
+  };
 }
 
 const NODE = "bench-node";
@@ -106,7 +172,7 @@ const filterOf = (spec: Ruleset): TableSpec => {
 };
 
 function parseArgs(argv: readonly string[]): Options {
-  const o: Options = { namespaces: 50, pods: 5000, local: 500, policies: 1000, remoteNodes: 9, changes: 10, localChanges: 6, modes: ["nft", "legacy"], quietS: 12, seed: 42, policyChanges: 10, podChanges: 6, churn: 200, agentArgs: [] };
+  const o: Options = { namespaces: 50, pods: 5000, local: 500, policies: 1000, remoteNodes: 9, changes: 10, localChanges: 6, modes: ["nft", "legacy", "nftables"], quietS: 12, seed: 42, policyChanges: 10, podChanges: 6, churn: 200, agentArgs: [] };
   const num = (k: string, v: string | undefined): number => {
     const n = Number(v);
     if (!Number.isInteger(n) || n < 0) throw new Error(`--${k}: "${String(v)}" is not a non-negative integer`);
@@ -132,8 +198,8 @@ function parseArgs(argv: readonly string[]): Options {
       case "--agent-arg": o.agentArgs.push(val() ?? ""); break;
       case "--modes": {
         const modes = (val() ?? "").split(",").filter(Boolean);
-        if (modes.length === 0 || modes.some((m) => m !== "nft" && m !== "legacy")) throw new Error("--modes: a comma-separated list of nft, legacy");
-        o.modes = modes as IptablesMode[];
+        if (modes.length === 0 || modes.some((m) => !MODES.includes(m as BenchMode))) throw new Error(`--modes: a comma-separated list of ${MODES.join(", ")}`);
+        o.modes = modes as BenchMode[];
         break;
       }
       default:
@@ -339,7 +405,7 @@ interface ChangeSample {
 }
 
 interface ModeResult {
-  mode: IptablesMode;
+  mode: BenchMode;
   firstProgram: number;
   stages: Array<[string, number | undefined]>;
   rules: ReturnType<typeof countRules>;
@@ -361,14 +427,15 @@ interface ModeResult {
   churnRss: number[];
   churnLatency: number[];
   quiet: { seconds: number; cpuSelf: number; cpuChildren: number; applies: number; kernelReads: number };
-  baseline: { ipsetRestore: number[]; iptablesRestore: number[]; iptablesSave: number[]; ipsetList: number[]; ipsetSave: number[]; ipsetTerse: number[]; oneChainRestore: number[]; chainPoll: number[]; setPoll: number[]; nsExec: number[]; saveBytes: number; ipsetBytes: number };
-  noop: { list: number; render: number; ipsetExec: number[]; ipsetParse: number[]; ipsetPlan: number[]; iptablesExec: number[]; iptablesParse: number[]; iptablesHash: number[]; iptablesDiff: number[]; apply: number[]; wrote: boolean };
+  baseline: { nftRestore: number[]; nftList: number[]; nftBytes: number; ipsetRestore: number[]; iptablesRestore: number[]; iptablesSave: number[]; ipsetList: number[]; ipsetSave: number[]; ipsetTerse: number[]; oneChainRestore: number[]; chainPoll: number[]; setPoll: number[]; nsExec: number[]; saveBytes: number; ipsetBytes: number };
+  noop: { list: number; render: number; nftExec: number[]; nftParse: number[]; nftBuild: number[]; nftPlan: number[]; ipsetExec: number[]; ipsetParse: number[]; ipsetPlan: number[]; iptablesExec: number[]; iptablesParse: number[]; iptablesHash: number[]; iptablesDiff: number[]; apply: number[]; wrote: boolean };
 }
 
-async function runMode(mode: IptablesMode, o: Options, ctx: { prefix: string; dir: string; cleanup: Cleanup; client: Etcd3; etcdFlags: string[]; localRecords: WorkloadEndpointRecord[]; snap: PolicySnapshot; base: PolicyRender; remote: Mutation; local: Mutation }): Promise<ModeResult> {
+async function runMode(mode: BenchMode, o: Options, ctx: { prefix: string; dir: string; cleanup: Cleanup; client: Etcd3; etcdFlags: string[]; localRecords: WorkloadEndpointRecord[]; snap: PolicySnapshot; base: PolicyRender; remote: Mutation; local: Mutation }): Promise<ModeResult> {
   const { prefix, dir, cleanup, client } = ctx;
-  const ns = await makeNode(prefix, mode === "nft" ? "n" : "l", cleanup);
-  const bins = binaries(4, mode);
+  const ns = await makeNode(prefix, modeTag(mode), cleanup);
+  const bins = binaries(4, iptablesOf(mode));
+  const view = kernelView(mode);
   const logPath = join(dir, `agent-${mode}.log`);
   // The local pods' records, as sluice-cni leaves them on the node: the agent publishes them
   // to etcd, where the bench already put the very same values (so it writes nothing).
@@ -382,7 +449,8 @@ async function runMode(mode: IptablesMode, o: Options, ctx: { prefix: string; di
     // Its 500 local pods get policy-ready marks: keep them in the bench's own directory.
     "--cni-data-dir", join(dir, `cni-${mode}`),
     "--node-name", NODE,
-    "--iptables-backend", mode,
+    "--iptables-backend", iptablesOf(mode),
+    "--dataplane", mode === "nftables" ? "nftables" : "iptables",
     "--enable-policy",
     "--log-level", "debug",
     ...o.agentArgs,
@@ -418,27 +486,35 @@ async function runMode(mode: IptablesMode, o: Options, ctx: { prefix: string; di
   const stages: Array<[string, number | undefined]> = [
     ["node up, first log line", at(() => true)],
     ["subnet lease acquired", at((r) => r.msg === "subnet lease acquired")],
-    ["iptables backend chosen (probes done; policy list starts)", at((r) => r.msg === "iptables backend chosen")],
+    ["dataplane chosen (probes done; policy list starts)", at((r) => r.msg === "dataplane chosen")],
     ["policy data listed (etcd list + decode)", at((r) => r.msg === "policy data listed")],
     ["render started", rendered ? rendered.time - Number(rendered["ms"]) - tSpawn : undefined],
     ["render done", rendered ? rendered.time - tSpawn : undefined],
     ["ipsets created and filled (ipset restore)", at((r) => r.msg === "ipsets updated" && r["step"] === "prepare")],
     ["filter table written (iptables-restore)", at((r) => r.msg === "iptables updated" && r["table"] === "filter")],
+    ["nft table written (nft -f, nftables)", at((r) => r.msg === "nftables table written")],
     ["host rules and policy in place", firstProgram],
   ];
   say(`${mode}: first full program after ${firstProgram} ms`);
   await sleep(500); // let the first apply's removeStale and any follow-up settle
 
-  // Counts, against the pure render of the same snapshot.
-  const save = await nsSh(ns, `${bins.save} -t filter`);
-  const ipsetSave = await nsSh(ns, "ipset save");
-  const rules = countRules(save);
-  const ipsets = countIpsets(ipsetSave);
-  const filterSpec = filterOf(hostRuleset(HOST_INPUT, ctx.base, ["filter"]));
-  const expectRules = filterSpec.chains.reduce((n, c) => n + c.rules.length, 0);
+  // Counts, against the pure render of the same snapshot (nftables: the table the formatter makes of it, raw and filter together).
   const expectSets = [...underlayIpsets(HOST_INPUT), ...ctx.base.ipsets];
-  const expectMembers = expectSets.reduce((n, s) => n + s.members.length, 0);
-  const modelMatches = rules.rules === expectRules && rules.chains === filterSpec.chains.length && ipsets.sets === expectSets.length && ipsets.members === expectMembers ? "yes" : `NO (model: ${filterSpec.chains.length} chains, ${expectRules} rules, ${expectSets.length} sets, ${expectMembers} members)`;
+  let rules: ReturnType<typeof countRules>;
+  let ipsets: ReturnType<typeof countIpsets>;
+  let expect: { chains: number; rules: number; sets: number; members: number };
+  if (mode === "nftables") {
+    ({ rules, ipsets } = countNft(await nsSh(ns, "nft -j list table ip sluice")));
+    const t = nftTable(hostRuleset(HOST_INPUT, ctx.base, ["filter"]), expectSets.map(nftSet));
+    const own = t.chains.filter((c) => !c.base);
+    expect = { chains: own.length, rules: own.reduce((n, c) => n + c.rules.length, 0), sets: t.sets.length, members: t.sets.reduce((n, x) => n + x.elements.length, 0) };
+  } else {
+    rules = countRules(await nsSh(ns, `${bins.save} -t filter`));
+    ipsets = countIpsets(await nsSh(ns, "ipset save"));
+    const filterSpec = filterOf(hostRuleset(HOST_INPUT, ctx.base, ["filter"]));
+    expect = { chains: filterSpec.chains.length, rules: filterSpec.chains.reduce((n, c) => n + c.rules.length, 0), sets: expectSets.length, members: expectSets.reduce((n, x) => n + x.members.length, 0) };
+  }
+  const modelMatches = rules.rules === expect.rules && rules.chains === expect.chains && ipsets.sets === expect.sets && ipsets.members === expect.members ? "yes" : `NO (model: ${expect.chains} chains, ${expect.rules} rules, ${expect.sets} sets, ${expect.members} members)`;
 
   // Label changes. Each waits for the previous apply to finish and settles for a moment.
   const change = async (m: Mutation, toMutated: boolean, cond: string): Promise<ChangeSample> => {
@@ -477,12 +553,12 @@ async function runMode(mode: IptablesMode, o: Options, ctx: { prefix: string; di
   const setCond = (m: Mutation, toMutated: boolean): string => {
     const last = m.sets[m.sets.length - 1] as SetChange; // the restore writes sets in name order: the last one is updated last
     const present = last.inMutated === toMutated;
-    return `${present ? "" : "! "}ipset test ${q(last.name)} ${q(last.member)} 2>/dev/null`;
+    return `${present ? "" : "! "}${view.setHas(last.name, last.member)}`;
   };
   const chainCond = (m: Mutation, toMutated: boolean): string => {
     const chain = endpointChainName("ingress", m.ep.hostIface);
     const want = toMutated ? m.ingressTargets.mutated : m.ingressTargets.original;
-    return `[ "$(${bins.save.replace(/-save$/, "")} -w -S ${q(chain)} 2>/dev/null | grep -o 'slc-pi-[0-9a-f]*' | tr '\\n' ' ' | sed 's/ $//')" = ${q(want)} ]`;
+    return `[ "$(${view.chainTargets(chain)})" = ${q(want)} ]`;
   };
 
   const remote: ChangeSample[] = [];
@@ -501,7 +577,6 @@ async function runMode(mode: IptablesMode, o: Options, ctx: { prefix: string; di
   if (o.localChanges % 2 === 1) await change(ctx.local, false, chainCond(ctx.local, false));
 
   // Policies created and deleted: the new policy selects the local pod, so its chain joins the pod's slc-tw chain.
-  const ipt = bins.save.replace(/-save$/, "");
   const twOf = (iface: string): string => endpointChainName("ingress", iface);
   const timed = async (cond: string, write: () => Promise<unknown>): Promise<number> => {
     const poller = pollInNs(ns, cond);
@@ -519,7 +594,7 @@ async function runMode(mode: IptablesMode, o: Options, ctx: { prefix: string; di
     const name = `bench-probe-${mode}-${i}`;
     const np = { apiVersion: "networking.k8s.io/v1", kind: "NetworkPolicy", metadata: { name, namespace: target.namespace }, spec: { podSelector: {}, policyTypes: ["Ingress"], ingress: [{ from: [{ podSelector: { matchLabels: { "bench-probe": String(i) } } }] }] } } as KubeObject;
     const chain = policyChainName("ingress", `${target.namespace}/${name}`);
-    const inTw = `${ipt} -w -S ${q(twOf(target.hostIface))} 2>/dev/null | grep -q -- ${q(chain)}`;
+    const inTw = view.chainNames(twOf(target.hostIface), chain);
     policyCreated.push(await timed(inTw, () => store.applyAll([np])));
     await sleep(150);
     policyDeleted.push(await timed(`! ${inTw}`, () => store.deleteAll([{ kind: networkPolicyKind, namespace: target.namespace, name }])));
@@ -537,7 +612,7 @@ async function runMode(mode: IptablesMode, o: Options, ctx: { prefix: string; di
     const parsed = parseWorkloadEndpointRecord(record);
     if (!parsed.ok) throw new Error(`bench endpoint record is invalid: ${parsed.reason}`);
     const recKey = workloadEndpointKey(NODE, record.namespace, podName, "eth0");
-    const exists = `${ipt} -w -S ${q(twOf(record.hostIface))} >/dev/null 2>&1`;
+    const exists = view.chainExists(twOf(record.hostIface));
     podAdded.push(await timed(exists, async () => {
       await store.applyAll([pod]);
       await client.put(recKey).value(publishedValue(parsed.record, NODE));
@@ -558,13 +633,13 @@ async function runMode(mode: IptablesMode, o: Options, ctx: { prefix: string; di
   for (let i = 0; i < o.podChanges; i++) {
     for (const wait of [true, false]) {
       const podName = `bench-cni-${mode}-${wait ? "w" : "p"}${i}`;
-      const podNs = await makeNs(`${prefix}-c${mode[0]}${wait ? "w" : "p"}${i}`, cleanup);
+      const podNs = await makeNs(`${prefix}-c${modeTag(mode)}${wait ? "w" : "p"}${i}`, cleanup);
       await store.applyAll([{ apiVersion: "v1", kind: "Pod", metadata: { name: podName, namespace: target.namespace, labels: { ...target.labels } }, spec: { nodeName: NODE, containers: [{ name: "c", image: "x" }] } } as KubeObject]);
       const call = (command: "ADD" | "DEL"): Promise<number> => cniCall(ns, command, { dataDir: join(dir, `cni-${mode}`), subnetFile: join(dir, `cni-subnet-${mode}.env`), netns: podNs, namespace: target.namespace, pod: podName, containerId: `bench-cni-${mode}-${wait ? "w" : "p"}${i}`, policyReadyTimeoutMs: wait ? 10_000 : 0 });
       (wait ? cniAdd.ready : cniAdd.plain).push(await call("ADD"));
       // The next ADD starts once this pod is programmed and its removal too, so that no
       // call shares the agent with the last one's work.
-      const tw = `${ipt} -w -S ${q(twOf(hostIfaceName(target.namespace, podName)))} >/dev/null 2>&1`;
+      const tw = view.chainExists(twOf(hostIfaceName(target.namespace, podName)));
       await nsSh(ns, `i=0; until ${tw}; do i=$((i+1)); [ $i -gt 500 ] && exit 1; sleep 0.02; done`);
       await timed(`! ${tw}`, async () => {
         await call("DEL");
@@ -606,31 +681,50 @@ async function runMode(mode: IptablesMode, o: Options, ctx: { prefix: string; di
 
   // Baselines: the agent's final state restored into empty namespaces; reads alone.
   say(`${mode}: baselines`);
-  const finalSave = await nsSh(ns, `${bins.save} -t filter`);
-  const finalIpsets = await nsSh(ns, "ipset save");
-  const saveFile = join(dir, `filter-${mode}.save`);
-  const ipsetFile = join(dir, `ipset-${mode}.save`);
-  writeFileSync(saveFile, finalSave);
-  writeFileSync(ipsetFile, finalIpsets);
-  // What a one-chain update costs on top of a full table: the local pod's chain rewritten as it is.
+  const baseline: ModeResult["baseline"] = { nftRestore: [], nftList: [], nftBytes: 0, ipsetRestore: [], iptablesRestore: [], iptablesSave: [], ipsetList: [], ipsetSave: [], ipsetTerse: [], oneChainRestore: [], chainPoll: [], setPoll: [], nsExec: [], saveBytes: 0, ipsetBytes: 0 };
   const tw = endpointChainName("ingress", ctx.local.ep.hostIface);
-  const oneChainFile = join(dir, `one-chain-${mode}.restore`);
-  writeFileSync(oneChainFile, ["*filter", `:${tw} - [0:0]`, ...finalSave.split("\n").filter((l) => l.startsWith(`-A ${tw} `)), "COMMIT", ""].join("\n"));
-  const baseline: ModeResult["baseline"] = { ipsetRestore: [], iptablesRestore: [], iptablesSave: [], ipsetList: [], ipsetSave: [], ipsetTerse: [], oneChainRestore: [], chainPoll: [], setPoll: [], nsExec: [], saveBytes: finalSave.length, ipsetBytes: finalIpsets.length };
-  for (let i = 0; i < 3; i++) {
-    const fresh = await makeNs(`${prefix}-r${mode === "nft" ? "n" : "l"}${i}`, cleanup);
-    baseline.ipsetRestore.push(await timeInNs(fresh, `ipset restore < ${q(ipsetFile)}`));
-    baseline.iptablesRestore.push(await timeInNs(fresh, `${bins.restore} -w 5 < ${q(saveFile)}`));
-    baseline.oneChainRestore.push(await timeInNs(fresh, `${bins.restore} -w 5 --noflush < ${q(oneChainFile)}`));
-    await removeNs(fresh);
+  if (mode === "nftables") {
+    // The same final table the agent holds, as one bare `nft -f` onto an empty namespace.
+    const listedNow = await listSnapshot(client);
+    const finalTable = formatNftTable(nftTable(hostRuleset(HOST_INPUT, renderOf(listedNow.snapshot), ["filter"]), [...underlayIpsets(HOST_INPUT), ...renderOf(listedNow.snapshot).ipsets].map(nftSet)));
+    const nftFile = join(dir, "table-nftables.nft");
+    writeFileSync(nftFile, finalTable);
+    baseline.nftBytes = finalTable.length;
+    for (let i = 0; i < 3; i++) {
+      const fresh = await makeNs(`${prefix}-r${modeTag(mode)}${i}`, cleanup);
+      baseline.nftRestore.push(await timeInNs(fresh, `nft -f ${q(nftFile)}`));
+      await removeNs(fresh);
+    }
+  } else {
+    const finalSave = await nsSh(ns, `${bins.save} -t filter`);
+    const finalIpsets = await nsSh(ns, "ipset save");
+    const saveFile = join(dir, `filter-${mode}.save`);
+    const ipsetFile = join(dir, `ipset-${mode}.save`);
+    writeFileSync(saveFile, finalSave);
+    writeFileSync(ipsetFile, finalIpsets);
+    baseline.saveBytes = finalSave.length;
+    baseline.ipsetBytes = finalIpsets.length;
+    // What a one-chain update costs on top of a full table: the local pod's chain rewritten as it is.
+    const oneChainFile = join(dir, `one-chain-${mode}.restore`);
+    writeFileSync(oneChainFile, ["*filter", `:${tw} - [0:0]`, ...finalSave.split("\n").filter((l) => l.startsWith(`-A ${tw} `)), "COMMIT", ""].join("\n"));
+    for (let i = 0; i < 3; i++) {
+      const fresh = await makeNs(`${prefix}-r${modeTag(mode)}${i}`, cleanup);
+      baseline.ipsetRestore.push(await timeInNs(fresh, `ipset restore < ${q(ipsetFile)}`));
+      baseline.iptablesRestore.push(await timeInNs(fresh, `${bins.restore} -w 5 < ${q(saveFile)}`));
+      baseline.oneChainRestore.push(await timeInNs(fresh, `${bins.restore} -w 5 --noflush < ${q(oneChainFile)}`));
+      await removeNs(fresh);
+    }
   }
   for (let i = 0; i < 3; i++) {
-    baseline.iptablesSave.push(await timeInNs(ns, `${bins.save} -t filter`));
-    baseline.ipsetList.push(await timeInNs(ns, "ipset list"));
-    baseline.ipsetSave.push(await timeInNs(ns, "ipset save"));
-    baseline.ipsetTerse.push(await timeInNs(ns, "ipset list -t"));
-    baseline.chainPoll.push(await timeInNs(ns, `${bins.save.replace(/-save$/, "")} -w -S ${q(endpointChainName("ingress", ctx.local.ep.hostIface))}`));
-    baseline.setPoll.push(await timeInNs(ns, `ipset test ${q(ctx.remote.sets[0]?.name ?? "")} ${q(ctx.remote.sets[0]?.member ?? "")} 2>/dev/null || true`));
+    if (mode === "nftables") baseline.nftList.push(await timeInNs(ns, "nft -j list table ip sluice"));
+    else {
+      baseline.iptablesSave.push(await timeInNs(ns, `${bins.save} -t filter`));
+      baseline.ipsetList.push(await timeInNs(ns, "ipset list"));
+      baseline.ipsetSave.push(await timeInNs(ns, "ipset save"));
+      baseline.ipsetTerse.push(await timeInNs(ns, "ipset list -t"));
+    }
+    baseline.chainPoll.push(await timeInNs(ns, `${view.chainExists(tw)} || true`));
+    baseline.setPoll.push(await timeInNs(ns, `${view.setHas(ctx.remote.sets[0]?.name ?? "", ctx.remote.sets[0]?.member ?? "")} || true`));
     const t = performance.now();
     await nsSh(ns, "true");
     baseline.nsExec.push(performance.now() - t);
@@ -645,35 +739,57 @@ async function runMode(mode: IptablesMode, o: Options, ctx: { prefix: string; di
   const renderMs = performance.now() - tr;
   const nspec = hostRuleset(HOST_INPUT, render, ["filter"]);
   const nsets = [...underlayIpsets(HOST_INPUT), ...render.ipsets];
-  const dp = new PolicyDataplane({ family: 4, mode, netns: ns, log: pino({ level: "silent" }) });
-  const noop: ModeResult["noop"] = { list: listed.ms, render: renderMs, ipsetExec: [], ipsetParse: [], ipsetPlan: [], iptablesExec: [], iptablesParse: [], iptablesHash: [], iptablesDiff: [], apply: [], wrote: false };
-  for (let i = 0; i < 3; i++) {
-    // The driver's reads, split into the command (spawned and captured as run() does) and the parse.
-    let t = performance.now();
-    const ipsetText = await nsSh(ns, "ipset list");
-    noop.ipsetExec.push(performance.now() - t);
-    t = performance.now();
-    const sets = parseIpsetList(ipsetText);
-    noop.ipsetParse.push(performance.now() - t);
-    t = performance.now();
-    planPrepare(4, nsets, sets);
-    noop.ipsetPlan.push(performance.now() - t);
-    t = performance.now();
-    const saveText = await nsSh(ns, `${bins.save} -t filter`);
-    noop.iptablesExec.push(performance.now() - t);
-    t = performance.now();
-    const parsed = parseSave(saveText);
-    noop.iptablesParse.push(performance.now() - t);
-    t = performance.now();
-    const rendered = renderTable(formatTable(filterOf(nspec)));
-    noop.iptablesHash.push(performance.now() - t);
-    t = performance.now();
-    planTable(rendered, parsed.get("filter"));
-    noop.iptablesDiff.push(performance.now() - t);
-    t = performance.now();
-    const rep = await dp.apply(4, nspec, nsets);
-    noop.apply.push(performance.now() - t);
-    noop.wrote ||= rep.wrote;
+  const noop: ModeResult["noop"] = { list: listed.ms, render: renderMs, nftExec: [], nftParse: [], nftBuild: [], nftPlan: [], ipsetExec: [], ipsetParse: [], ipsetPlan: [], iptablesExec: [], iptablesParse: [], iptablesHash: [], iptablesDiff: [], apply: [], wrote: false };
+  if (mode === "nftables") {
+    const dp = new NftablesDataplane({ family: 4, netns: ns, log: pino({ level: "silent" }) });
+    for (let i = 0; i < 3; i++) {
+      let t = performance.now();
+      const json = await nsSh(ns, "nft -j list table ip sluice");
+      noop.nftExec.push(performance.now() - t);
+      t = performance.now();
+      const kernel = parseNftTable(json, 4);
+      noop.nftParse.push(performance.now() - t);
+      t = performance.now();
+      const desired = nftTable(nspec, nsets.map(nftSet));
+      noop.nftBuild.push(performance.now() - t);
+      t = performance.now();
+      planNft(kernel, desired);
+      noop.nftPlan.push(performance.now() - t);
+      t = performance.now();
+      const rep = await dp.apply(4, nspec, nsets);
+      noop.apply.push(performance.now() - t);
+      noop.wrote ||= rep.wrote;
+    }
+  } else {
+    const dp = new PolicyDataplane({ family: 4, mode, netns: ns, log: pino({ level: "silent" }) });
+    for (let i = 0; i < 3; i++) {
+      // The driver's reads, split into the command (spawned and captured as run() does) and the parse.
+      let t = performance.now();
+      const ipsetText = await nsSh(ns, "ipset list");
+      noop.ipsetExec.push(performance.now() - t);
+      t = performance.now();
+      const sets = parseIpsetList(ipsetText);
+      noop.ipsetParse.push(performance.now() - t);
+      t = performance.now();
+      planPrepare(4, nsets, sets);
+      noop.ipsetPlan.push(performance.now() - t);
+      t = performance.now();
+      const saveText = await nsSh(ns, `${bins.save} -t filter`);
+      noop.iptablesExec.push(performance.now() - t);
+      t = performance.now();
+      const parsed = parseSave(saveText);
+      noop.iptablesParse.push(performance.now() - t);
+      t = performance.now();
+      const rendered = renderTable(formatTable(filterOf(nspec)));
+      noop.iptablesHash.push(performance.now() - t);
+      t = performance.now();
+      planTable(rendered, parsed.get("filter"));
+      noop.iptablesDiff.push(performance.now() - t);
+      t = performance.now();
+      const rep = await dp.apply(4, nspec, nsets);
+      noop.apply.push(performance.now() - t);
+      noop.wrote ||= rep.wrote;
+    }
   }
 
   agent.kill("SIGTERM");
@@ -703,15 +819,15 @@ function report(o: Options, setup: Array<[string, string]>, results: ModeResult[
   out.push(
     table("Policy scale: figures (times in ms; \"a / b\" = median / max)", ["figure", ...modes], [
       row("time to first full program (spawn -> in place)", (r) => fmt(r.firstProgram)),
-      row("rules in our chains (iptables-save -A lines)", (r) => String(r.rules.rules)),
+      row("rules in our chains (iptables-save -A lines; nft: rules of our non-base chains)", (r) => String(r.rules.rules)),
       row("our chains", (r) => String(r.rules.chains)),
-      row("jump rules in built-in chains", (r) => String(r.rules.hooks)),
-      row("ipsets (hash:ip / hash:net / hash:ip,port)", (r) => `${r.ipsets.sets} (${r.ipsets.byType["hash:ip"] ?? 0}/${r.ipsets.byType["hash:net"] ?? 0}/${r.ipsets.byType["hash:ip,port"] ?? 0})`),
-      row("ipset members total (largest set)", (r) => `${r.ipsets.members} (${r.ipsets.largest})`),
+      row("jump rules in built-in chains (nft: in our base chains)", (r) => String(r.rules.hooks)),
+      row("sets (hash:ip / hash:net / hash:ip,port; nft: address / interval / concatenation)", (r) => `${r.ipsets.sets} (${r.ipsets.byType["hash:ip"] ?? 0}/${r.ipsets.byType["hash:net"] ?? 0}/${r.ipsets.byType["hash:ip,port"] ?? 0})`),
+      row("set members total (largest set; nft: elements, intervals merged)", (r) => `${r.ipsets.members} (${r.ipsets.largest})`),
       row("kernel state = pure render of the same snapshot", (r) => r.modelMatches),
       row("agent RSS after first program, MiB (VmHWM)", (r) => `${fmt(r.memFirst.rssMiB)} (${fmt(r.memFirst.hwmMiB)})`),
       row("agent RSS at the end, MiB (VmHWM)", (r) => `${fmt(r.memEnd.rssMiB)} (${fmt(r.memEnd.hwmMiB)})`),
-      row("remote pod label change -> ipset (n, median / p99 / max)", (r) => lat(r.remote.map((s) => s.latency))),
+      row("remote pod label change -> set (n, median / p99 / max)", (r) => lat(r.remote.map((s) => s.latency))),
       row("local pod label change -> its slc-tw chain", (r) => lat(r.local.map((s) => s.latency))),
       row("policy created -> in the local pod's chain", (r) => lat(r.policyCreated)),
       row("policy deleted -> out of it", (r) => lat(r.policyDeleted)),
@@ -728,14 +844,17 @@ function report(o: Options, setup: Array<[string, string]>, results: ModeResult[
       row("both restores together (medians summed)", (r) => fmt(median(r.baseline.iptablesRestore) + median(r.baseline.ipsetRestore))),
       row("first program / (ipset + iptables restore)", (r) => `${fmt(r.firstProgram / (median(r.baseline.iptablesRestore) + median(r.baseline.ipsetRestore)), 1)}x`),
       row("first program / iptables-restore alone", (r) => `${fmt(r.firstProgram / median(r.baseline.iptablesRestore), 1)}x`),
+      row("bare nft -f of the final table, empty ns (3 runs)", (r) => ms(r.baseline.nftRestore)),
+      row("first program / bare nft -f", (r) => `${fmt(r.firstProgram / median(r.baseline.nftRestore), 1)}x`),
+      row("nft -j list table alone (what the driver reads)", (r) => ms(r.baseline.nftList)),
       row("iptables-save -t filter alone", (r) => ms(r.baseline.iptablesSave)),
       row("ipset list alone (what the driver reads)", (r) => ms(r.baseline.ipsetList)),
       row("ipset save alone", (r) => ms(r.baseline.ipsetSave)),
       row("ipset list -t alone (headers only, no members)", (r) => ms(r.baseline.ipsetTerse)),
-      row("no-op apply, agent's code (PolicyDataplane)", (r) => ms(r.noop.apply)),
+      row("no-op apply, agent's code (PolicyDataplane / NftablesDataplane)", (r) => ms(r.noop.apply)),
       row("no-op apply wrote anything (must be no)", (r) => (r.noop.wrote ? "YES" : "no")),
       row(`agent CPU while idle, % of one core (${o.quietS} s)`, (r) => `${fmt(((r.quiet.cpuSelf + r.quiet.cpuChildren) / r.quiet.seconds) * 100, 1)} (node ${fmt((r.quiet.cpuSelf / r.quiet.seconds) * 100, 1)})`),
-      row(`policy kernel reads while idle (${o.quietS} s; iptables-save + ipset list)`, (r) => String(r.quiet.kernelReads)),
+      row(`policy kernel reads while idle (${o.quietS} s; iptables-save + ipset list, or nft list)`, (r) => String(r.quiet.kernelReads)),
     ]),
   );
   out.push(
@@ -770,11 +889,15 @@ function report(o: Options, setup: Array<[string, string]>, results: ModeResult[
       row("  parseSave (pure)", (r) => ms(r.noop.iptablesParse)),
       row("  formatTable + renderTable (pure: text, sha256 per rule)", (r) => ms(r.noop.iptablesHash)),
       row("  planTable (pure: diff)", (r) => ms(r.noop.iptablesDiff)),
+      row("nft -j list table, spawned + captured (nftables)", (r) => ms(r.noop.nftExec)),
+      row("  parseNftTable (pure)", (r) => ms(r.noop.nftParse)),
+      row("  nftTable: rules and sets as nft text (pure)", (r) => ms(r.noop.nftBuild)),
+      row("  planNft (pure: diff)", (r) => ms(r.noop.nftPlan)),
       row("whole no-op apply", (r) => ms(r.noop.apply)),
       row("`ip netns exec` overhead per command (bench side)", (r) => ms(r.baseline.nsExec)),
-      row("poll cost: iptables -S <chain>", (r) => ms(r.baseline.chainPoll)),
-      row("poll cost: ipset test", (r) => ms(r.baseline.setPoll)),
-      row("sizes: iptables-save text / ipset save text, KiB", (r) => `${fmt(r.baseline.saveBytes / 1024)} / ${fmt(r.baseline.ipsetBytes / 1024)}`),
+      row("poll cost: iptables -S <chain> / nft list chain", (r) => ms(r.baseline.chainPoll)),
+      row("poll cost: ipset test / nft get element", (r) => ms(r.baseline.setPoll)),
+      row("sizes: iptables-save text / ipset save text (nft: the nft -f script), KiB", (r) => (r.mode === "nftables" ? fmt(r.baseline.nftBytes / 1024) : `${fmt(r.baseline.saveBytes / 1024)} / ${fmt(r.baseline.ipsetBytes / 1024)}`)),
     ]),
   );
   return out.join("\n") + "\n";

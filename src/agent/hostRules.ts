@@ -22,6 +22,7 @@ import { type DataplaneCapabilities, kernelHasSctp, probeCapabilities } from "..
 import { type DataplaneChoice, chooseDataplane, probeNftables } from "../dataplane/dataplaneChoice.js";
 import { run } from "../dataplane/exec.js";
 import { type IptablesMode, detectMode, supportsRandomFully } from "../dataplane/iptables.js";
+import { NftGenerations } from "../dataplane/nftNetlink.js";
 import { NftablesDataplane } from "../dataplane/nftables.js";
 import { PolicyDataplane } from "../dataplane/policyDataplane.js";
 import type { RulesDataplane } from "../dataplane/rulesDataplane.js";
@@ -78,9 +79,10 @@ export class HostRules {
       [6, ip6],
     ]);
     if (choice.kind === "nftables") {
+      const generations = new NftGenerations();
       const nft = new Map<Family, RulesDataplane>([
-        [4, new NftablesDataplane({ family: 4, log })],
-        [6, new NftablesDataplane({ family: 6, log })],
+        [4, new NftablesDataplane({ family: 4, log, generations })],
+        [6, new NftablesDataplane({ family: 6, log, generations })],
       ]);
       const { sctpMatch } = await probeNftables();
       const capabilities: DataplaneCapabilities = { sctpMatch, setMatch: true, sctpProtocol: kernelHasSctp(), notes: [] };

@@ -7,8 +7,12 @@
  * Cached kernel state: the driver keeps the table it last wrote. A change between resyncs
  * (`trustCache`) plans against that record and writes only its delta (element adds and
  * deletes, changed chains flushed and refilled), reading nothing. Start-up, the resync
- * timer and any apply after a failure read the table back (`nft -j list table`), log what
- * drifted from the record, and repair it in the same kind of transaction.
+ * timer and any apply after a failure read the table back, log what drifted from the
+ * record, and repair it in the same kind of transaction. In its own namespace (the agent)
+ * the driver reads over nfnetlink (nftNetlink.ts) and first asks the kernel for the
+ * ruleset generation: while it is the one our last write left, no transaction of anyone's
+ * has committed since, and the record is the kernel without reading it. From outside a
+ * namespace (tests) it reads with `nft -j list table`.
  *
  * One table holds what iptables keeps in four, and the agent applies them on separate
  * schedules (nat alone; raw + filter with the sets). An apply replaces only the tables it
@@ -27,6 +31,7 @@ import { type NftSet, type NftTable, NFT_TABLE, NftMemberError, nftFamily, nftSe
 import type { Ruleset, TableName, TableSpec } from "../render/ruleset.js";
 import { run } from "./exec.js";
 import type { KernelReadOptions } from "./iptables.js";
+import { NftGenerations, NftNetlink } from "./nftNetlink.js";
 import { type NftPlan, describeDrift, parseNftTable, planNft } from "./nftPlan.js";
 import { failClosedRuleset, referencedSets } from "./policyDataplane.js";
 import type { RulesApplyReport, RulesDataplane } from "./rulesDataplane.js";
@@ -36,6 +41,8 @@ export interface NftablesDataplaneOptions {
   /** Run inside this network namespace (tests, sandbox). */
   netns?: string | undefined;
   log: Logger;
+  /** Shared by the dataplanes of one agent (see NftGenerations); each has its own otherwise. */
+  generations?: NftGenerations;
 }
 
 export interface NftApplyReport extends RulesApplyReport {
@@ -63,11 +70,42 @@ export class NftablesDataplane implements RulesDataplane {
   /** The sets of the last full apply; undefined until one. */
   private sets: NftSet[] | undefined;
   private queue: Promise<unknown> = Promise.resolve();
+  /** The nfnetlink reader (own namespace only), opened on first use. */
+  private netlink: NftNetlink | undefined;
+  /** The ruleset generation that matches the record: undefined when unknown (read before trusting). */
+  private generation: number | undefined;
+  /** Resyncs answered by the generation alone (nothing committed since our last write). */
+  unchangedChecks = 0;
+  private readonly generations: NftGenerations;
 
   constructor(opts: NftablesDataplaneOptions) {
     this.family = opts.family;
     this.netns = opts.netns;
     this.log = opts.log;
+    this.generations = opts.generations ?? new NftGenerations();
+  }
+
+  private reader(): NftNetlink | undefined {
+    if (this.netns !== undefined) return undefined;
+    this.netlink ??= new NftNetlink();
+    return this.netlink;
+  }
+
+  /** Closes the netlink socket (the agent's shutdown; a later read opens it again). */
+  close(): void {
+    this.netlink?.close();
+    this.netlink = undefined;
+  }
+
+  private async currentGeneration(): Promise<number | undefined> {
+    const nl = this.reader();
+    if (!nl) return undefined;
+    try {
+      return await nl.generation();
+    } catch (err) {
+      this.log.debug({ err: (err as Error).message }, "nfnetlink generation unavailable; reading the table");
+      return undefined;
+    }
   }
 
   private get at(): string {
@@ -96,6 +134,7 @@ export class NftablesDataplane implements RulesDataplane {
         return await f();
       } catch (err) {
         this.record = undefined;
+        this.generation = undefined;
         throw err;
       }
     });
@@ -127,8 +166,19 @@ export class NftablesDataplane implements RulesDataplane {
     for (const t of effective.tables) this.given.set(t.table, t);
     this.sets = sets;
     const before = this.writes;
+    const readsBefore = this.reads;
     const plan = await this.write(opts);
-    return { family, wrote: this.writes > before, failClosedFor: [], refusedSets, ms: Date.now() - started, plan };
+    const report = { family, wrote: this.writes > before, failClosedFor: [], refusedSets, ms: Date.now() - started, plan };
+    // The same records as the iptables path's, so that operators (and the benchmarks) read one vocabulary.
+    const reads = this.reads - readsBefore;
+    if (!report.wrote) this.log.debug({ family, ms: report.ms, reads }, "policy dataplane checked");
+    else {
+      this.log.debug(
+        { family, ms: report.ms, reads, replaced: plan.replaced, setsCreated: plan.setsAdded.length, setsUpdated: plan.setsUpdated, setsDestroyed: plan.setsRemoved, chainsAdded: plan.chainsAdded.length, chainsRewritten: plan.chainsRewritten, chainsRemoved: plan.chainsRemoved },
+        "policy dataplane applied",
+      );
+    }
+    return report;
   }
 
   /** The desired table: what has been given, plus what the kernel (`current`) holds of what has not. */
@@ -144,7 +194,13 @@ export class NftablesDataplane implements RulesDataplane {
   }
 
   private async write(opts: KernelReadOptions): Promise<NftPlan> {
-    const trusted = opts.trustCache === true && this.record !== undefined;
+    let trusted = opts.trustCache === true && this.record !== undefined;
+    const genBefore = await this.currentGeneration();
+    const since = this.generation;
+    if (!trusted && this.record && genBefore !== undefined && since !== undefined && (genBefore === since || this.generations.onlyOursBetween(since, genBefore))) {
+      trusted = true; // nothing anywhere has committed since the record was true
+      this.unchangedChecks++;
+    }
     const current = trusted ? this.record : await this.read();
     if (!trusted && this.record) {
       const drift = current ? describeDrift(this.record, current) : "table missing";
@@ -154,12 +210,19 @@ export class NftablesDataplane implements RulesDataplane {
     const plan = planNft(current, desired);
     if (plan.script) {
       const r = await this.nft(["-f", "-"], plan.script);
-      if (r.code !== 0) throw new Error(`nft -f (IPv${this.family}, ${plan.script.split("\n").length - 1} commands) failed: ${nftError(r.stderr)}`);
+      if (r.code !== 0) {
+        this.generation = undefined;
+        throw new Error(`nft -f (IPv${this.family}, ${plan.script.split("\n").length - 1} commands) failed: ${nftError(r.stderr)}`);
+      }
       this.writes++;
-      this.log.debug(
-        { family: this.family, replaced: plan.replaced, chainsAdded: plan.chainsAdded.length, chainsRewritten: plan.chainsRewritten, chainsRemoved: plan.chainsRemoved, setsAdded: plan.setsAdded.length, setsUpdated: plan.setsUpdated, setsRemoved: plan.setsRemoved },
-        "nftables table applied",
-      );
+      this.log.debug({ family: this.family, commands: plan.script.split("\n").length - 1, replaced: plan.replaced }, "nftables table written");
+      // Ours is the one transaction since genBefore only when the generation moved by exactly one.
+      const genAfter = await this.currentGeneration();
+      this.generation = genBefore !== undefined && genAfter === genBefore + 1 ? genAfter : undefined;
+      if (this.generation !== undefined) this.generations.note(this.generation);
+    } else {
+      // Unchanged (trusted, or read and found as desired): the record holds at genBefore.
+      this.generation = genBefore;
     }
     this.record = desired;
     return plan;
@@ -168,6 +231,8 @@ export class NftablesDataplane implements RulesDataplane {
   /** Our table as the kernel holds it; undefined when there is none. */
   async read(): Promise<NftTable | undefined> {
     this.reads++;
+    const nl = this.reader();
+    if (nl) return nl.readTable(this.family, NFT_TABLE);
     const r = await this.nft(["-j", "list", "table", ...this.at.split(" ")]);
     if (r.code !== 0) {
       if (/No such file or directory/.test(r.stderr)) return undefined;
@@ -179,6 +244,7 @@ export class NftablesDataplane implements RulesDataplane {
   /** Forgets the record: the next apply reads the kernel. */
   forget(): void {
     this.record = undefined;
+    this.generation = undefined;
   }
 
   /**
@@ -203,6 +269,7 @@ export class NftablesDataplane implements RulesDataplane {
         }
       }
       this.record = undefined;
+      this.generation = undefined;
       for (const t of tables) this.given.delete(t);
     });
   }

@@ -12,12 +12,12 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { chooseDataplane, probeNftables } from "../../src/dataplane/dataplaneChoice.js";
 import { NftablesDataplane } from "../../src/dataplane/nftables.js";
-import { describeDrift } from "../../src/dataplane/nftPlan.js";
+import { describeDrift, parseNftTable } from "../../src/dataplane/nftPlan.js";
 import { run } from "../../src/dataplane/exec.js";
 import { nsExec } from "../../src/sandbox/netns.js";
 import { packageRoot } from "../../src/sandbox/paths.js";
 import type { IpsetSpec } from "../../src/render/ipsetSpec.js";
-import { nftSet, nftTable } from "../../src/render/nftFormat.js";
+import { type NftTable, nftSet, nftTable } from "../../src/render/nftFormat.js";
 import type { Ruleset } from "../../src/render/ruleset.js";
 import { ACCEPT, DROP, RETURN, dst, inSet, jump, protocol, rule, src } from "../../src/render/rules.js";
 import { captureLog } from "../helpers/log.js";
@@ -49,6 +49,41 @@ describe("nftables goldens (test/golden/policy/*.nft) are what the kernel takes"
       assert.equal((listed.match(/comment "sluice:/g) ?? []).length, (text.match(/^add rule /gm) ?? []).length, g);
       await nsExec(ns, "nft", ["delete", "table", family, "sluice"]);
     }
+  });
+});
+
+describe("the agent's nfnetlink reader, inside a namespace", () => {
+  const ns = `${prefix}-nl`;
+  before(async () => void (await makeNetns(ns)));
+  after(async () => removeNetnsWithPrefix(ns));
+  const helper = join(packageRoot(), "build", "test", "helpers", "nftInNamespace.js");
+  const inNs = async (...args: string[]): Promise<string> => nsExec(ns, process.execPath, [helper, ...args]);
+  const norm = (t: NftTable): string => JSON.stringify({ c: t.chains.map((c) => [c.name, c.table ?? null, c.base ?? null, c.rules.map((r) => r.hash)]).sort(), s: t.sets.map((x) => [x.name, x.type, x.interval, [...x.elements].sort()]) });
+
+  test("decodes every golden table exactly as `nft -j list table` shows it (chains, owners, hooks, comments, set types and elements)", async () => {
+    const dir = join(packageRoot(), "test", "golden", "policy");
+    let compared = 0;
+    for (const g of readdirSync(dir).filter((f) => f.endsWith(".nft"))) {
+      const text = readFileSync(join(dir, g), "utf8");
+      const family = /^add table ip6 /m.test(text) ? 6 : 4;
+      const fam = family === 6 ? "ip6" : "ip";
+      // With the base chains the agent adds, so that chain owners are exercised too.
+      await nsExec(ns, "nft", ["-f", "-"], `${text}add chain ${fam} sluice filter-forward { type filter hook forward priority 0; policy accept; }\nadd rule ${fam} sluice filter-forward jump SLUICE-FORWARD comment "sluice:0123456789abcdef"\n`);
+      const viaNft = parseNftTable(await nsExec(ns, "nft", ["-j", "list", "table", fam, "sluice"]), family);
+      const viaNetlink = (JSON.parse(await inNs("dump", String(family))) as { table: NftTable }).table;
+      assert.equal(norm(viaNetlink), norm(viaNft), g);
+      await nsExec(ns, "nft", ["delete", "table", fam, "sluice"]);
+      compared++;
+    }
+    assert.ok(compared >= 20);
+    assert.equal((JSON.parse(await inNs("dump", "4")) as { table: null }).table, null, "no table: undefined, not an error");
+  });
+
+  test("a resync with nothing committed since our write reads nothing; someone else's commit makes it read and repair", async () => {
+    const steps = JSON.parse(await inNs("resync")) as Array<{ wrote: boolean; reads: number; writes: number; unchanged: number }>;
+    assert.deepEqual(steps.map((s) => s.wrote), [true, false, false, true, false]);
+    assert.deepEqual(steps.map((s) => s.unchanged), [0, 1, 2, 2, 3], "the generation answered the resyncs before and after the foreign commit");
+    assert.deepEqual(steps.map((s) => s.reads), [1, 1, 1, 2, 2], "the first apply and the one after the foreign commit read the table; the others did not");
   });
 });
 
