@@ -72,7 +72,8 @@ import { writeLocalRecord } from "../src/cni/localRecords.js";
 import { publishedValue } from "../src/datastore/etcdEndpointPublisher.js";
 import { addNetns, delNetns, listNetns, netnsPids } from "../src/sandbox/netns.js";
 import { binPath } from "../src/sandbox/paths.js";
-import { type LogRecord, countIpsets, countRules, max, median, nodePidOf, percentile, nsSh, pollInNs, procCpu, procMemory, q, readLog, sleep, timeInNs, waitForLog } from "./lib/nsTools.js";
+import { type LogRecord, type Poller, countIpsets, countRules, max, median, nodePidOf, percentile, nsSh, pollInNs, pollNftInNs, procCpu, procMemory, q, readLog, sleep, timeInNs, waitForLog } from "./lib/nsTools.js";
+import type { NftCondition } from "./lib/nftPoll.js";
 import { synthCluster } from "./lib/synthCluster.js";
 
 interface Options {
@@ -100,37 +101,53 @@ const MODES: readonly BenchMode[] = ["nft", "legacy", "nftables"];
 const iptablesOf = (m: BenchMode): IptablesMode => (m === "nftables" ? "nft" : m);
 const modeTag = (m: BenchMode): string => (m === "nft" ? "n" : m === "legacy" ? "l" : "t");
 
-/** What the pollers and counters run to see the kernel, per mode. */
+/** A poller's condition: a shell test (iptables modes) or an nfnetlink condition (nftables). */
+type Cond = string | NftCondition;
+
+/** What the pollers run to see the kernel, per mode. */
 interface KernelView {
-  /** Exit status 0 when the chain exists. */
-  chainExists(chain: string): string;
-  /** Prints the policy chains (slc-pi-...) the chain jumps to, in order, space separated. */
-  chainTargets(chain: string): string;
-  /** Exit status 0 when the chain's rules name `text`. */
-  chainNames(chain: string, text: string): string;
-  /** Exit status 0 when `member` (ipset member syntax) is in the set. */
-  setHas(set: string, member: string): string;
+  /** True when `member` (ipset member syntax) is in the set, or (`want` false) is not. */
+  setHas(set: string, member: string, want: boolean): Cond;
+  chainExists(chain: string, want: boolean): Cond;
+  /** True when the policy chains (slc-pi-...) the chain jumps to are, in order, `targets` (space separated). */
+  chainTargets(chain: string, targets: string): Cond;
+  /** True when the chain's rules name `text` (or, `want` false, do not). */
+  chainNames(chain: string, text: string, want: boolean): Cond;
+  /** One look at a chain and at a set with the command-line tools, for the poll-cost baselines. */
+  cost: { chain(chain: string): string; set(set: string, member: string): string };
 }
 
 function kernelView(mode: BenchMode): KernelView {
   if (mode === "nftables") {
-    const list = (chain: string): string => `nft list chain ip sluice ${q(chain)} 2>/dev/null`;
-    // 10.0.0.5,tcp:80 -> 10.0.0.5 . tcp . 80
-    const element = (member: string): string => (member.includes(",") ? member.replace(/,(\w+):(\d+)$/, " . $1 . $2") : member);
     return {
-      chainExists: (chain) => `${list(chain)} >/dev/null`,
-      chainTargets: (chain) => `${list(chain)} | grep -o 'slc-pi-[0-9a-f]*' | tr '\\n' ' ' | sed 's/ $//'`,
-      chainNames: (chain, text) => `${list(chain)} | grep -q -- ${q(text)}`,
-      setHas: (set, member) => `nft get element ip sluice ${q(set)} ${q(`{ ${element(member)} }`)} >/dev/null 2>&1`,
+      setHas: (set, has, want) => ({ set, has, want }),
+      chainExists: (chain, exists) => ({ chain, exists }),
+      chainTargets: (chain, targets) => ({ chain, targets }),
+      chainNames: (chain, names, want) => ({ chain, names, want }),
+      cost: { chain: (chain) => `nft list chain ip sluice ${q(chain)} >/dev/null 2>&1 || true`, set: (set, member) => `nft get element ip sluice ${q(set)} ${q(`{ ${member.replace(/,(\w+):(\d+)$/, " . $1 . $2")} }`)} >/dev/null 2>&1 || true` },
     };
   }
   const ipt = binaries(4, mode).save.replace(/-save$/, "");
+  const not = (want: boolean): string => (want ? "" : "! ");
   return {
-    chainExists: (chain) => `${ipt} -w -S ${q(chain)} >/dev/null 2>&1`,
-    chainTargets: (chain) => `${ipt} -w -S ${q(chain)} 2>/dev/null | grep -o 'slc-pi-[0-9a-f]*' | tr '\\n' ' ' | sed 's/ $//'`,
-    chainNames: (chain, text) => `${ipt} -w -S ${q(chain)} 2>/dev/null | grep -q -- ${q(text)}`,
-    setHas: (set, member) => `ipset test ${q(set)} ${q(member)} 2>/dev/null`,
+    setHas: (set, member, want) => `${not(want)}ipset test ${q(set)} ${q(member)} 2>/dev/null`,
+    chainExists: (chain, want) => `${not(want)}${ipt} -w -S ${q(chain)} >/dev/null 2>&1`,
+    chainTargets: (chain, targets) => `[ "$(${ipt} -w -S ${q(chain)} 2>/dev/null | grep -o 'slc-pi-[0-9a-f]*' | tr '\\n' ' ' | sed 's/ $//')" = ${q(targets)} ]`,
+    chainNames: (chain, text, want) => `${not(want)}${ipt} -w -S ${q(chain)} 2>/dev/null | grep -q -- ${q(text)}`,
+    cost: { chain: (chain) => `${ipt} -w -S ${q(chain)} >/dev/null 2>&1 || true`, set: (set, member) => `ipset test ${q(set)} ${q(member)} 2>/dev/null || true` },
   };
+}
+
+const poll = (ns: string, cond: Cond): Poller => (typeof cond === "string" ? pollInNs(ns, cond) : pollNftInNs(ns, cond));
+
+/** Waits until `cond` holds (already holding is fine). */
+async function waitUntil(ns: string, cond: Cond): Promise<void> {
+  const p = poll(ns, cond);
+  try {
+    await p.done;
+  } catch (err) {
+    if (!/already true/.test((err as Error).message)) throw err;
+  }
 }
 
 /** Our nft table's chains, rules, sets and elements, counted as the iptables counters count (hooks: the base chains' jumps). */
@@ -517,13 +534,13 @@ async function runMode(mode: BenchMode, o: Options, ctx: { prefix: string; dir: 
   const modelMatches = rules.rules === expect.rules && rules.chains === expect.chains && ipsets.sets === expect.sets && ipsets.members === expect.members ? "yes" : `NO (model: ${expect.chains} chains, ${expect.rules} rules, ${expect.sets} sets, ${expect.members} members)`;
 
   // Label changes. Each waits for the previous apply to finish and settles for a moment.
-  const change = async (m: Mutation, toMutated: boolean, cond: string): Promise<ChangeSample> => {
+  const change = async (m: Mutation, toMutated: boolean, cond: Cond): Promise<ChangeSample> => {
     const key = podKey(m.ep.namespace, m.ep.pod);
     const stored = JSON.parse((await client.get(key).string()) ?? "null") as KubeObject | null;
     if (!stored) throw new Error(`pod ${key} is not in etcd`);
     stored.metadata.labels = toMutated ? m.mutated : m.original;
     const text = JSON.stringify(stored);
-    const poller = pollInNs(ns, cond);
+    const poller = poll(ns, cond);
     cleanup.add("poller", () => poller.kill());
     await poller.armed;
     const t0 = Date.now();
@@ -550,16 +567,11 @@ async function runMode(mode: BenchMode, o: Options, ctx: { prefix: string; dir: 
     };
   };
 
-  const setCond = (m: Mutation, toMutated: boolean): string => {
+  const setCond = (m: Mutation, toMutated: boolean): Cond => {
     const last = m.sets[m.sets.length - 1] as SetChange; // the restore writes sets in name order: the last one is updated last
-    const present = last.inMutated === toMutated;
-    return `${present ? "" : "! "}${view.setHas(last.name, last.member)}`;
+    return view.setHas(last.name, last.member, last.inMutated === toMutated);
   };
-  const chainCond = (m: Mutation, toMutated: boolean): string => {
-    const chain = endpointChainName("ingress", m.ep.hostIface);
-    const want = toMutated ? m.ingressTargets.mutated : m.ingressTargets.original;
-    return `[ "$(${view.chainTargets(chain)})" = ${q(want)} ]`;
-  };
+  const chainCond = (m: Mutation, toMutated: boolean): Cond => view.chainTargets(endpointChainName("ingress", m.ep.hostIface), toMutated ? m.ingressTargets.mutated : m.ingressTargets.original);
 
   const remote: ChangeSample[] = [];
   for (let i = 0; i < o.changes; i++) {
@@ -578,8 +590,8 @@ async function runMode(mode: BenchMode, o: Options, ctx: { prefix: string; dir: 
 
   // Policies created and deleted: the new policy selects the local pod, so its chain joins the pod's slc-tw chain.
   const twOf = (iface: string): string => endpointChainName("ingress", iface);
-  const timed = async (cond: string, write: () => Promise<unknown>): Promise<number> => {
-    const poller = pollInNs(ns, cond);
+  const timed = async (cond: Cond, write: () => Promise<unknown>): Promise<number> => {
+    const poller = poll(ns, cond);
     cleanup.add("poller", () => poller.kill());
     await poller.armed;
     const t0 = Date.now();
@@ -594,10 +606,9 @@ async function runMode(mode: BenchMode, o: Options, ctx: { prefix: string; dir: 
     const name = `bench-probe-${mode}-${i}`;
     const np = { apiVersion: "networking.k8s.io/v1", kind: "NetworkPolicy", metadata: { name, namespace: target.namespace }, spec: { podSelector: {}, policyTypes: ["Ingress"], ingress: [{ from: [{ podSelector: { matchLabels: { "bench-probe": String(i) } } }] }] } } as KubeObject;
     const chain = policyChainName("ingress", `${target.namespace}/${name}`);
-    const inTw = view.chainNames(twOf(target.hostIface), chain);
-    policyCreated.push(await timed(inTw, () => store.applyAll([np])));
+    policyCreated.push(await timed(view.chainNames(twOf(target.hostIface), chain, true), () => store.applyAll([np])));
     await sleep(150);
-    policyDeleted.push(await timed(`! ${inTw}`, () => store.deleteAll([{ kind: networkPolicyKind, namespace: target.namespace, name }])));
+    policyDeleted.push(await timed(view.chainNames(twOf(target.hostIface), chain, false), () => store.deleteAll([{ kind: networkPolicyKind, namespace: target.namespace, name }])));
     await sleep(150);
   }
   say(`${mode}: policy create / delete -> enforced: ${policyCreated.map((x) => x.toFixed(0)).join(" ")} / ${policyDeleted.map((x) => x.toFixed(0)).join(" ")} ms`);
@@ -612,13 +623,12 @@ async function runMode(mode: BenchMode, o: Options, ctx: { prefix: string; dir: 
     const parsed = parseWorkloadEndpointRecord(record);
     if (!parsed.ok) throw new Error(`bench endpoint record is invalid: ${parsed.reason}`);
     const recKey = workloadEndpointKey(NODE, record.namespace, podName, "eth0");
-    const exists = view.chainExists(twOf(record.hostIface));
-    podAdded.push(await timed(exists, async () => {
+    podAdded.push(await timed(view.chainExists(twOf(record.hostIface), true), async () => {
       await store.applyAll([pod]);
       await client.put(recKey).value(publishedValue(parsed.record, NODE));
     }));
     await sleep(150);
-    podRemoved.push(await timed(`! ${exists}`, async () => {
+    podRemoved.push(await timed(view.chainExists(twOf(record.hostIface), false), async () => {
       await client.delete().key(recKey);
       await store.deleteAll([{ kind: podKind, namespace: target.namespace, name: podName }]);
     }));
@@ -639,9 +649,9 @@ async function runMode(mode: BenchMode, o: Options, ctx: { prefix: string; dir: 
       (wait ? cniAdd.ready : cniAdd.plain).push(await call("ADD"));
       // The next ADD starts once this pod is programmed and its removal too, so that no
       // call shares the agent with the last one's work.
-      const tw = view.chainExists(twOf(hostIfaceName(target.namespace, podName)));
-      await nsSh(ns, `i=0; until ${tw}; do i=$((i+1)); [ $i -gt 500 ] && exit 1; sleep 0.02; done`);
-      await timed(`! ${tw}`, async () => {
+      const tw = twOf(hostIfaceName(target.namespace, podName));
+      await waitUntil(ns, view.chainExists(tw, true));
+      await timed(view.chainExists(tw, false), async () => {
         await call("DEL");
         await store.deleteAll([{ kind: podKind, namespace: target.namespace, name: podName }]);
       });
@@ -723,8 +733,8 @@ async function runMode(mode: BenchMode, o: Options, ctx: { prefix: string; dir: 
       baseline.ipsetSave.push(await timeInNs(ns, "ipset save"));
       baseline.ipsetTerse.push(await timeInNs(ns, "ipset list -t"));
     }
-    baseline.chainPoll.push(await timeInNs(ns, `${view.chainExists(tw)} || true`));
-    baseline.setPoll.push(await timeInNs(ns, `${view.setHas(ctx.remote.sets[0]?.name ?? "", ctx.remote.sets[0]?.member ?? "")} || true`));
+    baseline.chainPoll.push(await timeInNs(ns, view.cost.chain(tw)));
+    baseline.setPoll.push(await timeInNs(ns, view.cost.set(ctx.remote.sets[0]?.name ?? "", ctx.remote.sets[0]?.member ?? "")));
     const t = performance.now();
     await nsSh(ns, "true");
     baseline.nsExec.push(performance.now() - t);
@@ -895,8 +905,8 @@ function report(o: Options, setup: Array<[string, string]>, results: ModeResult[
       row("  planNft (pure: diff)", (r) => ms(r.noop.nftPlan)),
       row("whole no-op apply", (r) => ms(r.noop.apply)),
       row("`ip netns exec` overhead per command (bench side)", (r) => ms(r.baseline.nsExec)),
-      row("poll cost: iptables -S <chain> / nft list chain", (r) => ms(r.baseline.chainPoll)),
-      row("poll cost: ipset test / nft get element", (r) => ms(r.baseline.setPoll)),
+      row("one look: iptables -S <chain> / nft list chain (nftables polls over netlink instead)", (r) => ms(r.baseline.chainPoll)),
+      row("one look: ipset test / nft get element", (r) => ms(r.baseline.setPoll)),
       row("sizes: iptables-save text / ipset save text (nft: the nft -f script), KiB", (r) => (r.mode === "nftables" ? fmt(r.baseline.nftBytes / 1024) : `${fmt(r.baseline.saveBytes / 1024)} / ${fmt(r.baseline.ipsetBytes / 1024)}`)),
     ]),
   );

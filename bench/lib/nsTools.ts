@@ -6,9 +6,12 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { readFileSync, readlinkSync } from "node:fs";
+import { join } from "node:path";
+import { packageRoot } from "../../src/sandbox/paths.js";
 import { run } from "../../src/dataplane/exec.js";
 import { isOwnedChain } from "../../src/render/ruleset.js";
 import { isOwnedIpset } from "../../src/render/ipsetSpec.js";
+import type { NftCondition } from "./nftPoll.js";
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -72,7 +75,18 @@ export function pollInNs(ns: string, cond: string, stepMs = 5, timeoutMs = 60_00
     "t=$(date +%s%N)",
     'echo "done $t $n"',
   ].join("\n");
-  const child: ChildProcess = spawn("ip", ["netns", "exec", ns, "sh", "-c", script], { stdio: ["ignore", "pipe", "pipe"] });
+  return pollProcess(["netns", "exec", ns, "sh", "-c", script], cond, timeoutMs);
+}
+
+/** The nftables poller (nftPoll.ts: nfnetlink, one process) with pollInNs's protocol. */
+export function pollNftInNs(ns: string, cond: NftCondition, timeoutMs = 60_000): Poller {
+  const script = join(packageRoot(), "build", "bench", "lib", "nftPoll.js");
+  return pollProcess(["netns", "exec", ns, process.execPath, script, JSON.stringify(cond)], JSON.stringify(cond), timeoutMs);
+}
+
+/** Runs `ip <args>`, a poller that prints "armed", then "done <epoch ns> <iterations>" (or "already" and exits). */
+function pollProcess(args: string[], cond: string, timeoutMs: number): Poller {
+  const child: ChildProcess = spawn("ip", args, { stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   let err = "";
   let iterations = 0;

@@ -258,6 +258,46 @@ export class NftNetlink {
     return { family, chains: [...chains.values()], sets: sets.sort((a, b) => a.name.localeCompare(b.name)) };
   }
 
+  /** One chain's rules (our comment hashes) and the chains they jump or go to; undefined when the chain does not exist. */
+  async chainRules(family: Family, table: string, chain: string): Promise<{ hashes: string[]; targets: string[] } | undefined> {
+    try {
+      // A rule dump of a missing chain is empty, not an error: ask for the chain itself first.
+      await this.messages(MSG.GETCHAIN, family, [strAttr(1, table), strAttr(3, chain)], true);
+    } catch (err) {
+      if (/ENOENT/.test((err as Error).message)) return undefined;
+      throw err;
+    }
+    const msgs = await this.messages(MSG.GETRULE, family, [strAttr(1, table), strAttr(2, chain)]);
+    const hashes: string[] = [];
+    const targets: string[] = [];
+    for (const m of msgs) {
+      const r = attrs(m.data, 4);
+      if (cstr(first(r, 2)) !== chain) continue;
+      const udata = first(r, 7);
+      const comment = udata ? commentAt(udata, 0, udata.length) : "";
+      hashes.push(comment.startsWith(NFT_COMMENT_PREFIX) ? comment.slice(NFT_COMMENT_PREFIX.length) : "");
+      const exprs = first(r, 4);
+      if (exprs) targetsAt(exprs, 0, exprs.length, targets);
+    }
+    return { hashes, targets };
+  }
+
+  /** One set's elements as the formatter writes them; undefined when the set does not exist. */
+  async setElements(family: Family, table: string, set: string): Promise<string[] | undefined> {
+    let info: Array<Map<number, Buffer[]>>;
+    try {
+      info = await this.dump(MSG.GETSET, family, [strAttr(1, table), strAttr(2, set)], true);
+    } catch (err) {
+      if (/ENOENT/.test((err as Error).message)) return undefined;
+      throw err;
+    }
+    const s = info[0];
+    if (!s) return undefined;
+    const flags = first(s, 3)?.readUInt32BE(0) ?? 0;
+    const type = typeName(first(s, 4)?.readUInt32BE(0) ?? 0);
+    return this.elements(family, table, set, (flags & NFT_SET_INTERVAL) !== 0, type.includes(" . "));
+  }
+
   private async elements(family: Family, table: string, set: string, interval: boolean, concat: boolean): Promise<string[]> {
     const keys: Array<{ key: Buffer; end: boolean }> = [];
     for (const m of await this.dump(MSG.GETSETELEM, family, [strAttr(1, table), strAttr(2, set)])) {
