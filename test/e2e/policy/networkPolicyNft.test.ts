@@ -8,6 +8,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { nsExec } from "../../../src/sandbox/netns.js";
+import { kubeProxyNftablesCoexistence } from "./coexistence.js";
 import { SCENARIOS } from "./scenarios.js";
 import { policySuite } from "./suite.js";
 
@@ -28,6 +29,8 @@ policySuite(
         assert.doesNotMatch(await nsExec(n.ns, "ipset", ["list", "-n"]), /^slc/m, `${n.name}: no ipset of ours`);
       }
     });
+
+    kubeProxyNftablesCoexistence(sb);
   },
   "nftables",
 );
