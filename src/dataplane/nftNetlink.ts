@@ -28,7 +28,9 @@ const NFPROTO = { 4: 2, 6: 10 } as const;
 const HOOKS = ["prerouting", "input", "forward", "output", "postrouting"] as const;
 const NFT_JUMP = -3;
 const NFT_GOTO = -4;
+const NFT_SET_ANONYMOUS = 0x1;
 const NFT_SET_INTERVAL = 0x4;
+const NFT_SET_MAP = 0x8;
 const NFT_SET_ELEM_INTERVAL_END = 0x1;
 /** nft's datatype numbers (its userspace encodes concatenations as 6-bit groups of them). */
 const DATATYPES: Record<number, string> = { 7: "ipv4_addr", 8: "ipv6_addr", 12: "inet_proto", 13: "inet_service" };
@@ -95,6 +97,15 @@ const VERDICTS = [NFT_JUMP, NFT_GOTO].map((code) => {
   b.writeInt32BE(code, 4);
   return b;
 });
+
+/** The anonymous maps (`__map<n>`) a rule's expressions look up, by name. */
+const MAP_PREFIX = Buffer.from("__map");
+
+function mapsAt(buf: Buffer, start: number, end: number): string[] {
+  const out: string[] = [];
+  for (let at = buf.indexOf(MAP_PREFIX, start); at >= 0 && at < end; at = buf.indexOf(MAP_PREFIX, at + MAP_PREFIX.length)) out.push(cstrAt(buf, at, end));
+  return out;
+}
 
 function targetsAt(buf: Buffer, start: number, end: number, out: string[]): void {
   for (const pattern of VERDICTS) {
@@ -215,6 +226,20 @@ export class NftNetlink {
       }
       chains.set(chainName, { name: chainName, table: undefined, ...(base ? { base } : {}), rules: [] });
     }
+    // Sets first: a verdict map a rule uses is an anonymous set whose elements name the chains it sends to.
+    const sets: NftSet[] = [];
+    const mapTargets = new Map<string, string[]>();
+    for (const s of await this.dump(MSG.GETSET, family, [table])) {
+      const setName = cstr(first(s, 2));
+      const flags = first(s, 3)?.readUInt32BE(0) ?? 0;
+      if (flags & NFT_SET_ANONYMOUS) {
+        if (flags & NFT_SET_MAP) mapTargets.set(setName, await this.verdictTargets(family, name, setName));
+        continue;
+      }
+      const type = typeName(first(s, 4)?.readUInt32BE(0) ?? 0);
+      const interval = (flags & NFT_SET_INTERVAL) !== 0;
+      sets.push({ name: setName, type, interval, elements: await this.elements(family, name, setName, interval, type.includes(" . ")) });
+    }
     const targets = new Map<string, string[]>();
     for (const m of await this.messages(MSG.GETRULE, family, [table])) {
       // Walked by offset, not decoded into attributes: this is the one large dump.
@@ -227,22 +252,16 @@ export class NftNetlink {
         if (len < 4 || off + len > buf.length) break;
         const type = buf.readUInt16LE(off + 2) & 0x3fff;
         if (type === 2) chainName = cstrAt(buf, off + 4, off + len);
-        else if (type === 4) targetsAt(buf, off + 4, off + len, jumps);
-        else if (type === 7) comment = commentAt(buf, off + 4, off + len);
+        else if (type === 4) {
+          targetsAt(buf, off + 4, off + len, jumps);
+          if (mapTargets.size) for (const map of mapsAt(buf, off + 4, off + len)) jumps.push(...(mapTargets.get(map) ?? []));
+        } else if (type === 7) comment = commentAt(buf, off + 4, off + len);
         off += (len + 3) & ~3;
       }
       const c = chains.get(chainName);
       if (!c) continue;
       c.rules.push({ hash: comment.startsWith(NFT_COMMENT_PREFIX) ? comment.slice(NFT_COMMENT_PREFIX.length) : "", text: "" });
       if (jumps.length) targets.set(chainName, [...(targets.get(chainName) ?? []), ...jumps]);
-    }
-    const sets: NftSet[] = [];
-    for (const s of await this.dump(MSG.GETSET, family, [table])) {
-      const setName = cstr(first(s, 2));
-      const flags = first(s, 3)?.readUInt32BE(0) ?? 0;
-      const type = typeName(first(s, 4)?.readUInt32BE(0) ?? 0);
-      const interval = (flags & NFT_SET_INTERVAL) !== 0;
-      sets.push({ name: setName, type, interval, elements: await this.elements(family, name, setName, interval, type.includes(" . ")) });
     }
     for (const c of chains.values()) {
       const owner = c.base ? TABLES.find((t) => c.name === `${t}-${c.base?.hook}`) : undefined;
@@ -296,6 +315,13 @@ export class NftNetlink {
     const flags = first(s, 3)?.readUInt32BE(0) ?? 0;
     const type = typeName(first(s, 4)?.readUInt32BE(0) ?? 0);
     return this.elements(family, table, set, (flags & NFT_SET_INTERVAL) !== 0, type.includes(" . "));
+  }
+
+  /** The chains a verdict map's elements jump or go to. */
+  private async verdictTargets(family: Family, table: string, set: string): Promise<string[]> {
+    const out: string[] = [];
+    for (const m of await this.messages(MSG.GETSETELEM, family, [strAttr(1, table), strAttr(2, set)])) targetsAt(m.data, 4, m.data.length, out);
+    return out;
   }
 
   private async elements(family: Family, table: string, set: string, interval: boolean, concat: boolean): Promise<string[]> {

@@ -181,9 +181,17 @@ export function parseNftTable(json: string, family: Family): NftTable {
       const comment = typeof rule["comment"] === "string" ? rule["comment"] : "";
       chains.get(name)?.rules.push({ hash: comment.startsWith(NFT_COMMENT_PREFIX) ? comment.slice(NFT_COMMENT_PREFIX.length) : "", text: "" });
       const expr = Array.isArray(rule["expr"]) ? rule["expr"] : [];
-      for (const e of expr) {
-        const verdict = isObj(e) ? (e["jump"] ?? e["goto"]) : undefined;
+      const add = (v: Json | undefined): void => {
+        const verdict = isObj(v) ? (v["jump"] ?? v["goto"]) : undefined;
         if (isObj(verdict) && typeof verdict["target"] === "string") targets.set(name, [...(targets.get(name) ?? []), verdict["target"]]);
+      };
+      for (const e of expr) {
+        add(e);
+        // A verdict map: { "vmap": { "key": ..., "data": { "set": [[key, verdict], ...] } } }
+        const vmap = isObj(e) ? e["vmap"] : undefined;
+        const data = isObj(vmap) ? vmap["data"] : undefined;
+        const entries = isObj(data) ? data["set"] : undefined;
+        if (Array.isArray(entries)) for (const entry of entries) if (Array.isArray(entry)) add(entry[1]);
       }
     } else if (isObj(set)) {
       const type = Array.isArray(set["type"]) ? set["type"].map(String).join(" . ") : String(set["type"]);

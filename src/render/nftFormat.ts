@@ -15,7 +15,8 @@
  *   (-110), so Service traffic is policed by its real destination. A drop in any base chain
  *   of any table is final; an accept ends only that base chain, which is why the FORWARD
  *   fix for Docker's DROP policy stays an iptables rule (agent/hostRules.ts);
- * - our own chains keep their names (one name may not be used by two iptables tables);
+ * - our own chains keep their names (one name may not be used by two iptables tables); the
+ *   endpoint dispatch (one rule per local pod's interface) becomes one verdict map lookup;
  * - ipsets become named sets (their members read with iptablesFormat.ts's parsers, the
  *   one place that knows ipset member syntax): hash:ip -> `ipv4_addr`, hash:net -> an interval set whose
  *   elements are the addresses the ipset matches (its `nomatch` exceptions carved out,
@@ -168,14 +169,47 @@ function hashOf(parts: string[]): string {
 /** Each chain's hashed rules by the identity of its rules array (the render hands out an unchanged chain's rules as the same array). */
 const hashedChains = new WeakMap<readonly Rule[], Map<string, NftRule[]>>();
 
+/** A rule that only sends one exact interface on to a chain: an entry of a dispatch map. */
+function dispatchEntry(r: Rule): { dir: "in" | "out"; name: string; verdict: string } | undefined {
+  const [m, ...more] = r.match;
+  if (!m || more.length || m.kind !== "iface" || m.prefix) return undefined;
+  if (r.action.kind !== "goto" && r.action.kind !== "jump") return undefined;
+  return { dir: m.dir, name: m.name, verdict: formatNftAction(r.action) };
+}
+
+/**
+ * The statements of a chain. A run of rules at its head that each send one interface on
+ * to its own chain (the endpoint dispatch: `-i slc… -g slc-fw-slc…`, one per local pod,
+ * scanned in order by every packet) becomes one verdict map lookup:
+ * `iifname vmap { "slc…" : goto slc-fw-slc…, … }`, the same decision in one step. Only
+ * distinct names of one direction: a linear scan's first match is then the only match.
+ */
+function chainBodies(rules: readonly Rule[], family: Family): string[] {
+  let n = 0;
+  const names = new Set<string>();
+  const head: Array<{ name: string; verdict: string }> = [];
+  let dir: "in" | "out" | undefined;
+  for (const r of rules) {
+    const e = dispatchEntry(r);
+    if (!e || (dir !== undefined && e.dir !== dir) || names.has(e.name)) break;
+    dir = e.dir;
+    names.add(e.name);
+    head.push(e);
+    n++;
+  }
+  const rest = rules.slice(n).map((r) => formatNftRule(r, family));
+  if (n < 2 || dir === undefined) return rules.map((r) => formatNftRule(r, family));
+  const map = head.map((e) => `"${e.name}" : ${e.verdict}`).join(", ");
+  return [`${dir === "in" ? "iifname" : "oifname"} vmap { ${map} }`, ...rest];
+}
+
 export function nftRules(family: Family, chain: string, rules: readonly Rule[]): NftRule[] {
   const key = `${family}\u0000${chain}`;
   let byKey = hashedChains.get(rules);
   const hit = byKey?.get(key);
   if (hit) return hit;
   let prev = "";
-  const out = rules.map((r, i) => {
-    const body = formatNftRule(r, family);
+  const out = chainBodies(rules, family).map((body, i) => {
     const hash = hashOf([chain, String(i), prev, body]);
     prev = hash;
     return { hash, text: `${body} comment "${NFT_COMMENT_PREFIX}${hash}"` };

@@ -9,9 +9,9 @@ import assert from "node:assert/strict";
 import { parseNftTable, planNft } from "../../src/dataplane/nftPlan.js";
 import { type Family, formatIp, parseCidr, parseIp } from "../../src/model/ip.js";
 import type { IpsetSpec } from "../../src/render/ipsetSpec.js";
-import { NftMemberError, formatNftAction, formatNftMatch, nftSet, nftTable } from "../../src/render/nftFormat.js";
+import { NftMemberError, formatNftAction, formatNftMatch, nftRules, nftSet, nftTable } from "../../src/render/nftFormat.js";
 import type { Ruleset } from "../../src/render/ruleset.js";
-import { ACCEPT, DROP, RETURN, type Match, ctState, dst, goTo, inIface, inSet, jump, markIs, outIface, protocol, rule, setMark, src } from "../../src/render/rules.js";
+import { ACCEPT, DROP, RETURN, type Match, type Rule, ctState, dst, goTo, inIface, inSet, jump, markIs, outIface, protocol, rule, setMark, src } from "../../src/render/rules.js";
 import { mulberry32 } from "../helpers/golden.js";
 
 describe("nft formatter: matches and actions", () => {
@@ -41,6 +41,22 @@ describe("nft formatter: matches and actions", () => {
     assert.deepEqual([ACCEPT, DROP, RETURN].map(formatNftAction), ["accept", "drop", "return"]);
     assert.equal(formatNftAction({ kind: "log", prefix: 'sluice "drop" ', limit: { perMinute: 10, burst: 5 } }), "limit rate 10/minute burst 5 packets log prefix \"sluice 'drop' \"");
     assert.equal(formatNftAction({ kind: "masquerade", randomFully: true }), "masquerade fully-random");
+  });
+});
+
+describe("nft formatter: endpoint dispatch as one verdict map", () => {
+  const entry = (iface: string): Rule => rule(goTo(`slc-fw-${iface}`), inIface(iface));
+  test("a run of one-interface gotos at a chain's head becomes one vmap lookup; the rules after it stay", () => {
+    const bodies = nftRules(4, "slc-from-wl", [entry("slca"), entry("slcb"), entry("slcc"), rule(DROP)]).map((r) => r.text.replace(/ comment "sluice:[0-9a-f]+"$/, ""));
+    assert.deepEqual(bodies, ['iifname vmap { "slca" : goto slc-fw-slca, "slcb" : goto slc-fw-slcb, "slcc" : goto slc-fw-slcc }', "drop"]);
+  });
+  test("not when a linear scan could decide otherwise: a repeated name, a prefix, a second match, mixed directions, a single entry", () => {
+    const plain = (rules: Rule[]): boolean => nftRules(4, "c", rules).every((r) => !r.text.includes("vmap"));
+    assert.equal(plain([entry("slca"), entry("slca")].slice(0, 1)), true, "one entry: nothing to gain");
+    assert.equal(nftRules(4, "c2", [entry("slca"), entry("slca"), entry("slcb")])[0]?.text.includes("vmap"), false, "a repeated name ends the run before it has two");
+    assert.equal(plain([rule(goTo("x"), inIface("slc", true)), entry("slcb")]), true, "a prefix match is no map key");
+    assert.equal(plain([rule(goTo("x"), inIface("slca"), src("10.0.0.1/32")), entry("slcb")]), true);
+    assert.equal(plain([entry("slca"), rule(goTo("y"), outIface("slcb"))]), true);
   });
 });
 
