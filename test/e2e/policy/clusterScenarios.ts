@@ -47,8 +47,8 @@ export const CLUSTER_BULLETS = {
   "own-node":
     "a pod's traffic to its own node's host-network server: the Admin and Baseline tiers judge it as traffic to any other node (nodes, networks, nets), NetworkPolicy never does (it neither blocks nor opens it)",
   "egress": "egress rules of the Admin and Baseline tiers",
-  "update-in-place": "an object updated in place is in force within one second on every node",
-  "delete": "deleting an object is in force within one second on every node",
+  "update-in-place": "an object updated in place is in force within 600 ms on every node",
+  "delete": "deleting an object is in force within 600 ms on every node",
 } as const;
 export type ClusterBullet = keyof typeof CLUSTER_BULLETS;
 

@@ -19,8 +19,8 @@
  *   {{host:ext-1}}      an address outside the pod network: the external host's, a node's ({{host:node-2}})
  *
  * Step actions run in this order: createNamespace, recreatePod, apply, label, delete,
- * deleteNamespace. After a step with actions the runner waits SETTLE_MS (1 s) and probes
- * once: changes must be in force on every node within one second.
+ * deleteNamespace. After a step with actions the runner waits settleMs (600 ms) and probes
+ * once: changes must be in force on every node within 600 ms.
  */
 import type { Protocol } from "../../helpers/policyMatrix.js";
 import { HOME_NODE, NODES, POD_KEYS, type ProbePort } from "./model.js";
