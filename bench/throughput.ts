@@ -15,6 +15,8 @@
  *               Docker's FORWARD DROP in place), with the agents' production resync
  *               intervals; the server pod is isolated by a NetworkPolicy that admits the
  *               client on 5201, so its traffic takes the policy path;
+ *   sluice-nft: the same cluster shape with the agents on the native nftables dataplane
+ *               (`--dataplane nftables`), measured in the same rounds (`--dataplanes`);
  *   sluice+1k:  the same after 1,000 NetworkPolicies are enforced: 798 of the synthetic
  *               cluster policyScale uses (over 2,000 pods on other nodes), 200 more that
  *               select the server (namespace/pod selectors and ipBlocks, a port each), and
@@ -26,7 +28,7 @@
  * one-second omitted warm-up). Ratios: sluice / hand+ct (target ≥ 0.95), sluice+1k /
  * sluice (target ≥ 0.98). Prints figures; asserts nothing.
  *
- * Run: npm run build && node build/bench/throughput.js [--seconds 3] [--rounds 5] [--backends vxlan,host-gw]
+ * Run: npm run build && node build/bench/throughput.js [--seconds 3] [--rounds 5] [--backends vxlan,host-gw] [--dataplanes iptables,nftables]
  */
 import { mkdtempSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
@@ -44,10 +46,14 @@ import { SANDBOX_POLICY_READY_TIMEOUT_MS, Sandbox, teardown } from "../src/sandb
 import { eventually, tcpProbe } from "../src/sandbox/endpoints.js";
 import { addNetns, delNetns, ip, listNetns, netnsPids, nsExec } from "../src/sandbox/netns.js";
 import { createNamespace, createPod } from "../src/sandbox/pods.js";
+import { parseNftTable } from "../src/dataplane/nftPlan.js";
 import { countIpsets, countRules, median, nsSh, sleep } from "./lib/nsTools.js";
 import { synthCluster } from "./lib/synthCluster.js";
 
 type Backend = "vxlan" | "host-gw";
+type Dataplane = "iptables" | "nftables";
+/** A dataplane's path names: `sluice` (iptables, as before) and `sluice-nft`. */
+const pathName = (d: Dataplane): string => (d === "iptables" ? "sluice" : "sluice-nft");
 const IPERF_PORT = 5201;
 /** The agents' own defaults (the sandbox polls every second, which would tax every path measured here). */
 const PRODUCTION_RESYNC = ["--iptables-resync", "5", "--route-resync", "10", "--policy-resync", "60"];
@@ -197,8 +203,12 @@ async function sluiceCluster(sb: Sandbox): Promise<Path> {
   return { name: "sluice", clientNs: client.netns, serverNs: server.netns, serverIp };
 }
 
-/** Our rules (filter and raw) and sets in a node's namespace. */
-async function kernelCounts(ns: string): Promise<{ rules: number; sets: number; members: number }> {
+/** Our rules (filter and raw; nftables: our table) and sets in a node's namespace. */
+async function kernelCounts(ns: string, dataplane: Dataplane): Promise<{ rules: number; sets: number; members: number }> {
+  if (dataplane === "nftables") {
+    const t = parseNftTable(await nsSh(ns, "nft -j list table ip sluice"), 4);
+    return { rules: t.chains.reduce((n, c) => n + c.rules.length, 0), sets: t.sets.length, members: t.sets.reduce((n, x) => n + x.elements.length, 0) };
+  }
   const filter = countRules(await nsSh(ns, "iptables-save -t filter"));
   const raw = countRules(await nsSh(ns, "iptables-save -t raw"));
   const sets = countIpsets(await nsSh(ns, "ipset save"));
@@ -223,7 +233,7 @@ function serverPolicies(n: number, teams: readonly string[], apps: readonly stri
  * waits until they are in the kernel. An agent renders only policies that select its own
  * pods, so the 200 are what puts a busy node's sets and chains on the server's path.
  */
-async function installThousandPolicies(sb: Sandbox, path: Path): Promise<{ rules: number; sets: number; members: number; ms: number }> {
+async function installThousandPolicies(sb: Sandbox, path: Path, dataplane: Dataplane): Promise<{ rules: number; sets: number; members: number; ms: number }> {
   const synth = synthCluster({ namespaces: 40, pods: 2000, localPods: 0, policies: 798, remoteNodes: 8, localNode: "synth-0", localSubnet: "10.246.0.0/24", remoteSubnet: (k) => `10.246.${k}.0/24`, seed: 7 });
   // Its nodes are called node-<k>, which the sandbox's nodes are: rename them out of the way.
   const rename = (n: string): string => n.replace(/^node-/, "synth-");
@@ -234,7 +244,7 @@ async function installThousandPolicies(sb: Sandbox, path: Path): Promise<{ rules
   const c = sb.etcdClient();
   const t0 = performance.now();
   const node2 = sb.nodeByName("2").ns;
-  const before = await kernelCounts(node2);
+  const before = await kernelCounts(node2, dataplane);
   try {
     const store = new EtcdResourceStore(c);
     const objects: KubeObject[] = [...synth.namespaces, ...synth.pods, ...synth.policies, ...extra];
@@ -260,7 +270,7 @@ async function installThousandPolicies(sb: Sandbox, path: Path): Promise<{ rules
   if (!clientIp) throw new Error("cannot read the client pod's address");
   if (!(await eventually(async () => !(await tcpProbe({ ns: serverNs }, clientIp, 80, 500)), 120_000, 500))) throw new Error("the 1,000th policy was not enforced within 120 s");
   const ms = performance.now() - t0;
-  const after = await kernelCounts(node2);
+  const after = await kernelCounts(node2, dataplane);
   if (after.sets <= before.sets) throw new Error(`node-2 has ${after.sets} sets after 1,000 policies (${before.sets} before): they did not land`);
   return { ...after, ms };
 }
@@ -278,36 +288,49 @@ async function rounds(paths: readonly Path[], n: number, seconds: number): Promi
   return out;
 }
 
-async function benchBackend(backend: Backend, o: { seconds: number; rounds: number }): Promise<Array<[string, number[]]>> {
+async function benchBackend(backend: Backend, o: { seconds: number; rounds: number; dataplanes: readonly Dataplane[] }): Promise<Array<[string, number[]]>> {
   const id = `${process.pid.toString(36)}${backend === "vxlan" ? "v" : "g"}`;
   const hand = `slttp${id}h-`;
   const handCt = `slttp${id}c-`;
-  const prefix = `slttp${id}`;
-  const stateDir = mkdtempSync(join(tmpdir(), `sluice-bench-tp-${backend}-`));
-  const sb = new Sandbox({ prefix, stateDir, nodes: 2, backend, segments: 1, agentArgs: PRODUCTION_RESYNC, policyReadyTimeoutMs: SANDBOX_POLICY_READY_TIMEOUT_MS });
+  // One two-node sandbox per dataplane, side by side, measured in the same rounds.
+  const clusters = o.dataplanes.map((dataplane) => {
+    const prefix = `slttp${id}${dataplane === "iptables" ? "i" : "n"}`;
+    const stateDir = mkdtempSync(join(tmpdir(), `sluice-bench-tp-${backend}-${dataplane}-`));
+    const sb = new Sandbox({ prefix, stateDir, nodes: 2, backend, segments: 1, agentArgs: [...PRODUCTION_RESYNC, "--dataplane", dataplane], policyReadyTimeoutMs: SANDBOX_POLICY_READY_TIMEOUT_MS });
+    return { dataplane, prefix, stateDir, sb };
+  });
   try {
-    log(`${backend}: wiring the baselines and a two-node sandbox cluster`);
+    log(`${backend}: wiring the baselines and a two-node sandbox cluster per dataplane (${o.dataplanes.join(", ")})`);
     const bare = await handWired(hand, backend, false);
     const ct = await handWired(handCt, backend, true);
-    const sluice = await sluiceCluster(sb);
+    const sluice: Path[] = [];
+    for (const c of clusters) sluice.push({ ...(await sluiceCluster(c.sb)), name: pathName(c.dataplane) });
     await sleep(2000);
-    const first = await rounds([bare.underlay, bare.pod, ct.pod, sluice], o.rounds, o.seconds);
-    log(`${backend}: installing 1,000 NetworkPolicies`);
-    const k = await installThousandPolicies(sb, sluice);
-    log(`${backend}: 1,000 policies enforced after ${(k.ms / 1000).toFixed(1)} s; node-2 holds ${k.rules} rules and ${k.sets} sets of ${k.members} members`);
+    const first = await rounds([bare.underlay, bare.pod, ct.pod, ...sluice], o.rounds, o.seconds);
+    const loadedPaths: Path[] = [ct.pod];
+    for (const [i, c] of clusters.entries()) {
+      log(`${backend}: installing 1,000 NetworkPolicies (${c.dataplane})`);
+      const k = await installThousandPolicies(c.sb, sluice[i] as Path, c.dataplane);
+      log(`${backend}: 1,000 policies enforced after ${(k.ms / 1000).toFixed(1)} s (${c.dataplane}); node-2 holds ${k.rules} rules and ${k.sets} sets of ${k.members} members`);
+      loadedPaths.push({ ...(sluice[i] as Path), name: `${pathName(c.dataplane)}+1k` });
+    }
     await sleep(2000);
-    const loaded = await rounds([ct.pod, { ...sluice, name: "sluice+1k" }], o.rounds, o.seconds);
-    return [...first.entries(), ["hand+ct (2nd)", loaded.get("hand+ct") ?? []], ["sluice+1k", loaded.get("sluice+1k") ?? []]];
+    const loaded = await rounds(loadedPaths, o.rounds, o.seconds);
+    return [...first.entries(), ["hand+ct (2nd)", loaded.get("hand+ct") ?? []], ...loadedPaths.slice(1).map((p): [string, number[]] => [p.name, loaded.get(p.name) ?? []])];
   } finally {
-    await sb.down().catch((err: unknown) => console.error(`sandbox teardown: ${String(err)}`));
-    await teardown(prefix, stateDir).catch(() => undefined);
+    for (const c of clusters) {
+      await c.sb.down().catch((err: unknown) => console.error(`sandbox teardown: ${String(err)}`));
+      await teardown(c.prefix, c.stateDir).catch(() => undefined);
+    }
     await removeNamespaces(hand);
     await removeNamespaces(handCt);
   }
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { seconds: { type: "string", default: "3" }, rounds: { type: "string", default: "5" }, backends: { type: "string", default: "vxlan,host-gw" } } });
+  const { values } = parseArgs({ options: { seconds: { type: "string", default: "3" }, rounds: { type: "string", default: "5" }, backends: { type: "string", default: "vxlan,host-gw" }, dataplanes: { type: "string", default: "iptables,nftables" } } });
+  const dataplanes = values.dataplanes.split(",") as Dataplane[];
+  for (const d of dataplanes) if (d !== "iptables" && d !== "nftables") throw new Error(`--dataplanes: "${d}" is not iptables or nftables`);
   const seconds = Number(values.seconds);
   const roundsN = Number(values.rounds);
   const backends = values.backends.split(",") as Backend[];
@@ -318,14 +341,17 @@ async function main(): Promise<void> {
   const cpu = cpus();
   console.log(`pod-to-pod TCP throughput, one iperf3 stream, ${roundsN} rounds × ${seconds} s per path (${cpu.length} × ${cpu[0]?.model ?? "cpu"}, load ${loadavg()[0]?.toFixed(2)}, node ${process.version})`);
   for (const backend of backends) {
-    const series = await benchBackend(backend, { seconds, rounds: roundsN });
+    const series = await benchBackend(backend, { seconds, rounds: roundsN, dataplanes });
     const med = new Map(series.map(([name, xs]) => [name, median(xs)]));
     console.log(`\n${backend}`);
     console.log(`${"path".padEnd(16)} ${"n".padStart(3)} ${"median Gbit/s".padStart(14)} ${"min".padStart(7)} ${"max".padStart(7)}`);
     for (const [name, xs] of series) console.log(`${name.padEnd(16)} ${String(xs.length).padStart(3)} ${(med.get(name) ?? NaN).toFixed(2).padStart(14)} ${Math.min(...xs).toFixed(2).padStart(7)} ${Math.max(...xs).toFixed(2).padStart(7)}`);
     const ratio = (a: string, b: string): string => ((med.get(a) ?? NaN) / (med.get(b) ?? NaN)).toFixed(3);
-    console.log(`sluice / hand+ct      ${ratio("sluice", "hand+ct")}  (target ≥ 0.95)`);
-    console.log(`sluice+1k / sluice    ${ratio("sluice+1k", "sluice")}  (target ≥ 0.98; against the 2nd hand+ct: ${ratio("sluice+1k", "hand+ct (2nd)")})`);
+    for (const d of dataplanes) {
+      const n = pathName(d);
+      console.log(`${`${n} / hand+ct`.padEnd(22)} ${ratio(n, "hand+ct")}  (target ≥ ${d === "iptables" ? "0.95" : "0.97"})`);
+      console.log(`${`${n}+1k / ${n}`.padEnd(22)} ${ratio(`${n}+1k`, n)}  (target ≥ 0.98; against the 2nd hand+ct: ${ratio(`${n}+1k`, "hand+ct (2nd)")})`);
+    }
     console.log(`hand+ct / hand        ${ratio("hand+ct", "hand")}  (what one conntrack rule costs)`);
     console.log(`hand / underlay       ${ratio("hand", "underlay")}  (what the pod path and ${backend === "vxlan" ? "encapsulation" : "routing"} cost)`);
   }
