@@ -26,14 +26,14 @@
  */
 import type { Logger } from "pino";
 import type { Family } from "../model/ip.js";
-import { type IpsetSpec, isOwnedIpset } from "../render/ipsetSpec.js";
+import type { IpsetSpec } from "../render/ipsetSpec.js";
 import { type NftSet, type NftTable, NFT_TABLE, NftMemberError, nftFamily, nftSet, nftTable } from "../render/nftFormat.js";
 import type { Ruleset, TableName, TableSpec } from "../render/ruleset.js";
 import { run } from "./exec.js";
 import type { KernelReadOptions } from "./iptables.js";
 import { NftGenerations, NftNetlink } from "./nftNetlink.js";
 import { type NftPlan, describeDrift, parseNftTable, planNft } from "./nftPlan.js";
-import { failClosedRuleset, referencedSets } from "./policyDataplane.js";
+import { checkRulesInput, failClosedRuleset } from "./policyDataplane.js";
 import type { RulesApplyReport, RulesDataplane } from "./rulesDataplane.js";
 
 export interface NftablesDataplaneOptions {
@@ -144,12 +144,7 @@ export class NftablesDataplane implements RulesDataplane {
 
   private async applyOnce(family: Family, ruleset: Ruleset, ipsets: readonly IpsetSpec[], opts: KernelReadOptions): Promise<NftApplyReport> {
     const started = Date.now();
-    if (family !== this.family || ruleset.family !== this.family) {
-      throw new Error(`IPv${this.family} nftables dataplane given an IPv${family === this.family ? ruleset.family : family} ruleset`);
-    }
-    const desiredNames = new Set(ipsets.map((s) => s.name));
-    const missing = [...referencedSets(ruleset)].filter((n) => isOwnedIpset(n) && !desiredNames.has(n));
-    if (missing.length) throw new Error(`rules reference sets that are not desired: ${missing.sort().join(", ")}`);
+    checkRulesInput("nftables dataplane", this.family, family, ruleset, ipsets);
     const sets: NftSet[] = [];
     const refusedSets: Array<{ name: string; reason: string }> = [];
     for (const s of ipsets) {

@@ -77,6 +77,18 @@ export function referencedSets(ruleset: Ruleset): Set<string> {
   return out;
 }
 
+/**
+ * What every rules dataplane checks before it writes anything: the ruleset is of its
+ * family, and every set of ours a rule names is among the desired sets (else the write
+ * would fail half-way, or a rule would name nothing).
+ */
+export function checkRulesInput(what: string, own: Family, family: Family, ruleset: Ruleset, sets: readonly IpsetSpec[]): void {
+  if (family !== own || ruleset.family !== own) throw new Error(`IPv${own} ${what} given an IPv${family === own ? ruleset.family : family} ruleset`);
+  const desired = new Set(sets.map((s) => s.name));
+  const missing = [...referencedSets(ruleset)].filter((n) => isOwnedIpset(n) && !desired.has(n));
+  if (missing.length) throw new Error(`rules reference sets that are not desired: ${missing.sort().join(", ")}`);
+}
+
 const namesAny = (r: Rule, sets: ReadonlySet<string>): boolean => setsOf(r).some((s) => sets.has(s));
 
 /** The rules (with their chain) that name one of `sets`. */
@@ -165,12 +177,7 @@ export class PolicyDataplane implements RulesDataplane {
 
   private async applyOnce(family: Family, ruleset: Ruleset, ipsets: readonly IpsetSpec[], opts: KernelReadOptions): Promise<PolicyApplyReport> {
     const started = Date.now();
-    if (family !== this.family || ruleset.family !== this.family) {
-      throw new Error(`IPv${this.family} policy dataplane given an IPv${family === this.family ? ruleset.family : family} ruleset`);
-    }
-    const desiredNames = new Set(ipsets.map((s) => s.name));
-    const missing = [...referencedSets(ruleset)].filter((n) => isOwnedIpset(n) && !desiredNames.has(n));
-    if (missing.length) throw new Error(`rules reference ipsets that are not desired: ${missing.sort().join(", ")}`);
+    checkRulesInput("policy dataplane", this.family, family, ruleset, ipsets);
 
     const before = this.writes;
     const readsBefore = this.reads;
