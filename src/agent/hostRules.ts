@@ -19,7 +19,7 @@ import type { Logger } from "pino";
 import type { AgentConfig } from "../config/agentConfig.js";
 import type { NetworkConfig } from "../config/networkConfig.js";
 import { type DataplaneCapabilities, kernelHasSctp, probeCapabilities } from "../dataplane/capabilities.js";
-import { type DataplaneChoice, chooseDataplane, probeNftables } from "../dataplane/dataplaneChoice.js";
+import { type DataplaneChoice, chooseDataplane, nftVersion, probeNftables } from "../dataplane/dataplaneChoice.js";
 import { run } from "../dataplane/exec.js";
 import { type IptablesMode, detectMode, supportsRandomFully } from "../dataplane/iptables.js";
 import { NftGenerations } from "../dataplane/nftNetlink.js";
@@ -70,7 +70,6 @@ export class HostRules {
 
   static async create(cfg: AgentConfig, log: Logger, enableNFTables = false): Promise<HostRules> {
     const choice = await chooseDataplane(cfg.dataplane, enableNFTables);
-    const iptablesHere = await run("iptables-nft-restore", ["--version"]).then((r) => r.code === 0, () => false) || (await run("iptables-legacy-restore", ["--version"]).then((r) => r.code === 0, () => false));
     const mode = await detectMode(cfg["iptables-backend"]);
     const ip4 = new PolicyDataplane({ family: 4, mode, log });
     const ip6 = new PolicyDataplane({ family: 6, mode, log });
@@ -85,6 +84,8 @@ export class HostRules {
         [6, new NftablesDataplane({ family: 6, log, generations })],
       ]);
       const { sctpMatch } = await probeNftables();
+      // iptables stays only for the FORWARD accept rules, and only where it exists.
+      const iptablesHere = (await run(ip4.iptables.bin.restore, ["--version"]).then((r) => r.code === 0, () => false));
       const capabilities: DataplaneCapabilities = { sctpMatch, setMatch: true, sctpProtocol: kernelHasSctp(), notes: [] };
       const randomFully = !cfg["ip-masq-fully-random-disable"];
       log.info({ dataplane: "nftables", reason: choice.reason, randomFully, sctpMatch, iptables: iptablesHere ? mode : "absent" }, "dataplane chosen");
@@ -97,8 +98,7 @@ export class HostRules {
       throw new Error(`iptables (${mode}) cannot match ipsets (-m set; kernel module xt_set) so policy cannot be enforced: ${capabilities.notes.join("; ")}. Load xt_set, or run with --enable-policy=false`);
     }
     log.info({ dataplane: "iptables", reason: choice.reason, mode, randomFully, sctpMatch: capabilities.sctpMatch, setMatch: capabilities.setMatch }, "dataplane chosen");
-    const nftHere = (await run("nft", ["--version"]).then((r) => r.code === 0, () => false));
-    const other: OtherDataplane | undefined = nftHere
+    const other: OtherDataplane | undefined = (await nftVersion()) !== undefined
       ? {
           kind: "nftables",
           dataplanes: new Map<Family, RulesDataplane>([

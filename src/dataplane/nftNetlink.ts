@@ -15,10 +15,10 @@
  * and a test checks that both readers agree.
  */
 import { type NetlinkSocket, createNetlink } from "netlink";
-import { type Family, cidr, formatCidr, formatIp } from "../model/ip.js";
+import { type Family, formatIp } from "../model/ip.js";
 import type { NftBaseChain, NftChain, NftSet, NftTable } from "../render/nftFormat.js";
-import { NFT_COMMENT_PREFIX } from "../render/nftFormat.js";
-import type { TableName } from "../render/ruleset.js";
+import { NFT_COMMENT_PREFIX, spanText } from "../render/nftFormat.js";
+import { assignOwners } from "./nftPlan.js";
 
 const NETLINK_NETFILTER = 12;
 const NFNL_SUBSYS_NFTABLES = 10;
@@ -35,7 +35,6 @@ const NFT_SET_ELEM_INTERVAL_END = 0x1;
 /** nft's datatype numbers (its userspace encodes concatenations as 6-bit groups of them). */
 const DATATYPES: Record<number, string> = { 7: "ipv4_addr", 8: "ipv6_addr", 12: "inet_proto", 13: "inet_service" };
 const PROTOCOLS: Record<number, string> = { 6: "tcp", 17: "udp", 132: "sctp" };
-const TABLES: readonly TableName[] = ["raw", "mangle", "filter", "nat"];
 
 /** Top-level attributes of a netlink payload, by type (nested flag masked off). */
 function attrs(buf: Buffer, from = 0): Map<number, Buffer[]> {
@@ -140,15 +139,6 @@ function keyText(key: Buffer, family: Family, concat: boolean): string {
   return `${addr} . ${PROTOCOLS[proto] ?? String(proto)} . ${port}`;
 }
 
-/** An interval as `nft list` prints it: an address, a prefix, or a range. */
-function spanText(start: bigint, end: bigint, family: Family): string {
-  const size = end - start + 1n;
-  if (size === 1n) return formatIp({ family, value: start });
-  const bits = size.toString(2).length - 1;
-  if (1n << BigInt(bits) === size && start % size === 0n) return formatCidr(cidr(family, start, (family === 4 ? 32 : 128) - bits));
-  return `${formatIp({ family, value: start })}-${formatIp({ family, value: end })}`;
-}
-
 /**
  * The generations our own writes produced, shared by the dataplanes of one agent (one per
  * family): a record stays true across another family's write, since that write touched
@@ -162,7 +152,7 @@ export class NftGenerations {
     if (this.ours.size > 4096) this.ours.delete(this.ours.values().next().value as number);
   }
 
-  /** Whether every generation after `from` up to `to` is one of ours. */
+  /** Whether every generation after `from` up to `to` is one of ours (none: `to` is `from`, nothing committed). */
   onlyOursBetween(from: number, to: number): boolean {
     if (to < from || to - from > this.ours.size) return false;
     for (let g = from + 1; g <= to; g++) if (!this.ours.has(g)) return false;
@@ -263,17 +253,7 @@ export class NftNetlink {
       c.rules.push({ hash: comment.startsWith(NFT_COMMENT_PREFIX) ? comment.slice(NFT_COMMENT_PREFIX.length) : "", text: "" });
       if (jumps.length) targets.set(chainName, [...(targets.get(chainName) ?? []), ...jumps]);
     }
-    for (const c of chains.values()) {
-      const owner = c.base ? TABLES.find((t) => c.name === `${t}-${c.base?.hook}`) : undefined;
-      if (!owner) continue;
-      const todo = [c.name];
-      while (todo.length) {
-        const k = chains.get(todo.pop() as string);
-        if (!k || k.table !== undefined) continue;
-        k.table = owner;
-        todo.push(...(targets.get(k.name) ?? []));
-      }
-    }
+    assignOwners(chains, targets);
     return { family, chains: [...chains.values()], sets: sets.sort((a, b) => a.name.localeCompare(b.name)) };
   }
 
@@ -347,7 +327,7 @@ export class NftNetlink {
       if (p.end) continue;
       const next = points[i + 1];
       const last = next?.end ? next.at - 1n : top;
-      out.push(spanText(p.at, last, family));
+      out.push(spanText({ start: p.at, end: last }, family));
       if (next?.end) i++;
     }
     return out.sort();

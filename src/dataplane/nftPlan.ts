@@ -200,20 +200,27 @@ export function parseNftTable(json: string, family: Family): NftTable {
       sets.push({ name: String(set["name"]), type, interval: flags.includes("interval"), elements: elem.map(elementText).sort() });
     }
   }
-  // Each chain belongs to the table of the base chain (`<table>-<hook>`) it is reached from.
+  assignOwners(chains, targets);
+  return { family, chains: [...chains.values()], sets: sets.sort((a, b) => a.name.localeCompare(b.name)) };
+}
+
+/**
+ * Gives each chain read back the table of the base chain (`<table>-<hook>`) it is reached
+ * from, through `targets` (a chain's jump, goto and verdict-map targets); a chain no base
+ * chain reaches keeps `undefined`. Both readers (nft -j here, nfnetlink) use it.
+ */
+export function assignOwners(chains: ReadonlyMap<string, NftChain>, targets: ReadonlyMap<string, readonly string[]>): void {
   for (const c of chains.values()) {
-    const table = c.base ? TABLES.find((t) => c.name === `${t}-${c.base?.hook}`) : undefined;
-    if (!table) continue;
+    const owner = c.base ? TABLES.find((t) => c.name === `${t}-${c.base?.hook}`) : undefined;
+    if (!owner) continue;
     const todo = [c.name];
     while (todo.length) {
-      const n = todo.pop() as string;
-      const k = chains.get(n);
+      const k = chains.get(todo.pop() as string);
       if (!k || k.table !== undefined) continue;
-      k.table = table;
-      todo.push(...(targets.get(n) ?? []));
+      k.table = owner;
+      todo.push(...(targets.get(k.name) ?? []));
     }
   }
-  return { family, chains: [...chains.values()], sets: sets.sort((a, b) => a.name.localeCompare(b.name)) };
 }
 
 /** What differs between two tables, for the drift log: "" when nothing does. */

@@ -192,7 +192,7 @@ export class NftablesDataplane implements RulesDataplane {
     let trusted = opts.trustCache === true && this.record !== undefined;
     const genBefore = await this.currentGeneration();
     const since = this.generation;
-    if (!trusted && this.record && genBefore !== undefined && since !== undefined && (genBefore === since || this.generations.onlyOursBetween(since, genBefore))) {
+    if (!trusted && this.record && genBefore !== undefined && since !== undefined && this.generations.onlyOursBetween(since, genBefore)) {
       trusted = true; // nothing anywhere has committed since the record was true
       this.unchangedChecks++;
     }

@@ -224,7 +224,7 @@ export function nftRules(family: Family, chain: string, rules: readonly Rule[]):
 /** A member an nft set cannot hold: the set is refused (its rules fail closed), never half written. */
 export class NftMemberError extends Error {}
 
-interface Span {
+export interface Span {
   start: bigint;
   end: bigint;
 }
@@ -235,8 +235,8 @@ function spanOf(text: string, family: Family): Span & { len: number } {
   return { start: c.ip, end: c.ip + (1n << BigInt(bitsOf(family) - c.prefixLen)) - 1n, len: c.prefixLen };
 }
 
-/** A span as `nft list` prints an interval element: an address, a prefix, or a range. */
-function spanText(s: Span, family: Family): string {
+/** A span as `nft list` prints an interval element: an address, a prefix, or a range (the netlink reader prints its intervals with it too). */
+export function spanText(s: Span, family: Family): string {
   const size = s.end - s.start + 1n;
   if (size === 1n) return formatIp({ family, value: s.start });
   const bits = size.toString(2).length - 1;
@@ -328,7 +328,7 @@ export function nftSet(spec: IpsetSpec): NftSet {
   try {
     return { name: spec.name, type, interval: spec.type === "hash:net", elements: setElements(spec) };
   } catch (err) {
-    if (err instanceof NftMemberError) throw new NftMemberError(`set ${spec.name}: ${err.message}`);
+    // parseCidr's errors too: any member the set cannot hold refuses the set, named.
     if (err instanceof Error) throw new NftMemberError(`set ${spec.name}: ${err.message}`);
     throw err;
   }
