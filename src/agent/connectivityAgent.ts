@@ -26,7 +26,7 @@ import type { Lease } from "../model/lease.js";
 import { podMtu } from "../routing/backends.js";
 import { type Concern, DataplaneApply, RulesNotApplied } from "./dataplaneApply.js";
 import { startHealthServer } from "./health.js";
-import { LocalEndpointWatcher, PolicyReadyMarks } from "./localEndpoints.js";
+import { LocalEndpointWatcher, PolicyReadyMarks, PolicyStatusFile } from "./localEndpoints.js";
 import { PolicyEngine } from "./policyEngine.js";
 import { PolicyManager, type PolicyManagerOptions } from "./policyManager.js";
 import { RouteManager } from "./routeManager.js";
@@ -135,7 +135,7 @@ export class ConnectivityAgent {
       mtu: (lease: Lease) => podMtu(network.backend, underlay.mtu, lease.subnet6 !== undefined),
       routes: new RouteManager(rt),
       rules: rt.hostRules,
-      policy: new PolicyManager({ families: rt.families, policy: policySource, localRecords: () => local.records(), marks, forgetConntrack: (a) => forgetConntrackOf(a, log) }),
+      policy: new PolicyManager({ families: rt.families, policy: policySource, localRecords: () => local.records(), marks, status: new PolicyStatusFile(rt.paths.cniDataDir, log), forgetConntrack: (a) => forgetConntrackOf(a, log) }),
       subnetEnv: this.subnetEnv,
       afterSubnetEnv: () => this.markReadyOnce(),
     });

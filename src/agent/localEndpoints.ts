@@ -26,7 +26,7 @@ import type { Logger } from "pino";
 import { parseWorkloadEndpointRecord } from "../config/endpointSchema.js";
 import type { LocalEndpointRecords } from "../datastore/kubePolicySource.js";
 import type { WorkloadEndpointRecord } from "../model/endpoint.js";
-import { formatReadyMark, localEndpointsDir, policyReadyDir, policyReadyPath } from "../model/localEndpoints.js";
+import { type PolicyStatus, formatPolicyStatus, formatReadyMark, localEndpointsDir, policyReadyDir, policyReadyPath, policyStatusPath } from "../model/localEndpoints.js";
 import { writeFileAtomic } from "./subnetEnv.js";
 import { SerialRerun } from "../util/serialRerun.js";
 
@@ -254,6 +254,35 @@ export class PolicyReadyMarks {
       }
     } catch (err) {
       this.log.warn({ dir: this.dir, err: (err as Error).message }, "cannot update the policy-ready marks; will retry");
+    }
+  }
+}
+
+/**
+ * policy-status.json: the revision in force on this node, rewritten after every filter
+ * apply with policy. Errors are logged, never thrown: the file informs, it gates nothing.
+ */
+export class PolicyStatusFile {
+  readonly path: string;
+  private failing = false;
+
+  constructor(
+    dataDir: string,
+    private readonly log: Logger,
+  ) {
+    this.path = policyStatusPath(dataDir);
+  }
+
+  async write(s: PolicyStatus): Promise<void> {
+    try {
+      await mkdir(join(this.path, ".."), { recursive: true });
+      await writeFileAtomic(this.path, formatPolicyStatus(s));
+      if (this.failing) this.log.info({ path: this.path }, "policy status written again");
+      this.failing = false;
+    } catch (err) {
+      // Once per run of failures: an apply every few seconds must not fill the log.
+      if (!this.failing) this.log.warn({ path: this.path, err: (err as Error).message }, "cannot write the policy status; will retry");
+      this.failing = true;
     }
   }
 }

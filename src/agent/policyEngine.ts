@@ -77,6 +77,11 @@ export class PolicyEngine extends EventEmitter {
     return snapshot.endpoints.filter((e) => e.node === this.nodeName).map((e) => ({ hostIface: e.hostIface, containerId: containers.get(e.hostIface) ?? "", ips: e.ips }));
   }
 
+  /** The datastore revision of the snapshot of the last renders() call (once applied: what is in force). */
+  renderedRevision(): string | undefined {
+    return this.rendered?.revision;
+  }
+
   /** Logs the warnings that were not there at the previous render. */
   private noteWarnings(warnings: readonly string[]): void {
     const now = new Set(warnings);

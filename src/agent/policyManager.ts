@@ -11,12 +11,15 @@ import type { PolicyRender } from "../render/policyContract.js";
 import type { PolicyInput } from "./hostRules.js";
 import type { ProgrammedEndpoint } from "./localEndpoints.js";
 import type { WorkloadEndpointRecord } from "../model/endpoint.js";
+import type { PolicyStatus } from "../model/localEndpoints.js";
 
 /** What the manager needs of the PolicyEngine (and tests fake). */
 export interface PolicyRenderer {
   readonly synced: boolean;
   renders(families: readonly Family[]): Promise<ReadonlyMap<Family, PolicyRender> | undefined>;
   renderedLocalEndpoints(): ProgrammedEndpoint[];
+  /** The datastore revision of the snapshot of the last renders() call. */
+  renderedRevision(): string | undefined;
 }
 
 export interface PolicyManagerOptions {
@@ -29,6 +32,8 @@ export interface PolicyManagerOptions {
   /** The plugin's pod records (the marks' source without policy). */
   localRecords: () => readonly WorkloadEndpointRecord[];
   marks: { sync(programmed: readonly ProgrammedEndpoint[]): Promise<void> };
+  /** Where the revision in force is recorded after each filter apply with policy (policy-status.json). */
+  status: { write(s: PolicyStatus): Promise<void> };
   forgetConntrack: (addresses: readonly string[]) => Promise<unknown>;
 }
 
@@ -76,6 +81,9 @@ export class PolicyManager {
         if (removed.length > 0) await this.o.forgetConntrack(removed);
       }
     }
-    await this.o.marks.sync(p.engine.renderedLocalEndpoints());
+    const endpoints = p.engine.renderedLocalEndpoints();
+    await this.o.marks.sync(endpoints);
+    const revision = now ? p.engine.renderedRevision() : undefined;
+    if (revision !== undefined) await this.o.status.write({ revision, appliedAt: new Date().toISOString(), localEndpoints: endpoints.length });
   }
 }

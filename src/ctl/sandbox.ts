@@ -31,7 +31,7 @@ import {
   podId,
   podObjects,
 } from "../sandbox/pods.js";
-import { leaseSubnets, listLeases, nodeSubnet, removeSandboxNode } from "../sandbox/nodes.js";
+import { leaseSubnets, listLeases, nodePolicyStatus, nodeSubnet, removeSandboxNode } from "../sandbox/nodes.js";
 import { DEFAULT_PROBE_TIMEOUT_MS, type ProbeResult, formatPortSpec, parseProbeSpec, probe, probeFromNode, probeMatrix } from "../sandbox/probe.js";
 import { addExternalHost, listExternalHosts, removeExternalHost } from "../sandbox/external.js";
 import type { Io } from "./commands.js";
@@ -227,7 +227,8 @@ async function status(flags: RawFlags, io: Io): Promise<number> {
   const nodes = await Promise.all(
     sb.nodes.map(async (n) => {
       const pid = sb.agentPid(n);
-      return { name: n.name, netns: n.ns, address: n.address, segment: n.segment, subnet: await nodeSubnet(n), agentPid: pid ?? null, ready: pid ? await agentReady(n) : false };
+      const policy = nodePolicyStatus(n);
+      return { name: n.name, netns: n.ns, address: n.address, segment: n.segment, subnet: await nodeSubnet(n), agentPid: pid ?? null, ready: pid ? await agentReady(n) : false, policy: policy ? { revision: policy.revision, appliedAt: policy.appliedAt } : null };
     }),
   );
   let leases: Array<{ subnet: string; node: string; publicIp: string; backend: string }> = [];
@@ -245,7 +246,8 @@ async function status(flags: RawFlags, io: Io): Promise<number> {
     return 0;
   }
   io.out(`sandbox ${sb.o.prefix}: backend ${sb.o.backend}, ${sb.o.segments} segment(s), state ${sb.o.stateDir}\netcd: ${sb.etcd?.endpoint ?? "-"} (${etcdUp ? `pid ${sb.etcd?.pid}` : "NOT RUNNING"}${sb.etcd ? `; clients need the certificate ${sb.etcd.tls.certFile}` : ""})\n\nNODES\n`);
-  io.out(table([["NAME", "NETNS", "ADDRESS", "SEGMENT", "SUBNET", "AGENT"], ...nodes.map((n) => [n.name, n.netns, n.address, String(n.segment), n.subnet, n.agentPid ? `pid ${n.agentPid} ${n.ready ? "ready" : "NOT READY"}` : "NOT RUNNING"])]));
+  // POLICY: the datastore revision each agent has in force, so a change can be followed node by node.
+  io.out(table([["NAME", "NETNS", "ADDRESS", "SEGMENT", "SUBNET", "AGENT", "POLICY"], ...nodes.map((n) => [n.name, n.netns, n.address, String(n.segment), n.subnet, n.agentPid ? `pid ${n.agentPid} ${n.ready ? "ready" : "NOT READY"}` : "NOT RUNNING", n.policy ? `revision ${n.policy.revision}` : "-"])]));
   io.out(`\nLEASES\n`);
   io.out(table([["SUBNET", "NODE", "PUBLIC-IP", "BACKEND"], ...leases.map((l) => [l.subnet, l.node, l.publicIp, l.backend])]));
   io.out(`\nNAMESPACES\n`);

@@ -9,6 +9,12 @@
  *                                                  for this container's record, with these
  *                                                  addresses (written after each filter apply,
  *                                                  removed when the endpoint goes)
+ *   <dataDir>/_sluice/policy-status.json            {"revision": "...", "appliedAt": "...",
+ *                                                  "localEndpoints": N}: the datastore
+ *                                                  revision of the policy data the agent's
+ *                                                  last successful filter apply rendered
+ *                                                  (rewritten after each one), so "has my
+ *                                                  change reached this node?" has an answer
  *
  * "_sluice" cannot clash with a network's address store (<dataDir>/<network>): network
  * names start with a letter or digit. Every file appears whole or not at all (a temp file
@@ -23,6 +29,33 @@ export const localEndpointsDir = (dataDir: string): string => join(dataDir, LOCA
 export const localEndpointPath = (dataDir: string, hostIface: string): string => join(localEndpointsDir(dataDir), `${hostIface}.json`);
 export const policyReadyDir = (dataDir: string): string => join(dataDir, LOCAL_STATE_DIR, "ready");
 export const policyReadyPath = (dataDir: string, hostIface: string): string => join(policyReadyDir(dataDir), hostIface);
+export const policyStatusPath = (dataDir: string): string => join(dataDir, LOCAL_STATE_DIR, "policy-status.json");
+
+/**
+ * What the agent has in force. `revision` is the datastore's (etcd's revision, or the
+ * Kubernetes resourceVersion last seen) as of the snapshot the rules were rendered from:
+ * in etcd mode every policy-relevant write up to it is programmed on this node.
+ */
+export interface PolicyStatus {
+  revision: string;
+  /** When the apply finished (ISO 8601). */
+  appliedAt: string;
+  /** This node's pods in that snapshot. */
+  localEndpoints: number;
+}
+
+export const formatPolicyStatus = (s: PolicyStatus): string => JSON.stringify(s) + "\n";
+
+/** A policy status file's content, or undefined when it is not one (torn writes cannot happen: it is renamed into place). */
+export function parsePolicyStatus(text: string): PolicyStatus | undefined {
+  try {
+    const s = JSON.parse(text) as Partial<PolicyStatus> | null;
+    if (typeof s?.revision !== "string" || typeof s.appliedAt !== "string" || typeof s.localEndpoints !== "number") return undefined;
+    return { revision: s.revision, appliedAt: s.appliedAt, localEndpoints: s.localEndpoints };
+  } catch {
+    return undefined;
+  }
+}
 
 /**
  * The content of a ready mark. The container ID is the one of the record the agent's

@@ -75,6 +75,9 @@ export interface SandboxNode {
   stateDir: string;
 }
 
+/** The CNI plugin's dataDir on a node (its netconf's, the agent's --cni-data-dir): pod records, ready marks, the policy status. */
+export const nodeCniDataDir = (node: Pick<SandboxNode, "stateDir">): string => join(node.stateDir, "ipam");
+
 export function underlayAddress(segment: number, host: number): string {
   return `10.250.${segment}.${host}`;
 }
@@ -376,7 +379,7 @@ export class Sandbox {
       "--node-name", node.name,
       "--subnet-file", join(node.stateDir, "subnet.env"),
       // The CNI plugin's dataDir (cni.ts): the pod records and policy-ready marks it shares with the agent.
-      "--cni-data-dir", join(node.stateDir, "ipam"),
+      "--cni-data-dir", nodeCniDataDir(node),
       "--healthz-ip", "127.0.0.1",
       "--healthz-port", "9099",
       "--iptables-resync", "1",

@@ -5,7 +5,7 @@
  */
 import { run } from "../dataplane/exec.js";
 import { join } from "node:path";
-import type { Sandbox, SandboxNode } from "./cluster.js";
+import { type Sandbox, type SandboxNode, nodeCniDataDir } from "./cluster.js";
 import { binPath } from "./paths.js";
 
 export type CniCommand = "ADD" | "DEL" | "CHECK";
@@ -44,7 +44,7 @@ export function cniNetconf(sb: Sandbox, node: SandboxNode): Record<string, unkno
     name: "sluice",
     type: "sluice",
     subnetFile: join(node.stateDir, "subnet.env"),
-    dataDir: join(node.stateDir, "ipam"),
+    dataDir: nodeCniDataDir(node),
     nodeName: node.name,
     // Either datastore: the plugin talks to none, the node's agent learns the pod from its record on the node.
     ...(sb.o.policyReadyTimeoutMs ? { policyReadyTimeoutMs: sb.o.policyReadyTimeoutMs } : {}),

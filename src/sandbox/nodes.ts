@@ -1,12 +1,13 @@
 /** Node-level operations that span the cluster, its pods and its leases. */
-import { existsSync, mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { pino } from "pino";
 import { readSubnetEnv } from "../agent/subnetEnv.js";
 import { EtcdSubnetRegistry } from "../datastore/etcdSubnetRegistry.js";
 import { formatCidr } from "../model/ip.js";
 import type { Lease } from "../model/lease.js";
-import type { Sandbox, SandboxNode } from "./cluster.js";
+import { type PolicyStatus, parsePolicyStatus, policyStatusPath } from "../model/localEndpoints.js";
+import { type Sandbox, type SandboxNode, nodeCniDataDir } from "./cluster.js";
 import { type ServedPort, ctlRequest, spawnPodServer, waitPodServer } from "./podServer.js";
 import { deletePod, listPods, podId, withEtcd } from "./pods.js";
 
@@ -17,6 +18,15 @@ export const SANDBOX_ETCD_PREFIX = "/coreos.com/network";
 export async function nodeSubnet(n: SandboxNode): Promise<string> {
   const env = await readSubnetEnv(join(n.stateDir, "subnet.env"));
   return env?.subnet ? formatCidr(env.subnet) : "-";
+}
+
+/** What the node's agent has in force (its policy-status.json), or undefined before its first filter apply with policy. */
+export function nodePolicyStatus(n: Pick<SandboxNode, "stateDir">): PolicyStatus | undefined {
+  try {
+    return parsePolicyStatus(readFileSync(policyStatusPath(nodeCniDataDir(n)), "utf8"));
+  } catch {
+    return undefined;
+  }
 }
 
 export async function listLeases(sb: Sandbox): Promise<Lease[]> {
@@ -50,6 +60,9 @@ export async function removeSandboxNode(sb: Sandbox, name: string | number, o: {
   return { node: n.name, pods: pods.map(podId), leases, warnings };
 }
 
+/** The control socket of a node's host-network server (serveOnNode), whether one runs or not. */
+export const nodeServerSocket = (sb: Sandbox, n: Pick<SandboxNode, "name">): string => join(sb.o.stateDir, "s", `node-${n.name}.sock`);
+
 /**
  * A host-network server on a node: the pod server (podServer.ts) in the node's own network
  * namespace, serving `ports` (TCP echo, UDP answers) on every address of the node, as a
@@ -61,7 +74,7 @@ export async function removeSandboxNode(sb: Sandbox, name: string | number, o: {
 export async function serveOnNode(sb: Sandbox, name: string, ports: readonly ServedPort[]): Promise<{ pid: number; ctlSocket: string }> {
   const n = sb.nodeByName(name);
   mkdirSync(join(sb.o.stateDir, "s"), { recursive: true });
-  const ctlSocket = join(sb.o.stateDir, "s", `node-${n.name}.sock`);
+  const ctlSocket = nodeServerSocket(sb, n);
   const logFile = join(n.stateDir, "host-server.log");
   if (existsSync(ctlSocket)) {
     try {

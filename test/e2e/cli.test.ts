@@ -10,6 +10,7 @@ import { connectEtcd } from "../../src/datastore/etcdClient.js";
 import { podKey } from "../../src/datastore/resourceKeys.js";
 import { run } from "../../src/dataplane/exec.js";
 import { teardown } from "../../src/sandbox/cluster.js";
+import { eventually } from "../../src/sandbox/endpoints.js";
 import { listNetns } from "../../src/sandbox/netns.js";
 import { binPath } from "../../src/sandbox/paths.js";
 import { leftovers } from "../helpers/cluster.js";
@@ -18,7 +19,7 @@ import { uniquePrefix } from "../helpers/netns.js";
 interface Status {
   prefix: string;
   etcd: { endpoint: string; running: boolean; tls: { caFile: string; certFile: string; keyFile: string } };
-  nodes: Array<{ name: string; netns: string; address: string; segment: number; subnet: string; agentPid: number | null; ready: boolean }>;
+  nodes: Array<{ name: string; netns: string; address: string; segment: number; subnet: string; agentPid: number | null; ready: boolean; policy: { revision: string; appliedAt: string } | null }>;
   leases: Array<{ subnet: string; node: string; publicIp: string }>;
   namespaces: Array<{ name: string; labels: Record<string, string> }>;
   pods: Array<{ pod: string; node: string; ips: string[]; netns: string; labels: Record<string, string> }>;
@@ -152,9 +153,17 @@ describe("sluicectl sandbox: up, pods, probes, matrix, status, labels, nodes, do
     }
   });
 
-  test("label pod / label ns (k=v sets, k- removes); exec runs in the pod", async () => {
+  test("label pod / label ns (k=v sets, k- removes); exec runs in the pod; status follows the revision each agent has in force", async () => {
+    const revisions = (st: Status): number[] => st.nodes.map((n) => Number(n.policy?.revision ?? NaN));
+    const before = revisions(await status());
+    assert.ok(before.every((r) => r > 0), `every agent reports a revision in force: ${before.join(", ")}`);
     await ok("label", "pod", "x/a", "app-", "tier=frontend");
     await ok("label", "ns", "x", "team-", "env=dev");
+    // Both writes are policy data: each agent's revision moves past them once it applied them.
+    let now = before;
+    const moved = await eventually(async () => (now = revisions(await status())).every((r, i) => r > (before[i] as number)), 5000, 100);
+    assert.ok(moved, `revisions ${before.join(", ")} -> ${now.join(", ")}`);
+    assert.match(await ok("status"), /POLICY[^]*node-1 .* revision \d+/, "the table shows it too");
     const st = await status();
     assert.deepEqual(st.pods.find((p) => p.pod === "x/a")?.labels, { tier: "frontend" });
     assert.deepEqual(st.namespaces.find((n) => n.name === "x")?.labels, { env: "dev", "kubernetes.io/metadata.name": "x" });

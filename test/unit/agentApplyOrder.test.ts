@@ -31,6 +31,7 @@ type Event =
   | { what: "rules"; family: Family; tables: string[]; trustCache: boolean | undefined; at: number }
   | { what: "conntrack"; addresses: string[] }
   | { what: "marks" }
+  | { what: "status"; revision: string }
   | { what: "subnet.env" };
 
 /** A RulesDataplane that records what it is asked to write, taking `applyMs` of fake time. */
@@ -76,9 +77,15 @@ class FakeDataplane implements RulesDataplane {
 class FakeEngine implements PolicyRenderer {
   synced = false;
   addresses: string[] = [];
+  revision = "1";
+  private rendered: string | undefined;
   renders(families: readonly Family[]): Promise<ReadonlyMap<Family, PolicyRender> | undefined> {
     if (!this.synced) return Promise.resolve(undefined);
+    this.rendered = this.revision;
     return Promise.resolve(new Map(families.map((f) => [f, emptyRender()])));
+  }
+  renderedRevision(): string | undefined {
+    return this.rendered;
   }
   renderedLocalEndpoints(): Array<{ hostIface: string; containerId: string; ips: string[] }> {
     return [];
@@ -106,6 +113,7 @@ function node(o: { policy: boolean; applyMs?: number }) {
     policy: o.policy ? { engine, podAddresses: () => engine.addresses } : undefined,
     localRecords: () => [],
     marks: { sync: () => Promise.resolve(void events.push({ what: "marks" })) },
+    status: { write: (st) => Promise.resolve(void events.push({ what: "status", revision: st.revision })) },
     forgetConntrack: (addresses) => Promise.resolve(void events.push({ what: "conntrack", addresses: [...addresses] })),
   });
   const apply = new DataplaneApply({
@@ -237,6 +245,36 @@ describe("agent apply order", () => {
     assert.deepEqual(conntrack(), [["10.244.7.3"]], "the running apply still had .4");
     await n.clock.advance(200);
     assert.deepEqual(conntrack(), [["10.244.7.3"], ["10.244.9.4"]]);
+  });
+
+  test("the policy status names the revision of each filter apply that succeeded, after its marks; a failed apply leaves it as it was", async () => {
+    const n = node({ policy: true });
+    const statuses = (): string[] => n.events.flatMap((e) => (e.what === "status" ? [e.revision] : []));
+    await n.start();
+    assert.deepEqual(statuses(), [], "no status before the data was listed");
+    n.engine.synced = true;
+    n.engine.revision = "41";
+    n.scheduler.request("filter", 15);
+    await n.clock.advance(100);
+    assert.deepEqual(statuses(), ["41"]);
+    const at = n.indexOf((e) => e.what === "status");
+    assert.equal(n.events[at - 1]?.what, "marks", "written after the ready marks, right after the rules");
+
+    n.engine.revision = "42";
+    n.dp.failures = 1;
+    n.scheduler.request("filter", 15);
+    await n.clock.advance(100);
+    assert.deepEqual(statuses(), ["41"], "the failed apply of 42 is not in force");
+    await n.clock.advance(1000);
+    assert.deepEqual(statuses(), ["41", "42"], "the retry that succeeded is");
+  });
+
+  test("without policy there is no policy status", async () => {
+    const n = node({ policy: false });
+    await n.start();
+    n.scheduler.request("filter", 15);
+    await n.clock.advance(100);
+    assert.equal(n.events.filter((e) => e.what === "status").length, 0);
   });
 
   test("a burst of 100 policy changes is a few filter applies, never two at once", async () => {
