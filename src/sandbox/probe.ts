@@ -7,11 +7,13 @@
  * tries all its targets in parallel, all sources at once, and a matrix with blocked pairs
  * takes about one timeout.
  */
+import { existsSync } from "node:fs";
 import { isIP } from "node:net";
 import { ConfigError } from "../config/errors.js";
 import { kernelHasSctp } from "../dataplane/capabilities.js";
 import type { ConnectionProtocol } from "../policy/evaluate.js";
-import type { Sandbox } from "./cluster.js";
+import type { Sandbox, SandboxNode } from "./cluster.js";
+import { nodeServerSocket } from "./nodes.js";
 import { type PodRef, type SandboxPod, getPod, listPods, parsePodRef, podId } from "./pods.js";
 import { type PodStream, type ProbeOutcome, type ProbeTarget, ctlRequest, openStream, probeFromNetns } from "./podServer.js";
 
@@ -120,6 +122,21 @@ async function probeFrom(from: SandboxPod, targets: Array<{ to: string; host: st
 }
 
 /**
+ * The node's host-network server (serveOnNode), when one runs, probes from the node's
+ * namespace as a process started there would, without the process start (half a second).
+ * undefined when none answers.
+ */
+async function askNodeServer(sb: Sandbox, n: SandboxNode, targets: ProbeTarget[], timeoutMs: number): Promise<ProbeOutcome[] | undefined> {
+  const socket = nodeServerSocket(sb, n);
+  if (!existsSync(socket)) return undefined;
+  try {
+    return (await ctlRequest<{ results: ProbeOutcome[] }>(socket, { op: "probe", targets, timeoutMs }, timeoutMs + 10_000)).results;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
  * Connection attempts from a node's own namespace (host-network traffic, as the kubelet's
  * probes), to pods or addresses, in parallel. `from` in the results is the node name.
  */
@@ -128,7 +145,8 @@ export async function probeFromNode(sb: Sandbox, node: string | number, to: Read
   const protocol = o.protocol ?? "TCP";
   const timeoutMs = o.timeoutMs ?? DEFAULT_PROBE_TIMEOUT_MS;
   const targets = to.map((t) => targetHost(sb, t));
-  const results = await probeFromNetns(n.ns, targets.map((t) => ({ host: t.host, port: o.port, protocol })), timeoutMs);
+  const req = targets.map((t) => ({ host: t.host, port: o.port, protocol }));
+  const results = (await askNodeServer(sb, n, req, timeoutMs)) ?? (await probeFromNetns(n.ns, req, timeoutMs));
   return targets.map((t, i) => {
     const r = results[i] ?? { status: "error" as const, ms: 0, detail: "no result" };
     return { ...r, from: n.name, to: t.to, host: t.host, port: o.port, protocol, connected: r.status === "connected" };
@@ -137,9 +155,13 @@ export async function probeFromNode(sb: Sandbox, node: string | number, to: Read
 
 /** One real connection attempt from a pod to a pod ("ns/name") or an address. */
 export async function probe(sb: Sandbox, from: string | PodRef, to: string | PodRef, o: ProbeOptions): Promise<ProbeResult> {
-  const src = getPod(sb, from);
-  const [r] = await probeFrom(src, [targetHost(sb, to)], o);
+  const [r] = await probeEach(sb, from, [to], o);
   return r as ProbeResult;
+}
+
+/** Connection attempts from one pod to each target, in parallel, asked of the pod's server in one request; results in the targets' order. */
+export function probeEach(sb: Sandbox, from: string | PodRef, to: ReadonlyArray<string | PodRef>, o: ProbeOptions): Promise<ProbeResult[]> {
+  return probeFrom(getPod(sb, from), to.map((t) => targetHost(sb, t)), o);
 }
 
 /**

@@ -10,7 +10,7 @@
  * policy-ready wait, an API outage that leaves traffic and policy as they were, a 404 on a
  * relist that is not an empty list, and addresses no host may have that freeze nothing.
  */
-import { before, describe, test } from "node:test";
+import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
@@ -27,6 +27,7 @@ import { nodeSubnet } from "../../src/sandbox/nodes.js";
 import type { StoredObject } from "../../src/sandbox/objects.js";
 import { testCluster } from "../helpers/cluster.js";
 import { FakeKubeApiProcess } from "../helpers/fakeKubeApi.js";
+import { KubeModelLoader } from "../helpers/kubeModelLoader.js";
 import { type PolicyObjectStore, SandboxPolicyHarness, kindOf, namespacedObjectKinds } from "./policy/sandboxHarness.js";
 import { DEFAULT_RUNNER_OPTIONS, PolicySuiteRunner } from "./policy/runner.js";
 import { type Scenario, SCENARIOS, X_CLOSED, doc } from "./policy/scenarios.js";
@@ -54,8 +55,9 @@ const SUBSET = [
  * Policy objects in the fake API server, put there as kubectl apply would. The server
  * lives in the underlay namespace (control goes over IPC), so the model explain judges by
  * is loaded there: `sluicectl explain`'s Kubernetes loader (the agents' KubePolicySource,
- * over real HTTP) in a process inside that namespace, its model handed back as JSON. The
- * runner then compares explain with the probes at every step, as in etcd mode.
+ * over real HTTP) in one long-lived process inside that namespace (KubeModelLoader), which
+ * lists every kind afresh for each step and hands the model back. The runner then compares
+ * explain with the probes at every step, as in etcd mode.
  */
 class KubePolicyObjectStore implements PolicyObjectStore {
   constructor(
@@ -73,12 +75,12 @@ class KubePolicyObjectStore implements PolicyObjectStore {
     return this.last;
   }
 
+  private loader: Promise<KubeModelLoader> | undefined;
+
   private async readModel(): Promise<PolicyModel> {
     const { netns, url } = this.where();
-    const explainModule = join(__dirname, "../../src/ctl/explain.js");
-    // The client library's keep-alive sockets outlive stop(): the process exits once the model is out, as sluicectl does.
-    const script = `require(${JSON.stringify(explainModule)}).loadKubePolicyModel({ apiUrl: ${JSON.stringify(url)} }).then((l) => process.stdout.write(JSON.stringify(l.model), () => process.exit(0)), (e) => { console.error(e.message); process.exit(1); });`;
-    return JSON.parse(await nsExec(netns, process.execPath, ["-e", script])) as PolicyModel;
+    this.loader ??= KubeModelLoader.start(netns);
+    return (await this.loader).load(url);
   }
 
   async apply(objects: readonly KubeObject[]): Promise<void> {
@@ -95,7 +97,11 @@ class KubePolicyObjectStore implements PolicyObjectStore {
     }
   }
 
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    const loader = this.loader;
+    this.loader = undefined;
+    await (await loader?.catch(() => undefined))?.stop();
+  }
 }
 
 /** The suite, once per dataplane (`--dataplane`): the same tests, the kernel's view read as that dataplane keeps it. */
@@ -134,9 +140,11 @@ function kubeModeSuite(dataplane: "iptables" | "nftables"): void {
       store = new KubePolicyObjectStore(control(), where);
       runner = new PolicySuiteRunner(new SandboxPolicyHarness(sb, store), { ...DEFAULT_RUNNER_OPTIONS, log: (m) => lines.push(m) });
       await runner.setup();
-      await sleep(DEFAULT_RUNNER_OPTIONS.settleMs);
+      await runner.settle();
       assert.equal(await runner.checkClean(), "", lines.join("\n"));
     });
+    // The loader process lives in the underlay namespace and would outlive it.
+    after(async () => store?.close());
 
     test("each agent published its node's annotations and set NetworkUnavailable=False; subnets are the nodes' podCIDRs", async () => {
       const keys = annotationKeys("sluice.dev");
@@ -160,7 +168,7 @@ function kubeModeSuite(dataplane: "iptables" | "nftables"): void {
         lines = [];
         try {
           const r = runnerOf();
-          if ((await r.reset()).length) await sleep(DEFAULT_RUNNER_OPTIONS.settleMs);
+          if ((await r.reset()).length) await r.settle();
           await r.runScenario(sc);
         } finally {
           for (const l of lines) t.diagnostic(l);

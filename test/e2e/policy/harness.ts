@@ -82,6 +82,15 @@ export interface PolicyHarness {
    */
   explain?(q: ExplainRequest): Promise<{ cells: boolean[][]; pairs: boolean[] }>;
 
+  /**
+   * Resolves once every node's agent has in force everything written to the datastore so
+   * far (a marker write, then each node's policy status reaching its revision), or after
+   * `deadlineMs` naming the nodes that had not. Absent where one revision does not order
+   * every write (a Kubernetes API server: one watch per collection); the runner then
+   * waits its settle time.
+   */
+  inForce?(deadlineMs: number): Promise<{ ms: number; late: string[] }>;
+
   /** Runs the probes concurrently; true = connected (a TCP echo or a UDP reply came back). */
   probe(requests: readonly ProbeRequest[], timeoutMs: number): Promise<boolean[]>;
   /** Probes from a node's own network namespace. */

@@ -6,10 +6,15 @@
  * matrix and the step's other probes: what explain says must be what the probes saw.
  *
  * Timing contract: a change must be in force on every node within 600 ms. After the
- * last action of a step returns, the runner waits `settleMs` (600 ms) and probes ONCE;
- * there is no retry window. Only when that probe differs does it probe again after
- * `diagnoseMs`, to tell "too slow" from "wrong" in the failure message; the step fails
- * either way.
+ * last action of a step returns, the runner waits until every node's agent reports the
+ * change in force (the harness's inForce: a barrier write, then the nodes' policy status),
+ * at most `settleMs` (600 ms), and probes ONCE; there is no retry window, so an agent that
+ * says "in force" before its kernel is gets caught. Where the harness cannot tell (the
+ * Kubernetes API's per-collection watches), or pods were created or deleted (their
+ * endpoints travel through their own node's agent, at revisions the runner does not
+ * know), it waits the whole `settleMs`. Only when that probe differs does it probe again
+ * after `diagnoseMs`, to tell "too slow" from "wrong" in the failure message; the step
+ * fails either way.
  *
  * Within one probe: a TCP probe sends one SYN (the kernel's first retransmission comes
  * after 1 s, past the 600 ms probe timeout), so TCP is judged exactly at settle time. A UDP probe
@@ -46,6 +51,8 @@ export class ScenarioFailure extends Error {}
 
 export class PolicySuiteRunner {
   private stateOrUndefined: ClusterState | undefined;
+  /** Pods were created or deleted since the last settle(). */
+  private podsChanged = false;
 
   constructor(
     private readonly h: PolicyHarness,
@@ -74,6 +81,7 @@ export class PolicySuiteRunner {
         for (const p of pods.filter((x) => x.node === node)) {
           const ip = await this.h.createPod({ namespace: p.namespace, name: p.name, node: p.node, labels: p.labels, ports: p.ports });
           st.pods.set(p.key, { ...p, labels: { ...p.labels }, ip });
+          this.podsChanged = true;
         }
       }),
     );
@@ -94,6 +102,7 @@ export class PolicySuiteRunner {
       if ((NAMESPACES as readonly string[]).includes(ns)) continue;
       await this.h.deleteNamespace(ns);
       st.deleteNamespace(ns);
+      this.podsChanged = true;
       undone.push(`namespace ${ns}`);
     }
     for (const ns of NAMESPACES) {
@@ -122,6 +131,7 @@ export class PolicySuiteRunner {
   private async recreatePod(key: string, node: string, labels: Record<string, string>): Promise<void> {
     const st = this.state;
     const p = st.pod(key);
+    this.podsChanged = true;
     await this.h.deletePod(p.namespace, p.name);
     st.pods.delete(key);
     const ip = await this.h.createPod({ namespace: p.namespace, name: p.name, node, labels, ports: CONTAINER_PORTS });
@@ -135,6 +145,7 @@ export class PolicySuiteRunner {
       await this.h.createNamespace(ns.name, ns.labels);
       st.namespaces.set(ns.name, { name: ns.name, labels: { ...ns.labels } });
       for (const p of ns.pods) {
+        this.podsChanged = true;
         const ip = await this.h.createPod({ namespace: ns.name, name: p.name, node: p.node, labels: p.labels, ports: CONTAINER_PORTS });
         st.pods.set(`${ns.name}/${p.name}`, { key: `${ns.name}/${p.name}`, namespace: ns.name, name: p.name, node: p.node, labels: { ...p.labels }, ip, ports: [...CONTAINER_PORTS] });
       }
@@ -159,9 +170,25 @@ export class PolicySuiteRunner {
       st.policies.delete(key);
     }
     for (const ns of step.deleteNamespace ?? []) {
+      this.podsChanged = true;
       await this.h.deleteNamespace(ns);
       st.deleteNamespace(ns);
     }
+  }
+
+  /**
+   * Waits for what was written to be in force (see the timing contract above); returns
+   * how long it waited and, when the deadline passed first, which nodes were behind.
+   */
+  async settle(): Promise<{ ms: number; note: string }> {
+    const pods = this.podsChanged;
+    this.podsChanged = false;
+    if (pods || !this.h.inForce) {
+      await sleep(this.o.settleMs);
+      return { ms: this.o.settleMs, note: pods ? " (pods changed: the whole settle time)" : "" };
+    }
+    const r = await this.h.inForce(this.o.settleMs);
+    return { ms: r.ms, note: r.late.length ? ` (not reported in force by ${r.late.join(", ")})` : "" };
   }
 
   async probeMatrix(port: number, protocol: Protocol): Promise<Matrix> {
@@ -186,6 +213,9 @@ export class PolicySuiteRunner {
     };
     const nodeReqs = (step.fromNodes ?? []).map((n) => ({ node: n.node, toIp: st.pod(n.to).ip, port: step.port, protocol: step.protocol }));
     const extraReqs = [...(step.extra ?? []).map((e) => ({ from: e.from, toIp: st.pod(e.to).ip, label: `${e.from} -> ${e.to}`, expect: e.expect })), ...(step.hosts ?? []).map((h) => ({ from: h.from, toIp: hostIp(h.host), label: `${h.from} -> ${h.host} (${hostIp(h.host)})`, expect: h.expect }))];
+    // explain reads the datastore while the probes run: nothing writes to it meanwhile.
+    const explained = this.h.explain?.({ pods: POD_KEYS, port: step.port, protocol: step.protocol, pairs: extraReqs });
+    explained?.catch(() => undefined); // awaited below; not an unhandled rejection while the probes run
     const [observed, nodeRes, extraRes] = await Promise.all([
       this.probeMatrix(step.port, step.protocol),
       nodeReqs.length ? this.h.probeFromNode(nodeReqs, this.o.probeTimeoutMs) : Promise.resolve([]),
@@ -202,8 +232,8 @@ export class PolicySuiteRunner {
 
     // explain, from the same etcd, for what was just probed (node-namespace probes aside).
     const explain: string[] = [];
-    if (this.h.explain) {
-      const ex = await this.h.explain({ pods: POD_KEYS, port: step.port, protocol: step.protocol, pairs: extraReqs });
+    if (explained) {
+      const ex = await explained;
       const said = (c: boolean | undefined): string => (c ? "allows" : "denies");
       explain.push(...diffMatrices(observed, { pods: [...POD_KEYS], cells: ex.cells }).map((d) => `  ${d.from} -> ${d.to}: probe ${word(d.expected)}, explain ${said(d.observed)}`));
       extraReqs.forEach((e, i) => {
@@ -225,13 +255,15 @@ export class PolicySuiteRunner {
       const step = sc.steps[i] as Step;
       const title = stepTitle(sc, i);
       const t0 = Date.now();
+      let settled = "";
       if (hasActions(step)) {
         await this.perform(step);
-        await sleep(this.o.settleMs);
+        const r = await this.settle();
+        settled = `, in force after ${r.ms} ms${r.note}`;
       }
       const t1 = Date.now();
       const first = await this.check(step, title);
-      this.o.log(`  step ${i + 1}: actions ${t1 - t0 - (hasActions(step) ? this.o.settleMs : 0)} ms, probes ${Date.now() - t1} ms${first.report ? " — MISMATCH" : ""}`);
+      this.o.log(`  step ${i + 1}: actions and settle ${t1 - t0} ms${settled}, probes ${Date.now() - t1} ms${first.report ? " — MISMATCH" : ""}`);
       if (first.report) {
         await sleep(this.o.diagnoseMs);
         const later = await this.check(step, `${title}, ${this.o.diagnoseMs} ms later`);

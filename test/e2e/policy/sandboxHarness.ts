@@ -17,9 +17,9 @@ import { EtcdResourceStore } from "../../../src/datastore/etcdResources.js";
 import type { PolicyModel } from "../../../src/policy/model.js";
 import type { Sandbox } from "../../../src/sandbox/cluster.js";
 import { addExternalHost, listExternalHosts } from "../../../src/sandbox/external.js";
-import { nodeSubnet, serveOnNode } from "../../../src/sandbox/nodes.js";
+import { nodePolicyStatus, nodeSubnet, serveOnNode } from "../../../src/sandbox/nodes.js";
 import { createNamespace, createPod, deleteNamespace, deletePod, getNamespace, getPodObject, labelNamespace, labelPod, listPods } from "../../../src/sandbox/pods.js";
-import { probe, probeFromNode } from "../../../src/sandbox/probe.js";
+import { probeEach, probeFromNode } from "../../../src/sandbox/probe.js";
 import type { ExplainRequest, NodeProbeRequest, PodRequest, PolicyHarness, ProbeRequest } from "./harness.js";
 import { CONTAINER_PORTS } from "./model.js";
 import type { ObjectRef } from "./state.js";
@@ -42,8 +42,18 @@ export interface PolicyObjectStore {
   deleteNamespaced(namespace: string): Promise<void>;
   /** The policy model as the agents see it, for explain; absent when the test process cannot read the datastore. */
   loadModel?(): Promise<PolicyModel>;
+  /**
+   * Writes a marker that every agent watches and resolves with its revision: once an
+   * agent's policy status reaches it, every earlier write is in force there. Absent where
+   * revisions do not order writes across kinds.
+   */
+  barrier?(): Promise<bigint>;
   close(): Promise<void>;
 }
+
+/** The barrier's namespace (EtcdPolicyObjectStore.barrier): never holds a pod. */
+export const SYNC_NAMESPACE = "e2e-sync";
+const SYNC_LABEL = "e2e.sluice.dev/barrier";
 
 /** The sandbox's etcd, written through the resource store `sluicectl apply` uses. */
 export class EtcdPolicyObjectStore implements PolicyObjectStore {
@@ -87,6 +97,20 @@ export class EtcdPolicyObjectStore implements PolicyObjectStore {
     }
   }
 
+  private barriers = 0;
+
+  /**
+   * The marker is a Namespace with no pods, whose label changes at every barrier: a
+   * change every agent's policy source takes (one etcd watch over the whole prefix, in
+   * revision order), and renders to nothing.
+   */
+  async barrier(): Promise<bigint> {
+    const [r] = await this.store.applyAll([{ apiVersion: "v1", kind: "Namespace", metadata: { name: SYNC_NAMESPACE, labels: { [SYNC_LABEL]: String(++this.barriers) } } }]);
+    const rv = r?.object.metadata.resourceVersion;
+    if (rv === undefined) throw new Error("the barrier's write reported no revision");
+    return BigInt(rv);
+  }
+
   async close(): Promise<void> {
     this.etcd.close();
   }
@@ -95,6 +119,8 @@ export class EtcdPolicyObjectStore implements PolicyObjectStore {
 export class SandboxPolicyHarness implements PolicyHarness {
   /** Only when the store can load the model (the runner then compares explain with the probes). */
   readonly explain?: (q: ExplainRequest) => Promise<{ cells: boolean[][]; pairs: boolean[] }>;
+  /** Only when the store can write a barrier. */
+  readonly inForce?: (deadlineMs: number) => Promise<{ ms: number; late: string[] }>;
 
   constructor(
     private readonly sb: Sandbox,
@@ -102,6 +128,8 @@ export class SandboxPolicyHarness implements PolicyHarness {
   ) {
     const load = objects.loadModel?.bind(objects);
     if (load) this.explain = async (q) => explainFrom(await load(), q);
+    const barrier = objects.barrier?.bind(objects);
+    if (barrier) this.inForce = async (deadlineMs) => inForceOnEveryNode(sb, await barrier(), deadlineMs);
   }
 
   get nodes(): string[] {
@@ -170,8 +198,22 @@ export class SandboxPolicyHarness implements PolicyHarness {
     return out;
   }
 
+  /** One request per source pod (and port): a 9x9 matrix is 9 requests, all at once. */
   async probe(requests: readonly ProbeRequest[], timeoutMs: number): Promise<boolean[]> {
-    return Promise.all(requests.map(async (r) => (await probe(this.sb, r.from, r.toIp, { port: r.port, protocol: r.protocol, timeoutMs })).connected));
+    const groups = new Map<string, number[]>();
+    requests.forEach((r, i) => {
+      const key = `${r.from} ${r.port}/${r.protocol}`;
+      groups.set(key, [...(groups.get(key) ?? []), i]);
+    });
+    const out: boolean[] = new Array<boolean>(requests.length).fill(false);
+    await Promise.all(
+      [...groups.values()].map(async (idx) => {
+        const first = requests[idx[0] as number] as ProbeRequest;
+        const results = await probeEach(this.sb, first.from, idx.map((i) => (requests[i] as ProbeRequest).toIp), { port: first.port, protocol: first.protocol, timeoutMs });
+        idx.forEach((i, k) => (out[i] = results[k]?.connected ?? false));
+      }),
+    );
+    return out;
   }
 
   async probeFromNode(requests: readonly NodeProbeRequest[], timeoutMs: number): Promise<boolean[]> {
@@ -180,6 +222,22 @@ export class SandboxPolicyHarness implements PolicyHarness {
 
   async close(): Promise<void> {
     await this.objects.close();
+  }
+}
+
+/** Polls every node's policy status (a file read each, every 10 ms) until all are at `revision` or past it. */
+async function inForceOnEveryNode(sb: Sandbox, revision: bigint, deadlineMs: number): Promise<{ ms: number; late: string[] }> {
+  const started = Date.now();
+  const late = (): string[] =>
+    sb.nodes.filter((n) => {
+      const st = nodePolicyStatus(n);
+      return st === undefined || BigInt(st.revision) < revision;
+    }).map((n) => `${n.name} (at ${nodePolicyStatus(n)?.revision ?? "none"}, barrier ${revision})`);
+  for (;;) {
+    const behind = late();
+    const ms = Date.now() - started;
+    if (behind.length === 0 || ms >= deadlineMs) return { ms, late: behind };
+    await new Promise((r) => setTimeout(r, 10));
   }
 }
 

@@ -19,8 +19,9 @@
  *   {{host:ext-1}}      an address outside the pod network: the external host's, a node's ({{host:node-2}})
  *
  * Step actions run in this order: createNamespace, recreatePod, apply, label, delete,
- * deleteNamespace. After a step with actions the runner waits settleMs (600 ms) and probes
- * once: changes must be in force on every node within 600 ms.
+ * deleteNamespace. After a step with actions the runner waits until every node reports the
+ * change in force, at most settleMs (600 ms), and probes once: changes must be in force on
+ * every node within 600 ms (runner.ts).
  */
 import type { Protocol } from "../../helpers/policyMatrix.js";
 import { HOME_NODE, NODES, POD_KEYS, type ProbePort } from "./model.js";

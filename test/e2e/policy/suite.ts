@@ -22,7 +22,6 @@ import { DEFAULT_RUNNER_OPTIONS, PolicySuiteRunner } from "./runner.js";
 import { type Scenario, hasActions } from "./scenarios.js";
 import { SandboxPolicyHarness } from "./sandboxHarness.js";
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const only = process.env["SLUICE_E2E_ONLY"];
 /** Why a scenario does not run (false: it runs); the reporter prints the reason beside the skip. */
 const skipReason = (name: string): string | false => (only !== undefined && !name.includes(only) ? `SLUICE_E2E_ONLY=${JSON.stringify(only)}: the name does not contain it` : false);
@@ -51,7 +50,7 @@ export function policySuite(tag: string, title: string, scenarios: readonly Scen
       harness = new SandboxPolicyHarness(sb);
       r = new PolicySuiteRunner(harness, { ...DEFAULT_RUNNER_OPTIONS, log: (m) => lines.push(m) });
       await r.setup();
-      await sleep(DEFAULT_RUNNER_OPTIONS.settleMs);
+      await r.settle();
       const clean = await r.checkClean();
       assert.equal(clean, "", `before any policy: ${clean}\n${lines.join("\n")}`);
     });
@@ -69,12 +68,12 @@ export function policySuite(tag: string, title: string, scenarios: readonly Scen
           const undone = await runner().reset();
           if (undone.length) lines.push(`reset: ${undone.join(", ")}`);
           if (dirty) {
-            await sleep(DEFAULT_RUNNER_OPTIONS.settleMs);
+            await runner().settle();
             const clean = await runner().checkClean();
             assert.equal(clean, "", `after resetting a failed scenario: ${clean}`);
             dirty = false;
           } else if (undone.length && !hasActions(sc.steps[0] as (typeof sc.steps)[number])) {
-            await sleep(DEFAULT_RUNNER_OPTIONS.settleMs);
+            await runner().settle();
           }
           await runner().runScenario(sc);
         } catch (err) {
@@ -88,7 +87,7 @@ export function policySuite(tag: string, title: string, scenarios: readonly Scen
 
     test("the clean state is all-connected after the last scenario", { skip: only !== undefined ? `SLUICE_E2E_ONLY=${JSON.stringify(only)}: not every scenario ran, so the clean state after all of them is not checked` : false }, async () => {
       await runner().reset();
-      await sleep(DEFAULT_RUNNER_OPTIONS.settleMs);
+      await runner().settle();
       assert.equal(await runner().checkClean(), "");
     });
   });
