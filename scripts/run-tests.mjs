@@ -15,6 +15,7 @@
 import { readdirSync, statSync, existsSync, readFileSync, mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { tmpdir } from "node:os";
+import { Buffer } from "node:buffer";
 import { spawn } from "node:child_process";
 import { ensurePinnedNode } from "./pinned-node.mjs";
 
