@@ -180,7 +180,7 @@ const UNDERLAY = { addr: "192.0.2.2/24", gw: "192.0.2.1" };
  * peer holds a lease (the other nodes exist only as endpoint records), so the underlay
  * trust rules trust nobody.
  */
-const HOST_INPUT: HostRulesInput = { family: 4, network: parseCidr(NETWORK), subnet: parseCidr(LOCAL_SUBNET), ipMasq: false, randomFully: false, forwardRules: true, underlay: { iface: "eth0", vxlan: undefined, peers: [] } };
+const HOST_INPUT: HostRulesInput = { family: 4, network: parseCidr(NETWORK), subnet: parseCidr(LOCAL_SUBNET), ipMasq: false, randomFully: false, forwardRules: true, underlay: { iface: "eth0", tunnel: undefined, peers: [] } };
 /** The filter table of a ruleset (the raw table comes first). */
 const filterOf = (spec: Ruleset): TableSpec => {
   const t = spec.tables.find((x) => x.table === "filter");

@@ -1,19 +1,20 @@
 /**
- * The routes concern: the VXLAN devices, routes, neighbour and FDB entries towards the peers
- * (vxlan, host-gw, DirectRouting; src/dataplane/routeReconciler.ts), and what the filter
+ * The routes concern: the backend's devices (src/backends/<name>/kernel.ts), routes,
+ * neighbour and FDB entries towards the peers (src/dataplane/routeReconciler.ts), and what the filter
  * table needs to know of them: which peers the underlay rules trust, and whether kube-proxy
  * runs in IPVS mode (kube-ipvs0, looked for on every routes apply when policy is on).
  */
 import type { Logger } from "pino";
-import { vxlanPort } from "../config/networkConfig.js";
+import { kernelOf } from "../backends/kernels.js";
+import { specOf } from "../backends/specs.js";
+import type { BackendDevices } from "../backends/types.js";
 import type { Netlink } from "../dataplane/netlink.js";
 import { reconcileRouting } from "../dataplane/routeReconciler.js";
-import { ensureVxlanDevice } from "../dataplane/vxlanDevice.js";
 import { type Family, formatCidr, formatIp } from "../model/ip.js";
 import type { Lease } from "../model/lease.js";
 import type { UnderlayTrust } from "../render/hostRules.js";
 import { KUBE_IPVS_DEVICE } from "../render/kubeIpvs.js";
-import { computeRouting, vxlanDeviceName } from "../routing/backends.js";
+import { computeRouting } from "../routing/backends.js";
 import type { TrustedPeer } from "../routing/desired.js";
 import { leaseToPeer } from "./peers.js";
 import type { AgentRuntime } from "./runtime.js";
@@ -39,33 +40,20 @@ export class RouteManager {
     const { rt } = this;
     const { network, underlay, nl, log } = rt;
     const backend = network.backend;
-    const vni = backend.type === "vxlan" ? backend.vni : 0;
-    const dev4 = vxlanDeviceName(vni, 4);
-    const dev6 = vxlanDeviceName(vni, 6);
-    const vxlanDevices: string[] = [];
-    if (backend.type === "vxlan") {
-      const families = [
-        { name: dev4, subnet: lease.subnet, local: rt.publicIP, pool: network.ipv4, mac: rt.vtepMac },
-        { name: dev6, subnet: lease.subnet6, local: rt.publicIPv6, pool: network.ipv6, mac: rt.vtepMac6 },
-      ];
-      for (const f of families) {
-        if (!f.subnet || !f.local || !f.pool) continue;
-        await ensureVxlanDevice(nl, { name: f.name, vni, port: vxlanPort(backend), local: f.local, underlayIndex: underlay.index, mtu, learning: backend.learning, gbp: backend.gbp, preferredMac: f.mac, macPrefix: backend.macPrefix, address: { family: f.subnet.family, value: f.subnet.ip }, clusterNetwork: f.pool.network }, log);
-        vxlanDevices.push(f.name);
-      }
-    }
+    const spec = specOf(backend);
+    const devices = await kernelOf(backend).ensureDevices(backend, rt.backendNode, lease, mtu, rt.backendLocal);
     if (rt.policyEnabled) await this.detectKubeIpvs(nl, log);
     const peers = rt.subnets.peers().map(leaseToPeer);
     const desired = computeRouting(
-      { backend, subnet: lease.subnet, subnet6: lease.subnet6, publicIP: rt.publicIP, publicIPv6: rt.publicIPv6, onLinkNetworks: underlay.onLinkNetworks, vxlanDevice: dev4, vxlanDevice6: dev6, blackholeRoute: rt.cfg["ip-blackhole-route"], network: network.ipv4?.network, network6: network.ipv6?.network },
+      { backend, subnet: lease.subnet, subnet6: lease.subnet6, publicIP: rt.publicIP, publicIPv6: rt.publicIPv6, onLinkNetworks: underlay.onLinkNetworks, blackholeRoute: rt.cfg["ip-blackhole-route"], network: network.ipv4?.network, network6: network.ipv6?.network },
       peers,
     );
     for (const p of desired.problems) log.error({ problem: p }, "peer not programmed");
     const refused = desired.refused.join("\n");
     if (refused !== this.lastRefused) for (const r of desired.refused) log.warn({ refused: r }, "peer refused");
     this.lastRefused = refused;
-    const trust = underlayTrustOf(desired.trusted, underlay.name, backend.type === "vxlan" ? vxlanPort(backend) : undefined, { 4: vxlanDevices.includes(dev4) ? dev4 : undefined, 6: vxlanDevices.includes(dev6) ? dev6 : undefined });
-    const counts = await reconcileRouting(nl, desired, vxlanDevices, log);
+    const trust = underlayTrustOf(desired.trusted, underlay.name, spec.encapsulation(backend)?.port, devices);
+    const counts = await reconcileRouting(nl, desired, Object.values(devices), log);
     if (Object.values(counts).some((n) => n > 0)) log.info({ ...counts, peers: desired.decisions }, "routing reconciled");
     return { trust, trustKey: trustKey(trust), kubeIpvs: this.kubeIpvs, kubeIpvsKey: this.kubeIpvsKey };
   }
@@ -91,16 +79,16 @@ export class RouteManager {
   }
 }
 
-/** Per family: where peers' traffic arrives (underlay interface, the family's VXLAN device if any) and which peers are known. */
-function underlayTrustOf(trusted: readonly TrustedPeer[], iface: string, port: number | undefined, devices: Record<Family, string | undefined>): ReadonlyMap<Family, UnderlayTrust> {
+/** Per family: where peers' traffic arrives (underlay interface, the family's tunnel device if any) and which peers are known. */
+function underlayTrustOf(trusted: readonly TrustedPeer[], iface: string, port: number | undefined, devices: BackendDevices): ReadonlyMap<Family, UnderlayTrust> {
   const out = new Map<Family, UnderlayTrust>();
   for (const family of [4, 6] as const) {
     const device = devices[family];
-    out.set(family, { iface, vxlan: device !== undefined && port !== undefined ? { device, port } : undefined, peers: trusted.filter((p) => p.family === family) });
+    out.set(family, { iface, tunnel: device !== undefined && port !== undefined ? { device, port } : undefined, peers: trusted.filter((p) => p.family === family) });
   }
   return out;
 }
 
 function trustKey(t: ReadonlyMap<Family, UnderlayTrust>): string {
-  return JSON.stringify([...t].map(([f, u]) => [f, u.iface, u.vxlan ?? null, u.peers.map((p) => `${formatIp(p.publicIP)} ${formatCidr(p.subnet)}`).sort()]));
+  return JSON.stringify([...t].map(([f, u]) => [f, u.iface, u.tunnel ?? null, u.peers.map((p) => `${formatIp(p.publicIP)} ${formatCidr(p.subnet)}`).sort()]));
 }

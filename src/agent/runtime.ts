@@ -1,24 +1,25 @@
 /**
  * What the agent resolves once at start and never changes afterwards: its config and node
  * name, the datastore handles, the cluster network config and its families, the underlay
- * and this node's public addresses, the VTEP MACs, the iptables mode and capabilities
+ * and this node's public addresses, its backend's local state (the VTEP MACs), the iptables mode and capabilities
  * (HostRules), and the files it shares with the node. The managers and the apply read it;
  * only the lease, the peers and the policy data change while the agent runs.
  */
 import type { Logger } from "pino";
+import type { BackendNode } from "../backends/kernelTypes.js";
+import { kernelOf } from "../backends/kernels.js";
+import { specOf } from "../backends/specs.js";
+import type { LocalBackendState } from "../backends/types.js";
 import type { AgentConfig } from "../config/agentConfig.js";
 import type { NetworkConfig } from "../config/networkConfig.js";
 import type { SubnetManager } from "../datastore/subnetManager.js";
 import { Netlink } from "../dataplane/netlink.js";
 import { ensureSysctl } from "../dataplane/sysctl.js";
 import { type Underlay, chooseUnderlay } from "../dataplane/underlay.js";
-import { randomVtepMac } from "../dataplane/vxlanDevice.js";
 import { type Family, type IpAddr, formatIp, parseIp } from "../model/ip.js";
 import type { LeaseAttrs } from "../model/lease.js";
-import { vxlanDeviceName } from "../routing/backends.js";
 import { type AgentDatastore, openDatastore } from "./datastores.js";
 import { HostRules } from "./hostRules.js";
-import { vtepMacOf } from "./peers.js";
 import { readSubnetEnv } from "./subnetEnv.js";
 
 export interface AgentRuntime {
@@ -35,8 +36,10 @@ export interface AgentRuntime {
   readonly underlay: Underlay;
   readonly publicIP: IpAddr | undefined;
   readonly publicIPv6: IpAddr | undefined;
-  readonly vtepMac: string | undefined;
-  readonly vtepMac6: string | undefined;
+  /** What the backend keeps of this node across restarts and publishes in its lease (vxlan: the VTEP MACs). */
+  readonly backendLocal: LocalBackendState;
+  /** What the backend's devices are made of. */
+  readonly backendNode: BackendNode;
   /** The iptables mode, its capabilities and the per-family dataplanes. */
   readonly hostRules: HostRules;
   readonly paths: { readonly subnetFile: string; readonly dockerOptsFile: string | undefined; readonly cniDataDir: string };
@@ -47,7 +50,7 @@ export type Closers = Array<() => Promise<void> | void>;
 
 /**
  * Resolves the runtime: forwarding on, datastore opened, network config read (waits while
- * there is none), underlay chosen, VTEP MACs kept from the previous run, lease acquired,
+ * there is none), underlay chosen, the backend's local state kept from the previous run, lease acquired,
  * iptables probed. Everything opened is pushed onto `closers`.
  */
 export async function resolveRuntime(cfg: AgentConfig, log: Logger, closers: Closers): Promise<AgentRuntime> {
@@ -71,8 +74,10 @@ export async function resolveRuntime(cfg: AgentConfig, log: Logger, closers: Clo
   if (network.enableIPv6 && !publicIPv6) throw new Error(`interface ${underlay.name} has no IPv6 address; set --public-ipv6 or --iface`);
   log.info({ iface: underlay.name, publicIP: publicIP && formatIp(publicIP), publicIPv6: publicIPv6 && formatIp(publicIPv6), mtu: underlay.mtu, backend: network.backend.type }, "using inter-node interface");
 
-  const [vtepMac, vtepMac6] = await chooseVtepMacs(network, nl, subnets, publicIP, publicIPv6);
-  const attrs = leaseAttrs(network, cfg.nodeName, publicIP, publicIPv6, vtepMac, vtepMac6);
+  const backendNode: BackendNode = { nl, log, network, underlay, publicIP: { ...(publicIP ? { 4: publicIP } : {}), ...(publicIPv6 ? { 6: publicIPv6 } : {}) } };
+  const own = await subnets.previousAttrs(publicIP, publicIPv6);
+  const backendLocal = await kernelOf(network.backend).resolveLocal(network.backend, backendNode, { 4: own?.BackendData, 6: own?.BackendV6Data });
+  const attrs = leaseAttrs(network, cfg.nodeName, publicIP, publicIPv6, backendLocal);
   const previous = await readSubnetEnv(cfg["subnet-file"]);
   await subnets.acquire({ publicIP, publicIPv6, attrs: () => attrs, previous: previous ? { subnet: previous.subnet, subnet6: previous.ipv6Subnet } : undefined });
 
@@ -90,36 +95,18 @@ export async function resolveRuntime(cfg: AgentConfig, log: Logger, closers: Clo
     underlay,
     publicIP,
     publicIPv6,
-    vtepMac,
-    vtepMac6,
+    backendLocal,
+    backendNode,
     hostRules,
     paths: { subnetFile: cfg["subnet-file"], dockerOptsFile: cfg["docker-opts-file"], cniDataDir: cfg["cni-data-dir"] },
   });
 }
 
-/**
- * The VTEP MACs (IPv4, IPv6) must survive restarts: each is the existing device's,
- * else the one in our old lease, else a new one.
- */
-async function chooseVtepMacs(network: NetworkConfig, nl: Netlink, subnets: SubnetManager, publicIP: IpAddr | undefined, publicIPv6: IpAddr | undefined): Promise<[string | undefined, string | undefined]> {
-  const backend = network.backend;
-  if (backend.type !== "vxlan") return [undefined, undefined];
-  const links = await nl.links();
-  const own = await subnets.previousAttrs(publicIP, publicIPv6);
-  const pick = (family: 4 | 6, enabled: boolean, stored: unknown): string | undefined => {
-    if (!enabled) return undefined;
-    const dev = links.find((l) => l.name === vxlanDeviceName(backend.vni, family) && l.kind === "vxlan");
-    return dev?.mac ?? vtepMacOf(stored) ?? randomVtepMac(backend.macPrefix);
-  };
-  return [pick(4, network.enableIPv4, own?.BackendData), pick(6, network.enableIPv6, own?.BackendV6Data)];
-}
-
-function leaseAttrs(network: NetworkConfig, nodeName: string, publicIP: IpAddr | undefined, publicIPv6: IpAddr | undefined, vtepMac: string | undefined, vtepMac6: string | undefined): LeaseAttrs {
+function leaseAttrs(network: NetworkConfig, nodeName: string, publicIP: IpAddr | undefined, publicIPv6: IpAddr | undefined, local: LocalBackendState): LeaseAttrs {
   const attrs: LeaseAttrs = { PublicIP: publicIP ? formatIp(publicIP) : "", BackendType: network.backend.type, NodeName: nodeName };
   if (publicIPv6) attrs.PublicIPv6 = formatIp(publicIPv6);
-  if (network.backend.type === "vxlan") {
-    if (vtepMac && network.enableIPv4) attrs.BackendData = { VNI: network.backend.vni, VtepMAC: vtepMac };
-    if (vtepMac6 && network.enableIPv6) attrs.BackendV6Data = { VNI: network.backend.vni, VtepMAC: vtepMac6 };
-  }
+  const data = specOf(network.backend).leaseData(network.backend, local);
+  if (data[4] !== undefined) attrs.BackendData = data[4];
+  if (data[6] !== undefined) attrs.BackendV6Data = data[6];
   return attrs;
 }

@@ -4,32 +4,12 @@
  * operator's JSON works unchanged.
  */
 import { z } from "zod";
+import { type Backend, parseBackend } from "../backends/specs.js";
 import { ConfigError, describeZodIssues } from "./errors.js";
 import { cidrText, ipText } from "./netSchemas.js";
 import { type Cidr, type Family, bitsOf, cidrContainsIp, cidrEnd, formatCidr, formatIp, parseCidr, parseIp } from "../model/ip.js";
 
-export const SUPPORTED_BACKENDS = ["vxlan", "host-gw"] as const;
-export type BackendType = (typeof SUPPORTED_BACKENDS)[number];
-
-export interface VxlanBackend {
-  type: "vxlan";
-  vni: number;
-  /** UDP destination port; 0 means the kernel's default (8472 on Linux, as flannel). */
-  port: number;
-  directRouting: boolean;
-  /** Explicit MTU for the VXLAN device; undefined = underlay MTU minus 50. */
-  mtu: number | undefined;
-  gbp: boolean;
-  learning: boolean;
-  /** The first two bytes of generated VTEP MACs (flannel's MacPrefix). */
-  macPrefix: string;
-}
-
-export interface HostGwBackend {
-  type: "host-gw";
-}
-
-export type Backend = VxlanBackend | HostGwBackend;
+export type { Backend, BackendType } from "../backends/specs.js";
 
 /** One address family's pool: the network and the range leases are cut from. */
 export interface SubnetPool {
@@ -51,21 +31,8 @@ export interface NetworkConfig {
   enableNFTables: boolean;
 }
 
-const backendSchema = z
-  .object({
-    Type: z.string({ error: "must be a string naming the backend" }).default("vxlan"),
-    VNI: z.number().int().min(0).max(16777215, "must fit in 24 bits").optional(),
-    Port: z.number().int().min(0).max(65535).optional(),
-    DirectRouting: z.boolean().optional(),
-    MTU: z.number().int().min(68, "must be at least 68").max(65535).optional(),
-    GBP: z.boolean().optional(),
-    Learning: z.boolean().optional(),
-    MacPrefix: z
-      .string()
-      .regex(/^[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}$/, "must be two hex bytes such as 0E:2A")
-      .optional(),
-  })
-  .loose();
+// The type only: each backend validates its own keys (src/backends/<name>/spec.ts).
+const backendSchema = z.object({ Type: z.string({ error: "must be a string naming the backend" }).default("vxlan") }).loose();
 
 const rawSchema = z
   .object({
@@ -123,7 +90,7 @@ function buildConfig(raw: RawConfig, source: string): NetworkConfig {
     if (!raw.IPv6Network) throw new ConfigError("IPv6Network", "is required when EnableIPv6 is true", source);
     ipv6 = buildPool(6, raw.IPv6Network, raw.IPv6SubnetLen, raw.IPv6SubnetMin, raw.IPv6SubnetMax, { net: "IPv6Network", len: "IPv6SubnetLen", min: "IPv6SubnetMin", max: "IPv6SubnetMax" }, source);
   }
-  return { enableIPv4, enableIPv6, ipv4, ipv6, backend: buildBackend(raw.Backend, source), enableNFTables: raw.EnableNFTables ?? false };
+  return { enableIPv4, enableIPv6, ipv4, ipv6, backend: parseBackend(raw.Backend, source), enableNFTables: raw.EnableNFTables ?? false };
 }
 
 interface PoolKeys {
@@ -169,29 +136,4 @@ function buildPool(family: Family, networkText: string, subnetLenIn: number | un
     throw new ConfigError(keys.min, `${formatIp({ family, value: subnetMin })} is above ${keys.max} ${formatIp({ family, value: subnetMax })}`, source);
   }
   return { family, network, subnetLen, subnetMin, subnetMax };
-}
-
-function buildBackend(raw: z.infer<typeof backendSchema> | undefined, source: string): Backend {
-  const type = (raw?.Type ?? "vxlan").toLowerCase();
-  if (type === "host-gw") return { type: "host-gw" };
-  if (type === "vxlan") {
-    return {
-      type: "vxlan",
-      vni: raw?.VNI ?? 1,
-      port: raw?.Port ?? 0,
-      directRouting: raw?.DirectRouting ?? false,
-      mtu: raw?.MTU,
-      gbp: raw?.GBP ?? false,
-      learning: raw?.Learning ?? false,
-      macPrefix: (raw?.MacPrefix ?? "0E:2A").toLowerCase(),
-    };
-  }
-  throw new ConfigError("Backend.Type", `"${raw?.Type}" is not supported (supported: ${SUPPORTED_BACKENDS.join(", ")})`, source);
-}
-
-/** The kernel's default VXLAN port, which flannel also uses when Port is 0. */
-export const DEFAULT_VXLAN_PORT = 8472;
-
-export function vxlanPort(b: VxlanBackend): number {
-  return b.port === 0 ? DEFAULT_VXLAN_PORT : b.port;
 }

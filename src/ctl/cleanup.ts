@@ -1,12 +1,13 @@
 /**
  * Node cleanup (`sluicectl cleanup`): removes our nftables tables (`ip sluice`, `ip6 sluice`:
  * the nftables dataplane's), our iptables chains and jump rules, then our
- * ipsets (slc4-/slc6-/slct-; only once no rule of ours references them), our VXLAN devices
+ * ipsets (slc4-/slc6-/slct-; only once no rule of ours references them), every backend's devices
  * and the routes we installed. Other tools' rules, chains and routes are
  * left alone; the kernel objects are found by name/protocol, so it also works after a
  * crash.
  */
 import { pino } from "pino";
+import { ALL_KERNELS } from "../backends/kernels.js";
 import { nftVersion } from "../dataplane/dataplaneChoice.js";
 import { IpsetDriver } from "../dataplane/ipset.js";
 import { NftablesDataplane } from "../dataplane/nftables.js";
@@ -58,7 +59,7 @@ export async function cleanupNode(backend: "auto" | "nft" | "legacy"): Promise<s
       }
     }
     for (const l of await nl.links()) {
-      if (l.kind === "vxlan" && /^sluice(-v6)?\.\d+$/.test(l.name)) {
+      if (ALL_KERNELS.some((k) => k.ownsLink(l))) {
         report.push(await nl.deleteLink(l.index).then(() => `device ${l.name} removed`, (err: Error) => `device ${l.name}: could not remove: ${err.message}`));
       }
     }

@@ -4,17 +4,12 @@
  */
 import type { Cidr, IpAddr } from "./ip.js";
 
-/** Backend data of a vxlan node: its VTEP MAC, so peers can program neighbour/FDB entries. */
-export interface VxlanBackendData {
-  VNI?: number;
-  VtepMAC: string;
-}
-
 /** The lease value, JSON field names as flannel writes them. */
 export interface LeaseAttrs {
   PublicIP: string;
   PublicIPv6?: string;
   BackendType: string;
+  /** The backend's own data per family (src/backends/<name>/spec.ts says what; a VTEP MAC for vxlan). */
   BackendData?: unknown;
   BackendV6Data?: unknown;
   /** Sluice addition (flannel ignores unknown fields): the node's name, for display. */
@@ -43,6 +38,7 @@ export interface Peer {
   publicIP: IpAddr | undefined;
   publicIPv6: IpAddr | undefined;
   backendType: string;
-  vtepMAC: string | undefined;
-  vtepMAC6: string | undefined;
+  /** Its lease's BackendData and BackendV6Data, unvalidated: its backend's spec reads them. */
+  data: unknown;
+  data6: unknown;
 }

@@ -51,8 +51,8 @@ export interface HostRulesInput {
 export interface UnderlayTrust {
   /** The underlay interface: host-gw and DirectRouting peers' pod traffic arrives on it. */
   iface: string;
-  /** This family's VXLAN device and UDP port, when the backend has one. */
-  vxlan: { device: string; port: number } | undefined;
+  /** This family's tunnel device and the UDP port peers' encapsulated traffic arrives on (vxlan's), when the backend has them. */
+  tunnel: { device: string; port: number } | undefined;
   /** The known (routed) peers of this family. */
   peers: ReadonlyArray<{ publicIP: IpAddr; subnet: Cidr }>;
 }
@@ -60,11 +60,11 @@ export interface UnderlayTrust {
 export const peerHostsSet = (family: Family): string => `slc${family}-peer-hosts`;
 export const peerNetsSet = (family: Family): string => `slc${family}-peer-nets`;
 
-/** SLUICE-INPUT, first: VXLAN from an underlay address that is no known peer's is dropped. */
+/** SLUICE-INPUT, first: encapsulated traffic (UDP to the tunnel's port, VXLAN's) from an underlay address that is no known peer's is dropped. */
 export function underlayInputRules(i: HostRulesInput): Rule[] {
   const u = i.underlay;
-  if (!u?.vxlan) return [];
-  const port = u.vxlan.port;
+  if (!u?.tunnel) return [];
+  const port = u.tunnel.port;
   return [rule(DROP, protocol("udp"), { kind: "ports", protocol: "udp", dst: { from: port, to: port } }, inSet(peerHostsSet(i.family), ["src"], true))];
 }
 
@@ -73,7 +73,7 @@ export function underlayForwardRules(i: HostRulesInput): Rule[] {
   const u = i.underlay;
   if (!u) return [];
   const net = formatCidr(i.network);
-  return [u.iface, ...(u.vxlan ? [u.vxlan.device] : [])].map((dev) => rule(DROP, inIface(dev), src(net), inSet(peerNetsSet(i.family), ["src"], true)));
+  return [u.iface, ...(u.tunnel ? [u.tunnel.device] : [])].map((dev) => rule(DROP, inIface(dev), src(net), inSet(peerNetsSet(i.family), ["src"], true)));
 }
 
 /** The sets the underlay rules name (empty sets when no peer is known: nothing is trusted). */
@@ -82,7 +82,7 @@ export function underlayIpsets(i: HostRulesInput): IpsetSpec[] {
   if (!u) return [];
   const uniq = (xs: string[]): string[] => [...new Set(xs)].sort();
   const sets: IpsetSpec[] = [{ name: peerNetsSet(i.family), type: "hash:net", family: i.family, members: uniq(u.peers.map((p) => formatCidr(p.subnet))) }];
-  if (u.vxlan) sets.push({ name: peerHostsSet(i.family), type: "hash:ip", family: i.family, members: uniq(u.peers.map((p) => formatIp(p.publicIP))) });
+  if (u.tunnel) sets.push({ name: peerHostsSet(i.family), type: "hash:ip", family: i.family, members: uniq(u.peers.map((p) => formatIp(p.publicIP))) });
   return sets.sort((a, b) => a.name.localeCompare(b.name));
 }
 

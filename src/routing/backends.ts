@@ -1,14 +1,14 @@
 /**
- * Pure per-backend route computation: from this node's view (its subnets, its on-link
- * underlay networks, the VXLAN device names) and the peers' leases to the routes,
- * neighbour entries and FDB entries that should exist, and the peers whose traffic the
- * host rules trust. A peer is routed only once peerTrust.ts accepts it. Golden-tested; no
- * kernel here.
+ * Pure route computation: from this node's view (its subnets, its on-link underlay
+ * networks, its backend) and the peers' leases to the routes, neighbour entries and FDB
+ * entries that should exist, and the peers whose traffic the host rules trust. A peer is
+ * routed only once peerTrust.ts accepts it; how it is reached is its backend's decision
+ * (src/backends/<name>/spec.ts). Golden-tested; no kernel here.
  */
-import type { Backend } from "../config/networkConfig.js";
-import { type Cidr, type Family, type IpAddr, cidrContainsIp, formatCidr, formatIp, ipEquals } from "../model/ip.js";
+import { type Backend, specOf } from "../backends/specs.js";
+import { type Cidr, type IpAddr, cidrContainsIp, formatCidr, formatIp, ipEquals } from "../model/ip.js";
 import type { Peer } from "../model/lease.js";
-import type { DesiredFdb, DesiredNeighbor, DesiredRoute, DesiredRouting, PeerDecision } from "./desired.js";
+import type { DesiredRouting } from "./desired.js";
 import { type PeerClaim, trustPeers } from "./peerTrust.js";
 
 export interface LocalView {
@@ -19,16 +19,10 @@ export interface LocalView {
   publicIPv6: IpAddr | undefined;
   /** The prefixes directly connected on the underlay interface (peers inside are on-link). */
   onLinkNetworks: readonly Cidr[];
-  vxlanDevice: string;
-  vxlanDevice6: string;
   blackholeRoute: boolean;
   /** The cluster networks: a peer subnet outside them is refused. */
   network?: Cidr | undefined;
   network6?: Cidr | undefined;
-}
-
-export function vxlanDeviceName(vni: number, family: Family): string {
-  return family === 4 ? `sluice.${vni}` : `sluice-v6.${vni}`;
 }
 
 const onLink = (view: LocalView, ip: IpAddr): boolean => view.onLinkNetworks.some((n) => cidrContainsIp(n, ip));
@@ -52,6 +46,8 @@ export function computeRouting(view: LocalView, peers: readonly Peer[]): Desired
     }
   }
   const trust = trustPeers(view, claims.map((c) => c.claim));
+  const spec = specOf(view.backend);
+  const ctx = { onLink: (ip: IpAddr) => onLink(view, ip) };
   for (const { peer, claim } of claims) {
     const refused = trust.refused.get(claim);
     if (refused !== undefined) {
@@ -59,7 +55,7 @@ export function computeRouting(view: LocalView, peers: readonly Peer[]): Desired
       out.decisions.push({ peer: peer.name, via: "skipped", reason: refused });
       continue;
     }
-    const decision = routeOnePeer(view, peer, claim.family, claim.subnet, claim.publicIP, out);
+    const decision = spec.routePeer(view.backend, ctx, { ...claim, data: claim.family === 4 ? peer.data : peer.data6, backendType: peer.backendType }, out);
     out.decisions.push(decision);
     if (decision.via !== "skipped") out.trusted.push(claim);
   }
@@ -77,46 +73,9 @@ function isSelf(view: LocalView, peer: Peer): boolean {
   return false;
 }
 
-function routeOnePeer(view: LocalView, peer: Peer, family: Family, subnet: Cidr, publicIP: IpAddr, out: DesiredRouting): PeerDecision {
-  const backend = view.backend;
-  const direct: DesiredRoute = { dst: subnet, gateway: publicIP, dev: undefined, onlink: false, blackhole: false };
-  if (backend.type === "host-gw") {
-    if (!onLink(view, publicIP)) {
-      const reason = `host-gw needs every peer on the same L2 segment, but ${formatIp(publicIP)} (${peer.name}) is not on-link; use vxlan with DirectRouting for routed underlays`;
-      out.problems.push(reason);
-      return { peer: peer.name, via: "skipped", reason };
-    }
-    out.routes.push(direct);
-    return { peer: peer.name, via: "direct" };
-  }
-  if (backend.directRouting && onLink(view, publicIP)) {
-    out.routes.push(direct);
-    return { peer: peer.name, via: "direct", reason: "DirectRouting: peer is on-link" };
-  }
-  const mac = family === 4 ? peer.vtepMAC : peer.vtepMAC6;
-  if (!mac) {
-    const reason = `peer ${peer.name} has no VtepMAC in its IPv${family} backend data (backend ${peer.backendType || "unknown"})`;
-    out.problems.push(reason);
-    return { peer: peer.name, via: "skipped", reason };
-  }
-  const dev = family === 4 ? view.vxlanDevice : view.vxlanDevice6;
-  const tunnelIp: IpAddr = { family, value: subnet.ip };
-  const route: DesiredRoute = { dst: subnet, gateway: tunnelIp, dev, onlink: true, blackhole: false };
-  const neigh: DesiredNeighbor = { dev, ip: tunnelIp, mac };
-  const fdb: DesiredFdb = { dev, mac, dst: publicIP };
-  out.routes.push(route);
-  out.neighbors.push(neigh);
-  out.fdb.push(fdb);
-  return { peer: peer.name, via: "vxlan" };
-}
-
-/**
- * The MTU pods get: the underlay's minus VXLAN's overhead (50 bytes over IPv4, 70 over
- * an IPv6 underlay, which flannel leaves out), unless the backend sets one.
- */
+/** The MTU pods get: the backend's rule over the underlay's (an IPv6 underlay may cost more). */
 export function podMtu(backend: Backend, underlayMtu: number, ipv6Underlay = false): number {
-  if (backend.type === "host-gw") return underlayMtu;
-  return backend.mtu ?? underlayMtu - (ipv6Underlay ? 70 : 50);
+  return specOf(backend).podMtu(backend, underlayMtu, ipv6Underlay);
 }
 
 /** Renders desired routing as `ip`-like lines, for golden tests and `sluicectl`. */

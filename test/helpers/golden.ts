@@ -1,20 +1,25 @@
-/** Golden files of the policy tests (test/golden/policy), and the seeded generator of their random scenarios. */
+/** Golden files (test/golden/<dir>: policy, backends), and the seeded generator of the policy tests' random scenarios. */
 import assert from "node:assert/strict";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { packageRoot } from "../../src/sandbox/paths.js";
 
-const goldenDir = join(packageRoot(), "test", "golden", "policy");
+const goldenRoot = join(packageRoot(), "test", "golden");
 
-/** `text` must equal test/golden/policy/<name>.<ext> (.txt: iptables + ipset, .nft: nftables); UPDATE_GOLDEN=1 rewrites the file instead. */
-export function assertPolicyGolden(name: string, text: string, ext: "txt" | "nft" = "txt"): void {
-  const file = join(goldenDir, `${name}.${ext}`);
+/** `text` must equal test/golden/<dir>/<file>; UPDATE_GOLDEN=1 rewrites the file instead. */
+export function assertGolden(dir: string, file: string, text: string): void {
+  const path = join(goldenRoot, dir, file);
   if (process.env["UPDATE_GOLDEN"] === "1") {
-    mkdirSync(goldenDir, { recursive: true });
-    writeFileSync(file, text);
+    mkdirSync(join(goldenRoot, dir), { recursive: true });
+    writeFileSync(path, text);
   }
-  assert.ok(existsSync(file), `${file} is missing: run with UPDATE_GOLDEN=1 and review it`);
-  assert.equal(text, readFileSync(file, "utf8"), `${file} differs: if the change is intended, run with UPDATE_GOLDEN=1 and review the diff`);
+  assert.ok(existsSync(path), `${path} is missing: run with UPDATE_GOLDEN=1 and review it`);
+  assert.equal(text, readFileSync(path, "utf8"), `${path} differs: if the change is intended, run with UPDATE_GOLDEN=1 and review the diff`);
+}
+
+/** `text` must equal test/golden/policy/<name>.<ext> (.txt: iptables + ipset, .nft: nftables). */
+export function assertPolicyGolden(name: string, text: string, ext: "txt" | "nft" = "txt"): void {
+  assertGolden("policy", `${name}.${ext}`, text);
 }
 
 /** A small seeded PRNG (mulberry32): the same seed, the same scenarios. */

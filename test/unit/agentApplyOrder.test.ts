@@ -124,7 +124,7 @@ function node(o: { policy: boolean; applyMs?: number }) {
     routes: {
       apply: (): Promise<RoutingOutcome> => {
         events.push({ what: "routes" });
-        const trust = new Map([[4 as Family, { iface: "eth0", vxlan: undefined, peers: [] }]]);
+        const trust = new Map([[4 as Family, { iface: "eth0", tunnel: undefined, peers: [] }]]);
         return Promise.resolve({ trust, trustKey: state.peersKey, kubeIpvs: undefined, kubeIpvsKey: "" });
       },
     },

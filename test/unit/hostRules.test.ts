@@ -71,7 +71,7 @@ describe("host rules", () => {
 
 describe("underlay trust", () => {
   const peersOf = (list: [string, string][]) => list.map(([ip, net]) => ({ publicIP: parseIp(ip), subnet: parseCidr(net) }));
-  const vxlan = { iface: "eth0", vxlan: { device: "sluice.1", port: 8472 }, peers: peersOf([["10.250.0.13", "10.244.3.0/24"], ["10.250.0.12", "10.244.2.0/24"]]) };
+  const vxlan = { iface: "eth0", tunnel: { device: "sluice.1", port: 8472 }, peers: peersOf([["10.250.0.13", "10.244.3.0/24"], ["10.250.0.12", "10.244.2.0/24"]]) };
   const filter = (spec: ReturnType<typeof hostText>) => spec.tables.find((t) => t.table === "filter");
 
   test("vxlan: VXLAN from unknown underlay addresses dropped first in INPUT; cluster sources from the underlay and the device must be a peer's", () => {
@@ -97,7 +97,7 @@ describe("underlay trust", () => {
   });
 
   test("host-gw: no INPUT rule (no VXLAN), the underlay interface only; IPv6 names its own sets", () => {
-    const hg = { iface: "ens3", vxlan: undefined, peers: peersOf([["fd00:250::12", "fd00:244:0:2::/64"]]) };
+    const hg = { iface: "ens3", tunnel: undefined, peers: peersOf([["fd00:250::12", "fd00:244:0:2::/64"]]) };
     const spec = hostText({ ...input, family: 6, network: parseCidr("fd00:244::/56"), subnet: parseCidr("fd00:244:0:7::/64"), underlay: hg });
     assert.deepEqual(filter(spec)?.chains, [{ name: "SLUICE-FORWARD", rules: ["-s fd00:244::/56 -i ens3 -m set ! --match-set slc6-peer-nets src -j DROP", "-s fd00:244::/56 -j ACCEPT", "-d fd00:244::/56 -j ACCEPT"] }]);
     assert.deepEqual(underlayIpsets({ ...input, family: 6, underlay: hg }), [{ name: "slc6-peer-nets", type: "hash:net", family: 6, members: ["fd00:244:0:2::/64"] }]);

@@ -2,7 +2,8 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { ConfigError } from "../../src/config/errors.js";
 import { rejects } from "../helpers/configError.js";
-import { DEFAULT_VXLAN_PORT, type NetworkConfig, type SubnetPool, type VxlanBackend, parseNetworkConfig, vxlanPort } from "../../src/config/networkConfig.js";
+import { DEFAULT_VXLAN_PORT, type VxlanBackend, vxlanPort } from "../../src/backends/vxlan/spec.js";
+import { type NetworkConfig, type SubnetPool, parseNetworkConfig } from "../../src/config/networkConfig.js";
 
 
 const reject = (input: string | object, field: string, why: RegExp) => rejects(() => parseNetworkConfig(input), field, why);

@@ -6,7 +6,7 @@ import { formatCidr, parseCidr, parseIp } from "../../src/model/ip.js";
 import type { Peer } from "../../src/model/lease.js";
 
 function peer(name: string, subnet: string, publicIP: string, mac?: string): Peer {
-  return { name, subnet: parseCidr(subnet), subnet6: undefined, publicIP: parseIp(publicIP), publicIPv6: undefined, backendType: mac ? "vxlan" : "host-gw", vtepMAC: mac, vtepMAC6: undefined };
+  return { name, subnet: parseCidr(subnet), subnet6: undefined, publicIP: parseIp(publicIP), publicIPv6: undefined, backendType: mac ? "vxlan" : "host-gw", data: mac ? { VNI: 1, VtepMAC: mac } : undefined, data6: undefined };
 }
 
 function view(backendJson: object, onLink: string[]): LocalView {
@@ -18,8 +18,6 @@ function view(backendJson: object, onLink: string[]): LocalView {
     publicIP: parseIp("10.250.1.11"),
     publicIPv6: undefined,
     onLinkNetworks: onLink.map((c) => parseCidr(c)),
-    vxlanDevice: "sluice.1",
-    vxlanDevice6: "sluice-v6.1",
     blackholeRoute: false,
     network: cfg.ipv4?.network,
   };
@@ -94,7 +92,7 @@ describe("dual stack", () => {
   test("IPv6 subnets route over the IPv6 device with the IPv6 VTEP MAC", () => {
     const cfg = parseNetworkConfig({ Network: "10.244.0.0/16", EnableIPv6: true, IPv6Network: "fd00:244::/56", Backend: { Type: "vxlan" } });
     const v: LocalView = { ...view({ Type: "vxlan" }, ["10.250.1.0/24"]), backend: cfg.backend, subnet6: parseCidr("fd00:244:0:1::/64"), publicIPv6: parseIp("fd00:250::11") };
-    const p: Peer = { ...peer("node-2", "10.244.2.0/24", "10.250.1.12", "0e:2a:00:00:00:02"), subnet6: parseCidr("fd00:244:0:2::/64"), publicIPv6: parseIp("fd00:250::12"), vtepMAC6: "0e:2a:00:00:06:02" };
+    const p: Peer = { ...peer("node-2", "10.244.2.0/24", "10.250.1.12", "0e:2a:00:00:00:02"), subnet6: parseCidr("fd00:244:0:2::/64"), publicIPv6: parseIp("fd00:250::12"), data6: { VNI: 1, VtepMAC: "0e:2a:00:00:06:02" } };
     assert.deepEqual(describeRouting(computeRouting(v, [p])), [
       "route 10.244.2.0/24 via 10.244.2.0 dev sluice.1 onlink",
       "route fd00:244:0:2::/64 via fd00:244:0:2:: dev sluice-v6.1 onlink",

@@ -5,8 +5,8 @@
  */
 import { randomBytes } from "node:crypto";
 import type { Logger } from "pino";
-import { type Cidr, type IpAddr, cidrContainsIp, formatIp, ipEquals } from "../model/ip.js";
-import type { Netlink } from "./netlink.js";
+import type { Netlink } from "../../dataplane/netlink.js";
+import { type Cidr, type IpAddr, cidrContainsIp, formatIp, ipEquals } from "../../model/ip.js";
 
 export interface VxlanDeviceSpec {
   name: string;
