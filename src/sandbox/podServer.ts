@@ -129,6 +129,9 @@ const log = (m) => process.stdout.write(new Date().toISOString() + " " + m + "\n
 const fatal = (m) => { log("fatal: " + m); process.exit(1); };
 let pending = 0;
 const bound = () => { if (--pending === 0) listenCtl(); };
+// UDP probes' source ports: 40000-59999 in turn (a port comes back after 20,000 probes).
+let udpSourcePort = 40000 + (process.pid % 20000);
+const nextUdpSourcePort = () => { udpSourcePort = udpSourcePort >= 59999 ? 40000 : udpSourcePort + 1; return udpSourcePort; };
 const sctpPorts = [];
 let sctp; // the python3 SCTP helper, started for served SCTP ports or at the first SCTP probe
 function sctpHelper(onReady) {
@@ -251,18 +254,35 @@ function probeOne(t, ms) {
           else finish(/unreachable/i.test(out) ? "unreachable" : "error", out.trim().split("\n").pop());
         });
       } else if (t.protocol === "UDP") {
-        const u = dgram.createSocket(net.isIPv6(t.host) ? "udp6" : "udp4");
+        // The source port comes from this server's own sequence, never the kernel's random
+        // pick: a probe that reused the 4-tuple of an earlier one which policy allowed
+        // would ride that flow's conntrack entry (UDP keeps it 30 s) through a new deny,
+        // and report "connected" where a new flow is dropped.
+        let u;
         let iv;
-        cleanup = () => { clearInterval(iv); try { u.close(); } catch (_) {} };
-        u.on("message", () => finish("connected"));
-        u.on("error", (e) => finish(statusOf(e), e.code || e.message));
+        cleanup = () => { clearInterval(iv); try { u && u.close(); } catch (_) {} };
         const payload = Buffer.from("sluice-probe");
-        const send = () => u.send(payload, (e) => { if (e) finish(statusOf(e), e.code || e.message); });
-        u.connect(t.port, t.host, (e) => {
-          if (e) return finish(statusOf(e), e.code || e.message);
-          send();
-          iv = setInterval(send, 200);
-        });
+        const open = (tries) => {
+          const sock = dgram.createSocket(net.isIPv6(t.host) ? "udp6" : "udp4");
+          u = sock;
+          sock.once("error", (e) => {
+            try { sock.close(); } catch (_) {}
+            if (e.code === "EADDRINUSE" && tries < 50) open(tries + 1);
+            else finish(statusOf(e), e.code || e.message);
+          });
+          sock.bind(nextUdpSourcePort(), () => {
+            sock.removeAllListeners("error");
+            sock.on("error", (e) => finish(statusOf(e), e.code || e.message));
+            sock.on("message", () => finish("connected"));
+            const send = () => sock.send(payload, (e) => { if (e) finish(statusOf(e), e.code || e.message); });
+            sock.connect(t.port, t.host, (e) => {
+              if (e) return finish(statusOf(e), e.code || e.message);
+              send();
+              iv = setInterval(send, 200);
+            });
+          });
+        };
+        open(0);
       } else {
         const s = net.connect({ host: t.host, port: t.port });
         cleanup = () => s.destroy();

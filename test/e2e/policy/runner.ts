@@ -185,7 +185,7 @@ export class PolicySuiteRunner {
     this.podsChanged = false;
     if (pods || !this.h.inForce) {
       await sleep(this.o.settleMs);
-      return { ms: this.o.settleMs, note: pods ? " (pods changed: the whole settle time)" : "" };
+      return { ms: this.o.settleMs, note: pods ? " (pods changed: the whole settle time)" : " (the harness cannot tell: the whole settle time)" };
     }
     const r = await this.h.inForce(this.o.settleMs);
     return { ms: r.ms, note: r.late.length ? ` (not reported in force by ${r.late.join(", ")})` : "" };
