@@ -41,7 +41,8 @@ export class RouteManager {
     const { network, underlay, nl, log } = rt;
     const backend = network.backend;
     const spec = specOf(backend);
-    const devices = await kernelOf(backend).ensureDevices(backend, rt.backendNode, lease, mtu, rt.backendLocal);
+    const kernel = kernelOf(backend);
+    const devices = await kernel.ensureDevices(backend, rt.backendNode, lease, mtu, rt.backendLocal);
     if (rt.policyEnabled) await this.detectKubeIpvs(nl, log);
     const peers = rt.subnets.peers().map(leaseToPeer);
     const desired = computeRouting(
@@ -52,7 +53,8 @@ export class RouteManager {
     const refused = desired.refused.join("\n");
     if (refused !== this.lastRefused) for (const r of desired.refused) log.warn({ refused: r }, "peer refused");
     this.lastRefused = refused;
-    const trust = underlayTrustOf(desired.trusted, underlay.name, spec.encapsulation(backend)?.port, devices);
+    const trust = underlayTrustOf(desired.trusted, underlay.name, (family) => spec.encapsulation(backend, family)?.port, devices);
+    if (kernel.reconcilePeers) await kernel.reconcilePeers(backend, rt.backendNode, desired.tunnelPeers, devices);
     const counts = await reconcileRouting(nl, desired, Object.values(devices), log);
     if (Object.values(counts).some((n) => n > 0)) log.info({ ...counts, peers: desired.decisions }, "routing reconciled");
     return { trust, trustKey: trustKey(trust), kubeIpvs: this.kubeIpvs, kubeIpvsKey: this.kubeIpvsKey };
@@ -80,10 +82,11 @@ export class RouteManager {
 }
 
 /** Per family: where peers' traffic arrives (underlay interface, the family's tunnel device if any) and which peers are known. */
-function underlayTrustOf(trusted: readonly TrustedPeer[], iface: string, port: number | undefined, devices: BackendDevices): ReadonlyMap<Family, UnderlayTrust> {
+function underlayTrustOf(trusted: readonly TrustedPeer[], iface: string, portOf: (family: Family) => number | undefined, devices: BackendDevices): ReadonlyMap<Family, UnderlayTrust> {
   const out = new Map<Family, UnderlayTrust>();
   for (const family of [4, 6] as const) {
     const device = devices[family];
+    const port = portOf(family);
     out.set(family, { iface, tunnel: device !== undefined && port !== undefined ? { device, port } : undefined, peers: trusted.filter((p) => p.family === family) });
   }
   return out;

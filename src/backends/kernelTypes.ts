@@ -8,6 +8,7 @@ import type { Underlay } from "../dataplane/underlay.js";
 import type { Family, IpAddr } from "../model/ip.js";
 import type { Lease } from "../model/lease.js";
 import type { NetworkConfig } from "../config/networkConfig.js";
+import type { DesiredTunnelPeer } from "../routing/desired.js";
 import type { BackendConfigBase, BackendDevices, LocalBackendState } from "./types.js";
 
 /** What the agent resolved at start that a backend's devices are made of. */
@@ -28,6 +29,8 @@ export interface BackendKernel<C extends BackendConfigBase = BackendConfigBase> 
   resolveLocal(c: C, node: BackendNode, previous: Readonly<Partial<Record<Family, unknown>>>): Promise<LocalBackendState>;
   /** Before each routes reconcile: the devices exist as configured (created, repaired); returns those in use, per family. */
   ensureDevices(c: C, node: BackendNode, lease: Lease, mtu: number, local: LocalBackendState): Promise<BackendDevices>;
+  /** After ensureDevices, before routes: a keyed tunnel's peers (WireGuard) made to match the desired ones on the devices in use; returns how many changed. */
+  reconcilePeers?(c: C, node: BackendNode, peers: readonly DesiredTunnelPeer[], devices: BackendDevices): Promise<number>;
   /** `sluicectl cleanup`: whether a link is one of this backend's devices (found by name and kind, so it works after a crash). */
   ownsLink(link: LinkInfo): boolean;
 }

@@ -6,10 +6,12 @@ import { hostGwKernel } from "./hostGw/kernel.js";
 import type { BackendKernel } from "./kernelTypes.js";
 import type { Backend, BackendType } from "./specs.js";
 import { vxlanKernel } from "./vxlan/kernel.js";
+import { wireguardKernel } from "./wireguard/kernel.js";
 
 const KERNELS: { readonly [T in BackendType]: BackendKernel<Extract<Backend, { type: T }>> } = {
   vxlan: vxlanKernel,
   "host-gw": hostGwKernel,
+  wireguard: wireguardKernel,
 };
 
 export function kernelOf<B extends Backend>(b: B): BackendKernel<B> {

@@ -6,14 +6,16 @@ import { ConfigError } from "../config/errors.js";
 import { type HostGwBackend, hostGwSpec } from "./hostGw/spec.js";
 import type { BackendSpec, RawBackend } from "./types.js";
 import { type VxlanBackend, vxlanSpec } from "./vxlan/spec.js";
+import { type WireguardBackend, wireguardSpec } from "./wireguard/spec.js";
 
 /** Every backend's parsed config. */
-export type Backend = VxlanBackend | HostGwBackend;
+export type Backend = VxlanBackend | HostGwBackend | WireguardBackend;
 export type BackendType = Backend["type"];
 
 const SPECS: { readonly [T in BackendType]: BackendSpec<Extract<Backend, { type: T }>> } = {
   vxlan: vxlanSpec,
   "host-gw": hostGwSpec,
+  wireguard: wireguardSpec,
 };
 
 export const SUPPORTED_BACKENDS = Object.keys(SPECS) as BackendType[];
@@ -30,4 +32,11 @@ export function parseBackend(raw: RawBackend | undefined, source: string): Backe
   const type = typeText.toLowerCase();
   if (!(type in SPECS)) throw new ConfigError("Backend.Type", `"${typeText}" is not supported (supported: ${SUPPORTED_BACKENDS.join(", ")})`, source);
   return SPECS[type as BackendType].parse(raw ?? {}, source);
+}
+
+/** A parsed backend for people to read (`sluicectl`, logs, goldens): its secrets redacted. */
+export function describeBackend(b: Backend): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...b };
+  for (const k of specOf(b).secrets ?? []) if (out[k] !== undefined) out[k] = "(redacted)";
+  return out;
 }

@@ -51,14 +51,16 @@ export interface BackendSpec<C extends BackendConfigBase = BackendConfigBase> {
   readonly type: C["type"];
   /** The Backend section's keys this backend reads, validated; throws ConfigError naming `Backend.<Key>`. */
   parse(raw: RawBackend, source: string): C;
+  /** Its parsed config's keys that hold secrets (WireGuard's PSK): shown redacted by describeBackend. */
+  readonly secrets?: readonly (keyof C & string)[];
   /** The MTU pods get on this backend, from the underlay's. */
   podMtu(c: C, underlayMtu: number, ipv6Underlay: boolean): number;
   /** This node's lease data per family (BackendData, BackendV6Data), from its local state; a family without it gets none. */
   leaseData(c: C, local: LocalBackendState): Partial<Record<Family, unknown>>;
   /** The devices its routes go through (the reconciler owns their neighbour and FDB entries). */
   devices(c: C): BackendDevices;
-  /** Where peers' encapsulated traffic arrives, for the host rules' underlay trust: the device and its UDP port. */
-  encapsulation(c: C): { port: number } | undefined;
+  /** Where peers' encapsulated traffic of this family arrives, for the host rules' underlay trust: its UDP port. */
+  encapsulation(c: C, family: Family): { port: number } | undefined;
   /** Pure: the routes (and neighbours, FDB) for one trusted peer of one family, appended to `out`. */
   routePeer(c: C, ctx: RouteContext, peer: PeerRoute, out: DesiredRouting): PeerDecision;
 }

@@ -7,6 +7,7 @@ import { pino } from "pino";
 import { ConfigError } from "../config/errors.js";
 import { type FlagSpec, type RawFlags, formatHelp, parseFlags } from "../config/flags.js";
 import { parseNetworkConfig } from "../config/networkConfig.js";
+import { describeBackend } from "../backends/specs.js";
 import { readSubnetEnv, renderDockerOpts, writeFileAtomic } from "../agent/subnetEnv.js";
 import { connectEtcd } from "../datastore/etcdClient.js";
 import { EtcdSubnetRegistry } from "../datastore/etcdSubnetRegistry.js";
@@ -63,7 +64,7 @@ export const COMMANDS: Record<string, Command> = {
       const { registry, close } = registryFrom(flags);
       try {
         const c = await registry.getNetworkConfig();
-        io.out(JSON.stringify({ Network: c.ipv4 && formatCidr(c.ipv4.network), SubnetLen: c.ipv4?.subnetLen, IPv6Network: c.ipv6 && formatCidr(c.ipv6.network), Backend: c.backend }, null, 2) + "\n");
+        io.out(JSON.stringify({ Network: c.ipv4 && formatCidr(c.ipv4.network), SubnetLen: c.ipv4?.subnetLen, IPv6Network: c.ipv6 && formatCidr(c.ipv6.network), Backend: describeBackend(c.backend) }, null, 2) + "\n");
       } finally {
         close();
       }
@@ -220,7 +221,7 @@ on stderr. The file: $SLUICE_CONFIG, else $XDG_CONFIG_HOME/sluice/config.json, e
   demo: {
     summary: "a 3-node sandbox, pods in two namespaces wired by sluice-cni, a connectivity matrix from real TCP probes; --keep leaves it up",
     flags: [
-      { name: "backend", kind: "string", help: "vxlan, host-gw or vxlan-direct", default: "vxlan" },
+      { name: "backend", kind: "string", help: "vxlan, host-gw, vxlan-direct or wireguard", default: "vxlan" },
       { name: "keep", kind: "boolean", help: "leave the cluster running (remove it with: sluicectl demo-down)" },
     ],
     run: async (flags, _args, io) => runDemo({ backend: str(flags, "backend") ?? "vxlan", keep: flags["keep"] === true }, io),

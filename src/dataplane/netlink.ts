@@ -134,6 +134,12 @@ export class Netlink {
     await this.sock.newLink({}, { ifname: o.name, mtu: o.mtu, address: parseMac(o.mac), linkinfo }, { flags: FlagsNew.CREATE | FlagsNew.EXCL });
   }
 
+  /** A link of a kind that takes no attributes at creation (wireguard); rejects when the kernel lacks the kind. */
+  async createLink(o: { name: string; kind: string; mtu: number }): Promise<void> {
+    const linkinfo = toBuffer(ifla.formatInfo({ kind: o.kind }));
+    await this.sock.newLink({}, { ifname: o.name, mtu: o.mtu, linkinfo }, { flags: FlagsNew.CREATE | FlagsNew.EXCL });
+  }
+
   async deleteLink(index: number): Promise<void> {
     await this.sock.delLink({ index });
   }

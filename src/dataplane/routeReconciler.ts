@@ -87,7 +87,10 @@ export async function reconcileRouting(nl: Netlink, desired: DesiredRouting, vxl
 function routeMatches(have: RouteInfo, want: DesiredRoute, oif: number | undefined): boolean {
   if (have.blackhole !== want.blackhole) return false;
   if (want.blackhole) return true;
-  if (!have.gateway || !want.gateway || !ipEquals(have.gateway, want.gateway)) return false;
+  if (!want.gateway) {
+    // A device route (WireGuard picks the peer itself): no gateway, the device ours.
+    if (have.gateway) return false;
+  } else if (!have.gateway || !ipEquals(have.gateway, want.gateway)) return false;
   if (oif !== undefined && have.oif !== oif) return false;
   return have.onlink === want.onlink;
 }

@@ -4,6 +4,7 @@
  * LeaseKeeper, and the peers from an EtcdListWatch that relists on its own after a failed
  * watch (keeping the last known peers, so the dataplane stays as it is meanwhile).
  */
+import { describeBackend } from "../backends/specs.js";
 import { EventEmitter } from "node:events";
 import type { Etcd3, IKeyValue } from "etcd3";
 import type { Logger } from "pino";
@@ -63,7 +64,7 @@ export class EtcdSubnetManager extends EventEmitter implements SubnetManager {
     for (;;) {
       try {
         const network = await this.registry.getNetworkConfig();
-        log.info({ ipv4: network.ipv4 && formatCidr(network.ipv4.network), ipv6: network.ipv6 && formatCidr(network.ipv6.network), backend: network.backend }, "network config loaded");
+        log.info({ ipv4: network.ipv4 && formatCidr(network.ipv4.network), ipv6: network.ipv6 && formatCidr(network.ipv6.network), backend: describeBackend(network.backend) }, "network config loaded");
         this.network = network;
         return network;
       } catch (err) {

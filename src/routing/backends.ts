@@ -28,7 +28,7 @@ export interface LocalView {
 const onLink = (view: LocalView, ip: IpAddr): boolean => view.onLinkNetworks.some((n) => cidrContainsIp(n, ip));
 
 export function computeRouting(view: LocalView, peers: readonly Peer[]): DesiredRouting {
-  const out: DesiredRouting = { routes: [], neighbors: [], fdb: [], decisions: [], problems: [], refused: [], trusted: [] };
+  const out: DesiredRouting = { routes: [], neighbors: [], fdb: [], tunnelPeers: [], decisions: [], problems: [], refused: [], trusted: [] };
   const sorted = [...peers].sort((a, b) => a.name.localeCompare(b.name));
   const claims: { peer: Peer; claim: PeerClaim }[] = [];
   for (const peer of sorted) {
@@ -83,10 +83,14 @@ export function describeRouting(d: DesiredRouting): string[] {
   const lines: string[] = [];
   for (const r of d.routes) {
     if (r.blackhole) lines.push(`route blackhole ${formatCidr(r.dst)}`);
-    else lines.push(`route ${formatCidr(r.dst)} via ${formatIp(r.gateway as IpAddr)}${r.dev ? ` dev ${r.dev}` : ""}${r.onlink ? " onlink" : ""}`);
+    else lines.push(`route ${formatCidr(r.dst)}${r.gateway ? ` via ${formatIp(r.gateway)}` : ""}${r.dev ? ` dev ${r.dev}` : ""}${r.onlink ? " onlink" : ""}`);
   }
   for (const n of d.neighbors) lines.push(`neigh ${formatIp(n.ip)} lladdr ${n.mac} dev ${n.dev} permanent`);
   for (const f of d.fdb) lines.push(`fdb ${f.mac} dst ${formatIp(f.dst)} dev ${f.dev} self permanent`);
+  for (const t of d.tunnelPeers) {
+    const endpoint = t.endpoint ? ` endpoint ${t.endpoint.ip.family === 6 ? `[${formatIp(t.endpoint.ip)}]` : formatIp(t.endpoint.ip)}:${t.endpoint.port}` : " (no endpoint)";
+    lines.push(`wg ${t.dev} peer ${t.publicKey} (${t.name})${endpoint} allowed-ips ${t.allowedIps.map(formatCidr).join(",")}${t.keepaliveSeconds ? ` persistent-keepalive ${t.keepaliveSeconds}` : ""}`);
+  }
   for (const p of d.problems) lines.push(`problem ${p}`);
   for (const r of d.refused) lines.push(`refused ${r}`);
   return lines;

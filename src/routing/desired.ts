@@ -23,10 +23,25 @@ export interface DesiredFdb {
   dst: IpAddr;
 }
 
+/**
+ * One peer of a keyed tunnel device (WireGuard): the peer's public key, where to send to
+ * (undefined: wait for the peer to reach us), the pod subnets it may carry.
+ */
+export interface DesiredTunnelPeer {
+  dev: string;
+  /** The peer node's name, for logs. */
+  name: string;
+  publicKey: string;
+  endpoint: { ip: IpAddr; port: number } | undefined;
+  allowedIps: Cidr[];
+  /** Seconds between keepalives; 0 is off. */
+  keepaliveSeconds: number;
+}
+
 /** How the route to one peer was chosen, for logs and `sluicectl`. */
 export interface PeerDecision {
   peer: string;
-  via: "vxlan" | "direct" | "skipped";
+  via: "vxlan" | "wireguard" | "direct" | "skipped";
   reason?: string;
 }
 
@@ -42,6 +57,7 @@ export interface DesiredRouting {
   routes: DesiredRoute[];
   neighbors: DesiredNeighbor[];
   fdb: DesiredFdb[];
+  tunnelPeers: DesiredTunnelPeer[];
   decisions: PeerDecision[];
   /** Problems to report (never fatal): a host-gw peer that is not on-link, a peer without VTEP MAC. */
   problems: string[];

@@ -273,8 +273,8 @@ describe("Backend", () => {
   });
 
   test("unsupported Type is rejected, naming the supported ones", () => {
-    reject({ Network: "10.244.0.0/16", Backend: { Type: "udp" } }, "Backend.Type", /"udp" is not supported.*vxlan, host-gw/);
-    reject({ Network: "10.244.0.0/16", Backend: { Type: "wireguard" } }, "Backend.Type", /not supported/);
+    reject({ Network: "10.244.0.0/16", Backend: { Type: "udp" } }, "Backend.Type", /"udp" is not supported.*vxlan, host-gw, wireguard/);
+    reject({ Network: "10.244.0.0/16", Backend: { Type: "ipip" } }, "Backend.Type", /not supported/);
     reject({ Network: "10.244.0.0/16", Backend: { Type: 3 } }, "Backend.Type", /string/);
   });
 

@@ -6,7 +6,8 @@
 import { randomBytes } from "node:crypto";
 import type { Logger } from "pino";
 import type { Netlink } from "../../dataplane/netlink.js";
-import { type Cidr, type IpAddr, cidrContainsIp, formatIp, ipEquals } from "../../model/ip.js";
+import { type Cidr, type IpAddr, formatIp, ipEquals } from "../../model/ip.js";
+import { ensureDeviceAddress } from "../deviceAddress.js";
 
 export interface VxlanDeviceSpec {
   name: string;
@@ -56,12 +57,6 @@ export async function ensureVxlanDevice(nl: Netlink, spec: VxlanDeviceSpec, log:
   }
   if (link.mtu !== spec.mtu) await nl.setLink(link.index, { mtu: spec.mtu });
   if (!link.up) await nl.setLink(link.index, { up: true });
-  const bits = spec.address.family === 4 ? 32 : 128;
-  const addrs = (await nl.addresses(spec.address.family)).filter((a) => a.index === link.index);
-  for (const a of addrs) {
-    const isOurs = ipEquals(a.address, spec.address) && a.prefixLen === bits;
-    if (!isOurs && cidrContainsIp(spec.clusterNetwork, a.address)) await nl.delAddress(link.index, a.address, a.prefixLen);
-  }
-  if (!addrs.some((a) => ipEquals(a.address, spec.address) && a.prefixLen === bits)) await nl.addAddress(link.index, spec.address, bits);
+  await ensureDeviceAddress(nl, link.index, spec.address, spec.clusterNetwork);
   return { mac, index: link.index };
 }
