@@ -29,8 +29,10 @@ FROM node:${NODE_MAJOR}-trixie-slim
 # Debian's iptables ships both backends (iptables-nft-* and iptables-legacy-*); the agent
 # calls them by those names and picks the one the node uses (--iptables-backend).
 # nftables: nft, for the native nftables dataplane (--dataplane nftables|auto).
+# wireguard-tools: wg, which configures the wireguard backend's devices; wireguard-go: the
+# userspace WireGuard used where the node's kernel has none.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends iptables ipset nftables iproute2 conntrack \
+ && apt-get install -y --no-install-recommends iptables ipset nftables iproute2 conntrack wireguard-tools wireguard-go \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/sluice
 COPY package.json ./

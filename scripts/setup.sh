@@ -31,7 +31,11 @@ PKGS=(etcd-server etcd-client openssl iproute2 iptables ipset nftables conntrack
 # for the guest's initramfs, and what its tests drive there (python3 opens SCTP sockets).
 # bench/throughput.ts measures pod-to-pod TCP with iperf3.
 PKGS+=(iperf3)
-PKGS+=(qemu-system-x86 linux-image-amd64 busybox-static kmod wireguard-tools ipvsadm python3)
+# The wireguard backend: wg configures kernel and userspace devices alike; wireguard-go is the
+# userspace WireGuard where the kernel has none (this host's); tcpdump captures the underlay
+# in its e2e test (no pod plaintext on the wire).
+PKGS+=(wireguard-tools wireguard-go tcpdump)
+PKGS+=(qemu-system-x86 linux-image-amd64 busybox-static kmod ipvsadm python3)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

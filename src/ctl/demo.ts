@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { run } from "../dataplane/exec.js";
 import { binPath } from "../sandbox/paths.js";
 import { tmpdir } from "node:os";
-import { SANDBOX_POLICY_READY_TIMEOUT_MS, Sandbox, type SandboxBackend, teardown } from "../sandbox/cluster.js";
+import { SANDBOX_BACKENDS, SANDBOX_POLICY_READY_TIMEOUT_MS, Sandbox, type SandboxBackend, teardown } from "../sandbox/cluster.js";
 import { nsExec } from "../sandbox/netns.js";
 import { leaseSubnets, listLeases } from "../sandbox/nodes.js";
 import { createNamespace, createPod, type SandboxPod, podId, podObjects } from "../sandbox/pods.js";
@@ -56,8 +56,8 @@ export interface DemoOptions {
 }
 
 export async function runDemo(o: DemoOptions, io: Io): Promise<number> {
-  if (!["vxlan", "host-gw", "vxlan-direct"].includes(o.backend)) {
-    io.err(`--backend: "${o.backend}" must be vxlan, host-gw or vxlan-direct\n`);
+  if (!(SANDBOX_BACKENDS as readonly string[]).includes(o.backend)) {
+    io.err(`--backend: "${o.backend}" must be one of ${SANDBOX_BACKENDS.join(", ")}\n`);
     return 2;
   }
   const prefix = o.prefix ?? DEMO_PREFIX;

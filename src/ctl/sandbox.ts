@@ -11,7 +11,7 @@ import { ConfigError } from "../config/errors.js";
 import { type FlagSpec, type RawFlags, parseDuration } from "../config/flags.js";
 import { run } from "../dataplane/exec.js";
 import { contextsPath, recordContext, removeContexts } from "./contexts.js";
-import { SANDBOX_POLICY_READY_TIMEOUT_MS, STATE_FILE, Sandbox, type SandboxBackend, type SandboxNode, teardown } from "../sandbox/cluster.js";
+import { SANDBOX_BACKENDS, SANDBOX_POLICY_READY_TIMEOUT_MS, STATE_FILE, Sandbox, type SandboxBackend, type SandboxNode, teardown } from "../sandbox/cluster.js";
 import { listNetns, sandboxNetns } from "../sandbox/netns.js";
 import {
   createNamespace,
@@ -45,7 +45,7 @@ export const SANDBOX_FLAGS: FlagSpec[] = [
   { name: "state-dir", kind: "string", help: "where the sandbox keeps its state file, logs and etcd", default: DEFAULT_SANDBOX_STATE },
   { name: "prefix", kind: "string", help: "up/down: name prefix of every namespace the sandbox makes", default: DEFAULT_SANDBOX_PREFIX },
   { name: "nodes", kind: "string", help: "up: number of nodes", default: "3" },
-  { name: "backend", kind: "string", help: "up: vxlan, host-gw or vxlan-direct (vxlan with DirectRouting)", default: "vxlan" },
+  { name: "backend", kind: "string", help: "up: vxlan, host-gw, vxlan-direct (vxlan with DirectRouting) or wireguard (encrypted; wireguard-go where the kernel has no WireGuard)", default: "vxlan" },
   { name: "segments", kind: "string", help: "up: L2 segments of the underlay, 1 or 2 (joined by a router)", default: "1" },
   { name: "network", kind: "string", help: "up: the cluster network", default: "10.244.0.0/16" },
   { name: "node", kind: "string", help: "pod create: the node (node-2 or 2); default: the node with the fewest pods" },
@@ -62,7 +62,7 @@ export const SANDBOX_FLAGS: FlagSpec[] = [
 ];
 
 export const SANDBOX_USAGE = `Usage:
-  sluicectl sandbox up [--nodes 3] [--backend vxlan|host-gw|vxlan-direct] [--segments 1|2]
+  sluicectl sandbox up [--nodes 3] [--backend vxlan|host-gw|vxlan-direct|wireguard] [--segments 1|2]
   sluicectl sandbox down
   sluicectl sandbox status [-o json]
   sluicectl sandbox node add | node remove <node> [--keep-lease] | node restart <node>
@@ -151,7 +151,7 @@ async function up(flags: RawFlags, io: Io): Promise<number> {
   if (!/^[a-z][a-z0-9-]{0,19}$/.test(prefix)) throw new ConfigError("--prefix", `"${prefix}" must be 1-20 lower-case letters, digits or '-', starting with a letter`, SRC);
   const nodes = intFlag(flags, "nodes", 3, 1, 50);
   const backend = str(flags, "backend") ?? "vxlan";
-  if (!["vxlan", "host-gw", "vxlan-direct"].includes(backend)) throw new ConfigError("--backend", `"${backend}" must be vxlan, host-gw or vxlan-direct`, SRC);
+  if (!(SANDBOX_BACKENDS as readonly string[]).includes(backend)) throw new ConfigError("--backend", `"${backend}" must be one of ${SANDBOX_BACKENDS.join(", ")}`, SRC);
   const segments = intFlag(flags, "segments", 1, 1, 2) as 1 | 2;
   if (existsSync(join(stateDir, STATE_FILE))) {
     const old = Sandbox.load(stateDir);

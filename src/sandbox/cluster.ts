@@ -23,7 +23,8 @@ import { addNetns, delNetns, ip, listNetns, netnsPids, nsExec, sandboxNetns } fr
 import { EtcdObjects, KubeObjects, type SandboxKubeApi, type SandboxObjects } from "./objects.js";
 import { cidr, formatCidr, parseCidr } from "../model/ip.js";
 
-export type SandboxBackend = "vxlan" | "host-gw" | "vxlan-direct";
+export const SANDBOX_BACKENDS = ["vxlan", "host-gw", "vxlan-direct", "wireguard"] as const;
+export type SandboxBackend = (typeof SANDBOX_BACKENDS)[number];
 
 export interface SandboxOptions {
   /** Short id; every namespace is named `<prefix>-...`. */
@@ -92,7 +93,7 @@ export function underlayAddress6(segment: number, host: number): string {
 }
 
 export function networkConfigFor(backend: SandboxBackend, network = "10.244.0.0/16", ipv6 = false): string {
-  const b = backend === "host-gw" ? { Type: "host-gw" } : backend === "vxlan-direct" ? { Type: "vxlan", DirectRouting: true } : { Type: "vxlan" };
+  const b = backend === "vxlan-direct" ? { Type: "vxlan", DirectRouting: true } : { Type: backend };
   return JSON.stringify({ Network: network, ...(ipv6 ? { EnableIPv6: true, IPv6Network: "fd00:244::/56" } : {}), Backend: b });
 }
 
@@ -124,7 +125,7 @@ const stateSchema = z.object({
     prefix: z.string(),
     stateDir: z.string(),
     nodes: z.number().int(),
-    backend: z.enum(["vxlan", "host-gw", "vxlan-direct"]),
+    backend: z.enum(SANDBOX_BACKENDS),
     segments: z.union([z.literal(1), z.literal(2)]),
     network: z.string().optional(),
     ipMasq: z.boolean().optional(),
@@ -394,19 +395,36 @@ export class Sandbox {
   async startAgent(node: SandboxNode, extraArgs: readonly string[] = []): Promise<void> {
     const bin = this.o.agentBin ?? binPath("sluice-agent");
     const logFd = openSync(join(node.stateDir, "agent.log"), "a");
-    const child = spawn("ip", ["netns", "exec", node.ns, process.execPath, bin, ...this.agentArgs(node), ...extraArgs], { stdio: ["ignore", logFd, logFd], detached: this.o.detached ?? false, env: { ...process.env, NODE_NAME: node.name } });
+    const argv = [process.execPath, bin, ...this.agentArgs(node), ...extraArgs];
+    const child = spawn("ip", ["netns", "exec", node.ns, ...this.withNodeMounts(node, argv)], { stdio: ["ignore", logFd, logFd], detached: this.o.detached ?? false, env: { ...process.env, NODE_NAME: node.name, SLUICE_WIREGUARD_KEY_FILE: join(node.stateDir, "wgkey") } });
     closeSync(logFd);
     if (this.o.detached) child.unref();
     writeFileSync(join(node.stateDir, "agent.pid"), String(child.pid));
     this.agents.set(node.name, child);
   }
 
-  /** Stops a node's agent with SIGTERM (graceful: the dataplane stays). */
+  /**
+   * wireguard-go keeps its control socket in the one global /run/wireguard/<device>.sock,
+   * so each node's agent (and the wireguard-go it starts, which outlives it as a device
+   * outlives an agent) sees its own directory there: `ip netns exec` gives the command a
+   * mount namespace of its own, where the node's directory is bound over /run/wireguard.
+   * Other backends run the agent as it is.
+   */
+  withNodeMounts(node: SandboxNode, argv: readonly string[]): string[] {
+    if (this.o.backend !== "wireguard") return [...argv];
+    const dir = nodeWireguardRunDir(node);
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    mkdirSync(WIREGUARD_RUN_DIR, { recursive: true, mode: 0o755 });
+    return ["sh", "-c", 'mount --bind "$0" "$1" && shift && exec "$@"', dir, WIREGUARD_RUN_DIR, ...argv];
+  }
+
+  /** Stops a node's agent with SIGTERM (graceful: the dataplane stays, wireguard-go's devices too). */
   async stopAgent(node: SandboxNode, signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
     const pid = readPid(join(node.stateDir, "agent.pid"));
     const child = this.agents.get(node.name);
     this.agents.delete(node.name);
     for (const p of await netnsPids(node.ns)) {
+      if (isWireguardGo(p)) continue;
       try {
         process.kill(p, signal);
       } catch {
@@ -469,6 +487,18 @@ export class Sandbox {
     await teardown(this.o.prefix, this.o.stateDir);
     await this.etcd?.stop();
     await this.kube?.stop();
+  }
+}
+
+/** Where wireguard-go and `wg` keep control sockets; a sandbox node has its own directory bound there. */
+const WIREGUARD_RUN_DIR = "/run/wireguard";
+export const nodeWireguardRunDir = (node: Pick<SandboxNode, "stateDir">): string => join(node.stateDir, "wireguard");
+
+function isWireguardGo(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, "utf8").trim() === "wireguard-go";
+  } catch {
+    return false;
   }
 }
 
