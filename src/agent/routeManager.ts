@@ -7,7 +7,7 @@
 import type { Logger } from "pino";
 import { kernelOf } from "../backends/kernels.js";
 import { specOf } from "../backends/specs.js";
-import type { BackendDevices } from "../backends/types.js";
+import type { BackendDevices, Encapsulation } from "../backends/types.js";
 import type { Netlink } from "../dataplane/netlink.js";
 import { reconcileRouting } from "../dataplane/routeReconciler.js";
 import { type Family, formatCidr, formatIp } from "../model/ip.js";
@@ -53,7 +53,7 @@ export class RouteManager {
     const refused = desired.refused.join("\n");
     if (refused !== this.lastRefused) for (const r of desired.refused) log.warn({ refused: r }, "peer refused");
     this.lastRefused = refused;
-    const trust = underlayTrustOf(desired.trusted, underlay.name, (family) => spec.encapsulation(backend, family)?.port, devices);
+    const trust = underlayTrustOf(desired.trusted, underlay.name, (family) => spec.encapsulation(backend, family), devices);
     if (kernel.reconcilePeers) await kernel.reconcilePeers(backend, rt.backendNode, desired.tunnelPeers, devices);
     const counts = await reconcileRouting(nl, desired, Object.values(devices), log);
     if (Object.values(counts).some((n) => n > 0)) log.info({ ...counts, peers: desired.decisions }, "routing reconciled");
@@ -82,12 +82,12 @@ export class RouteManager {
 }
 
 /** Per family: where peers' traffic arrives (underlay interface, the family's tunnel device if any) and which peers are known. */
-function underlayTrustOf(trusted: readonly TrustedPeer[], iface: string, portOf: (family: Family) => number | undefined, devices: BackendDevices): ReadonlyMap<Family, UnderlayTrust> {
+function underlayTrustOf(trusted: readonly TrustedPeer[], iface: string, encapOf: (family: Family) => Encapsulation | undefined, devices: BackendDevices): ReadonlyMap<Family, UnderlayTrust> {
   const out = new Map<Family, UnderlayTrust>();
   for (const family of [4, 6] as const) {
     const device = devices[family];
-    const port = portOf(family);
-    out.set(family, { iface, tunnel: device !== undefined && port !== undefined ? { device, port } : undefined, peers: trusted.filter((p) => p.family === family) });
+    const encap = encapOf(family);
+    out.set(family, { iface, tunnel: device !== undefined && encap !== undefined ? { device, ...encap } : undefined, peers: trusted.filter((p) => p.family === family) });
   }
   return out;
 }

@@ -38,6 +38,13 @@ export interface PeerRoute {
   backendType: string;
 }
 
+/**
+ * How peers' encapsulated traffic arrives: UDP to a port (VXLAN, WireGuard), or as its own
+ * IP protocol (IPIP). `authenticated`: only a peer's key opens it (WireGuard), so pods may
+ * send it; unauthenticated encapsulation no pod may send anywhere.
+ */
+export type Encapsulation = { protocol?: "udp"; port: number; authenticated?: boolean } | { protocol: "ipencap"; authenticated?: boolean };
+
 /** What the node's side of routing looks like, for a backend's decision. */
 export interface RouteContext {
   /** Whether the peer's public address is directly connected on the underlay. */
@@ -49,6 +56,8 @@ export type BackendDevices = Readonly<Partial<Record<Family, string>>>;
 
 export interface BackendSpec<C extends BackendConfigBase = BackendConfigBase> {
   readonly type: C["type"];
+  /** The families it carries (default both): a config enabling another is refused, naming the backend. */
+  readonly families?: readonly Family[];
   /** The Backend section's keys this backend reads, validated; throws ConfigError naming `Backend.<Key>`. */
   parse(raw: RawBackend, source: string): C;
   /** Its parsed config's keys that hold secrets (WireGuard's PSK): shown redacted by describeBackend. */
@@ -59,8 +68,8 @@ export interface BackendSpec<C extends BackendConfigBase = BackendConfigBase> {
   leaseData(c: C, local: LocalBackendState): Partial<Record<Family, unknown>>;
   /** The devices its routes go through (the reconciler owns their neighbour and FDB entries). */
   devices(c: C): BackendDevices;
-  /** Where peers' encapsulated traffic of this family arrives, for the host rules' underlay trust: its UDP port. */
-  encapsulation(c: C, family: Family): { port: number } | undefined;
+  /** Where peers' encapsulated traffic of this family arrives, for the host rules' underlay trust (src/render/hostRules.ts). */
+  encapsulation(c: C, family: Family): Encapsulation | undefined;
   /** Pure: the routes (and neighbours, FDB) for one trusted peer of one family, appended to `out`. */
   routePeer(c: C, ctx: RouteContext, peer: PeerRoute, out: DesiredRouting): PeerDecision;
 }

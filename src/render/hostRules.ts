@@ -7,7 +7,14 @@
  * Underlay trust (when the agent knows its peers): policy takes a pod address as the pod's
  * identity, so only known peers may deliver traffic that carries one.
  * - VXLAN: UDP to the VXLAN port whose source is not a known peer's underlay address is
- *   dropped first thing in INPUT (it would be decapsulated and forwarded to pods).
+ *   dropped first thing in INPUT (it would be decapsulated and forwarded to pods); so is
+ *   IPIP (IP protocol 4) from such an address.
+ * - A pod may not send that encapsulation itself: forwarded UDP to the tunnel's port with a
+ *   source inside the cluster network is dropped first thing in FORWARD. Masqueraded to
+ *   this node's address, a pod's hand-made VXLAN packet would reach a peer from a trusted
+ *   underlay address and be decapsulated there with any pod address inside (Felix drops
+ *   workloads' VXLAN and IPIP for the same reason). Not for an authenticated tunnel
+ *   (WireGuard): a packet without the node's key is never decapsulated.
  * - Forwarded traffic that arrives from the underlay interface or the VXLAN device with a
  *   source inside the cluster network is dropped first thing in FORWARD unless that source
  *   lies in a known peer's subnet (never this node's own, never an unallocated or refused one).
@@ -23,7 +30,7 @@ import type { IpsetSpec } from "./ipsetSpec.js";
 import type { PolicyRender } from "./policyContract.js";
 import { policyRawTableSpec } from "./policyText.js";
 import type { ChainSpec, HookSpec, Ruleset, TableSpec } from "./ruleset.js";
-import { ACCEPT, DROP, type MarkBits, RETURN, type Rule, dst, inIface, inSet, markIs, protocol, rule, src } from "./rules.js";
+import { ACCEPT, DROP, type MarkBits, type Match, RETURN, type Rule, dst, inIface, inSet, markIs, protocol, rule, src } from "./rules.js";
 
 export const CHAIN_POSTROUTING = "SLUICE-POSTROUTING";
 export const CHAIN_FORWARD = "SLUICE-FORWARD";
@@ -51,29 +58,42 @@ export interface HostRulesInput {
 export interface UnderlayTrust {
   /** The underlay interface: host-gw and DirectRouting peers' pod traffic arrives on it. */
   iface: string;
-  /** This family's tunnel device and the UDP port peers' encapsulated traffic arrives on (vxlan's), when the backend has them. */
-  tunnel: { device: string; port: number } | undefined;
+  /** This family's tunnel device and how peers' encapsulated traffic arrives on it, when the backend has one. */
+  tunnel: TunnelTrust | undefined;
   /** The known (routed) peers of this family. */
   peers: ReadonlyArray<{ publicIP: IpAddr; subnet: Cidr }>;
+}
+
+/**
+ * A tunnel's device and its encapsulation: UDP to `port` (VXLAN's, WireGuard's) or IP
+ * protocol 4 (IPIP); `authenticated` when only a peer's key opens it (WireGuard).
+ */
+export type TunnelTrust = { device: string; authenticated?: boolean } & ({ protocol?: "udp"; port: number } | { protocol: "ipencap" });
+
+/** The match for a tunnel's encapsulated packets. */
+function encapMatches(t: TunnelTrust): Match[] {
+  if (t.protocol === "ipencap") return [protocol("ipencap")];
+  return [protocol("udp"), { kind: "ports", protocol: "udp", dst: { from: t.port, to: t.port } }];
 }
 
 export const peerHostsSet = (family: Family): string => `slc${family}-peer-hosts`;
 export const peerNetsSet = (family: Family): string => `slc${family}-peer-nets`;
 
-/** SLUICE-INPUT, first: encapsulated traffic (UDP to the tunnel's port, VXLAN's) from an underlay address that is no known peer's is dropped. */
+/** SLUICE-INPUT, first: encapsulated traffic (UDP to the tunnel's port, VXLAN's; IPIP) from an underlay address that is no known peer's is dropped. */
 export function underlayInputRules(i: HostRulesInput): Rule[] {
   const u = i.underlay;
   if (!u?.tunnel) return [];
-  const port = u.tunnel.port;
-  return [rule(DROP, protocol("udp"), { kind: "ports", protocol: "udp", dst: { from: port, to: port } }, inSet(peerHostsSet(i.family), ["src"], true))];
+  return [rule(DROP, ...encapMatches(u.tunnel), inSet(peerHostsSet(i.family), ["src"], true))];
 }
 
-/** SLUICE-FORWARD, first: a cluster source from the underlay must be in a known peer's subnet. */
+/** SLUICE-FORWARD, first: no pod sends the tunnel's encapsulation; a cluster source from the underlay must be in a known peer's subnet. */
 export function underlayForwardRules(i: HostRulesInput): Rule[] {
   const u = i.underlay;
   if (!u) return [];
   const net = formatCidr(i.network);
-  return [u.iface, ...(u.tunnel ? [u.tunnel.device] : [])].map((dev) => rule(DROP, inIface(dev), src(net), inSet(peerNetsSet(i.family), ["src"], true)));
+  const t = u.tunnel;
+  const noWorkloadEncap = t && !t.authenticated ? [rule(DROP, src(net), ...encapMatches(t))] : [];
+  return [...noWorkloadEncap, ...[u.iface, ...(t ? [t.device] : [])].map((dev) => rule(DROP, inIface(dev), src(net), inSet(peerNetsSet(i.family), ["src"], true)))];
 }
 
 /** The sets the underlay rules name (empty sets when no peer is known: nothing is trusted). */

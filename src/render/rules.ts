@@ -16,8 +16,8 @@ import type { Family } from "../model/ip.js";
 
 export type AddrDir = "src" | "dst";
 export type PortProtocol = "tcp" | "udp" | "sctp";
-/** IP protocols by the names iptables-save prints (the ICMPv6 one is `ipv6-icmp`). */
-export type IpProtocol = PortProtocol | "icmp" | "ipv6-icmp";
+/** IP protocols by the names iptables-save prints (the ICMPv6 one is `ipv6-icmp`; IPIP, protocol 4, is `ipencap`, which nft also knows). */
+export type IpProtocol = PortProtocol | "icmp" | "ipv6-icmp" | "ipencap";
 export type CtState = "NEW" | "RELATED" | "ESTABLISHED" | "INVALID" | "UNTRACKED";
 
 /** A port or an inclusive range; `not`: every other port. */

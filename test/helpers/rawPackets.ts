@@ -4,10 +4,11 @@
  * arrives. One python3 program (node has no raw sockets) with three roles, each run in a
  * network namespace with `ip netns exec`:
  *
- *  - "send": builds IPv4/IPv6 packets byte by byte (UDP datagrams and ICMP port-unreachable
- *    errors quoting a UDP datagram, every checksum right, any source address) and writes
- *    them to the pod's eth0 through an AF_PACKET socket, framed to the host veth's MAC: the
- *    pod's own routing and source selection never see them. Prints {"sent": n} and exits.
+ *  - "send": builds IPv4/IPv6 packets byte by byte (UDP datagrams, ICMP port-unreachable
+ *    errors quoting a UDP datagram, VXLAN- and IPIP-wrapped datagrams; every checksum right,
+ *    any source address) and writes them to the pod's eth0 through an AF_PACKET socket,
+ *    framed to the host veth's MAC: the pod's own routing and source selection never see
+ *    them. Prints {"sent": n} and exits.
  *  - "listen": binds UDP ports (both families), counts datagrams per family, port and tag
  *    (the payload's first word) and echoes those tagged "flow". Answers a "report" line on
  *    stdin with the counts so far; exits when stdin closes.
@@ -59,6 +60,16 @@ def ip(fam, src, dst, proto, body):
 
 def packet(p):
     fam = p["family"]
+    if p["kind"] == "vxlan":
+        # A UDP datagram to a VXLAN port carrying a whole Ethernet frame: an inner IPv4 UDP datagram with any source.
+        inner = ip(4, p["innerSrc"], p["innerDst"], 17, udp(4, p["innerSrc"], p["innerDst"], p["innerSport"], p["innerDport"], p["payload"].encode()))
+        frame = bytes.fromhex(p["innerDstMac"].replace(":", "")) + bytes.fromhex("02000000aa01") + struct.pack("!H", 0x0800) + inner
+        vx = struct.pack("!II", 0x08000000, p["vni"] << 8) + frame
+        return ip(fam, p["src"], p["dst"], 17, udp(fam, p["src"], p["dst"], p["sport"], p["dport"], vx))
+    if p["kind"] == "ipip":
+        # IP protocol 4 carrying a whole inner IPv4 UDP datagram with any source.
+        inner = ip(4, p["innerSrc"], p["innerDst"], 17, udp(4, p["innerSrc"], p["innerDst"], p["innerSport"], p["innerDport"], p["payload"].encode()))
+        return ip(4, p["src"], p["dst"], 4, inner)
     if p["kind"] == "udp":
         return ip(fam, p["src"], p["dst"], 17, udp(fam, p["src"], p["dst"], p["sport"], p["dport"], p["payload"].encode()))
     # An ICMP port unreachable from p["src"] to p["dst"], quoting the datagram dst:dport -> src:sport.
@@ -183,7 +194,43 @@ export interface RawPortUnreachable {
   dport: number;
 }
 
-export type RawPacket = RawUdp | RawPortUnreachable;
+/**
+ * A VXLAN packet made by hand: UDP from `src` to `dst`:`dport` (a node's VXLAN port) whose
+ * payload is the VXLAN header (`vni`) and an Ethernet frame to `innerDstMac` (that node's
+ * VTEP) holding an IPv4 UDP datagram `innerSrc`:`innerSport` -> `innerDst`:`innerDport`.
+ */
+export interface RawVxlan {
+  kind: "vxlan";
+  family: 4 | 6;
+  src: string;
+  dst: string;
+  sport: number;
+  dport: number;
+  vni: number;
+  innerDstMac: string;
+  innerSrc: string;
+  innerDst: string;
+  innerSport: number;
+  innerDport: number;
+  /** Its first word is the tag the receiver counts it under. */
+  payload: string;
+}
+
+/** An IPIP packet made by hand: IPv4 protocol 4 from `src` to `dst` holding an IPv4 UDP datagram `innerSrc`:`innerSport` -> `innerDst`:`innerDport`. */
+export interface RawIpip {
+  kind: "ipip";
+  family: 4;
+  src: string;
+  dst: string;
+  innerSrc: string;
+  innerDst: string;
+  innerSport: number;
+  innerDport: number;
+  /** Its first word is the tag the receiver counts it under. */
+  payload: string;
+}
+
+export type RawPacket = RawUdp | RawPortUnreachable | RawVxlan | RawIpip;
 
 /** One of the roles, run in `netns`. */
 export class RawPacketsProcess {

@@ -176,9 +176,9 @@ export function connectivitySuite(tag: string, backend: SandboxBackend, segments
         await eventually(async () => {
           const f = await nsExec(n.ns, "iptables", ["-S", "SLUICE-FORWARD"]);
           const p = await nsExec(n.ns, "iptables", ["-t", "nat", "-S", "SLUICE-POSTROUTING"]);
-          // SLUICE-FORWARD: the underlay trust rules (underlay interface, and the VXLAN device if any), the policy
-          // engine's mark reset and two dispatch jumps, then the two accept rules
-          const underlayRules = backend === "host-gw" ? 1 : 2;
+          // SLUICE-FORWARD: the underlay trust rules (with VXLAN: no pod sends it; then the underlay interface, and
+          // the VXLAN device if any), the policy engine's mark reset and two dispatch jumps, then the two accept rules
+          const underlayRules = backend === "host-gw" ? 1 : 3;
           return f.split("\n").filter((l) => l.startsWith("-A")).length === 5 + underlayRules && p.split("\n").filter((l) => l.startsWith("-A")).length === 6;
         }, 10_000),
         "iptables repaired",

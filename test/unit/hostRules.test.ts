@@ -74,12 +74,13 @@ describe("underlay trust", () => {
   const vxlan = { iface: "eth0", tunnel: { device: "sluice.1", port: 8472 }, peers: peersOf([["10.250.0.13", "10.244.3.0/24"], ["10.250.0.12", "10.244.2.0/24"]]) };
   const filter = (spec: ReturnType<typeof hostText>) => spec.tables.find((t) => t.table === "filter");
 
-  test("vxlan: VXLAN from unknown underlay addresses dropped first in INPUT; cluster sources from the underlay and the device must be a peer's", () => {
+  test("vxlan: VXLAN from unknown underlay addresses dropped first in INPUT; no pod sends VXLAN; cluster sources from the underlay and the device must be a peer's", () => {
     const spec = hostText({ ...input, underlay: vxlan, forwardPolicyRules: [toWl("slc", true)] });
     assert.deepEqual(filter(spec)?.chains, [
       {
         name: "SLUICE-FORWARD",
         rules: [
+          "-s 10.244.0.0/16 -p udp -m udp --dport 8472 -j DROP",
           "-s 10.244.0.0/16 -i eth0 -m set ! --match-set slc4-peer-nets src -j DROP",
           "-s 10.244.0.0/16 -i sluice.1 -m set ! --match-set slc4-peer-nets src -j DROP",
           "-o slc+ -j slc-to-wl",
@@ -94,6 +95,25 @@ describe("underlay trust", () => {
       { name: "slc4-peer-hosts", type: "hash:ip", family: 4, members: ["10.250.0.12", "10.250.0.13"] },
       { name: "slc4-peer-nets", type: "hash:net", family: 4, members: ["10.244.2.0/24", "10.244.3.0/24"] },
     ]);
+  });
+
+  test("wireguard (an authenticated tunnel): pods may send to its port, a packet without a peer's key is never opened", () => {
+    const wg = { ...vxlan, tunnel: { device: "sluice-wg", port: 51820, authenticated: true } };
+    const rules = filter(hostText({ ...input, underlay: wg }))?.chains.find((c) => c.name === "SLUICE-FORWARD")?.rules ?? [];
+    assert.deepEqual(rules.slice(0, 2), ["-s 10.244.0.0/16 -i eth0 -m set ! --match-set slc4-peer-nets src -j DROP", "-s 10.244.0.0/16 -i sluice-wg -m set ! --match-set slc4-peer-nets src -j DROP"]);
+    assert.ok(!rules.some((r) => r.includes("--dport 51820")));
+  });
+
+  test("ipip: IP protocol 4 from unknown underlay addresses dropped in INPUT; no pod sends IPIP", () => {
+    const ipip = { ...vxlan, tunnel: { device: "sluice.ipip", protocol: "ipencap" as const } };
+    const chains = filter(hostText({ ...input, underlay: ipip }))?.chains ?? [];
+    assert.deepEqual(chains.find((c) => c.name === "SLUICE-INPUT")?.rules, ["-p ipencap -m set ! --match-set slc4-peer-hosts src -j DROP"]);
+    assert.deepEqual(chains.find((c) => c.name === "SLUICE-FORWARD")?.rules.slice(0, 3), [
+      "-s 10.244.0.0/16 -p ipencap -j DROP",
+      "-s 10.244.0.0/16 -i eth0 -m set ! --match-set slc4-peer-nets src -j DROP",
+      "-s 10.244.0.0/16 -i sluice.ipip -m set ! --match-set slc4-peer-nets src -j DROP",
+    ]);
+    assert.deepEqual(underlayIpsets({ ...input, underlay: ipip }).map((x) => x.name), ["slc4-peer-hosts", "slc4-peer-nets"]);
   });
 
   test("host-gw: no INPUT rule (no VXLAN), the underlay interface only; IPv6 names its own sets", () => {

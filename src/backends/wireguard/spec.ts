@@ -107,7 +107,7 @@ export const wireguardSpec: BackendSpec<WireguardBackend> = {
 
   devices: (c) => ({ 4: wireguardDeviceName(c.mode, 4), 6: wireguardDeviceName(c.mode, 6) }),
 
-  encapsulation: (c, family) => ({ port: wireguardPort(c, family) }),
+  encapsulation: (c, family) => ({ port: wireguardPort(c, family), authenticated: true }),
 
   routePeer(c: WireguardBackend, _ctx, peer: PeerRoute, out: DesiredRouting): PeerDecision {
     const data = wireguardDataOf(peer.data);
