@@ -1,13 +1,14 @@
 /**
- * Pod-to-pod TCP throughput across two nodes, per backend (vxlan, host-gw), with iperf3
+ * Pod-to-pod TCP throughput across two nodes, per backend (vxlan, host-gw, wireguard), with iperf3
  * (Debian's), against baselines built in the same run on the same kernel:
  *
  * - underlay:   iperf3 between the two node namespaces over their veths and the underlay
  *               bridge, no pods (the ceiling of the machine);
  * - hand:       the pod path wired by hand, exactly as sluice-cni and the agent wire it
  *               (veth with proxy ARP and the link-local gateway, /32 routes, strict
- *               rp_filter; a vxlan device with static neighbour and FDB entries, or a
- *               host-gw route), with no packet-filter rule at all;
+ *               rp_filter; a vxlan device with static neighbour and FDB entries, a
+ *               host-gw route, or a WireGuard device with one peer, from the same
+ *               wireguard-go (or kernel WireGuard) the agents get), with no packet-filter rule at all;
  *   hand+ct:    that path with one conntrack rule per node (`-m conntrack --ctstate
  *               RELATED,ESTABLISHED -j ACCEPT` in FORWARD): the price of stateful
  *               filtering alone, the baseline Sluice is judged against;
@@ -28,11 +29,11 @@
  * one-second omitted warm-up). Ratios: sluice / hand+ct (target ≥ 0.95), sluice+1k /
  * sluice (target ≥ 0.98). Prints figures; asserts nothing.
  *
- * Run: npm run build && node build/bench/throughput.js [--seconds 3] [--rounds 5] [--backends vxlan,host-gw] [--dataplanes iptables,nftables]
+ * Run: npm run build && node build/bench/throughput.js [--seconds 3] [--rounds 5] [--backends vxlan,host-gw,wireguard] [--dataplanes iptables,nftables]
  */
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
 import type { KubeObject } from "../src/config/resourceKinds.js";
 import type { NetworkPolicyObject } from "../src/config/k8sSchemas.js";
@@ -50,7 +51,10 @@ import { parseNftTable } from "../src/dataplane/nftPlan.js";
 import { countIpsets, countRules, median, nsSh, sleep } from "./lib/nsTools.js";
 import { synthCluster } from "./lib/synthCluster.js";
 
-type Backend = "vxlan" | "host-gw";
+const BACKENDS = ["vxlan", "host-gw", "wireguard"] as const;
+type Backend = (typeof BACKENDS)[number];
+/** The pod MTU each backend gives on a 1500-byte underlay. */
+const POD_MTU: Record<Backend, number> = { vxlan: 1450, "host-gw": 1500, wireguard: 1420 };
 type Dataplane = "iptables" | "nftables";
 /** A dataplane's path names: `sluice` (iptables, as before) and `sluice-nft`. */
 const pathName = (d: Dataplane): string => (d === "iptables" ? "sluice" : "sluice-nft");
@@ -104,7 +108,7 @@ async function handWired(prefix: string, backend: Backend, conntrack: boolean): 
   const pod = (i: number): string => `${prefix}p${i}`;
   const under = (i: number): string => `10.251.0.${10 + i}`;
   const podNet = (i: number): string => `10.252.${i}`;
-  const mtu = backend === "vxlan" ? 1450 : 1500;
+  const mtu = POD_MTU[backend];
   await addNetns(u);
   await ip("-n", u, "link", "add", "br0", "type", "bridge");
   await ip("-n", u, "addr", "add", "10.251.0.1/24", "dev", "br0");
@@ -131,6 +135,7 @@ async function handWired(prefix: string, backend: Backend, conntrack: boolean): 
     await ip("-n", node(i), "route", "add", `${podNet(i)}.2/32`, "dev", "cali0");
   }
   const mac = (i: number): string => `02:00:00:00:0${i}:01`;
+  const keys = backend === "wireguard" ? [await wgKeys(), await wgKeys()] : [];
   for (const [i, peer] of [[1, 2], [2, 1]] as const) {
     if (backend === "vxlan") {
       // As the agent makes it: flannel's port, no learning, the underlay as its link.
@@ -140,6 +145,8 @@ async function handWired(prefix: string, backend: Backend, conntrack: boolean): 
       await ip("-n", node(i), "neigh", "add", `${podNet(peer)}.0`, "lladdr", mac(peer), "dev", "vx0", "nud", "permanent");
       await nsExec(node(i), "bridge", ["fdb", "append", mac(peer), "dev", "vx0", "dst", under(peer)]);
       await ip("-n", node(i), "route", "add", `${podNet(peer)}.0/24`, "via", `${podNet(peer)}.0`, "dev", "vx0", "onlink");
+    } else if (backend === "wireguard") {
+      await handWireguard(node(i), `wg${conntrack ? "c" : "b"}${process.pid % 1000}x${i}`, keys[i - 1] as WgKeys, (keys[peer - 1] as WgKeys).pub, { self: podNet(i), peer: podNet(peer), peerAddress: under(peer) });
     } else {
       await ip("-n", node(i), "route", "add", `${podNet(peer)}.0/24`, "via", under(peer), "dev", "eth0");
     }
@@ -152,6 +159,34 @@ async function handWired(prefix: string, backend: Backend, conntrack: boolean): 
     pod: { name: tag, clientNs: pod(1), serverNs: pod(2), serverIp: `${podNet(2)}.2` },
     underlay: { name: "underlay", clientNs: node(1), serverNs: node(2), serverIp: under(2) },
   };
+}
+
+interface WgKeys {
+  priv: string;
+  pub: string;
+}
+
+async function wgKeys(): Promise<WgKeys> {
+  const priv = (await run("wg", ["genkey"])).stdout.trim();
+  return { priv, pub: (await run("wg", ["pubkey"], priv)).stdout.trim() };
+}
+
+/**
+ * WireGuard by hand, as the agent makes it where the kernel has none: wireguard-go's
+ * device (a name of its own: its control socket is global), the key, port 51820, one peer
+ * with AllowedIPs its pod subnet, the subnet's network address, MTU 1420, a route per peer.
+ */
+async function handWireguard(ns: string, dev: string, own: WgKeys, peerPub: string, o: { self: string; peer: string; peerAddress: string }): Promise<void> {
+  const started = await run("ip", ["netns", "exec", ns, "wireguard-go", dev], undefined, 30_000, { ...process.env, WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD: "1" });
+  if (started.code !== 0) throw new Error(`wireguard-go ${dev}: ${started.stderr}`);
+  const keyFile = join(mkdtempSync(join(tmpdir(), "sluice-bench-wg-")), "key");
+  writeFileSync(keyFile, own.priv, { mode: 0o600 });
+  const set = await run("ip", ["netns", "exec", ns, "wg", "set", dev, "private-key", keyFile, "listen-port", "51820", "peer", peerPub, "endpoint", `${o.peerAddress}:51820`, "allowed-ips", `${o.peer}.0/24`]);
+  rmSync(dirname(keyFile), { recursive: true, force: true });
+  if (set.code !== 0) throw new Error(`wg set ${dev}: ${set.stderr}`);
+  await ip("-n", ns, "addr", "add", `${o.self}.0/32`, "dev", dev);
+  await ip("-n", ns, "link", "set", dev, "mtu", "1420", "up");
+  await ip("-n", ns, "route", "add", `${o.peer}.0/24`, "dev", dev);
 }
 
 async function removeNamespaces(prefix: string): Promise<void> {
@@ -289,7 +324,7 @@ async function rounds(paths: readonly Path[], n: number, seconds: number): Promi
 }
 
 async function benchBackend(backend: Backend, o: { seconds: number; rounds: number; dataplanes: readonly Dataplane[] }): Promise<Array<[string, number[]]>> {
-  const id = `${process.pid.toString(36)}${backend === "vxlan" ? "v" : "g"}`;
+  const id = `${process.pid.toString(36)}${backend === "vxlan" ? "v" : backend === "host-gw" ? "g" : "w"}`;
   const hand = `slttp${id}h-`;
   const handCt = `slttp${id}c-`;
   // One two-node sandbox per dataplane, side by side, measured in the same rounds.
@@ -336,7 +371,7 @@ async function main(): Promise<void> {
   const backends = values.backends.split(",") as Backend[];
   if (!Number.isInteger(seconds) || seconds < 1) throw new Error(`--seconds: expected a whole number of seconds ≥ 1, got ${values.seconds}`);
   if (!Number.isInteger(roundsN) || roundsN < 1) throw new Error(`--rounds: expected a whole number ≥ 1, got ${values.rounds}`);
-  for (const b of backends) if (b !== "vxlan" && b !== "host-gw") throw new Error(`--backends: "${b}" is not vxlan or host-gw`);
+  for (const b of backends) if (!(BACKENDS as readonly string[]).includes(b)) throw new Error(`--backends: "${b}" is not one of ${BACKENDS.join(", ")}`);
   if ((await run("iperf3", ["--version"])).code !== 0) throw new Error("iperf3 is not installed (apt-get install -y iperf3; scripts/setup.sh installs it)");
   const cpu = cpus();
   console.log(`pod-to-pod TCP throughput, one iperf3 stream, ${roundsN} rounds × ${seconds} s per path (${cpu.length} × ${cpu[0]?.model ?? "cpu"}, load ${loadavg()[0]?.toFixed(2)}, node ${process.version})`);
@@ -349,11 +384,11 @@ async function main(): Promise<void> {
     const ratio = (a: string, b: string): string => ((med.get(a) ?? NaN) / (med.get(b) ?? NaN)).toFixed(3);
     for (const d of dataplanes) {
       const n = pathName(d);
-      console.log(`${`${n} / hand+ct`.padEnd(22)} ${ratio(n, "hand+ct")}  (target ≥ ${d === "iptables" ? "0.95" : "0.97"})`);
+      console.log(`${`${n} / hand+ct`.padEnd(22)} ${ratio(n, "hand+ct")}  (target ≥ ${backend === "wireguard" ? "0.90" : d === "iptables" ? "0.95" : "0.97"})`);
       console.log(`${`${n}+1k / ${n}`.padEnd(22)} ${ratio(`${n}+1k`, n)}  (target ≥ 0.98; against the 2nd hand+ct: ${ratio(`${n}+1k`, "hand+ct (2nd)")})`);
     }
     console.log(`hand+ct / hand        ${ratio("hand+ct", "hand")}  (what one conntrack rule costs)`);
-    console.log(`hand / underlay       ${ratio("hand", "underlay")}  (what the pod path and ${backend === "vxlan" ? "encapsulation" : "routing"} cost)`);
+    console.log(`hand / underlay       ${ratio("hand", "underlay")}  (what the pod path and ${backend === "vxlan" ? "encapsulation" : backend === "wireguard" ? "encryption (wireguard-go here)" : "routing"} cost)`);
   }
 }
 

@@ -2,14 +2,15 @@
  * WireGuard: the common connectivity suite (full pod matrix, MTU, a node added and
  * removed, both agents restarted without a datagram lost) on two L2 segments behind a
  * router, then what only an encrypting backend must show: the underlay carries no pod
- * payload and no pod address, a restarted agent keeps its public key, a departed node's
+ * payload and no pod address, a restarted agent keeps its public key, a rotated key reaches
+ * every peer, a departed node's
  * peer is removed from every device, and `sluicectl cleanup` removes the device. The kernel here has no WireGuard, so the agents run
  * Debian's wireguard-go (the kernel's WireGuard is tested in the kernel-feature VM).
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { readFileSync, rmSync } from "node:fs";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { wireguardDataOf } from "../../src/backends/wireguard/spec.js";
 import { run } from "../../src/dataplane/exec.js";
@@ -18,8 +19,8 @@ import { eventually } from "../../src/sandbox/endpoints.js";
 import { netnsPids, nsExec } from "../../src/sandbox/netns.js";
 import { binPath } from "../../src/sandbox/paths.js";
 import { listLeases, removeSandboxNode } from "../../src/sandbox/nodes.js";
-import { createPod, getPod } from "../../src/sandbox/pods.js";
-import { openPodStream } from "../../src/sandbox/probe.js";
+import { createPod, getPod, listPods, podId } from "../../src/sandbox/pods.js";
+import { formatMatrix, openPodStream, reachability, waitForReachability } from "../../src/sandbox/probe.js";
 import { e2eSuite } from "./connectivity.js";
 
 /** The device's peers' public keys, read as the node's agent sees them (its /run/wireguard). */
@@ -96,6 +97,29 @@ e2eSuite("ew", "wireguard", 2, {}, (sb) => {
     assert.equal(await devicePublicKey(sb, n1), before, "the device kept its key");
     assert.deepEqual(await devicePeers(sb, n1), peersBefore);
     for (const other of [node(2), node(3)]) assert.ok((await devicePeers(sb, other)).includes(before), `${other.name} still has node-1 as a peer`);
+  });
+
+  test("a rotated key (a new one written to the key file, the agent restarted) is published, taken by the device and by every peer; traffic flows again", async () => {
+    const n2 = node(2);
+    const old = await leaseKey(sb, n2);
+    assert.ok(old);
+    await sb.stopAgent(n2);
+    // The file is the key's source of truth; the device's key is kept only when there is no file.
+    writeFileSync(join(n2.stateDir, "wgkey"), (await run("wg", ["genkey"])).stdout.trim(), { mode: 0o400 });
+    await sb.startAgent(n2);
+    await sb.waitReady(n2);
+    const fresh = await leaseKey(sb, n2);
+    assert.ok(fresh && fresh !== old, "a new key pair, published in the lease");
+    assert.equal(await devicePublicKey(sb, n2), fresh, "the device took it");
+    for (const n of [node(1), node(3)]) {
+      assert.ok(await eventually(async () => {
+        const peers = await devicePeers(sb, n);
+        return peers.includes(fresh) && !peers.includes(old);
+      }, 15_000), `${n.name} swapped node-2's old key for the new one`);
+    }
+    const pods = listPods(sb).map(podId);
+    const { matrix, diff } = await waitForReachability(sb, reachability(pods, true), { port: 80, protocol: "TCP", withinMs: 15_000 });
+    assert.deepEqual(diff, [], formatMatrix(matrix));
   });
 
   test("a node that joins becomes a peer of every device; once it departs, every device drops it", async () => {
