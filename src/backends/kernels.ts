@@ -2,6 +2,7 @@
  * The backends' node sides (src/backends/<name>/kernel.ts), by type: the line beside
  * each one in specs.ts.
  */
+import { ipipKernel } from "./ipip/kernel.js";
 import { hostGwKernel } from "./hostGw/kernel.js";
 import type { BackendKernel } from "./kernelTypes.js";
 import type { Backend, BackendType } from "./specs.js";
@@ -12,6 +13,7 @@ const KERNELS: { readonly [T in BackendType]: BackendKernel<Extract<Backend, { t
   vxlan: vxlanKernel,
   "host-gw": hostGwKernel,
   wireguard: wireguardKernel,
+  ipip: ipipKernel,
 };
 
 export function kernelOf<B extends Backend>(b: B): BackendKernel<B> {

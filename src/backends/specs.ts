@@ -4,18 +4,20 @@
  */
 import { ConfigError } from "../config/errors.js";
 import { type HostGwBackend, hostGwSpec } from "./hostGw/spec.js";
+import { type IpipBackend, ipipSpec } from "./ipip/spec.js";
 import type { BackendSpec, RawBackend } from "./types.js";
 import { type VxlanBackend, vxlanSpec } from "./vxlan/spec.js";
 import { type WireguardBackend, wireguardSpec } from "./wireguard/spec.js";
 
 /** Every backend's parsed config. */
-export type Backend = VxlanBackend | HostGwBackend | WireguardBackend;
+export type Backend = VxlanBackend | HostGwBackend | WireguardBackend | IpipBackend;
 export type BackendType = Backend["type"];
 
 const SPECS: { readonly [T in BackendType]: BackendSpec<Extract<Backend, { type: T }>> } = {
   vxlan: vxlanSpec,
   "host-gw": hostGwSpec,
   wireguard: wireguardSpec,
+  ipip: ipipSpec,
 };
 
 export const SUPPORTED_BACKENDS = Object.keys(SPECS) as BackendType[];

@@ -4,7 +4,7 @@
  * operator's JSON works unchanged.
  */
 import { z } from "zod";
-import { type Backend, parseBackend } from "../backends/specs.js";
+import { type Backend, parseBackend, specOf } from "../backends/specs.js";
 import { ConfigError, describeZodIssues } from "./errors.js";
 import { cidrText, ipText } from "./netSchemas.js";
 import { type Cidr, type Family, bitsOf, cidrContainsIp, cidrEnd, formatCidr, formatIp, parseCidr, parseIp } from "../model/ip.js";
@@ -90,7 +90,11 @@ function buildConfig(raw: RawConfig, source: string): NetworkConfig {
     if (!raw.IPv6Network) throw new ConfigError("IPv6Network", "is required when EnableIPv6 is true", source);
     ipv6 = buildPool(6, raw.IPv6Network, raw.IPv6SubnetLen, raw.IPv6SubnetMin, raw.IPv6SubnetMax, { net: "IPv6Network", len: "IPv6SubnetLen", min: "IPv6SubnetMin", max: "IPv6SubnetMax" }, source);
   }
-  return { enableIPv4, enableIPv6, ipv4, ipv6, backend: parseBackend(raw.Backend, source), enableNFTables: raw.EnableNFTables ?? false };
+  const backend = parseBackend(raw.Backend, source);
+  const families = specOf(backend).families ?? [4, 6];
+  if (enableIPv6 && !families.includes(6)) throw new ConfigError("EnableIPv6", `backend ${backend.type} carries IPv4 only; set EnableIPv6 to false or use vxlan or wireguard for dual stack`, source);
+  if (enableIPv4 && !families.includes(4)) throw new ConfigError("EnableIPv4", `backend ${backend.type} carries IPv6 only`, source);
+  return { enableIPv4, enableIPv6, ipv4, ipv6, backend, enableNFTables: raw.EnableNFTables ?? false };
 }
 
 interface PoolKeys {

@@ -26,6 +26,17 @@ export interface LinkInfo {
   kind: string | undefined;
   /** For vxlan links: the VNI, local address, port and underlay link. */
   vxlan?: { vni: number | undefined; local: IpAddr | undefined; port: number | undefined; link: number | undefined; learning: boolean; gbp: boolean };
+  /** For ipip links: the local and remote addresses (remote undefined: any, as a flannel-style tunnel has it). */
+  ipip?: { local: IpAddr | undefined; remote: IpAddr | undefined };
+}
+
+// The netlink package writes IFLA_IPTUN_LOCAL/REMOTE (__be32) as host-order u32s: pass the address's bytes read little-endian.
+const be32ToU32 = (ip: IpAddr): number => ipToBytes(ip).readUInt32LE(0);
+function u32ToIp4(n: number | undefined): IpAddr | undefined {
+  if (!n) return undefined;
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(n >>> 0);
+  return ipFromBytes(b);
 }
 
 export interface AddrInfo {
@@ -111,6 +122,12 @@ export class Netlink {
           gbp: Boolean(vx.gbp),
         };
       }
+      if (info?.kind === "ipip" && info.data) {
+        const t = ifla.parseIptun(info.data);
+        link.ipip = { local: u32ToIp4(t.local), remote: u32ToIp4(t.remote) };
+      } else if (info?.kind === "ipip") {
+        link.ipip = { local: undefined, remote: undefined };
+      }
       return link;
     });
   }
@@ -132,6 +149,13 @@ export class Netlink {
     };
     const linkinfo = toBuffer(ifla.formatInfo({ kind: "vxlan", data: toBuffer(ifla.formatVxlan(vx)) }));
     await this.sock.newLink({}, { ifname: o.name, mtu: o.mtu, address: parseMac(o.mac), linkinfo }, { flags: FlagsNew.CREATE | FlagsNew.EXCL });
+  }
+
+  /** An IPIP tunnel from `local` to any remote (the route's gateway picks the peer); rejects when the kernel has no IPIP. */
+  async createIpip(o: { name: string; local: IpAddr; mtu: number }): Promise<void> {
+    const data = toBuffer(ifla.formatIptun({ local: be32ToU32(o.local), pmtudisc: 1 }));
+    const linkinfo = toBuffer(ifla.formatInfo({ kind: "ipip", data }));
+    await this.sock.newLink({}, { ifname: o.name, mtu: o.mtu, linkinfo }, { flags: FlagsNew.CREATE | FlagsNew.EXCL });
   }
 
   /** A link of a kind that takes no attributes at creation (wireguard); rejects when the kernel lacks the kind. */

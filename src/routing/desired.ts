@@ -41,7 +41,7 @@ export interface DesiredTunnelPeer {
 /** How the route to one peer was chosen, for logs and `sluicectl`. */
 export interface PeerDecision {
   peer: string;
-  via: "vxlan" | "wireguard" | "direct" | "skipped";
+  via: "vxlan" | "wireguard" | "ipip" | "direct" | "skipped";
   reason?: string;
 }
 

@@ -26,8 +26,8 @@ const LAYOUT = [
   { namespace: "y", name: "c", node: 1 },
 ];
 
-/** The pod MTU on a 1500-byte underlay: host-gw's is the underlay's, VXLAN costs 50, WireGuard 80. */
-const POD_MTU: Record<SandboxBackend, number> = { "host-gw": 1500, vxlan: 1450, "vxlan-direct": 1450, wireguard: 1420 };
+/** The pod MTU on a 1500-byte underlay: host-gw's is the underlay's, VXLAN costs 50, WireGuard 80, IPIP 20. */
+const POD_MTU: Record<SandboxBackend, number> = { "host-gw": 1500, vxlan: 1450, "vxlan-direct": 1450, wireguard: 1420, ipip: 1480 };
 
 /** `more` adds a backend's own tests to the suite, on the same cluster, after the common ones. */
 export function e2eSuite(tag: string, backend: SandboxBackend, segments: 1 | 2, extra: Partial<TestClusterOptions> = {}, more?: (sb: Sandbox) => void): void {

@@ -31,12 +31,15 @@ const VARIANTS: Array<{ name: string; backend: Record<string, unknown> }> = [
   ...SUPPORTED_BACKENDS.map((t) => ({ name: t, backend: { Type: t } })),
   { name: "vxlan-direct", backend: { Type: "vxlan", DirectRouting: true } },
   { name: "vxlan-tuned", backend: { Type: "vxlan", VNI: 4096, Port: 4789, MTU: 1400, GBP: true, MacPrefix: "AA:BB" } },
+  { name: "ipip-direct", backend: { Type: "ipip", DirectRouting: true } },
   { name: "wireguard-auto", backend: { Type: "wireguard", Mode: "auto", ListenPort: 51000, PersistentKeepaliveInterval: 25 } },
   { name: "wireguard-ipv6", backend: { Type: "wireguard", Mode: "ipv6", MTU: 1450, PSK: Buffer.alloc(32, 7).toString("base64") } },
 ];
 
 function scenario(backendJson: Record<string, unknown>): string {
-  const cfg = parseNetworkConfig({ Network: "10.244.0.0/16", EnableIPv6: true, IPv6Network: "fd00:244::/56", Backend: backendJson });
+  // Dual stack where the backend carries both families (ipip: IPv4 only, a dual-stack config is refused).
+  const dual = (specOf(parseBackend(backendJson, "t")).families ?? [4, 6]).includes(6);
+  const cfg = parseNetworkConfig({ Network: "10.244.0.0/16", ...(dual ? { EnableIPv6: true, IPv6Network: "fd00:244::/56" } : {}), Backend: backendJson });
   const spec = specOf(cfg.backend);
   const peer = (n: number, segment: number, o: { data?: boolean; subnet?: string } = {}): Peer => {
     const data = o.data === false ? {} : spec.leaseData(cfg.backend, localOf(cfg.backend.type, n));
@@ -55,7 +58,7 @@ function scenario(backendJson: Record<string, unknown>): string {
   const view = {
     backend: cfg.backend,
     subnet: parseCidr("10.244.1.0/24"),
-    subnet6: parseCidr("fd00:244:0:1::/64"),
+    subnet6: dual ? parseCidr("fd00:244:0:1::/64") : undefined,
     publicIP: parseIp("10.250.1.11"),
     publicIPv6: parseIp("fd00:250:1::11"),
     onLinkNetworks: [parseCidr("10.250.1.0/24"), parseCidr("fd00:250:1::/64")],
@@ -92,6 +95,7 @@ describe("backends: one scenario, every backend", () => {
     const owned = (name: string, kind: string): boolean => ALL_KERNELS.some((k) => k.ownsLink(link(name, kind)));
     assert.ok(owned("sluice.1", "vxlan") && owned("sluice-v6.4096", "vxlan"));
     assert.ok(owned("sluice-wg", "wireguard") && owned("sluice-wg-v6", "wireguard") && owned("sluice-wg", "tun"), "kernel WireGuard, and wireguard-go's TUN");
+    assert.ok(owned("sluice.ipip", "ipip") && !owned("tunl0", "ipip") && !owned("flannel.ipip", "ipip"), "our IPIP device, not the kernel's fallback tunl0");
     assert.ok(!owned("flannel.1", "vxlan") && !owned("sluice.1", "bridge") && !owned("eth0", "veth") && !owned("sluice-wg", "veth") && !owned("wg0", "wireguard"));
   });
 
