@@ -6,7 +6,7 @@ import { chmod } from "node:fs/promises";
 
 // sluice-worker is no command: the agent runs it as a worker thread (src/util/workerThread.ts).
 const entries = ["sluice-agent", "sluicectl", "sluice-cni", "sluice-worker"];
-const external = ["netlink", "etcd3", "@grpc/grpc-js", "@grpc/proto-loader", "@kubernetes/client-node"];
+const external = ["netlink", "koffi", "etcd3", "@grpc/grpc-js", "@grpc/proto-loader", "@kubernetes/client-node"];
 
 for (const name of entries) {
   const outfile = `dist/bin/${name}.js`;

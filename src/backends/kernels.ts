@@ -4,6 +4,7 @@
  */
 import { ipipKernel } from "./ipip/kernel.js";
 import { hostGwKernel } from "./hostGw/kernel.js";
+import { udpKernel } from "./udp/kernel.js";
 import type { BackendKernel } from "./kernelTypes.js";
 import type { Backend, BackendType } from "./specs.js";
 import { vxlanKernel } from "./vxlan/kernel.js";
@@ -14,6 +15,7 @@ const KERNELS: { readonly [T in BackendType]: BackendKernel<Extract<Backend, { t
   "host-gw": hostGwKernel,
   wireguard: wireguardKernel,
   ipip: ipipKernel,
+  udp: udpKernel,
 };
 
 export function kernelOf<B extends Backend>(b: B): BackendKernel<B> {

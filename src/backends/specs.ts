@@ -5,12 +5,13 @@
 import { ConfigError } from "../config/errors.js";
 import { type HostGwBackend, hostGwSpec } from "./hostGw/spec.js";
 import { type IpipBackend, ipipSpec } from "./ipip/spec.js";
+import { type UdpBackend, udpSpec } from "./udp/spec.js";
 import type { BackendSpec, RawBackend } from "./types.js";
 import { type VxlanBackend, vxlanSpec } from "./vxlan/spec.js";
 import { type WireguardBackend, wireguardSpec } from "./wireguard/spec.js";
 
 /** Every backend's parsed config. */
-export type Backend = VxlanBackend | HostGwBackend | WireguardBackend | IpipBackend;
+export type Backend = VxlanBackend | HostGwBackend | WireguardBackend | IpipBackend | UdpBackend;
 export type BackendType = Backend["type"];
 
 const SPECS: { readonly [T in BackendType]: BackendSpec<Extract<Backend, { type: T }>> } = {
@@ -18,6 +19,7 @@ const SPECS: { readonly [T in BackendType]: BackendSpec<Extract<Backend, { type:
   "host-gw": hostGwSpec,
   wireguard: wireguardSpec,
   ipip: ipipSpec,
+  udp: udpSpec,
 };
 
 export const SUPPORTED_BACKENDS = Object.keys(SPECS) as BackendType[];

@@ -221,7 +221,7 @@ on stderr. The file: $SLUICE_CONFIG, else $XDG_CONFIG_HOME/sluice/config.json, e
   demo: {
     summary: "a 3-node sandbox, pods in two namespaces wired by sluice-cni, a connectivity matrix from real TCP probes; --keep leaves it up",
     flags: [
-      { name: "backend", kind: "string", help: "vxlan, host-gw, vxlan-direct, wireguard or ipip", default: "vxlan" },
+      { name: "backend", kind: "string", help: "vxlan, host-gw, vxlan-direct, wireguard, ipip or udp", default: "vxlan" },
       { name: "keep", kind: "boolean", help: "leave the cluster running (remove it with: sluicectl demo-down)" },
     ],
     run: async (flags, _args, io) => runDemo({ backend: str(flags, "backend") ?? "vxlan", keep: flags["keep"] === true }, io),

@@ -45,7 +45,7 @@ export const SANDBOX_FLAGS: FlagSpec[] = [
   { name: "state-dir", kind: "string", help: "where the sandbox keeps its state file, logs and etcd", default: DEFAULT_SANDBOX_STATE },
   { name: "prefix", kind: "string", help: "up/down: name prefix of every namespace the sandbox makes", default: DEFAULT_SANDBOX_PREFIX },
   { name: "nodes", kind: "string", help: "up: number of nodes", default: "3" },
-  { name: "backend", kind: "string", help: "up: vxlan, host-gw, vxlan-direct (vxlan with DirectRouting) wireguard (encrypted; wireguard-go where the kernel has no WireGuard) or ipip (needs the kernel's ipip module)", default: "vxlan" },
+  { name: "backend", kind: "string", help: "up: vxlan, host-gw, vxlan-direct (vxlan with DirectRouting) wireguard (encrypted; wireguard-go where the kernel has no WireGuard) ipip (needs the kernel's ipip module) or udp (userspace, slow)", default: "vxlan" },
   { name: "segments", kind: "string", help: "up: L2 segments of the underlay, 1 or 2 (joined by a router)", default: "1" },
   { name: "network", kind: "string", help: "up: the cluster network", default: "10.244.0.0/16" },
   { name: "node", kind: "string", help: "pod create: the node (node-2 or 2); default: the node with the fewest pods" },
@@ -62,7 +62,7 @@ export const SANDBOX_FLAGS: FlagSpec[] = [
 ];
 
 export const SANDBOX_USAGE = `Usage:
-  sluicectl sandbox up [--nodes 3] [--backend vxlan|host-gw|vxlan-direct|wireguard|ipip] [--segments 1|2]
+  sluicectl sandbox up [--nodes 3] [--backend vxlan|host-gw|vxlan-direct|wireguard|ipip|udp] [--segments 1|2]
   sluicectl sandbox down
   sluicectl sandbox status [-o json]
   sluicectl sandbox node add | node remove <node> [--keep-lease] | node restart <node>

@@ -89,7 +89,7 @@ export function describeRouting(d: DesiredRouting): string[] {
   for (const f of d.fdb) lines.push(`fdb ${f.mac} dst ${formatIp(f.dst)} dev ${f.dev} self permanent`);
   for (const t of d.tunnelPeers) {
     const endpoint = t.endpoint ? ` endpoint ${t.endpoint.ip.family === 6 ? `[${formatIp(t.endpoint.ip)}]` : formatIp(t.endpoint.ip)}:${t.endpoint.port}` : " (no endpoint)";
-    lines.push(`wg ${t.dev} peer ${t.publicKey} (${t.name})${endpoint} allowed-ips ${t.allowedIps.map(formatCidr).join(",")}${t.keepaliveSeconds ? ` persistent-keepalive ${t.keepaliveSeconds}` : ""}`);
+    lines.push(`${t.publicKey ? `wg ${t.dev} peer ${t.publicKey}` : `udp ${t.dev} peer`} (${t.name})${endpoint} allowed-ips ${t.allowedIps.map(formatCidr).join(",")}${t.keepaliveSeconds ? ` persistent-keepalive ${t.keepaliveSeconds}` : ""}`);
   }
   for (const p of d.problems) lines.push(`problem ${p}`);
   for (const r of d.refused) lines.push(`refused ${r}`);

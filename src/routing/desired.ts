@@ -24,13 +24,15 @@ export interface DesiredFdb {
 }
 
 /**
- * One peer of a keyed tunnel device (WireGuard): the peer's public key, where to send to
- * (undefined: wait for the peer to reach us), the pod subnets it may carry.
+ * One peer of a tunnel the agent configures itself: a keyed device (WireGuard: the peer's
+ * public key) or the udp backend's forwarder (no key: the peer is its endpoint). Where to
+ * send to (undefined: wait for the peer to reach us), the pod subnets it may carry.
  */
 export interface DesiredTunnelPeer {
   dev: string;
   /** The peer node's name, for logs. */
   name: string;
+  /** WireGuard's public key; empty for the keyless udp forwarder. */
   publicKey: string;
   endpoint: { ip: IpAddr; port: number } | undefined;
   allowedIps: Cidr[];
@@ -41,7 +43,7 @@ export interface DesiredTunnelPeer {
 /** How the route to one peer was chosen, for logs and `sluicectl`. */
 export interface PeerDecision {
   peer: string;
-  via: "vxlan" | "wireguard" | "ipip" | "direct" | "skipped";
+  via: "vxlan" | "wireguard" | "ipip" | "udp" | "direct" | "skipped";
   reason?: string;
 }
 

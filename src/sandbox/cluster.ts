@@ -23,7 +23,7 @@ import { addNetns, delNetns, ip, listNetns, netnsPids, nsExec, sandboxNetns } fr
 import { EtcdObjects, KubeObjects, type SandboxKubeApi, type SandboxObjects } from "./objects.js";
 import { cidr, formatCidr, parseCidr } from "../model/ip.js";
 
-export const SANDBOX_BACKENDS = ["vxlan", "host-gw", "vxlan-direct", "wireguard", "ipip"] as const;
+export const SANDBOX_BACKENDS = ["vxlan", "host-gw", "vxlan-direct", "wireguard", "ipip", "udp"] as const;
 export type SandboxBackend = (typeof SANDBOX_BACKENDS)[number];
 
 export interface SandboxOptions {

@@ -26,8 +26,11 @@ const LAYOUT = [
   { namespace: "y", name: "c", node: 1 },
 ];
 
-/** The pod MTU on a 1500-byte underlay: host-gw's is the underlay's, VXLAN costs 50, WireGuard 80, IPIP 20. */
-const POD_MTU: Record<SandboxBackend, number> = { "host-gw": 1500, vxlan: 1450, "vxlan-direct": 1450, wireguard: 1420, ipip: 1480 };
+/** The pod MTU on a 1500-byte underlay: host-gw's is the underlay's, VXLAN costs 50, WireGuard 80, IPIP 20, UDP 28. */
+const POD_MTU: Record<SandboxBackend, number> = { "host-gw": 1500, vxlan: 1450, "vxlan-direct": 1450, wireguard: 1420, ipip: 1480, udp: 1472 };
+
+/** Backends whose packets the agent itself forwards (no kernel tunnel): a restart interrupts them. */
+const USERSPACE_FORWARDER: ReadonlySet<SandboxBackend> = new Set(["udp"]);
 
 /** `more` adds a backend's own tests to the suite, on the same cluster, after the common ones. */
 export function e2eSuite(tag: string, backend: SandboxBackend, segments: 1 | 2, extra: Partial<TestClusterOptions> = {}, more?: (sb: Sandbox) => void): void {
@@ -95,7 +98,7 @@ export function e2eSuite(tag: string, backend: SandboxBackend, segments: 1 | 2, 
       await allConnected("TCP", 80);
     });
 
-    test("a restart of both agents: no datagram lost, no silence over 100 ms; a long-lived TCP connection is not reset", async (t) => {
+    test(USERSPACE_FORWARDER.has(backend) ? "a restart of both agents: datagrams flow again (none are forwarded while the agents are down); a long-lived TCP connection is not reset" : "a restart of both agents: no datagram lost, no silence over 100 ms; a long-lived TCP connection is not reset", async (t) => {
       const n1 = node(1);
       const n2 = node(2);
       const stream = await openPodStream(sb, "x/a", "x/b", 80); // node-1 -> node-2
@@ -130,10 +133,18 @@ export function e2eSuite(tag: string, backend: SandboxBackend, segments: 1 | 2, 
       t.diagnostic(`x/a -> x/b: ${describeSequence(r)}`);
       assert.ok(r.sent > 200, `kept sending through the restarts: ${describeSequence(r)}`);
       assert.ok(r.sendGapMs <= MAX_GAP_MS, `the sender in x/a paused longer than ${MAX_GAP_MS} ms, so an outage could hide there (an overloaded machine; re-run): ${describeSequence(r)}`);
-      assert.deepEqual(r.lost, [], `every datagram arrived: ${describeSequence(r)}`);
-      assert.ok(r.gapMs <= MAX_GAP_MS, `no silence over ${MAX_GAP_MS} ms: ${describeSequence(r)}`);
+      if (USERSPACE_FORWARDER.has(backend)) {
+        // The agent is the forwarder: while it restarts no one reads the TUN device, so
+        // datagrams sent then are lost (as with flannel's udp). What must hold: forwarding
+        // resumes by itself, and TCP rides it out by retransmission.
+        const lastSent = r.sent - 1;
+        assert.ok(!r.lost.includes(lastSent) && !r.lost.includes(lastSent - 1), `datagrams flow again after the restarts: ${describeSequence(r)}`);
+      } else {
+        assert.deepEqual(r.lost, [], `every datagram arrived: ${describeSequence(r)}`);
+        assert.ok(r.gapMs <= MAX_GAP_MS, `no silence over ${MAX_GAP_MS} ms: ${describeSequence(r)}`);
+      }
       const want = sent.join("");
-      await eventually(async () => stream.received.length >= want.length, 5000, 50);
+      await eventually(async () => stream.received.length >= want.length, 15_000, 50);
       assert.equal(stream.closedWith, undefined, "the connection was not reset or closed");
       assert.equal(stream.received, want, "every message came back, in order");
       stream.close();
