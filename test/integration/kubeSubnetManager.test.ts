@@ -216,7 +216,7 @@ describe("KubeSubnetManager", () => {
   test("a missing or bad net-conf.json is a ConfigError naming the flag or the key", async () => {
     const { m } = manager("x", { config: "missing.json" });
     await assert.rejects(m.networkConfig(), /--net-config-path: cannot read/);
-    writeFileSync(join(dir, "bad.json"), JSON.stringify({ Network: "10.244.0.0/16", Backend: { Type: "udp" } }));
+    writeFileSync(join(dir, "bad.json"), JSON.stringify({ Network: "10.244.0.0/16", Backend: { Type: "gce" } }));
     const { m: bad } = manager("x", { config: "bad.json" });
     await assert.rejects(bad.networkConfig(), /Backend.Type/);
   });

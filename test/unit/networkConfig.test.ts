@@ -273,7 +273,7 @@ describe("Backend", () => {
   });
 
   test("unsupported Type is rejected, naming the supported ones", () => {
-    reject({ Network: "10.244.0.0/16", Backend: { Type: "udp" } }, "Backend.Type", /"udp" is not supported.*vxlan, host-gw, wireguard, ipip/);
+    reject({ Network: "10.244.0.0/16", Backend: { Type: "gce" } }, "Backend.Type", /"gce" is not supported.*vxlan, host-gw, wireguard, ipip, udp/);
     reject({ Network: "10.244.0.0/16", Backend: { Type: "ip-in-ip" } }, "Backend.Type", /not supported/);
     reject({ Network: "10.244.0.0/16", EnableIPv6: true, IPv6Network: "fd00:244::/56", Backend: { Type: "ipip" } }, "EnableIPv6", /backend ipip carries IPv4 only/);
     reject({ Network: "10.244.0.0/16", Backend: { Type: 3 } }, "Backend.Type", /string/);
