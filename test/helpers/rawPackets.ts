@@ -272,6 +272,8 @@ export async function startFlow(netns: string, port: number, to: Record<4 | 6, s
 /** Sends every packet `count` times (a round every `intervalMs`) out of `iface` to `mac`; returns how many were written. */
 export async function sendRaw(netns: string, packets: readonly RawPacket[], o: { iface: string; mac: string; count: number; intervalMs: number }): Promise<number> {
   const p = new RawPacketsProcess(`raw sender in ${netns}`, netns, { mode: "send", packets, ...o });
-  return (await p.next("sent"))["sent"] as number;
+  // The rounds themselves take count × intervalMs; on top, a python start that takes many
+  // seconds in the software-emulated VM when CI runs it beside the other suites.
+  return (await p.next("sent", 60_000 + o.count * o.intervalMs))["sent"] as number;
 }
 
