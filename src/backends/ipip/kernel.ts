@@ -6,6 +6,7 @@
  */
 import { formatIp, ipEquals } from "../../model/ip.js";
 import { ensureDeviceAddress } from "../deviceAddress.js";
+import { refuseForeignLink } from "../foreignLink.js";
 import type { BackendKernel } from "../kernelTypes.js";
 import { IPIP_DEVICE, type IpipBackend } from "./spec.js";
 
@@ -19,7 +20,7 @@ export const ipipKernel: BackendKernel<IpipBackend> = {
     if (!lease.subnet || !local || !pool) return {};
     const { nl, log } = node;
     let link = await nl.linkByName(IPIP_DEVICE);
-    if (link && link.kind !== "ipip") throw new Error(`interface ${IPIP_DEVICE} exists but is a ${link.kind ?? "plain"} device, not IPIP; remove it`);
+    refuseForeignLink(link, IPIP_DEVICE, (l) => l.kind === "ipip", "IPIP");
     if (link && !(link.ipip?.local && ipEquals(link.ipip.local, local) && link.ipip.remote === undefined)) {
       log.warn({ device: IPIP_DEVICE, local: link.ipip?.local && formatIp(link.ipip.local), want: formatIp(local) }, "IPIP device's local address changed; recreating it");
       await nl.deleteLink(link.index);

@@ -7,6 +7,7 @@
  */
 import { formatIp } from "../../model/ip.js";
 import { ensureDeviceAddress } from "../deviceAddress.js";
+import { refuseForeignLink } from "../foreignLink.js";
 import type { BackendKernel } from "../kernelTypes.js";
 import { UdpForwarder } from "./forwarder.js";
 import { UdpPeerTable } from "./peerTable.js";
@@ -26,7 +27,7 @@ export const udpKernel: BackendKernel<UdpBackend> = {
     if (!lease.subnet || !local || !pool) return {};
     const { nl, log } = node;
     const existing = await nl.linkByName(UDP_DEVICE);
-    if (existing && existing.kind !== "tun") throw new Error(`interface ${UDP_DEVICE} exists but is a ${existing.kind ?? "plain"} device, not TUN; remove it`);
+    refuseForeignLink(existing, UDP_DEVICE, (l) => l.kind === "tun", "TUN");
     const bindAddress = formatIp(local);
     if (running && (running.forwarder.port !== c.port || running.forwarder.bindAddress !== bindAddress)) {
       running.forwarder.stop();
@@ -49,7 +50,9 @@ export const udpKernel: BackendKernel<UdpBackend> = {
   async reconcilePeers(_c, node, peers) {
     if (!running) return 0;
     const table = new UdpPeerTable(
-      peers.flatMap((p) => (p.dev === UDP_DEVICE && p.endpoint?.ip.family === 4 ? p.allowedIps.map((subnet) => ({ name: p.name, address: formatIp(p.endpoint!.ip), port: p.endpoint!.port, subnet })) : [])),
+      peers.flatMap(({ name, dev, endpoint, allowedIps }) =>
+        dev === UDP_DEVICE && endpoint?.ip.family === 4 ? allowedIps.map((subnet) => ({ name, address: formatIp(endpoint.ip), port: endpoint.port, subnet })) : [],
+      ),
       localSubnet,
     );
     if (!running.forwarder.setTable(table)) return 0;

@@ -7,6 +7,7 @@
 import { spawn } from "node:child_process";
 import type { Logger } from "pino";
 import type { LinkInfo, Netlink } from "../../dataplane/netlink.js";
+import { refuseForeignLink } from "../foreignLink.js";
 import { wgShow } from "./wgTool.js";
 
 /** Whether a link of this name is a WireGuard device: the kernel's kind, or wireguard-go's TUN. */
@@ -14,7 +15,7 @@ export const isWireguardLink = (link: LinkInfo): boolean => link.kind === "wireg
 
 export async function ensureWireguardLink(nl: Netlink, name: string, mtu: number, log: Logger): Promise<LinkInfo> {
   let link = await nl.linkByName(name);
-  if (link && !isWireguardLink(link)) throw new Error(`interface ${name} exists but is a ${link.kind ?? "plain"} device, not WireGuard; remove it`);
+  refuseForeignLink(link, name, isWireguardLink, "WireGuard");
   if (link?.kind === "tun" && !(await wgShow(name).then(() => true, () => false))) {
     // A TUN of our name that no wireguard-go answers for (its daemon was killed): start over.
     log.warn({ device: name }, "WireGuard TUN device has no wireguard-go behind it; recreating it");
